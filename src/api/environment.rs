@@ -1,0 +1,179 @@
+//! `Environment`: where things run (region, account, ECS cluster, network, tenancy).
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, GoDuration};
+
+/// Where a team's services run: AWS region and account, ECS cluster, network and tenancy.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "shipshape.dev",
+    version = "v1alpha1",
+    kind = "Environment",
+    shortname = "env",
+    category = "shipshape",
+    status = "EnvironmentStatus",
+    printcolumn = r#"{"name":"Region","type":"string","jsonPath":".spec.region"}"#,
+    printcolumn = r#"{"name":"Cluster","type":"string","jsonPath":".spec.ecsCluster.name"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentSpec {
+    /// AWS region, e.g. eu-west-1.
+    #[schemars(length(min = 1))]
+    pub region: String,
+    /// Refuse to act when the AWS caller identity belongs to another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[0-9]{12}$"))]
+    pub account_id: Option<String>,
+    /// IAM role assumed for every AWS call in this environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub role_arn: Option<String>,
+    /// The ECS cluster services run in.
+    pub ecs_cluster: EcsClusterSpec,
+    /// Network placement for Fargate services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+    /// Tags applied to everything the controller creates in this environment.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// Namespaces whose StackSpecs and ServiceReleases may use this environment (empty: none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_namespaces: Vec<String>,
+    /// Where rollout analysis queries go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+    /// When true no new rollout starts in this environment; rollbacks still happen.
+    #[serde(default)]
+    pub freeze: bool,
+    /// What happens to a cluster the controller created when this object is deleted.
+    #[serde(default)]
+    pub deletion_policy: EnvironmentDeletionPolicy,
+    /// How often the cluster is re-read to correct drift (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_interval: Option<GoDuration>,
+}
+
+/// The ECS cluster of an environment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsClusterSpec {
+    /// Cluster name.
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"))]
+    pub name: String,
+    /// Create the cluster (true) or adopt an existing one (false).
+    #[serde(default)]
+    pub create: bool,
+    /// Capacity providers of a created cluster, e.g. FARGATE, FARGATE_SPOT.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_providers: Vec<String>,
+    /// CloudWatch Container Insights for a created cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_insights: Option<ContainerInsights>,
+}
+
+/// Container Insights setting of an ECS cluster.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ContainerInsights {
+    /// `enabled`
+    Enabled,
+    /// `disabled`
+    Disabled,
+    /// `enhanced`
+    Enhanced,
+}
+
+impl ContainerInsights {
+    /// The value ECS uses.
+    pub fn as_aws(self) -> &'static str {
+        match self {
+            ContainerInsights::Enabled => "enabled",
+            ContainerInsights::Disabled => "disabled",
+            ContainerInsights::Enhanced => "enhanced",
+        }
+    }
+}
+
+/// awsvpc network placement.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkSpec {
+    /// Subnet ids.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Security group ids.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Give tasks a public IP.
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+/// Health metric sources.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthSpec {
+    /// Prometheus server for analysis queries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusSpec>,
+}
+
+/// A Prometheus server.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSpec {
+    /// Base URL, e.g. http://prometheus.monitoring:9090.
+    #[schemars(pattern(r"^https?://.+"))]
+    pub url: String,
+    /// Secret holding credentials (keys `username`/`password` or `token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<SecretRef>,
+}
+
+/// A reference to a Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Secret name.
+    pub name: String,
+    /// Secret namespace (default: the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// What happens to a created cluster when its Environment is deleted.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum EnvironmentDeletionPolicy {
+    /// Leave the cluster in AWS.
+    #[default]
+    Retain,
+    /// Delete the cluster, if the controller created it.
+    Delete,
+}
+
+/// Observed state of an Environment.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvironmentStatus {
+    /// kstatus conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// ARN of the ECS cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    /// Account of the AWS caller identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_account_id: Option<String>,
+    /// Tag keys the controller applied, so removing one from the spec removes it in AWS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_tag_keys: Vec<String>,
+}

@@ -1,0 +1,54 @@
+//! The three custom resources (group `shipshape.dev`, version `v1alpha1`) and shared types.
+
+mod common;
+mod environment;
+pub mod reasons;
+mod release;
+mod stack;
+
+pub use common::*;
+pub use environment::*;
+pub use release::*;
+pub use stack::*;
+
+use kube::{CustomResourceExt, Resource};
+
+/// The API group of every shipshape resource.
+pub const GROUP: &str = "shipshape.dev";
+/// Label/tag key naming the controller that manages a resource.
+pub const MANAGED_BY_TAG: &str = "shipshape.dev/managed-by";
+/// Tag key naming the owning object (`namespace/name`, or `name` when cluster-scoped).
+pub const OWNER_TAG: &str = "shipshape.dev/owner";
+/// Value of [`MANAGED_BY_TAG`].
+pub const MANAGED_BY: &str = "shipshape";
+
+/// The finalizer of a kind: `<plural>.shipshape.dev/cleanup`.
+pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
+    format!("{}.{GROUP}/cleanup", K::plural(&()))
+}
+
+/// All CRDs, in a stable order.
+pub fn crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![Environment::crd(), StackSpec::crd(), ServiceRelease::crd()]
+}
+
+/// The CRDs as one multi-document YAML stream, as `shipshape crd` prints and `crds/` holds.
+pub fn crds_yaml() -> String {
+    crds()
+        .iter()
+        .map(|c| serde_yaml::to_string(c).expect("CRDs serialize"))
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// The owner tag value of an object: `namespace/name`, or `name` when cluster-scoped.
+pub fn owner_of<K: Resource>(obj: &K) -> String {
+    let meta = obj.meta();
+    let name = meta.name.clone().unwrap_or_default();
+    match &meta.namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name,
+    }
+}

@@ -1,0 +1,39 @@
+//! Every PascalCase reason shipshape writes into a condition or an Event, in one place.
+
+/// Desired and actual state match.
+pub const RECONCILED: &str = "Reconciled";
+/// The controller is working towards the desired state.
+pub const PROGRESSING: &str = "Progressing";
+/// The spec is invalid in a way the schema cannot catch.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// The named Environment does not exist.
+pub const ENVIRONMENT_NOT_FOUND: &str = "EnvironmentNotFound";
+/// The object's namespace is not in the Environment's `allowedNamespaces`.
+pub const ENVIRONMENT_NOT_ALLOWED: &str = "EnvironmentNotAllowed";
+/// The AWS caller identity is not the Environment's `accountId`.
+pub const ACCOUNT_MISMATCH: &str = "AccountMismatch";
+/// AWS refused a call for lack of permission.
+pub const ACCESS_DENIED: &str = "AccessDenied";
+/// AWS rejected a request as invalid.
+pub const AWS_VALIDATION: &str = "AwsValidationError";
+/// A transient AWS or Kubernetes error; retried with backoff.
+pub const TRANSIENT_ERROR: &str = "TransientError";
+/// `ecsCluster.create` is false and the cluster does not exist.
+pub const CLUSTER_NOT_FOUND: &str = "ClusterNotFound";
+/// A resource of that name belongs to another owner.
+pub const CONFLICT: &str = "Conflict";
+/// Work for this kind is accepted but not yet carried out by this version.
+pub const NOT_YET_SUPPORTED: &str = "NotYetSupported";
+/// The object is being deleted.
+pub const DELETING: &str = "Deleting";
+
+/// Event: something was created in AWS.
+pub const CREATED: &str = "Created";
+/// Event: a managed field was put back after a change outside shipshape.
+pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+/// Event: an existing resource was adopted.
+pub const ADOPTED: &str = "Adopted";
+/// Event: a resource was deleted in AWS as the deletion policy asked.
+pub const DELETED: &str = "Deleted";
+/// Event: a resource was left in AWS as the deletion policy asked.
+pub const RETAINED: &str = "Retained";

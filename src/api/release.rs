@@ -1,0 +1,370 @@
+//! `ServiceRelease`: one ECS service at one git SHA, rolled out and judged on health metrics.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, GitSha, GoDuration};
+
+/// One ECS service at one git SHA.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "shipshape.dev",
+    version = "v1alpha1",
+    kind = "ServiceRelease",
+    namespaced,
+    shortname = "release",
+    category = "shipshape",
+    status = "ServiceReleaseStatus",
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"SHA","type":"string","jsonPath":".spec.image.gitSha"}"#,
+    printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stableSha"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReleaseSpec {
+    /// Name of the Environment (immutable).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("environment is immutable; create a new ServiceRelease instead"))]
+    #[schemars(length(min = 1))]
+    pub environment: String,
+    /// ECS service name (default: metadata.name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"))]
+    pub service: Option<String>,
+    /// A StackSpec to wait for and whose outputs join the container env.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    /// The container image.
+    pub image: ImageSpec,
+    /// Task definition settings.
+    pub task: TaskSpec,
+    /// Desired task count.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub replicas: i32,
+    /// How rollouts proceed and are judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
+    /// When true no new rollout starts; rollbacks still happen.
+    #[serde(default)]
+    pub paused: bool,
+    /// How many history entries to keep.
+    #[serde(default = "default_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub history_limit: i32,
+    /// How often the ECS service is re-read to correct drift (default 60s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_interval: Option<GoDuration>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+fn default_history_limit() -> i32 {
+    10
+}
+fn default_true() -> bool {
+    true
+}
+
+/// The container image: `<repository>:<gitSha>`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSpec {
+    /// Image repository, e.g. an ECR repository URI.
+    #[schemars(length(min = 1))]
+    pub repository: String,
+    /// The git SHA; also the image tag.
+    pub git_sha: GitSha,
+}
+
+/// Task definition settings.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskSpec {
+    /// CPU units (256 = .25 vCPU).
+    #[schemars(range(min = 128, max = 16384))]
+    pub cpu: i32,
+    /// Memory in MiB.
+    #[schemars(range(min = 128, max = 122880))]
+    pub memory: i32,
+    /// Container port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: Option<i32>,
+    /// Command override.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// Environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Secrets injected by ECS from Secrets Manager or SSM.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretEnv>,
+    /// Task execution role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    /// Task role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    /// Container health check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// CloudWatch Logs group for the container's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_group: Option<String>,
+}
+
+/// A secret environment variable.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretEnv {
+    /// Variable name.
+    pub name: String,
+    /// Secrets Manager or SSM parameter ARN.
+    #[schemars(pattern(r"^arn:aws[a-z-]*:(secretsmanager|ssm):.+$"))]
+    pub value_from: String,
+}
+
+/// A container health check.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// Command, e.g. ["CMD-SHELL", "curl -f http://localhost:3000/health || exit 1"].
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// Between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GoDuration>,
+    /// Per check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    /// Failures before unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
+    pub retries: Option<i32>,
+    /// Grace period after start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<GoDuration>,
+}
+
+/// How a rollout proceeds and is judged.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// Extra tasks during a deployment, in percent of replicas.
+    #[serde(default = "default_surge")]
+    #[schemars(range(min = 0, max = 100))]
+    pub max_surge_percent: i32,
+    /// Tasks kept healthy during a deployment, in percent of replicas.
+    #[serde(default = "default_min_healthy")]
+    #[schemars(range(min = 0, max = 100))]
+    pub min_healthy_percent: i32,
+    /// Fail the rollout when it has not become Healthy in this time (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_deadline: Option<GoDuration>,
+    /// Metric analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+    /// Point the service back at the stable task definition on failure (default true).
+    #[serde(default = "default_true")]
+    pub auto_rollback: bool,
+}
+
+fn default_surge() -> i32 {
+    100
+}
+fn default_min_healthy() -> i32 {
+    100
+}
+
+/// Metric analysis of a rollout.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisSpec {
+    /// Wait after the deployment completes before the first measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<GoDuration>,
+    /// Between measurement rounds (default 30s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<GoDuration>,
+    /// Passing rounds in a row needed to promote.
+    #[serde(default = "default_successful_runs")]
+    #[schemars(range(min = 1, max = 100))]
+    pub successful_runs: i32,
+    /// Failed rounds tolerated; one more fails the rollout.
+    #[serde(default = "default_failure_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub failure_limit: i32,
+    /// Prometheus queries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<AnalysisQuery>,
+    /// CloudWatch alarm names; any in ALARM is a failed round.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cloudwatch_alarms: Vec<String>,
+}
+
+fn default_successful_runs() -> i32 {
+    3
+}
+fn default_failure_limit() -> i32 {
+    1
+}
+
+/// One PromQL query with its thresholds.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisQuery {
+    /// Name shown in status and metrics.
+    #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// PromQL; may use {{service}}, {{namespace}}, {{sha}}.
+    #[schemars(length(min = 1))]
+    pub prometheus: String,
+    /// Lowest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// Highest passing value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// What a query without samples counts as.
+    #[serde(default)]
+    pub no_data: NoDataPolicy,
+}
+
+/// Verdict for a query that returned no sample.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum NoDataPolicy {
+    /// Hold; fail only at the progress deadline.
+    #[default]
+    Inconclusive,
+    /// Count as passing.
+    Pass,
+    /// Count as failing.
+    Fail,
+}
+
+/// Phase of a release.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Phase {
+    /// Not started.
+    #[default]
+    Pending,
+    /// The ECS deployment is rolling out.
+    Progressing,
+    /// Health metrics are being judged.
+    Analyzing,
+    /// Promoted: this SHA is stable.
+    Healthy,
+    /// Failed and pointed back at the stable SHA.
+    RolledBack,
+    /// Failed with nothing to roll back to.
+    Failed,
+    /// Paused by the user.
+    Paused,
+}
+
+/// Observed state of a ServiceRelease.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReleaseStatus {
+    /// Where the release is.
+    #[serde(default)]
+    pub phase: Phase,
+    /// SHA the service runs or is moving to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_sha: Option<String>,
+    /// Last promoted SHA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_sha: Option<String>,
+    /// Task definition of `currentSha`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// Task definition of `stableSha`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_task_definition_arn: Option<String>,
+    /// The rollout under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+    /// Past rollouts, newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+    /// kstatus conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The rollout being judged.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// SHA being judged.
+    pub sha: String,
+    /// When it started.
+    pub started_at: DateTime<Utc>,
+    /// ECS deployment id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_id: Option<String>,
+    /// Recent measurements, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+    /// Failed rounds so far.
+    #[serde(default)]
+    pub failures: i32,
+}
+
+/// One measurement of one query.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    /// When it was taken.
+    pub at: DateTime<Utc>,
+    /// Query name.
+    pub query: String,
+    /// Value, when there was a sample.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Pass, Fail or Inconclusive.
+    pub verdict: String,
+}
+
+/// One past rollout.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// SHA.
+    pub sha: String,
+    /// Its task definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// How a rollout ended.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Outcome {
+    /// Became stable.
+    Promoted,
+    /// Failed and was rolled back.
+    RolledBack,
+    /// Replaced by a newer spec before it finished.
+    Superseded,
+    /// Failed with nothing to roll back to.
+    Failed,
+}

@@ -1,0 +1,290 @@
+//! `StackSpec`: the stateful pieces a service needs (RDS databases, S3 buckets).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, GoDuration};
+
+/// RDS databases and S3 buckets kept in their declared state, with outputs for services.
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "shipshape.dev",
+    version = "v1alpha1",
+    kind = "StackSpec",
+    namespaced,
+    shortname = "stack",
+    category = "shipshape",
+    status = "StackSpecStatus",
+    printcolumn = r#"{"name":"Environment","type":"string","jsonPath":".spec.environment"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSpecSpec {
+    /// Name of the Environment (immutable).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("environment is immutable; create a new StackSpec instead"))]
+    #[schemars(length(min = 1))]
+    pub environment: String,
+    /// RDS database instances.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseSpec>,
+    /// S3 buckets.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buckets: Vec<BucketSpec>,
+    /// Name of a ConfigMap the controller writes with endpoints, ports and bucket names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<String>,
+    /// Auto applies changes; Manual waits for `shipshape.dev/approve: <plan hash>`.
+    #[serde(default)]
+    pub approval: Approval,
+    /// How often RDS and S3 are re-read to correct drift (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_interval: Option<GoDuration>,
+}
+
+/// Whether changes apply at once or after review.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Approval {
+    /// Apply every change.
+    #[default]
+    Auto,
+    /// Write the plan to status and apply it once approved by annotation.
+    Manual,
+}
+
+/// An RDS database instance.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSpec {
+    /// DB instance identifier.
+    #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"))]
+    pub name: String,
+    /// Database engine.
+    pub engine: Engine,
+    /// Engine version, e.g. "16.4".
+    pub engine_version: String,
+    /// Instance class, e.g. db.t4g.micro.
+    #[schemars(pattern(r"^db\.[a-z0-9]+\.[a-z0-9]+$"))]
+    pub instance_class: String,
+    /// Allocated storage in GiB.
+    #[schemars(range(min = 20, max = 65536))]
+    pub allocated_storage_gi_b: i32,
+    /// Multi-AZ deployment.
+    #[serde(default)]
+    pub multi_az: bool,
+    /// Encrypt storage at rest (cannot change after creation).
+    #[serde(default = "default_true")]
+    pub storage_encrypted: bool,
+    /// Days of automated backups (0 disables them).
+    #[serde(default = "default_backup_days")]
+    #[schemars(range(min = 0, max = 35))]
+    pub backup_retention_days: i32,
+    /// RDS deletion protection.
+    #[serde(default)]
+    pub deletion_protection: bool,
+    /// Master user name.
+    #[serde(default = "default_master_username")]
+    #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9_]{0,15}$"))]
+    pub master_username: String,
+    /// Let RDS manage the master password in Secrets Manager (never copied elsewhere).
+    #[serde(default = "default_true")]
+    pub manage_master_user_password: bool,
+    /// What happens to the database when it leaves the spec or the StackSpec is deleted.
+    #[serde(default)]
+    pub deletion_policy: DatabaseDeletionPolicy,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_backup_days() -> i32 {
+    7
+}
+fn default_master_username() -> String {
+    "shipshape".into()
+}
+
+/// Database engines.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL.
+    Mysql,
+    /// MariaDB.
+    Mariadb,
+}
+
+/// Database deletion policy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DatabaseDeletionPolicy {
+    /// Delete after a final snapshot.
+    #[default]
+    Snapshot,
+    /// Leave the database.
+    Retain,
+    /// Delete without a snapshot.
+    Delete,
+}
+
+/// An S3 bucket.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketSpec {
+    /// Bucket name (globally unique).
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub name: String,
+    /// Object versioning.
+    #[serde(default)]
+    pub versioning: bool,
+    /// Default encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<BucketEncryption>,
+    /// Block all public access (default true).
+    #[serde(default = "default_true")]
+    pub block_public_access: bool,
+    /// Lifecycle rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<LifecycleRule>,
+    /// Tags beside the Environment's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// What happens to the bucket on deletion (Delete only removes an empty bucket).
+    #[serde(default)]
+    pub deletion_policy: BucketDeletionPolicy,
+}
+
+/// Bucket default encryption.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketEncryption {
+    /// AES256 or aws:kms.
+    pub algorithm: EncryptionAlgorithm,
+    /// KMS key id or ARN (aws:kms only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key_id: Option<String>,
+}
+
+/// S3 server-side encryption algorithms.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum EncryptionAlgorithm {
+    /// SSE-S3.
+    #[serde(rename = "AES256")]
+    Aes256,
+    /// SSE-KMS.
+    #[serde(rename = "aws:kms")]
+    AwsKms,
+}
+
+/// A lifecycle rule.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleRule {
+    /// Key prefix the rule applies to ("" for all).
+    #[serde(default)]
+    pub prefix: String,
+    /// Expire objects after this many days.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub expire_days: Option<i32>,
+    /// Storage class transitions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+}
+
+/// A storage class transition.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Days after creation.
+    #[schemars(range(min = 0))]
+    pub days: i32,
+    /// Target storage class.
+    pub storage_class: StorageClass,
+}
+
+/// S3 storage classes a transition can target.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[allow(clippy::upper_case_acronyms)]
+pub enum StorageClass {
+    /// STANDARD_IA
+    StandardIa,
+    /// ONEZONE_IA
+    OnezoneIa,
+    /// INTELLIGENT_TIERING
+    IntelligentTiering,
+    /// GLACIER_IR
+    GlacierIr,
+    /// GLACIER
+    Glacier,
+    /// DEEP_ARCHIVE
+    DeepArchive,
+}
+
+/// Bucket deletion policy.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum BucketDeletionPolicy {
+    /// Leave the bucket.
+    #[default]
+    Retain,
+    /// Delete it, only when empty.
+    Delete,
+}
+
+/// Observed state of a StackSpec.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackSpecStatus {
+    /// One entry per database and bucket.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ResourceStatus>,
+    /// kstatus conditions.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The pending plan when `approval: Manual`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PlanStatus>,
+}
+
+/// State of one managed AWS resource.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceStatus {
+    /// Database or Bucket.
+    pub kind: String,
+    /// Resource name.
+    pub name: String,
+    /// ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// AWS state (e.g. available).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Whether AWS matches the spec.
+    pub synced: bool,
+    /// Fields last corrected after drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+    /// When the resource was last read and found in sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<DateTime<Utc>>,
+}
+
+/// A plan awaiting approval.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanStatus {
+    /// Hash to put in the `shipshape.dev/approve` annotation.
+    pub hash: String,
+    /// Ordered changes.
+    pub changes: Vec<String>,
+}

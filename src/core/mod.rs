@@ -1,0 +1,6 @@
+//! The pure core: plans, conditions, requeue decisions. No async, no I/O.
+
+pub mod conditions;
+pub mod environment;
+pub mod requeue;
+pub mod tenancy;

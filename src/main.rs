@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", shipshape::api::crds_yaml());
+}

@@ -1,0 +1,3 @@
+//! Test support: the test API server and in-memory fakes (feature `test-support`).
+
+pub mod apiserver;
