@@ -3,6 +3,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod aws;
+pub mod controller;
 pub mod core;
+pub mod http;
+pub mod metrics;
+pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

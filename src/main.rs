@@ -1,3 +1,110 @@
-fn main() {
-    print!("{}", shipshape::api::crds_yaml());
+//! The `shipshape` binary (also usable as `kubectl-shipshape`).
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use shipshape::api::GoDuration;
+use shipshape::aws::sdk::SdkProvider;
+use shipshape::controller::{self, LeaseConfig, RunConfig, Settings};
+use shipshape::metrics::Metrics;
+use shipshape::telemetry::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "shipshape",
+    version,
+    about = "Keeps a team's AWS footprint (ECS, RDS, S3) in its declared state from Kubernetes"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (KUBECONFIG or in-cluster config; AWS_REGION, AWS_ENDPOINT_URL honoured).
+    Controller(Box<ControllerArgs>),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SHIPSHAPE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, env = "SHIPSHAPE_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Elect a leader on a Lease so only one replica acts.
+    #[arg(long, env = "SHIPSHAPE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Lease name.
+    #[arg(long, default_value = "shipshape-controller")]
+    lease_name: String,
+    /// Lease namespace (default: POD_NAMESPACE, else "default").
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity (default: POD_NAME, else hostname and pid).
+    #[arg(long, env = "POD_NAME")]
+    identity: Option<String>,
+    /// How long a lease is valid without renewal.
+    #[arg(long, default_value = "15s")]
+    lease_duration: GoDuration,
+    /// How often the leader renews and followers retry.
+    #[arg(long, default_value = "2s")]
+    lease_retry_period: GoDuration,
+    /// Default ECS drift interval (Environment, ServiceRelease).
+    #[arg(long, default_value = "60s")]
+    ecs_drift_interval: GoDuration,
+    /// Default RDS/S3 drift interval (StackSpec).
+    #[arg(long, default_value = "5m")]
+    stack_drift_interval: GoDuration,
+    /// AWS calls per second per environment and service.
+    #[arg(long, default_value_t = 20)]
+    aws_rate: u32,
+}
+
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "shipshape".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => {
+            print!("{}", shipshape::api::crds_yaml());
+            Ok(())
+        }
+        Command::Controller(args) => {
+            telemetry::init(args.log_format);
+            let metrics = Metrics::new();
+            let lease = args.leader_elect.then(|| LeaseConfig {
+                name: args.lease_name.clone(),
+                namespace: args.lease_namespace.clone(),
+                identity: args.identity.clone().unwrap_or_else(default_identity),
+                duration: args.lease_duration.duration(),
+                retry_period: args.lease_retry_period.duration(),
+            });
+            let result = controller::run(RunConfig {
+                metrics_addr: args.metrics_addr,
+                lease,
+                settings: Settings {
+                    ecs_drift: args.ecs_drift_interval.duration(),
+                    stack_drift: args.stack_drift_interval.duration(),
+                },
+                aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
+                metrics,
+            })
+            .await;
+            if let Err(e) = &result {
+                tracing::error!(error = %e, "controller stopped");
+            }
+            result
+        }
+    }
 }

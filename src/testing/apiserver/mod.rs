@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 pub use selector::{FieldSelector, LabelSelector};
-pub use store::{ApiError, ResourceType, Store};
+pub use store::{ApiError, Author, ResourceType, Store};
 
 use store::{Change, Written};
 
@@ -116,9 +116,7 @@ impl ApiServer {
                 &ty,
                 None,
                 crd.clone(),
-                "installer",
-                "Update",
-                false,
+                &Author::new("installer", "Update", false),
             );
             if let Ok(w) = w {
                 self.broadcast(w.changes);
@@ -130,13 +128,12 @@ impl ApiServer {
     pub fn create_namespace(&self, name: &str) {
         let ty = ResourceType::builtin("", "v1", "Namespace", "namespaces", false, &[]);
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        if let Ok(w) =
-            self.shared
-                .store
-                .lock()
-                .unwrap()
-                .create(&ty, None, obj, "installer", "Update", false)
-        {
+        if let Ok(w) = self.shared.store.lock().unwrap().create(
+            &ty,
+            None,
+            obj,
+            &Author::new("installer", "Update", false),
+        ) {
             self.broadcast(w.changes);
         }
     }
@@ -329,9 +326,7 @@ async fn handle(
                     &target.ty,
                     target.namespace.as_deref(),
                     obj,
-                    &manager,
-                    "Update",
-                    strict,
+                    &Author::new(&manager, "Update", strict),
                 )
             })
             .map(|o| (201, o)),
@@ -349,9 +344,7 @@ async fn handle(
                     &name,
                     obj,
                     target.subresource.as_deref(),
-                    &manager,
-                    "Replace",
-                    strict,
+                    &Author::new(&manager, "Replace", strict),
                 )
             })
             .map(|o| (200, o)),
@@ -403,7 +396,13 @@ fn write(
         };
         return f(&mut scratch).map(|w| w.object);
     }
-    let w = f(&mut store)?;
+    let mut w = f(&mut store)?;
+    if w.changes
+        .iter()
+        .any(|c| c.type_key == "events.events.k8s.io" && c.kind != "DELETED")
+    {
+        w.changes.extend(store.mirror_event(&w.object));
+    }
     for c in w.changes {
         let _ = shared.changes.send(c);
     }
@@ -519,9 +518,7 @@ fn patch(
                         ty,
                         target.namespace.as_deref(),
                         obj,
-                        manager,
-                        "Apply",
-                        strict,
+                        &Author::new(manager, "Apply", strict),
                     )
                 }
                 Some(current) => {
@@ -542,7 +539,14 @@ fn patch(
                     if let Some(rv) = applied["metadata"]["resourceVersion"].as_str() {
                         merged["metadata"]["resourceVersion"] = json!(rv);
                     }
-                    s.update(ty, &ns, name, merged, sub, manager, "Apply", strict)
+                    s.update(
+                        ty,
+                        &ns,
+                        name,
+                        merged,
+                        sub,
+                        &Author::new(manager, "Apply", strict),
+                    )
                 }
             };
             if result.is_ok() {
@@ -559,7 +563,16 @@ fn patch(
         match ct {
             "application/json-patch+json" => {
                 let p: json_patch::Patch = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}")))?;
-                json_patch::patch(&mut doc, &p).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+                // As in the API server's JSON patch library, `test` of a missing path against
+                // null succeeds (kube-rs' finalizer helper relies on it).
+                for op in p.0 {
+                    if let json_patch::PatchOperation::Test(t) = &op {
+                        if t.value.is_null() && doc.pointer(t.path.as_str()).is_none() {
+                            continue;
+                        }
+                    }
+                    json_patch::patch(&mut doc, &[op]).map_err(|e| ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}")))?;
+                }
             }
             "application/merge-patch+json" => {
                 let p: Value = serde_json::from_slice(body).map_err(|e| ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}")))?;
@@ -581,7 +594,7 @@ fn patch(
                 m.remove("resourceVersion");
             }
         }
-        s.update(ty, &ns, name, doc, sub, manager, "Update", strict)
+        s.update(ty, &ns, name, doc, sub, &Author::new(manager, "Update", strict))
     })
     .map(|o| (200, o))
 }
@@ -770,11 +783,7 @@ fn filtered(
     match (c.kind, before, now) {
         ("DELETED", true, _) | ("DELETED", _, true) => Some(("DELETED", c.object.clone())),
         ("DELETED", _, _) => None,
-        (_, false, true) => Some(if c.kind == "ADDED" {
-            ("ADDED", c.object.clone())
-        } else {
-            ("ADDED", c.object.clone())
-        }),
+        (_, false, true) => Some(("ADDED", c.object.clone())),
         (_, true, true) => Some(("MODIFIED", c.object.clone())),
         (_, true, false) => Some(("DELETED", c.object.clone())),
         _ => None,

@@ -181,6 +181,29 @@ pub struct Change {
     pub old: Option<Value>,
 }
 
+/// Who writes and how: the field manager, the operation (Update, Apply, Replace) and
+/// whether unknown fields are refused (`fieldValidation=Strict`).
+#[derive(Clone, Copy, Debug)]
+pub struct Author<'a> {
+    /// Field manager.
+    pub manager: &'a str,
+    /// Update, Apply or Replace.
+    pub operation: &'a str,
+    /// Refuse unknown fields.
+    pub strict: bool,
+}
+
+impl<'a> Author<'a> {
+    /// A writer.
+    pub fn new(manager: &'a str, operation: &'a str, strict: bool) -> Self {
+        Author {
+            manager,
+            operation,
+            strict,
+        }
+    }
+}
+
 /// Storage key: (type key, namespace or "", name).
 pub type Key = (String, String, String);
 
@@ -264,6 +287,16 @@ impl Store {
             ),
         ] {
             s.types.insert(t.key(), t);
+        }
+        // `kubectl get events` columns, as the real server prints them.
+        if let Some(t) = s.types.get_mut("events") {
+            t.printer_columns = vec![
+                json!({"name": "Last Seen", "type": "date", "jsonPath": ".lastTimestamp"}),
+                json!({"name": "Type", "type": "string", "jsonPath": ".type"}),
+                json!({"name": "Reason", "type": "string", "jsonPath": ".reason"}),
+                json!({"name": "Object", "type": "string", "jsonPath": ".involvedObject.name"}),
+                json!({"name": "Message", "type": "string", "jsonPath": ".message"}),
+            ];
         }
         s
     }
@@ -393,10 +426,13 @@ impl Store {
         ty: &ResourceType,
         namespace: Option<&str>,
         mut obj: Value,
-        manager: &str,
-        operation: &str,
-        strict: bool,
+        by: &Author,
     ) -> Result<Written, ApiError> {
+        let Author {
+            manager,
+            operation,
+            strict,
+        } = *by;
         if !obj.is_object() {
             return Err(ApiError::new(
                 400,
@@ -514,10 +550,13 @@ impl Store {
         name: &str,
         body: Value,
         subresource: Option<&str>,
-        manager: &str,
-        operation: &str,
-        strict: bool,
+        by: &Author,
     ) -> Result<Written, ApiError> {
+        let Author {
+            manager,
+            operation,
+            strict,
+        } = *by;
         let key = (ty.key(), ns.to_string(), name.to_string());
         let old = self
             .objects
@@ -753,6 +792,64 @@ impl Store {
             object: last,
             changes,
         })
+    }
+}
+
+impl Store {
+    /// The API server stores `events.k8s.io/v1` and core `v1` Events as one object seen
+    /// through two APIs; this keeps the core view (what `kubectl get events` and
+    /// `kubectl describe` read) in step with an events.k8s.io write.
+    pub fn mirror_event(&mut self, ev: &Value) -> Vec<Arc<Change>> {
+        let Some(core) = self.types.get("events").cloned() else {
+            return vec![];
+        };
+        let ns = ev["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string();
+        let name = ev["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let count = ev["series"]["count"].as_i64().unwrap_or(1);
+        let last = ev["series"]["lastObservedTime"]
+            .as_str()
+            .or(ev["eventTime"].as_str())
+            .unwrap_or("")
+            .to_string();
+        let mut obj = json!({
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": name, "namespace": ns},
+            "involvedObject": ev["regarding"], "reason": ev["reason"], "message": ev["note"], "type": ev["type"],
+            "source": {"component": ev["reportingController"]},
+            "reportingComponent": ev["reportingController"], "reportingInstance": ev["reportingInstance"],
+            "action": ev["action"], "eventTime": ev["eventTime"], "firstTimestamp": ev["eventTime"], "lastTimestamp": last, "count": count,
+        });
+        match self
+            .objects
+            .get(&(core.key(), ns.clone(), name.clone()))
+            .cloned()
+        {
+            None => self
+                .create(
+                    &core,
+                    Some(&ns),
+                    obj,
+                    &Author::new("event-mirror", "Update", false),
+                )
+                .map(|w| w.changes)
+                .unwrap_or_default(),
+            Some(existing) => {
+                obj["metadata"] = existing["metadata"].clone();
+                self.update(
+                    &core,
+                    &ns,
+                    &name,
+                    obj,
+                    None,
+                    &Author::new("event-mirror", "Update", false),
+                )
+                .map(|w| w.changes)
+                .unwrap_or_default()
+            }
+        }
     }
 }
 

@@ -1,0 +1,208 @@
+//! The AWS layer: domain traits and errors, the rate-limited and counted call path, and the
+//! SDK adapter (`sdk.rs`, the only file importing the AWS SDK service crates).
+
+pub mod sdk;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::core::environment::ObservedCluster;
+use crate::core::requeue::{backoff, Category};
+use crate::metrics::Metrics;
+
+/// A failed AWS call, by what it means for the controller.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum AwsError {
+    /// The resource does not exist.
+    #[error("{op}: not found: {message}")]
+    NotFound { op: &'static str, message: String },
+    /// The resource exists or is in a conflicting state.
+    #[error("{op}: conflict: {message}")]
+    Conflict { op: &'static str, message: String },
+    /// AWS throttled the call.
+    #[error("{op}: throttled by AWS: {message}")]
+    Throttled { op: &'static str, message: String },
+    /// The caller lacks a permission.
+    #[error("{op}: access denied ({message}); grant the controller's IAM role the permission for this action")]
+    AccessDenied { op: &'static str, message: String },
+    /// AWS rejected the request as invalid.
+    #[error("{op}: rejected as invalid: {message}")]
+    Invalid { op: &'static str, message: String },
+    /// Network failure, timeout or 5xx.
+    #[error("{op}: transient failure: {message}")]
+    Transient { op: &'static str, message: String },
+}
+
+impl AwsError {
+    /// The category deciding requeue and metrics.
+    pub fn category(&self) -> Category {
+        match self {
+            AwsError::NotFound { .. } | AwsError::Invalid { .. } => Category::AwsValidation,
+            AwsError::Conflict { .. } => Category::Conflict,
+            AwsError::Throttled { .. } => Category::Throttled,
+            AwsError::AccessDenied { .. } => Category::AccessDenied,
+            AwsError::Transient { .. } => Category::Transient,
+        }
+    }
+    /// The metric outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            AwsError::NotFound { .. } => "not_found",
+            AwsError::Conflict { .. } => "conflict",
+            AwsError::Throttled { .. } => "throttled",
+            AwsError::AccessDenied { .. } => "access_denied",
+            AwsError::Invalid { .. } => "invalid",
+            AwsError::Transient { .. } => "transient",
+        }
+    }
+    fn retryable(&self) -> bool {
+        matches!(
+            self,
+            AwsError::Throttled { .. } | AwsError::Transient { .. }
+        )
+    }
+}
+
+/// A new ECS cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewCluster {
+    /// Name.
+    pub name: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// Capacity providers.
+    pub capacity_providers: Vec<String>,
+    /// containerInsights value.
+    pub container_insights: Option<String>,
+}
+
+/// The ECS operations shipshape uses.
+#[async_trait]
+pub trait Ecs: Send + Sync {
+    /// The cluster, or None when missing.
+    async fn describe_cluster(&self, name: &str) -> Result<Option<ObservedCluster>, AwsError>;
+    /// Creates a cluster; returns its ARN.
+    async fn create_cluster(&self, cluster: &NewCluster) -> Result<String, AwsError>;
+    /// Adds or overwrites tags.
+    async fn tag_resource(
+        &self,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError>;
+    /// Removes tags.
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError>;
+    /// Sets the capacity providers of a cluster.
+    async fn put_capacity_providers(
+        &self,
+        cluster: &str,
+        providers: &[String],
+    ) -> Result<(), AwsError>;
+    /// Sets Container Insights.
+    async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError>;
+    /// Deletes a cluster.
+    async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError>;
+}
+
+/// The STS operations shipshape uses.
+#[async_trait]
+pub trait Sts: Send + Sync {
+    /// The account of the caller identity.
+    async fn caller_account(&self) -> Result<String, AwsError>;
+}
+
+/// The clients of one Environment.
+#[derive(Clone)]
+pub struct AwsClients {
+    /// ECS.
+    pub ecs: Arc<dyn Ecs>,
+    /// STS.
+    pub sts: Arc<dyn Sts>,
+}
+
+/// Where an Environment's clients point.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// Environment name (one rate limiter per environment and service).
+    pub environment: String,
+    /// Region.
+    pub region: String,
+    /// Role to assume.
+    pub role_arn: Option<String>,
+}
+
+/// Builds (and caches) the clients of an Environment.
+#[async_trait]
+pub trait AwsProvider: Send + Sync {
+    /// Clients for `target`.
+    async fn clients(&self, target: &Target) -> Result<AwsClients, AwsError>;
+}
+
+/// The one path every AWS call takes: a rate limiter per (environment, service), retries of
+/// throttles and transient failures with jittered backoff, and a metric per attempt.
+pub struct Caller {
+    service: &'static str,
+    limiter: DefaultDirectRateLimiter,
+    metrics: Metrics,
+    attempts: u32,
+    base_delay: Duration,
+}
+
+impl Caller {
+    /// A caller for one (environment, service) allowing `per_second` calls.
+    pub fn new(service: &'static str, per_second: u32, metrics: Metrics) -> Self {
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap();
+        Caller {
+            service,
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            metrics,
+            attempts: 4,
+            base_delay: Duration::from_millis(200),
+        }
+    }
+
+    /// Runs `f` under the limiter, retrying what is retryable.
+    pub async fn call<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T, AwsError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, AwsError>>,
+    {
+        let mut attempt = 1;
+        loop {
+            self.limiter.until_ready().await;
+            let result = f().await;
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(e) => e.outcome(),
+            };
+            self.metrics
+                .aws_requests
+                .with_label_values(&[self.service, op, outcome])
+                .inc();
+            if matches!(result, Err(AwsError::Throttled { .. })) {
+                self.metrics
+                    .aws_throttles
+                    .with_label_values(&[self.service, op])
+                    .inc();
+            }
+            match result {
+                Err(e) if e.retryable() && attempt < self.attempts => {
+                    tokio::time::sleep(backoff(
+                        attempt,
+                        self.base_delay,
+                        Duration::from_secs(5),
+                        rand::random(),
+                    ))
+                    .await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}

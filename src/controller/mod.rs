@@ -1,0 +1,235 @@
+//! The kube-rs runtime: one controller per kind in one process, behind a leader lease.
+
+mod environment;
+pub mod leader;
+mod release;
+mod stack;
+pub mod status;
+mod tenant;
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer;
+use kube::{Client, Resource, ResourceExt};
+use std::sync::Mutex;
+
+use crate::api::{reasons, Condition};
+use crate::aws::{AwsError, AwsProvider};
+use crate::core::conditions::{self, Readiness};
+use crate::core::requeue::{self, Category};
+use crate::metrics::Metrics;
+
+pub use leader::{Elector, LeaseConfig};
+
+/// Intervals that apply when a resource does not set its own.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// ECS drift interval (Environment, ServiceRelease).
+    pub ecs_drift: Duration,
+    /// RDS/S3 drift interval (StackSpec).
+    pub stack_drift: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            ecs_drift: Duration::from_secs(60),
+            stack_drift: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What every reconcile gets.
+pub struct Context {
+    /// Kubernetes client.
+    pub client: Client,
+    /// AWS clients per Environment.
+    pub aws: Arc<dyn AwsProvider>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Events reporter.
+    pub reporter: Reporter,
+    /// Default intervals.
+    pub settings: Settings,
+    /// Consecutive failures per object, for backoff (reset on success).
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A new context.
+    pub fn new(
+        client: Client,
+        aws: Arc<dyn AwsProvider>,
+        metrics: Metrics,
+        settings: Settings,
+    ) -> Self {
+        Context {
+            client,
+            aws,
+            metrics,
+            reporter: Reporter {
+                controller: "shipshape".into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+            settings,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publishes an Event about `obj`; failures are logged, never fatal.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        warning: bool,
+        reason: &str,
+        note: String,
+    ) {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let ev = Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    fn failure_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+        format!(
+            "{}/{}/{}",
+            K::kind(&()),
+            obj.meta().namespace.as_deref().unwrap_or(""),
+            obj.meta().name.as_deref().unwrap_or("")
+        )
+    }
+
+    fn reset_failures<K: Resource<DynamicType = ()>>(&self, obj: &K) {
+        self.failures
+            .lock()
+            .unwrap()
+            .remove(&Self::failure_key(obj));
+    }
+
+    fn bump_failures<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
+        let mut f = self.failures.lock().unwrap();
+        let n = f.entry(Self::failure_key(obj)).or_insert(0);
+        *n += 1;
+        *n
+    }
+}
+
+/// A reconcile failure the runtime retries.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Kubernetes API failure.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// AWS failure.
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+    /// Something refused, already written to status (e.g. cleanup that must not proceed).
+    #[error("{message}")]
+    Refused {
+        /// Category deciding the requeue.
+        category: Category,
+        /// Message.
+        message: String,
+    },
+    /// Finalizer helper failure.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// The static category of the failure.
+    pub fn category(&self) -> Category {
+        match self {
+            Error::Kube(_) => Category::Transient,
+            Error::Aws(e) => e.category(),
+            Error::Refused { category, .. } => *category,
+            Error::Finalizer(e) => match e.as_ref() {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.category()
+                }
+                _ => Category::Transient,
+            },
+        }
+    }
+}
+
+/// Requeue after a failure: by category, with jittered backoff for transient ones.
+pub fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    err: &Error,
+    ctx: Arc<Context>,
+    controller: &str,
+) -> Action {
+    let attempt = ctx.bump_failures(obj.as_ref());
+    let category = err.category();
+    ctx.metrics
+        .errors
+        .with_label_values(&[controller, category.label()])
+        .inc();
+    tracing::warn!(object = %obj.meta().name.as_deref().unwrap_or(""), error = %err, category = category.label(), attempt, "reconcile failed");
+    match requeue::after_failure(category, attempt, ctx.settings.stack_drift, rand::random()) {
+        Some(d) => Action::requeue(d),
+        None => Action::await_change(),
+    }
+}
+
+/// Records a finished reconcile in metrics.
+fn record(ctx: &Context, controller: &str, result: &Result<Action, Error>, started: Instant) {
+    let label = if result.is_ok() { "ok" } else { "error" };
+    ctx.metrics.reconciled(controller, label, started.elapsed());
+}
+
+/// Builds the conditions for `readiness`, given the stored ones.
+fn next_conditions(
+    previous: &[Condition],
+    readiness: &Readiness,
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    conditions::conditions(previous, readiness, generation, chrono::Utc::now())
+}
+
+/// The Ready reason currently stored, to emit Events only on a change of verdict.
+fn stored_reason(conds: &[Condition]) -> Option<String> {
+    conditions::find(conds, crate::api::condition_types::READY).map(|c| c.reason.clone())
+}
+
+/// A stalled verdict for a failure category, with its reason.
+fn stall_for(e: &AwsError) -> Readiness {
+    let reason = match e.category() {
+        Category::AccessDenied => reasons::ACCESS_DENIED,
+        Category::Conflict => reasons::CONFLICT,
+        _ => reasons::AWS_VALIDATION,
+    };
+    Readiness::Stalled {
+        reason,
+        message: e.to_string(),
+    }
+}
+
+/// The namespaced name of an object, for logs.
+fn key_of<K: ResourceExt>(obj: &K) -> String {
+    match obj.namespace() {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    }
+}
+
+pub use run::{run, RunConfig};
+
+mod run;

@@ -1,0 +1,226 @@
+//! The controller process: endpoints, leader election, the three controllers, and a
+//! graceful shutdown (finish in-flight reconciles, release the lease).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings};
+use crate::api::{Environment, ServiceRelease, StackSpec};
+use crate::aws::AwsProvider;
+use crate::http::{self, Health};
+use crate::metrics::Metrics;
+
+/// How the process runs.
+pub struct RunConfig {
+    /// Where `/metrics`, `/healthz`, `/readyz` listen.
+    pub metrics_addr: SocketAddr,
+    /// Leader election, or None to run unconditionally (one replica).
+    pub lease: Option<LeaseConfig>,
+    /// Default intervals.
+    pub settings: Settings,
+    /// AWS clients.
+    pub aws: Arc<dyn AwsProvider>,
+    /// Metrics (shared with the AWS clients).
+    pub metrics: Metrics,
+}
+
+async fn log_result<K, E>(
+    controller: &'static str,
+    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>,
+) where
+    K: kube::Resource<DynamicType = ()>,
+    E: std::fmt::Display,
+{
+    match res {
+        Ok((obj, _)) => tracing::debug!(controller, object = %obj, "reconciled"),
+        Err(e) => tracing::debug!(controller, error = %e, "reconcile error"),
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+async fn termination() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Runs until SIGTERM/SIGINT (Ok) or until leadership is lost (Err, so the pod restarts).
+pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = cfg.metrics.clone();
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    {
+        let stop_tx = stop_tx.clone();
+        tokio::spawn(async move {
+            termination().await;
+            info!("termination signal: finishing in-flight reconciles");
+            let _ = stop_tx.send(true);
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(cfg.metrics_addr).await?;
+    info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
+    let (http_stop_tx, http_stop_rx) = watch::channel(false);
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Health {
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+        stopped(http_stop_rx),
+    ));
+    ready.store(true, Ordering::Relaxed);
+
+    let lost = Arc::new(AtomicBool::new(false));
+    let elector = cfg
+        .lease
+        .clone()
+        .map(|lc| Arc::new(Elector::new(client.clone(), lc)));
+    if let Some(elector) = &elector {
+        let lc = elector.config().clone();
+        info!(lease = %lc.name, identity = %lc.identity, "waiting for leadership");
+        loop {
+            match elector.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => warn!(error = %e, "lease round failed"),
+            }
+            tokio::select! {
+                _ = stopped(stop_rx.clone()) => {
+                    let _ = http_stop_tx.send(true);
+                    let _ = http_task.await;
+                    return Ok(());
+                }
+                _ = tokio::time::sleep(lc.retry_period) => {}
+            }
+        }
+        info!(identity = %lc.identity, "became leader");
+        metrics.leader.set(1);
+        let (elector, stop_tx, lost, stop_rx) = (
+            elector.clone(),
+            stop_tx.clone(),
+            lost.clone(),
+            stop_rx.clone(),
+        );
+        tokio::spawn(async move {
+            // Renew well inside the lease; give up (and stop acting) before it can expire.
+            let deadline = lc.duration.mul_f64(2.0 / 3.0);
+            let mut last_renewed = Instant::now();
+            loop {
+                tokio::select! {
+                    _ = stopped(stop_rx.clone()) => return,
+                    _ = tokio::time::sleep(lc.retry_period) => {}
+                }
+                match elector.try_acquire_or_renew().await {
+                    Ok(true) => last_renewed = Instant::now(),
+                    Ok(false) => {
+                        error!("another replica holds the lease: stopping");
+                        break;
+                    }
+                    Err(e) => warn!(error = %e, "lease renewal failed"),
+                }
+                if last_renewed.elapsed() > deadline {
+                    error!("could not renew the lease in time: stopping");
+                    break;
+                }
+            }
+            lost.store(true, Ordering::Relaxed);
+            let _ = stop_tx.send(true);
+        });
+    } else {
+        metrics.leader.set(1);
+    }
+
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cfg.aws.clone(),
+        metrics.clone(),
+        cfg.settings.clone(),
+    ));
+    let wc = watcher::Config::default();
+    let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(environment::reconcile, environment::on_error, ctx.clone())
+        .for_each(|res| log_result(environment::CONTROLLER, res));
+
+    let stacks = Controller::new(Api::<StackSpec>::all(client.clone()), wc.clone());
+    let stack_store = stacks.store();
+    let stacks = stacks
+        .watches(
+            Api::<Environment>::all(client.clone()),
+            wc.clone(),
+            move |env| {
+                let name = env.name_any();
+                stack_store
+                    .state()
+                    .into_iter()
+                    .filter(|s| s.spec.environment == name)
+                    .map(|s| ObjectRef::from_obj(s.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(stack::reconcile, stack::on_error, ctx.clone())
+        .for_each(|res| log_result(stack::CONTROLLER, res));
+
+    let releases = Controller::new(Api::<ServiceRelease>::all(client.clone()), wc.clone());
+    let release_store = releases.store();
+    let releases = releases
+        .watches(
+            Api::<Environment>::all(client.clone()),
+            wc.clone(),
+            move |env| {
+                let name = env.name_any();
+                release_store
+                    .state()
+                    .into_iter()
+                    .filter(|r| r.spec.environment == name)
+                    .map(|r| ObjectRef::from_obj(r.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .graceful_shutdown_on(stopped(stop_rx.clone()))
+        .run(release::reconcile, release::on_error, ctx.clone())
+        .for_each(|res| log_result(release::CONTROLLER, res));
+
+    info!("controllers running");
+    futures::join!(environments, stacks, releases);
+    info!("controllers stopped");
+
+    if let Some(elector) = &elector {
+        if !lost.load(Ordering::Relaxed) {
+            match elector.release().await {
+                Ok(()) => info!("lease released"),
+                Err(e) => warn!(error = %e, "could not release the lease"),
+            }
+        }
+    }
+    metrics.leader.set(0);
+    let _ = http_stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    if lost.load(Ordering::Relaxed) {
+        anyhow::bail!("lost leadership");
+    }
+    Ok(())
+}

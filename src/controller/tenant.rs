@@ -1,0 +1,40 @@
+//! What StackSpecs and ServiceReleases share: resolving their Environment under the
+//! tenancy rules, before any AWS call.
+
+use kube::api::Api;
+use kube::Resource;
+
+use super::Context;
+use crate::api::{reasons, Environment};
+use crate::core::conditions::Readiness;
+use crate::core::requeue::Category;
+use crate::core::tenancy::{self, TenancyError};
+
+/// The Environment, or the stalled verdict (and its category) that stops the reconcile.
+pub async fn resolve<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    obj: &K,
+    env_name: &str,
+) -> Result<Result<Environment, (Readiness, Category)>, kube::Error> {
+    let namespace = obj.meta().namespace.clone().unwrap_or_default();
+    let env = Api::<Environment>::all(ctx.client.clone())
+        .get_opt(env_name)
+        .await?;
+    match tenancy::check(env_name, env.as_ref().map(|e| &e.spec), &namespace) {
+        Ok(()) => Ok(Ok(env.expect("checked above"))),
+        Err(e @ TenancyError::NotFound(_)) => Ok(Err((
+            Readiness::Stalled {
+                reason: reasons::ENVIRONMENT_NOT_FOUND,
+                message: e.to_string(),
+            },
+            Category::InvalidSpec,
+        ))),
+        Err(e @ TenancyError::NotAllowed { .. }) => Ok(Err((
+            Readiness::Stalled {
+                reason: reasons::ENVIRONMENT_NOT_ALLOWED,
+                message: e.to_string(),
+            },
+            Category::NotAllowed,
+        ))),
+    }
+}

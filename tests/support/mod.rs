@@ -1,0 +1,360 @@
+//! Test harness: the API server (in-process, or a real cluster when
+//! `SHIPSHAPE_E2E_KUBECONFIG` is set), moto behind `AWS_ENDPOINT_URL`, the real controller
+//! binary, kubectl.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use shipshape::aws::sdk::SdkProvider;
+use shipshape::aws::{AwsProvider, Ecs, Target};
+use shipshape::metrics::Metrics;
+use shipshape::testing::apiserver::ApiServer;
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A plain HTTP GET on loopback (status, body).
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let code = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// The moto server of this test binary (started once; stopped by a watchdog when the
+/// test process exits).
+pub fn moto() -> &'static str {
+    // The watchdog shell is kept (never waited on) for the life of the test process.
+    static MOTO: OnceLock<(String, std::sync::Mutex<Child>)> = OnceLock::new();
+    &MOTO.get_or_init(|| {
+        let port = free_port();
+        let script = format!(
+            "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+            parent = std::process::id()
+        );
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("moto_server starts (pip install 'moto[server]')");
+        let addr = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while http_get(&addr, "/moto-api/").is_none_or(|(c, _)| c != 200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The test process's own AWS clients (for assertions) use the same emulator.
+        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+        (format!("http://{addr}"), std::sync::Mutex::new(child))
+    })
+    .0
+}
+
+/// A unique lowercase suffix for names in a test.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{:06x}", rand::random::<u32>() & 0xffffff)
+}
+
+/// ECS as the controller sees it, straight from moto.
+pub async fn ecs(region: &str) -> std::sync::Arc<dyn Ecs> {
+    std::env::set_var("AWS_ENDPOINT_URL", moto());
+    let p = SdkProvider::new(Metrics::new(), 100);
+    p.clients(&Target {
+        environment: "test".into(),
+        region: region.into(),
+        role_arn: None,
+    })
+    .await
+    .unwrap()
+    .ecs
+}
+
+/// A Kubernetes API: the in-process test server, or a real cluster.
+pub struct Cluster {
+    server: Option<ApiServer>,
+    dir: tempfile::TempDir,
+    /// kubeconfig path.
+    pub kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    /// The test API server with the CRDs, or the cluster of `SHIPSHAPE_E2E_KUBECONFIG`
+    /// (CRDs applied from crds/).
+    pub async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        if let Ok(kc) = std::env::var("SHIPSHAPE_E2E_KUBECONFIG") {
+            let c = Cluster {
+                server: None,
+                kubeconfig: PathBuf::from(kc),
+                dir,
+            };
+            c.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")])
+                .success();
+            return c;
+        }
+        let server = ApiServer::start("127.0.0.1:0").await.unwrap();
+        let crds: Vec<serde_json::Value> = shipshape::api::crds()
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap())
+            .collect();
+        server.install_crds(&crds);
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig).unwrap();
+        Cluster {
+            server: Some(server),
+            dir,
+            kubeconfig,
+        }
+    }
+
+    /// Runs kubectl against this cluster.
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.kubectl_stdin(args, "")
+    }
+
+    /// Runs kubectl with `stdin`.
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+        }
+    }
+
+    /// `kubectl apply -f -`.
+    pub fn apply(&self, yaml: &str) -> Output {
+        self.kubectl_stdin(&["apply", "-f", "-"], yaml)
+    }
+
+    /// A JSONPath read of one object (`kubectl get KIND NAME -o jsonpath=...`), "" if missing.
+    pub fn jsonpath(&self, kind_name: &[&str], path: &str) -> String {
+        let mut args: Vec<&str> = vec!["get"];
+        args.extend_from_slice(kind_name);
+        let jp = format!("jsonpath={path}");
+        args.extend_from_slice(&["-o", &jp]);
+        let o = self.kubectl(&args);
+        if o.code == 0 {
+            o.stdout
+        } else {
+            String::new()
+        }
+    }
+
+    /// A condition's status and reason, e.g. ("True", "Reconciled").
+    pub fn condition(&self, kind_name: &[&str], type_: &str) -> (String, String) {
+        let s = self.jsonpath(kind_name, &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}|{{.status.conditions[?(@.type==\"{type_}\")].reason}}"));
+        let (a, b) = s.split_once('|').unwrap_or(("", ""));
+        (a.to_string(), b.to_string())
+    }
+
+    /// A directory for this test's files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The in-process server (None against a real cluster).
+    pub fn server(&self) -> Option<&ApiServer> {
+        self.server.as_ref()
+    }
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Output {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit code 0.
+    #[track_caller]
+    pub fn success(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "command failed: {}{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A running `shipshape controller`.
+pub struct Controller {
+    child: Option<Child>,
+    /// Metrics address.
+    pub metrics_addr: String,
+    /// Log file.
+    pub log: PathBuf,
+}
+
+impl Controller {
+    /// Starts the controller binary against `cluster` and moto.
+    pub fn start(cluster: &Cluster, extra: &[&str]) -> Controller {
+        let port = free_port();
+        let metrics_addr = format!("127.0.0.1:{port}");
+        let log = cluster.dir().join(format!("controller-{port}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
+            .arg("controller")
+            .args([
+                "--metrics-addr",
+                &metrics_addr,
+                "--identity",
+                &format!("test-{port}"),
+            ])
+            .args(extra)
+            .args(if extra.contains(&"--lease-duration") {
+                vec![]
+            } else {
+                vec!["--lease-duration", "4s"]
+            })
+            .args(if extra.contains(&"--lease-retry-period") {
+                vec![]
+            } else {
+                vec!["--lease-retry-period", "500ms"]
+            })
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("AWS_ENDPOINT_URL", moto())
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "eu-west-1")
+            .env("RUST_LOG", "info,shipshape=debug")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("controller starts");
+        let c = Controller {
+            child: Some(child),
+            metrics_addr,
+            log,
+        };
+        let start = Instant::now();
+        while c.scrape().is_none() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "controller did not serve metrics: {}",
+                c.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        c
+    }
+
+    /// The controller's metrics text.
+    pub fn scrape(&self) -> Option<String> {
+        http_get(&self.metrics_addr, "/metrics")
+            .filter(|(c, _)| *c == 200)
+            .map(|(_, b)| b)
+    }
+
+    /// Sum of a metric's samples whose line contains every `filter` (0 when absent).
+    pub fn metric(&self, name: &str, filters: &[&str]) -> f64 {
+        self.scrape()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.starts_with(name)
+                    && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b'{' | b' '))
+            })
+            .filter(|l| filters.iter().all(|f| l.contains(f)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crashed pod.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s.code();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `f` until it returns Some, or panics with `what` after `timeout`.
+pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
