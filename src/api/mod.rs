@@ -27,20 +27,22 @@ pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
     format!("{}.{GROUP}/cleanup", K::plural(&()))
 }
 
-/// All CRDs, in a stable order.
+/// All CRDs, ordered by plural name (the order of the files in `crds/`).
 pub fn crds(
 ) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![Environment::crd(), StackSpec::crd(), ServiceRelease::crd()]
+    vec![Environment::crd(), ServiceRelease::crd(), StackSpec::crd()]
 }
 
-/// The CRDs as one multi-document YAML stream, as `shipshape crd` prints and `crds/` holds.
+/// One CRD as a YAML document (with its leading `---`), as in `crds/<plural>.yaml`.
+pub fn crd_yaml(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
+    format!("---\n{}", serde_yaml::to_string(crd).expect("CRDs serialize"))
+}
+
+/// The CRDs as one multi-document YAML stream: what `shipshape crd` prints, and what
+/// `cat crds/*.yaml` gives.
 pub fn crds_yaml() -> String {
-    crds()
-        .iter()
-        .map(|c| serde_yaml::to_string(c).expect("CRDs serialize"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    crds().iter().map(crd_yaml).collect()
 }
 
 /// The owner tag value of an object: `namespace/name`, or `name` when cluster-scoped.
