@@ -156,6 +156,63 @@ async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call
         "{}",
         ctl.scrape().unwrap_or_default()
     );
+
+    // Allowing the namespace on the Environment re-reconciles the StackSpec by itself.
+    let patch = format!(r#"{{"spec":{{"allowedNamespaces":["car-rental","{ns}"]}}}}"#);
+    c.kubectl(&[
+        "patch",
+        "environment",
+        &env,
+        "--type",
+        "merge",
+        "-p",
+        &patch,
+    ])
+    .success();
+    let reason = eventually(WAIT, "StackSpec no longer Stalled", || {
+        let (s, r) = c.condition(&["stackspec", "data", "-n", &ns], "Stalled");
+        (s == "False").then_some(r)
+    })
+    .await;
+    assert_eq!(reason, "NotStalled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_whose_environment_is_gone_can_still_be_deleted() {
+    let c = Cluster::start().await;
+    let _ctl = Controller::start(&c, &[]);
+    let ns = unique("team");
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+    ))
+    .success();
+    c.apply(&format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {}\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n",
+        unique("nowhere")
+    ))
+    .success();
+    let reason = eventually(WAIT, "release Stalled", || {
+        let (s, r) = c.condition(&["release", "api", "-n", &ns], "Stalled");
+        (s == "True").then_some(r)
+    })
+    .await;
+    assert_eq!(reason, "EnvironmentNotFound");
+    let finalizers = c.jsonpath(&["release", "api", "-n", &ns], "{.metadata.finalizers}");
+    assert_eq!(finalizers, r#"["servicereleases.shipshape.dev/cleanup"]"#);
+    c.kubectl(&[
+        "delete",
+        "release",
+        "api",
+        "-n",
+        &ns,
+        "--wait=true",
+        "--timeout=30s",
+    ])
+    .success();
+    assert!(c
+        .kubectl(&["get", "release", "api", "-n", &ns])
+        .stderr
+        .contains("NotFound"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -35,8 +35,13 @@ pub fn crds(
 }
 
 /// One CRD as a YAML document (with its leading `---`), as in `crds/<plural>.yaml`.
-pub fn crd_yaml(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
-    format!("---\n{}", serde_yaml::to_string(crd).expect("CRDs serialize"))
+pub fn crd_yaml(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    format!(
+        "---\n{}",
+        serde_yaml::to_string(crd).expect("CRDs serialize")
+    )
 }
 
 /// The CRDs as one multi-document YAML stream: what `shipshape crd` prints, and what
