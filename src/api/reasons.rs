@@ -37,3 +37,15 @@ pub const ADOPTED: &str = "Adopted";
 pub const DELETED: &str = "Deleted";
 /// Event: a resource was left in AWS as the deletion policy asked.
 pub const RETAINED: &str = "Retained";
+/// A declared change AWS cannot make in place (shrink storage, change encryption, ...).
+pub const UNSUPPORTED_CHANGE: &str = "UnsupportedChange";
+/// A bucket with objects in it was not deleted.
+pub const BUCKET_NOT_EMPTY: &str = "BucketNotEmpty";
+/// A database with deletion protection was not deleted.
+pub const DELETION_PROTECTED: &str = "DeletionProtected";
+/// A Manual-approval plan waits for `shipshape.dev/approve: <hash>`.
+pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
+/// Event: a final snapshot was requested before deleting a database.
+pub const SNAPSHOT_TAKEN: &str = "FinalSnapshot";
+/// Event: declared changes were applied.
+pub const UPDATED: &str = "Updated";

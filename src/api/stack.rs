@@ -72,7 +72,8 @@ pub struct DatabaseSpec {
     pub instance_class: String,
     /// Allocated storage in GiB.
     #[schemars(range(min = 20, max = 65536))]
-    pub allocated_storage_gi_b: i32,
+    #[serde(rename = "allocatedStorageGiB")]
+    pub allocated_storage_gib: i32,
     /// Multi-AZ deployment.
     #[serde(default)]
     pub multi_az: bool,

@@ -12,8 +12,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
+use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
 use crate::metrics::Metrics;
 
 /// A failed AWS call, by what it means for the controller.
@@ -116,11 +118,74 @@ pub trait Sts: Send + Sync {
     async fn caller_account(&self) -> Result<String, AwsError>;
 }
 
+/// The RDS operations shipshape uses.
+#[async_trait]
+pub trait Rds: Send + Sync {
+    /// The instance, or None when missing.
+    async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError>;
+    /// Creates an instance (master password managed by RDS in Secrets Manager).
+    async fn create_db_instance(
+        &self,
+        spec: &DatabaseSpec,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError>;
+    /// Modifies an instance, applied immediately.
+    async fn modify_db_instance(&self, name: &str, modify: &DbModify) -> Result<(), AwsError>;
+    /// Adds or overwrites tags.
+    async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Deletes an instance, with a final snapshot of that name or without one.
+    async fn delete_db_instance(
+        &self,
+        name: &str,
+        final_snapshot: Option<&str>,
+    ) -> Result<(), AwsError>;
+}
+
+/// What a bucket deletion did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketDeletion {
+    /// Deleted.
+    Deleted,
+    /// Left: it still holds objects.
+    NotEmpty,
+    /// It was already gone.
+    Missing,
+}
+
+/// The S3 operations shipshape uses.
+#[async_trait]
+pub trait S3: Send + Sync {
+    /// The bucket's managed settings, or None when missing.
+    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError>;
+    /// Creates a bucket in `region`.
+    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError>;
+    /// Replaces the tag set.
+    async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Enables or suspends versioning.
+    async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError>;
+    /// Sets default encryption.
+    async fn put_encryption(
+        &self,
+        name: &str,
+        encryption: &BucketEncryption,
+    ) -> Result<(), AwsError>;
+    /// Blocks all public access (true) or removes the block (false).
+    async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError>;
+    /// Replaces the lifecycle rules.
+    async fn put_lifecycle(&self, name: &str, rules: &[LifecycleRule]) -> Result<(), AwsError>;
+    /// Deletes the bucket if it is empty.
+    async fn delete_bucket(&self, name: &str) -> Result<BucketDeletion, AwsError>;
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
     /// ECS.
     pub ecs: Arc<dyn Ecs>,
+    /// RDS.
+    pub rds: Arc<dyn Rds>,
+    /// S3.
+    pub s3: Arc<dyn S3>,
     /// STS.
     pub sts: Arc<dyn Sts>,
 }

@@ -3,4 +3,5 @@
 pub mod conditions;
 pub mod environment;
 pub mod requeue;
+pub mod stack;
 pub mod tenancy;

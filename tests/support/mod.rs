@@ -11,9 +11,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shipshape::aws::sdk::SdkProvider;
-use shipshape::aws::{AwsProvider, Ecs, Target};
+use shipshape::aws::{AwsClients, AwsProvider, Ecs, Target};
 use shipshape::metrics::Metrics;
 use shipshape::testing::apiserver::ApiServer;
+use shipshape::testing::awsproxy::AwsProxy;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -81,8 +82,19 @@ pub fn unique(prefix: &str) -> String {
 
 /// ECS as the controller sees it, straight from moto.
 pub async fn ecs(region: &str) -> std::sync::Arc<dyn Ecs> {
-    std::env::set_var("AWS_ENDPOINT_URL", moto());
-    let p = SdkProvider::new(Metrics::new(), 100);
+    aws(region).await.ecs
+}
+
+/// All AWS clients, straight to moto (for assertions and out-of-band changes). S3 reads
+/// need the proxy's fixes: use [`aws_at`] with a proxy for them.
+pub async fn aws(region: &str) -> AwsClients {
+    aws_at(moto(), region).await
+}
+
+/// All AWS clients at `endpoint`.
+pub async fn aws_at(endpoint: &str, region: &str) -> AwsClients {
+    moto();
+    let p = SdkProvider::with_endpoint(Metrics::new(), 100, endpoint);
     p.clients(&Target {
         environment: "test".into(),
         region: region.into(),
@@ -90,7 +102,11 @@ pub async fn ecs(region: &str) -> std::sync::Arc<dyn Ecs> {
     })
     .await
     .unwrap()
-    .ecs
+}
+
+/// An AWS test proxy in front of this binary's moto.
+pub async fn proxy() -> AwsProxy {
+    AwsProxy::start("127.0.0.1:0", moto()).await.unwrap()
 }
 
 /// A Kubernetes API: the in-process test server, or a real cluster.
@@ -233,6 +249,12 @@ pub struct Controller {
 impl Controller {
     /// Starts the controller binary against `cluster` and moto.
     pub fn start(cluster: &Cluster, extra: &[&str]) -> Controller {
+        Self::start_at(cluster, moto(), extra)
+    }
+
+    /// Starts the controller binary against `cluster`, with AWS at `endpoint` (moto, or the
+    /// AWS test proxy in front of it).
+    pub fn start_at(cluster: &Cluster, endpoint: &str, extra: &[&str]) -> Controller {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = cluster.dir().join(format!("controller-{port}.log"));
@@ -257,7 +279,7 @@ impl Controller {
                 vec!["--lease-retry-period", "500ms"]
             })
             .env("KUBECONFIG", &cluster.kubeconfig)
-            .env("AWS_ENDPOINT_URL", moto())
+            .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "eu-west-1")

@@ -1,80 +1,26 @@
-//! The AWS SDK adapter: the only file that imports the AWS SDK service crates.
+//! ECS through aws_sdk_ecs.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
-use aws_sdk_ecs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName, Tag};
-use tokio::sync::Mutex;
 
-use super::{AwsClients, AwsError, AwsProvider, Caller, Ecs, NewCluster, Sts, Target};
+use super::map_err;
+use crate::aws::{AwsError, Caller, Ecs, NewCluster};
 use crate::core::environment::ObservedCluster;
-use crate::metrics::Metrics;
 
-/// Maps an SDK error to a domain error by its AWS error code and HTTP status.
-fn map_err<E, R>(op: &'static str, err: SdkError<E, R>) -> AwsError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
-{
-    let (code, message) = match &err {
-        SdkError::ServiceError(ctx) => (
-            ctx.err().code().unwrap_or("").to_string(),
-            ctx.err().message().unwrap_or("").to_string(),
-        ),
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return AwsError::Transient {
-                op,
-                message: format!("{err}"),
-            }
-        }
-        other => (
-            other.code().unwrap_or("").to_string(),
-            format!("{}", aws_sdk_ecs::error::DisplayErrorContext(other)),
-        ),
-    };
-    let message = if message.is_empty() {
-        code.clone()
-    } else {
-        message
-    };
-    match code.as_str() {
-        "AccessDenied"
-        | "AccessDeniedException"
-        | "UnauthorizedOperation"
-        | "UnrecognizedClientException"
-        | "InvalidClientTokenId"
-        | "ExpiredToken" => AwsError::AccessDenied { op, message },
-        "Throttling"
-        | "ThrottlingException"
-        | "TooManyRequestsException"
-        | "RequestLimitExceeded"
-        | "SlowDown"
-        | "RequestThrottled" => AwsError::Throttled { op, message },
-        "ClusterNotFoundException" | "ResourceNotFoundException" | "NotFoundException" => {
-            AwsError::NotFound { op, message }
-        }
-        "ClusterContainsServicesException"
-        | "ClusterContainsTasksException"
-        | "ClusterContainsContainerInstancesException"
-        | "ResourceInUseException"
-        | "UpdateInProgressException" => AwsError::Conflict { op, message },
-        "InvalidParameterException"
-        | "ClientException"
-        | "ValidationException"
-        | "InvalidParameterValue" => AwsError::Invalid { op, message },
-        _ => AwsError::Transient {
-            op,
-            message: format!("{code} {message}").trim().to_string(),
-        },
-    }
-}
-
-struct SdkEcs {
+pub(super) struct SdkEcs {
     client: aws_sdk_ecs::Client,
     caller: Caller,
+}
+
+impl SdkEcs {
+    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
+        SdkEcs {
+            client: aws_sdk_ecs::Client::new(conf),
+            caller,
+        }
+    }
 }
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -240,84 +186,5 @@ impl Ecs for SdkEcs {
             })
             .await
             .map(|_| ())
-    }
-}
-
-struct SdkSts {
-    client: aws_sdk_sts::Client,
-    caller: Caller,
-}
-
-#[async_trait]
-impl Sts for SdkSts {
-    async fn caller_account(&self) -> Result<String, AwsError> {
-        let out = self
-            .caller
-            .call("GetCallerIdentity", || async {
-                self.client
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| map_err("GetCallerIdentity", e))
-            })
-            .await?;
-        Ok(out.account().unwrap_or_default().to_string())
-    }
-}
-
-/// Builds SDK clients from the standard credential chain (IRSA in a cluster), one set per
-/// Environment, honouring `AWS_ENDPOINT_URL` through the SDK's own configuration.
-pub struct SdkProvider {
-    metrics: Metrics,
-    per_second: u32,
-    cache: Mutex<HashMap<Target, AwsClients>>,
-}
-
-impl SdkProvider {
-    /// A provider allowing `per_second` calls per environment and service.
-    pub fn new(metrics: Metrics, per_second: u32) -> Self {
-        SdkProvider {
-            metrics,
-            per_second,
-            cache: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-#[async_trait]
-impl AwsProvider for SdkProvider {
-    async fn clients(&self, target: &Target) -> Result<AwsClients, AwsError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(c) = cache.get(target) {
-            return Ok(c.clone());
-        }
-        // A changed region or role makes a new entry; drop the environment's old one.
-        cache.retain(|t, _| t.environment != target.environment);
-        let region = Region::new(target.region.clone());
-        // Retries happen in `Caller`, where they are rate limited and counted.
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region.clone())
-            .retry_config(RetryConfig::disabled());
-        if let Some(role) = &target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("shipshape")
-                .region(region)
-                .build()
-                .await;
-            loader = loader.credentials_provider(provider);
-        }
-        let conf = loader.load().await;
-        let clients = AwsClients {
-            ecs: Arc::new(SdkEcs {
-                client: aws_sdk_ecs::Client::new(&conf),
-                caller: Caller::new("ecs", self.per_second, self.metrics.clone()),
-            }),
-            sts: Arc::new(SdkSts {
-                client: aws_sdk_sts::Client::new(&conf),
-                caller: Caller::new("sts", self.per_second, self.metrics.clone()),
-            }),
-        };
-        cache.insert(target.clone(), clients.clone());
-        Ok(clients)
     }
 }

@@ -1,0 +1,450 @@
+//! S3 through aws_sdk_s3.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
+    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule as SdkRule,
+    LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
+    Tag, Tagging, Transition as SdkTransition, TransitionStorageClass,
+};
+
+use super::map_err;
+use crate::api::{BucketEncryption, EncryptionAlgorithm, LifecycleRule, StorageClass, Transition};
+use crate::aws::{AwsError, BucketDeletion, Caller, S3};
+use crate::core::stack::{storage_class_name, ObservedBucket};
+
+pub(super) struct SdkS3 {
+    client: aws_sdk_s3::Client,
+    caller: Caller,
+}
+
+impl SdkS3 {
+    pub(super) fn new(conf: &aws_config::SdkConfig, path_style: bool, caller: Caller) -> Self {
+        let cfg = aws_sdk_s3::config::Builder::from(conf)
+            .force_path_style(path_style)
+            .build();
+        SdkS3 {
+            client: aws_sdk_s3::Client::from_conf(cfg),
+            caller,
+        }
+    }
+}
+
+fn invalid(op: &'static str, e: impl std::fmt::Display) -> AwsError {
+    AwsError::Invalid {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// Turns "this configuration does not exist" answers into None.
+fn absent<T>(r: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T>, AwsError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(AwsError::NotFound { .. }) => Ok(None),
+        Err(AwsError::Transient { message, .. } | AwsError::Invalid { message, .. })
+            if codes.iter().any(|c| message.contains(c)) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn storage_class(name: &str) -> Option<StorageClass> {
+    [
+        StorageClass::StandardIa,
+        StorageClass::OnezoneIa,
+        StorageClass::IntelligentTiering,
+        StorageClass::GlacierIr,
+        StorageClass::Glacier,
+        StorageClass::DeepArchive,
+    ]
+    .into_iter()
+    .find(|c| storage_class_name(*c) == name)
+}
+
+#[async_trait]
+impl S3 for SdkS3 {
+    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError> {
+        let head = self
+            .caller
+            .call("HeadBucket", || async {
+                self.client
+                    .head_bucket()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("HeadBucket", e))
+            })
+            .await;
+        if absent(head, &[])?.is_none() {
+            return Ok(None);
+        }
+        let location = self
+            .caller
+            .call("GetBucketLocation", || async {
+                self.client
+                    .get_bucket_location()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("GetBucketLocation", e))
+            })
+            .await?;
+        let region = match location.location_constraint().map(|l| l.as_str()) {
+            None | Some("") => "us-east-1".to_string(),
+            Some(r) => r.to_string(),
+        };
+        let versioning = self
+            .caller
+            .call("GetBucketVersioning", || async {
+                self.client
+                    .get_bucket_versioning()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("GetBucketVersioning", e))
+            })
+            .await?
+            .status()
+            .map(|s| s.as_str().to_string());
+        let encryption = absent(
+            self.caller
+                .call("GetBucketEncryption", || async {
+                    self.client
+                        .get_bucket_encryption()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("GetBucketEncryption", e))
+                })
+                .await,
+            &["ServerSideEncryptionConfigurationNotFoundError"],
+        )?
+        .and_then(|o| {
+            let rule = o
+                .server_side_encryption_configuration()?
+                .rules()
+                .first()?
+                .apply_server_side_encryption_by_default()?
+                .clone();
+            let algorithm = match rule.sse_algorithm() {
+                ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => {
+                    EncryptionAlgorithm::AwsKms
+                }
+                _ => EncryptionAlgorithm::Aes256,
+            };
+            Some(BucketEncryption {
+                algorithm,
+                kms_key_id: rule.kms_master_key_id().map(String::from),
+            })
+        });
+        let block = absent(
+            self.caller
+                .call("GetPublicAccessBlock", || async {
+                    self.client
+                        .get_public_access_block()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("GetPublicAccessBlock", e))
+                })
+                .await,
+            &["NoSuchPublicAccessBlockConfiguration"],
+        )?;
+        let (present, blocked) = match block
+            .as_ref()
+            .and_then(|b| b.public_access_block_configuration())
+        {
+            None => (false, false),
+            Some(c) => (
+                true,
+                c.block_public_acls().unwrap_or(false)
+                    && c.ignore_public_acls().unwrap_or(false)
+                    && c.block_public_policy().unwrap_or(false)
+                    && c.restrict_public_buckets().unwrap_or(false),
+            ),
+        };
+        let lifecycle = absent(
+            self.caller
+                .call("GetBucketLifecycleConfiguration", || async {
+                    self.client.get_bucket_lifecycle_configuration().bucket(name).send().await.map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
+                })
+                .await,
+            &["NoSuchLifecycleConfiguration"],
+        )?
+        .map(|o| {
+            o.rules()
+                .iter()
+                .map(|r| LifecycleRule {
+                    #[allow(deprecated)] // moto and older buckets still use the rule-level prefix
+                    prefix: r.filter().and_then(|f| f.prefix()).or(r.prefix()).unwrap_or_default().to_string(),
+                    expire_days: r.expiration().and_then(|e| e.days()),
+                    transitions: r
+                        .transitions()
+                        .iter()
+                        .filter_map(|t| Some(Transition { days: t.days()?, storage_class: storage_class(t.storage_class()?.as_str())? }))
+                        .collect(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+        let tags = absent(
+            self.caller
+                .call("GetBucketTagging", || async {
+                    self.client
+                        .get_bucket_tagging()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("GetBucketTagging", e))
+                })
+                .await,
+            &["NoSuchTagSet"],
+        )?
+        .map(|o| {
+            o.tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+        Ok(Some(ObservedBucket {
+            name: name.to_string(),
+            region,
+            versioning,
+            encryption,
+            public_access_blocked: blocked,
+            public_access_block_present: present,
+            lifecycle,
+            tags,
+        }))
+    }
+
+    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
+        let config = (region != "us-east-1").then(|| {
+            CreateBucketConfiguration::builder()
+                .location_constraint(BucketLocationConstraint::from(region))
+                .build()
+        });
+        let r = self
+            .caller
+            .call("CreateBucket", || async {
+                self.client
+                    .create_bucket()
+                    .bucket(name)
+                    .set_create_bucket_configuration(config.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("CreateBucket", e))
+            })
+            .await;
+        match r {
+            // Created by an earlier attempt whose answer was lost: fine.
+            Err(AwsError::Conflict { message, .. })
+                if message.contains("BucketAlreadyOwnedByYou") =>
+            {
+                Ok(())
+            }
+            Err(AwsError::Transient { message, .. })
+                if message.contains("BucketAlreadyOwnedByYou") =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("PutBucketTagging", e))?;
+        let tagging = Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| invalid("PutBucketTagging", e))?;
+        self.caller
+            .call("PutBucketTagging", || async {
+                self.client
+                    .put_bucket_tagging()
+                    .bucket(name)
+                    .tagging(tagging.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("PutBucketTagging", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
+        let status = if enabled {
+            BucketVersioningStatus::Enabled
+        } else {
+            BucketVersioningStatus::Suspended
+        };
+        let config = aws_sdk_s3::types::VersioningConfiguration::builder()
+            .status(status)
+            .build();
+        self.caller
+            .call("PutBucketVersioning", || async {
+                self.client
+                    .put_bucket_versioning()
+                    .bucket(name)
+                    .versioning_configuration(config.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("PutBucketVersioning", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_encryption(
+        &self,
+        name: &str,
+        encryption: &BucketEncryption,
+    ) -> Result<(), AwsError> {
+        let algorithm = match encryption.algorithm {
+            EncryptionAlgorithm::Aes256 => ServerSideEncryption::Aes256,
+            EncryptionAlgorithm::AwsKms => ServerSideEncryption::AwsKms,
+        };
+        let default = ServerSideEncryptionByDefault::builder()
+            .sse_algorithm(algorithm)
+            .set_kms_master_key_id(encryption.kms_key_id.clone())
+            .build()
+            .map_err(|e| invalid("PutBucketEncryption", e))?;
+        let config = ServerSideEncryptionConfiguration::builder()
+            .rules(
+                ServerSideEncryptionRule::builder()
+                    .apply_server_side_encryption_by_default(default)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| invalid("PutBucketEncryption", e))?;
+        self.caller
+            .call("PutBucketEncryption", || async {
+                self.client
+                    .put_bucket_encryption()
+                    .bucket(name)
+                    .server_side_encryption_configuration(config.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("PutBucketEncryption", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError> {
+        if !block {
+            return self
+                .caller
+                .call("DeletePublicAccessBlock", || async {
+                    self.client
+                        .delete_public_access_block()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("DeletePublicAccessBlock", e))
+                })
+                .await
+                .map(|_| ());
+        }
+        let config = PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(true)
+            .restrict_public_buckets(true)
+            .build();
+        self.caller
+            .call("PutPublicAccessBlock", || async {
+                self.client
+                    .put_public_access_block()
+                    .bucket(name)
+                    .public_access_block_configuration(config.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("PutPublicAccessBlock", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn put_lifecycle(&self, name: &str, rules: &[LifecycleRule]) -> Result<(), AwsError> {
+        let op = "PutBucketLifecycleConfiguration";
+        let mut sdk_rules = vec![];
+        for (i, r) in rules.iter().enumerate() {
+            let transitions = r
+                .transitions
+                .iter()
+                .map(|t| {
+                    SdkTransition::builder()
+                        .days(t.days)
+                        .storage_class(TransitionStorageClass::from(storage_class_name(
+                            t.storage_class,
+                        )))
+                        .build()
+                })
+                .collect();
+            let rule = SdkRule::builder()
+                .id(format!("shipshape-{i}"))
+                .filter(LifecycleRuleFilter::builder().prefix(&r.prefix).build())
+                .status(ExpirationStatus::Enabled)
+                .set_expiration(
+                    r.expire_days
+                        .map(|d| LifecycleExpiration::builder().days(d).build()),
+                )
+                .set_transitions(Some(transitions))
+                .build()
+                .map_err(|e| invalid(op, e))?;
+            sdk_rules.push(rule);
+        }
+        let config = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(sdk_rules))
+            .build()
+            .map_err(|e| invalid(op, e))?;
+        self.caller
+            .call(op, || async {
+                self.client
+                    .put_bucket_lifecycle_configuration()
+                    .bucket(name)
+                    .lifecycle_configuration(config.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_bucket(&self, name: &str) -> Result<BucketDeletion, AwsError> {
+        let r = self
+            .caller
+            .call("DeleteBucket", || async {
+                self.client
+                    .delete_bucket()
+                    .bucket(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("DeleteBucket", e))
+            })
+            .await;
+        match r {
+            Ok(_) => Ok(BucketDeletion::Deleted),
+            Err(AwsError::NotFound { .. }) => Ok(BucketDeletion::Missing),
+            Err(AwsError::Conflict { message, .. })
+                if message.contains("not empty") || message.contains("BucketNotEmpty") =>
+            {
+                Ok(BucketDeletion::NotEmpty)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

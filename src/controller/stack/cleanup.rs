@@ -1,0 +1,240 @@
+//! Deletion that loses nothing: databases get a final snapshot unless the policy says
+//! otherwise, buckets are kept unless the policy says Delete and they are empty, and the
+//! finalizer goes only once every policy has been carried out.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use serde_json::Value;
+
+use super::super::{environment, Context, Error};
+use super::{finish, outputs, CONTROLLER};
+use crate::api::{
+    owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, Environment, StackSpec,
+    StackSpecStatus, OWNER_TAG,
+};
+use crate::aws::{AwsClients, BucketDeletion};
+use crate::core::conditions::Readiness;
+use crate::core::requeue::Category;
+use crate::core::stack::{final_snapshot_name, DbModify};
+use crate::core::tenancy;
+
+/// Whether the spec asks for anything to be removed from AWS.
+fn needs_aws(stack: &StackSpec) -> bool {
+    stack
+        .spec
+        .databases
+        .iter()
+        .any(|d| d.deletion_policy != DatabaseDeletionPolicy::Retain)
+        || stack
+            .spec
+            .buckets
+            .iter()
+            .any(|b| b.deletion_policy == BucketDeletionPolicy::Delete)
+}
+
+/// Carries out the deletion policies; Err keeps the finalizer (and says why in status).
+pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
+    outputs::delete(ctx, &stack).await?;
+    if !needs_aws(&stack) {
+        for d in &stack.spec.databases {
+            ctx.event(
+                stack.as_ref(),
+                false,
+                reasons::RETAINED,
+                format!("database {} left in AWS (deletionPolicy Retain)", d.name),
+            )
+            .await;
+        }
+        for b in &stack.spec.buckets {
+            ctx.event(
+                stack.as_ref(),
+                false,
+                reasons::RETAINED,
+                format!("bucket {} left in AWS (deletionPolicy Retain)", b.name),
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+    let env = Api::<Environment>::all(ctx.client.clone())
+        .get_opt(&stack.spec.environment)
+        .await?;
+    let ns = stack.namespace().unwrap_or_default();
+    let env = match tenancy::check(&stack.spec.environment, env.as_ref().map(|e| &e.spec), &ns) {
+        Ok(()) => env.expect("checked"),
+        Err(e) => {
+            let message = format!(
+                "cannot delete this StackSpec's AWS resources: {e}. Nothing was deleted; restore access, or set every deletionPolicy to Retain to let the StackSpec go"
+            );
+            return stalled(
+                ctx,
+                &stack,
+                reasons::ENVIRONMENT_NOT_FOUND,
+                message,
+                Category::InvalidSpec,
+            )
+            .await;
+        }
+    };
+    let aws = ctx.aws.clients(&environment::target(&env)).await?;
+    let caller = aws.sts.caller_account().await?;
+    if let Err(r) = crate::core::environment::check_account(&env.spec, &caller) {
+        return stalled(ctx, &stack, r.reason, r.message, r.category).await;
+    }
+    let owner = owner_of(stack.as_ref());
+    if let Some((reason, message)) = delete_databases(ctx, &stack, &aws, &owner).await? {
+        return stalled(ctx, &stack, reason, message, Category::InvalidSpec).await;
+    }
+    if let Some((reason, message)) = delete_buckets(ctx, &stack, &aws, &owner).await? {
+        // Emptying a bucket changes nothing in Kubernetes: recheck at the slow interval.
+        return stalled(ctx, &stack, reason, message, Category::Conflict).await;
+    }
+    Ok(Action::await_change())
+}
+
+async fn delete_databases(
+    ctx: &Context,
+    stack: &StackSpec,
+    aws: &AwsClients,
+    owner: &str,
+) -> Result<Option<(&'static str, String)>, Error> {
+    for d in &stack.spec.databases {
+        if d.deletion_policy == DatabaseDeletionPolicy::Retain {
+            ctx.event(
+                stack,
+                false,
+                reasons::RETAINED,
+                format!("database {} left in AWS (deletionPolicy Retain)", d.name),
+            )
+            .await;
+            continue;
+        }
+        let Some(db) = aws.rds.describe_db_instance(&d.name).await? else {
+            continue;
+        };
+        if db.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || db.status == "deleting" {
+            continue;
+        }
+        if db.deletion_protection {
+            if d.deletion_protection {
+                return Ok(Some((
+                    reasons::DELETION_PROTECTED,
+                    format!(
+                        "database {} has deletionProtection on; set deletionProtection: false (shipshape turns it off, then deletes with policy {:?}) or deletionPolicy: Retain",
+                        d.name, d.deletion_policy
+                    ),
+                )));
+            }
+            // The spec says off: bring AWS to it before deleting.
+            aws.rds
+                .modify_db_instance(
+                    &d.name,
+                    &DbModify {
+                        deletion_protection: Some(false),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+        let snapshot = (d.deletion_policy == DatabaseDeletionPolicy::Snapshot)
+            .then(|| final_snapshot_name(&d.name, Utc::now()));
+        aws.rds
+            .delete_db_instance(&d.name, snapshot.as_deref())
+            .await?;
+        let note = match &snapshot {
+            Some(s) => format!("deleting database {} after final snapshot {s}", d.name),
+            None => format!(
+                "deleting database {} without a snapshot (deletionPolicy Delete)",
+                d.name
+            ),
+        };
+        let reason = if snapshot.is_some() {
+            reasons::SNAPSHOT_TAKEN
+        } else {
+            reasons::DELETED
+        };
+        ctx.event(stack, false, reason, note).await;
+    }
+    Ok(None)
+}
+
+async fn delete_buckets(
+    ctx: &Context,
+    stack: &StackSpec,
+    aws: &AwsClients,
+    owner: &str,
+) -> Result<Option<(&'static str, String)>, Error> {
+    for b in &stack.spec.buckets {
+        if b.deletion_policy == BucketDeletionPolicy::Retain {
+            ctx.event(
+                stack,
+                false,
+                reasons::RETAINED,
+                format!("bucket {} left in AWS (deletionPolicy Retain)", b.name),
+            )
+            .await;
+            continue;
+        }
+        let Some(observed) = aws.s3.describe_bucket(&b.name).await? else {
+            continue;
+        };
+        if observed.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) {
+            continue;
+        }
+        match aws.s3.delete_bucket(&b.name).await? {
+            BucketDeletion::Deleted => ctx.event(stack, false, reasons::DELETED, format!("deleted empty bucket {}", b.name)).await,
+            BucketDeletion::Missing => {}
+            BucketDeletion::NotEmpty => {
+                return Ok(Some((
+                    reasons::BUCKET_NOT_EMPTY,
+                    format!("bucket {} still holds objects, so it was not deleted; empty it, or set its deletionPolicy: Retain", b.name),
+                )))
+            }
+        }
+    }
+    Ok(None)
+}
+
+async fn stalled(
+    ctx: &Context,
+    stack: &StackSpec,
+    reason: &'static str,
+    message: String,
+    category: Category,
+) -> Result<Action, Error> {
+    ctx.metrics
+        .errors
+        .with_label_values(&[CONTROLLER, category.label()])
+        .inc();
+    let api: Api<StackSpec> =
+        Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    let old = stack.status.clone().unwrap_or_default();
+    let old_value = stack
+        .status
+        .as_ref()
+        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let new = StackSpecStatus {
+        observed_generation: stack.metadata.generation,
+        ..old.clone()
+    };
+    let readiness = Readiness::Stalled {
+        reason,
+        message: message.clone(),
+    };
+    finish(
+        ctx,
+        &api,
+        stack,
+        old,
+        old_value,
+        new,
+        readiness,
+        Action::await_change(),
+        Some(Error::Refused { category, message }),
+    )
+    .await
+}

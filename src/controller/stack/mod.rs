@@ -1,0 +1,462 @@
+//! The StackSpec controller: RDS databases and S3 buckets created, kept as declared
+//! (drift put back and announced), adopted only when asked, deleted only as the policy says,
+//! with outputs in a ConfigMap and an optional manual approval of each plan.
+
+mod cleanup;
+mod outputs;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::ResourceExt;
+use serde_json::Value;
+use tracing::{info, instrument};
+
+use super::{
+    environment, error_policy, next_conditions, record, stall_for, status, stored_reason, tenant,
+    Context, Error,
+};
+use crate::api::{
+    finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus,
+    StackSpec, StackSpecStatus,
+};
+use crate::aws::{AwsClients, AwsError};
+use crate::core::conditions::Readiness;
+use crate::core::requeue::{self, Category};
+use crate::core::stack::{self as plan, Observed, StackPlan, Step};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "stackspec";
+/// Annotation approving a Manual plan: its value is the plan hash.
+pub const APPROVE_ANNOTATION: &str = "shipshape.dev/approve";
+/// Annotation allowing adoption of existing, unowned resources.
+pub const ADOPT_ANNOTATION: &str = "shipshape.dev/adopt";
+
+/// Reconciles one StackSpec.
+#[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
+pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let api: Api<StackSpec> =
+        Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    let result = finalizer(&api, &finalizer_name::<StackSpec>(), stack, |event| async {
+        match event {
+            Finalizer::Apply(s) => apply(s, &ctx).await,
+            Finalizer::Cleanup(s) => cleanup::cleanup(s, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    record(&ctx, CONTROLLER, &result, started);
+    result
+}
+
+/// Requeue after failure.
+pub fn on_error(stack: Arc<StackSpec>, err: &Error, ctx: Arc<Context>) -> Action {
+    error_policy(stack, err, ctx, CONTROLLER)
+}
+
+/// Reads every declared database and bucket. Read-only: `shipshape plan` uses it too.
+pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, AwsError> {
+    let mut observed = Observed::default();
+    for d in &stack.spec.databases {
+        observed
+            .databases
+            .insert(d.name.clone(), aws.rds.describe_db_instance(&d.name).await?);
+    }
+    for b in &stack.spec.buckets {
+        observed
+            .buckets
+            .insert(b.name.clone(), aws.s3.describe_bucket(&b.name).await?);
+    }
+    Ok(observed)
+}
+
+/// The plan of `stack` against `observed`, pure.
+pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> StackPlan {
+    let adopt = stack
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .map(String::as_str)
+        == Some("true");
+    let owner = owner_of(stack);
+    let ctx = plan::Context {
+        owner: &owner,
+        env_tags: &env.spec.tags,
+        region: &env.spec.region,
+        adopt,
+    };
+    plan::plan(&stack.spec.databases, &stack.spec.buckets, observed, &ctx)
+}
+
+/// Carries out the steps of a plan, in order.
+async fn execute(p: &StackPlan, aws: &AwsClients) -> Result<(), AwsError> {
+    for r in &p.resources {
+        for step in &r.steps {
+            match step {
+                Step::CreateDatabase { spec, tags } => {
+                    aws.rds.create_db_instance(spec, tags).await?
+                }
+                Step::ModifyDatabase { name, modify } => {
+                    aws.rds.modify_db_instance(name, modify).await?
+                }
+                Step::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
+                Step::CreateBucket { name, region } => aws.s3.create_bucket(name, region).await?,
+                Step::TagBucket { name, tags } => aws.s3.put_tags(name, tags).await?,
+                Step::SetVersioning { name, enabled } => {
+                    aws.s3.put_versioning(name, *enabled).await?
+                }
+                Step::SetEncryption { name, encryption } => {
+                    aws.s3.put_encryption(name, encryption).await?
+                }
+                Step::SetPublicAccessBlock { name, block } => {
+                    aws.s3.set_public_access_block(name, *block).await?
+                }
+                Step::SetLifecycle { name, rules } => aws.s3.put_lifecycle(name, rules).await?,
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Done { observed: Observed, plan: StackPlan },
+    AwaitingApproval(StackPlan),
+    Stalled(Readiness, Category),
+    Transient(AwsError),
+}
+
+async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result<Outcome, Error> {
+    let aws = match ctx.aws.clients(&environment::target(env)).await {
+        Ok(a) => a,
+        Err(e) => return Ok(failure(e)),
+    };
+    let caller = match aws.sts.caller_account().await {
+        Ok(c) => c,
+        Err(e) => return Ok(failure(e)),
+    };
+    if let Err(r) = crate::core::environment::check_account(&env.spec, &caller) {
+        return Ok(Outcome::Stalled(
+            Readiness::Stalled {
+                reason: r.reason,
+                message: r.message,
+            },
+            r.category,
+        ));
+    }
+    let observed = match observe(stack, &aws).await {
+        Ok(o) => o,
+        Err(e) => return Ok(failure(e)),
+    };
+    let p = plan_for(stack, env, &observed);
+    if let Some(r) = p.refusal() {
+        return Ok(Outcome::Stalled(
+            Readiness::Stalled {
+                reason: r.reason,
+                message: r.message.clone(),
+            },
+            r.category,
+        ));
+    }
+    if p.is_noop() {
+        return Ok(Outcome::Done { observed, plan: p });
+    }
+    if stack.spec.approval == Approval::Manual
+        && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash())
+    {
+        return Ok(Outcome::AwaitingApproval(p));
+    }
+    if let Err(e) = execute(&p, &aws).await {
+        return Ok(failure(e));
+    }
+    // Read back what was created or changed: endpoints and ARNs for status and outputs.
+    match observe(stack, &aws).await {
+        Ok(observed) => Ok(Outcome::Done { observed, plan: p }),
+        Err(e) => Ok(failure(e)),
+    }
+}
+
+fn failure(e: AwsError) -> Outcome {
+    if e.category().is_transient() {
+        Outcome::Transient(e)
+    } else {
+        Outcome::Stalled(stall_for(&e), e.category())
+    }
+}
+
+/// Per-resource status after a pass.
+fn resource_statuses(
+    stack: &StackSpec,
+    observed: &Observed,
+    p: &StackPlan,
+    drift: bool,
+    previous: &[ResourceStatus],
+) -> Vec<ResourceStatus> {
+    let now = Utc::now();
+    p.resources
+        .iter()
+        .map(|r| {
+            let prev = previous
+                .iter()
+                .find(|s| s.kind == r.kind && s.name == r.name);
+            let (arn, state) = match r.kind {
+                "Database" => {
+                    let db = observed.databases.get(&r.name).and_then(Option::as_ref);
+                    (db.map(|d| d.arn.clone()), db.map(|d| d.status.clone()))
+                }
+                _ => {
+                    let b = observed.buckets.get(&r.name).and_then(Option::as_ref);
+                    (
+                        b.map(|_| format!("arn:aws:s3:::{}", r.name)),
+                        b.map(|_| "available".to_string()),
+                    )
+                }
+            };
+            let changed = !r.steps.is_empty();
+            let fields: Vec<String> = r.changes.iter().map(|c| c.field.to_string()).collect();
+            ResourceStatus {
+                kind: r.kind.to_string(),
+                name: r.name.clone(),
+                arn,
+                state,
+                synced: r.waiting.is_none() && r.refusal.is_none(),
+                drift: if drift && changed {
+                    fields
+                } else {
+                    prev.map(|p| p.drift.clone()).unwrap_or_default()
+                },
+                last_synced_at: if changed || prev.is_none() {
+                    Some(now)
+                } else {
+                    prev.and_then(|p| p.last_synced_at)
+                },
+            }
+        })
+        .filter(|s| {
+            stack.spec.databases.iter().any(|d| d.name == s.name)
+                || stack.spec.buckets.iter().any(|b| b.name == s.name)
+        })
+        .collect()
+}
+
+async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
+    let ns = stack.namespace().unwrap_or_default();
+    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &ns);
+    let old = stack.status.clone().unwrap_or_default();
+    let old_value = stack
+        .status
+        .as_ref()
+        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let generation = stack.metadata.generation;
+    let drift_every = stack
+        .spec
+        .drift_interval
+        .as_ref()
+        .map(|d| d.duration())
+        .unwrap_or(ctx.settings.stack_drift);
+    let mut new = StackSpecStatus {
+        observed_generation: generation,
+        ..old.clone()
+    };
+    let env = match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {
+        Ok(env) => env,
+        Err((stalled, category)) => {
+            ctx.metrics
+                .errors
+                .with_label_values(&[CONTROLLER, category.label()])
+                .inc();
+            return finish(
+                ctx,
+                &api,
+                &stack,
+                old,
+                old_value,
+                new,
+                stalled,
+                Action::await_change(),
+                None,
+            )
+            .await;
+        }
+    };
+    // A pass with the spec unchanged since the last success that still finds changes to
+    // make is correcting drift.
+    let spec_unchanged = old.observed_generation == generation
+        && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
+    let (readiness, action, err) = match converge(&stack, &env, ctx).await? {
+        Outcome::Done { observed, plan: p } => {
+            for r in &p.resources {
+                if r.steps.is_empty() {
+                    continue;
+                }
+                let (reason, note) = if r.create {
+                    (
+                        reasons::CREATED,
+                        format!("created {} {}", r.kind.to_lowercase(), r.name),
+                    )
+                } else if spec_unchanged {
+                    for _ in &r.changes {
+                        ctx.metrics
+                            .drift_corrections
+                            .with_label_values(&[CONTROLLER, r.kind])
+                            .inc();
+                    }
+                    (
+                        reasons::DRIFT_CORRECTED,
+                        format!(
+                            "put back {} changed outside shipshape: {}",
+                            r.name,
+                            r.lines().join("; ")
+                        ),
+                    )
+                } else {
+                    (reasons::UPDATED, r.lines().join("; "))
+                };
+                info!(reason, note, "applied");
+                ctx.event(stack.as_ref(), false, reason, note).await;
+            }
+            new.resources =
+                resource_statuses(&stack, &observed, &p, spec_unchanged, &old.resources);
+            new.plan = None;
+            if let Err(e) = outputs::write(ctx, &stack, &env, &observed).await {
+                match e {
+                    outputs::OutputError::Kube(e) => return Err(e.into()),
+                    outputs::OutputError::Conflict(message) => {
+                        ctx.metrics
+                            .errors
+                            .with_label_values(&[CONTROLLER, Category::Conflict.label()])
+                            .inc();
+                        let stalled = Readiness::Stalled {
+                            reason: reasons::CONFLICT,
+                            message,
+                        };
+                        return finish(
+                            ctx,
+                            &api,
+                            &stack,
+                            old,
+                            old_value,
+                            new,
+                            stalled,
+                            Action::requeue(drift_every),
+                            None,
+                        )
+                        .await;
+                    }
+                }
+            }
+            ctx.reset_failures(stack.as_ref());
+            if p.is_waiting() {
+                let waiting: Vec<String> = p
+                    .resources
+                    .iter()
+                    .filter_map(|r| {
+                        r.waiting
+                            .as_ref()
+                            .map(|w| format!("{} {} is {w}", r.kind, r.name))
+                    })
+                    .collect();
+                (
+                    Readiness::Reconciling {
+                        reason: reasons::PROGRESSING,
+                        message: format!("waiting for AWS: {}", waiting.join(", ")),
+                    },
+                    Action::requeue(Duration::from_secs(30)),
+                    None,
+                )
+            } else {
+                let n = stack.spec.databases.len() + stack.spec.buckets.len();
+                (
+                    Readiness::Ready {
+                        reason: reasons::RECONCILED,
+                        message: format!("{n} resources in their declared state"),
+                    },
+                    Action::requeue(drift_every),
+                    None,
+                )
+            }
+        }
+        Outcome::AwaitingApproval(p) => {
+            let hash = p.hash();
+            if old.plan.as_ref().map(|p| &p.hash) != Some(&hash) {
+                ctx.event(
+                    stack.as_ref(),
+                    false,
+                    reasons::AWAITING_APPROVAL,
+                    format!("plan {hash} waits for approval: {}", p.lines().join("; ")),
+                )
+                .await;
+            }
+            new.plan = Some(PlanStatus {
+                hash: hash.clone(),
+                changes: p.lines(),
+            });
+            let message = format!("{} change(s) wait for approval: kubectl annotate stackspec {} {APPROVE_ANNOTATION}={hash} -n {ns}", p.lines().len(), stack.name_any());
+            (
+                Readiness::NotReady {
+                    reason: reasons::AWAITING_APPROVAL,
+                    message,
+                },
+                Action::requeue(drift_every),
+                None,
+            )
+        }
+        Outcome::Stalled(stalled, category) => {
+            ctx.metrics
+                .errors
+                .with_label_values(&[CONTROLLER, category.label()])
+                .inc();
+            let action = requeue::after_failure(category, 1, drift_every, 0.0)
+                .map(Action::requeue)
+                .unwrap_or_else(Action::await_change);
+            (stalled, action, None)
+        }
+        Outcome::Transient(e) => (
+            Readiness::Reconciling {
+                reason: reasons::TRANSIENT_ERROR,
+                message: format!("{e}; retrying"),
+            },
+            Action::await_change(),
+            Some(Error::Aws(e)),
+        ),
+    };
+    finish(
+        ctx, &api, &stack, old, old_value, new, readiness, action, err,
+    )
+    .await
+}
+
+/// Writes conditions and status, announces a newly stalled state, and returns.
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    ctx: &Context,
+    api: &Api<StackSpec>,
+    stack: &StackSpec,
+    old: StackSpecStatus,
+    old_value: Option<Value>,
+    mut new: StackSpecStatus,
+    readiness: Readiness,
+    action: Action,
+    err: Option<Error>,
+) -> Result<Action, Error> {
+    if let Readiness::Stalled { reason, message } = &readiness {
+        if stored_reason(&old.conditions).as_deref() != Some(*reason) {
+            ctx.event(stack, true, reason, message.clone()).await;
+        }
+    }
+    new.conditions = next_conditions(&old.conditions, &readiness, stack.metadata.generation);
+    status::write(
+        api,
+        stack,
+        old_value,
+        serde_json::to_value(&new).expect("status serializes"),
+    )
+    .await?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(action),
+    }
+}
