@@ -182,3 +182,439 @@ async fn a_stack_of_one_database_and_two_buckets_is_created_with_outputs() {
         "a no-op reconcile makes zero AWS writes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_outside_shipshape_are_put_back_within_one_drift_interval() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    c.apply(&stack(&n, "", "", "")).success();
+    condition(&c, &n, "Ready", "True").await;
+
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    aws.s3.put_versioning(&n.uploads, false).await.unwrap();
+    let shorter = shipshape::core::stack::DbModify {
+        backup_retention_days: Some(1),
+        ..Default::default()
+    };
+    aws.rds.modify_db_instance(&n.db, &shorter).await.unwrap();
+
+    eventually(WAIT, "versioning and backup retention restored", || {
+        let v = futures::executor::block_on(aws.s3.describe_bucket(&n.uploads))
+            .ok()??
+            .versioning;
+        let r = futures::executor::block_on(aws.rds.describe_db_instance(&n.db))
+            .ok()??
+            .backup_retention_days;
+        (v.as_deref() == Some("Enabled") && r == 7).then_some(())
+    })
+    .await;
+    let events = eventually(WAIT, "DriftCorrected events", || {
+        let out = c.kubectl(&["get", "events", "-n", &n.ns]).stdout;
+        (out.contains("versioning") && out.contains("backupRetentionDays")).then_some(out)
+    })
+    .await;
+    assert!(events.contains("DriftCorrected"), "{events}");
+    assert!(ctl.metric("shipshape_drift_corrections_total", &["stackspec"]) >= 2.0);
+    let drift = c.jsonpath(
+        &["stack", "data", "-n", &n.ns],
+        "{.status.resources[*].drift}",
+    );
+    assert!(
+        drift.contains("versioning") && drift.contains("backupRetentionDays"),
+        "{drift}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_storm_creates_each_resource_exactly_once_and_backs_off() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    p.inject(
+        "CreateBucket",
+        shipshape::testing::awsproxy::Fault::Throttle,
+        6,
+    );
+    p.inject(
+        "CreateDBInstance",
+        shipshape::testing::awsproxy::Fault::Throttle,
+        6,
+    );
+    c.apply(&stack(&n, "", "", "")).success();
+    condition(&c, &n, "Ready", "True").await;
+    let succeeded = |op: &str| {
+        p.calls()
+            .iter()
+            .filter(|c| c.operation == op && !c.faulted)
+            .count()
+    };
+    assert_eq!(succeeded("CreateDBInstance"), 1);
+    assert_eq!(succeeded("CreateBucket"), 2, "one per bucket");
+    assert_eq!(p.count("CreateBucket"), 8, "6 throttled + 2 created");
+    assert!(ctl.metric("shipshape_aws_throttles_total", &["CreateBucket"]) >= 6.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_denied_stalls_naming_the_operation_without_a_retry_storm() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    p.inject(
+        "CreateBucket",
+        shipshape::testing::awsproxy::Fault::AccessDenied,
+        1000,
+    );
+    c.apply(&stack(&n, "", "", "")).success();
+    assert_eq!(condition(&c, &n, "Stalled", "True").await, "AccessDenied");
+    let message = c.jsonpath(
+        &["stack", "data", "-n", &n.ns],
+        "{.status.conditions[?(@.type==\"Stalled\")].message}",
+    );
+    assert!(
+        message.contains("CreateBucket") && message.contains("s3:CreateBucket"),
+        "{message}"
+    );
+    // AccessDenied is not retried; it is rechecked once per drift interval (2s here), as
+    // IAM can be fixed without touching the spec.
+    let before = p.count("CreateBucket");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let more = p.count("CreateBucket") - before;
+    assert!(more <= 3, "no retry storm: {more} more calls in 4s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shrinking_storage_is_refused_as_unsupported_and_nothing_is_written() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    c.apply(&stack(&n, "", ", allocatedStorageGiB: 50", ""))
+        .success();
+    condition(&c, &n, "Ready", "True").await;
+    p.reset();
+    // Shrink the database and change a bucket in the same edit: neither happens.
+    c.apply(&stack(
+        &n,
+        "",
+        ", allocatedStorageGiB: 30",
+        ", blockPublicAccess: false",
+    ))
+    .success();
+    assert_eq!(
+        condition(&c, &n, "Stalled", "True").await,
+        "UnsupportedChange"
+    );
+    let message = c.jsonpath(
+        &["stack", "data", "-n", &n.ns],
+        "{.status.conditions[?(@.type==\"Stalled\")].message}",
+    );
+    assert!(
+        message.contains("allocatedStorageGiB") && message.contains("50") && message.contains("30"),
+        "{message}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(p.writes(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_storage_and_changing_class_are_applied() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    c.apply(&stack(&n, "", "", "")).success();
+    condition(&c, &n, "Ready", "True").await;
+    c.apply(&stack(
+        &n,
+        "",
+        ", allocatedStorageGiB: 40, instanceClass: db.t4g.small",
+        "",
+    ))
+    .success();
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    eventually(WAIT, "database modified", || {
+        let db = futures::executor::block_on(aws.rds.describe_db_instance(&n.db)).ok()??;
+        (db.allocated_storage_gib == 40 && db.instance_class == "db.t4g.small").then_some(())
+    })
+    .await;
+    assert_eq!(p.count("ModifyDBInstance"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unowned_bucket_is_adopted_only_with_the_annotation() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    aws.s3.create_bucket(&n.uploads, "eu-west-1").await.unwrap();
+    c.apply(&stack(&n, "", "", "")).success();
+    assert_eq!(condition(&c, &n, "Stalled", "True").await, "Conflict");
+    let message = c.jsonpath(
+        &["stack", "data", "-n", &n.ns],
+        "{.status.conditions[?(@.type==\"Stalled\")].message}",
+    );
+    assert!(message.contains("shipshape.dev/adopt"), "{message}");
+    assert!(
+        aws.rds.describe_db_instance(&n.db).await.unwrap().is_none(),
+        "nothing else changed either"
+    );
+
+    c.kubectl(&[
+        "annotate",
+        "stackspec",
+        "data",
+        "-n",
+        &n.ns,
+        "shipshape.dev/adopt=true",
+    ])
+    .success();
+    condition(&c, &n, "Ready", "True").await;
+    let b = aws.s3.describe_bucket(&n.uploads).await.unwrap().unwrap();
+    assert_eq!(
+        b.tags.get("shipshape.dev/owner"),
+        Some(&format!("{}/data", n.ns))
+    );
+    assert_eq!(b.versioning.as_deref(), Some("Enabled"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_approval_stack_applies_only_the_approved_plan() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    c.apply(&stack(&n, "  approval: Manual\n", "", ""))
+        .success();
+    assert_eq!(
+        condition(&c, &n, "Ready", "False").await,
+        "AwaitingApproval"
+    );
+    let hash = eventually(WAIT, "a plan in status", || {
+        Some(c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan.hash}"))
+            .filter(|h| !h.is_empty())
+    })
+    .await;
+    let changes = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan.changes}");
+    assert!(
+        changes.contains(&format!("Database {}: create", n.db)),
+        "{changes}"
+    );
+    c.kubectl(&[
+        "annotate",
+        "stackspec",
+        "data",
+        "-n",
+        &n.ns,
+        "shipshape.dev/approve=000000000000",
+    ])
+    .success();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let writes: Vec<_> = p
+        .writes()
+        .into_iter()
+        .filter(|c| c.service != "ecs")
+        .collect();
+    assert_eq!(writes, vec![], "a wrong hash approves nothing");
+
+    c.kubectl(&[
+        "annotate",
+        "--overwrite",
+        "stackspec",
+        "data",
+        "-n",
+        &n.ns,
+        &format!("shipshape.dev/approve={hash}"),
+    ])
+    .success();
+    condition(&c, &n, "Ready", "True").await;
+    assert_eq!(p.count("CreateDBInstance"), 1);
+    assert_eq!(
+        c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan}"),
+        ""
+    );
+}
+
+/// Posts a raw query-protocol call to moto and returns the body.
+async fn moto_query(body: &str) -> String {
+    let url = support::moto();
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/rds/aws4_request, SignedHeaders=host, Signature=x")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_with_default_policies_snapshots_the_database_and_keeps_the_buckets() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    c.apply(&stack(&n, "", "", "")).success();
+    condition(&c, &n, "Ready", "True").await;
+    c.kubectl(&[
+        "delete",
+        "stackspec",
+        "data",
+        "-n",
+        &n.ns,
+        "--wait=true",
+        "--timeout=40s",
+    ])
+    .success();
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    assert!(aws
+        .rds
+        .describe_db_instance(&n.db)
+        .await
+        .unwrap()
+        .is_none_or(|d| d.status == "deleting"));
+    let snapshots = moto_query(&format!(
+        "Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}",
+        n.db
+    ))
+    .await;
+    assert!(
+        snapshots.contains(&format!("{}-final-", n.db)),
+        "{snapshots}"
+    );
+    assert!(
+        aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(),
+        "buckets are retained by default"
+    );
+    assert!(
+        c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns])
+            .code
+            != 0,
+        "outputs go with the stack"
+    );
+    let events = c.kubectl(&["get", "events", "-n", &n.ns]).stdout;
+    assert!(events.contains("FinalSnapshot"), "{events}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_user_acts() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &["--stack-drift-interval", "2s"]);
+    let n = names();
+    setup(&c, &n);
+    let delete_all = ", deletionPolicy: Delete";
+    c.apply(&stack(
+        &n,
+        "",
+        ", deletionProtection: true, deletionPolicy: Delete",
+        delete_all,
+    ))
+    .success();
+    condition(&c, &n, "Ready", "True").await;
+    // An object in the uploads bucket.
+    reqwest::Client::new()
+        .put(format!("{}/{}/report.pdf", support::moto(), n.uploads))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x")
+        .body("%PDF")
+        .send()
+        .await
+        .unwrap();
+    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--wait=false"])
+        .success();
+    assert_eq!(
+        condition(&c, &n, "Stalled", "True").await,
+        "DeletionProtected"
+    );
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_some());
+
+    // Turning protection off in the spec lets the database go; the bucket still holds data.
+    c.apply(&stack(
+        &n,
+        "",
+        ", deletionProtection: false, deletionPolicy: Delete",
+        delete_all,
+    ))
+    .success();
+    assert_eq!(
+        eventually(WAIT, "BucketNotEmpty", || {
+            let (s, r) = c.condition(&["stackspec", "data", "-n", &n.ns], "Stalled");
+            (s == "True" && r == "BucketNotEmpty").then_some(r)
+        })
+        .await,
+        "BucketNotEmpty"
+    );
+    assert!(aws
+        .rds
+        .describe_db_instance(&n.db)
+        .await
+        .unwrap()
+        .is_none_or(|d| d.status == "deleting"));
+    assert!(
+        aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(),
+        "a bucket with data is never deleted"
+    );
+    assert!(
+        aws.s3.describe_bucket(&n.assets).await.unwrap().is_some(),
+        "a bucket without deletionPolicy Delete stays"
+    );
+
+    // Emptied (every version: the bucket is versioned), it goes, and so does the StackSpec.
+    let http = reqwest::Client::new();
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x";
+    let listing = http
+        .get(format!("{}/{}?versions", support::moto(), n.uploads))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listing
+        .split("<VersionId>")
+        .skip(1)
+        .filter_map(|s| s.split("</VersionId>").next())
+        .collect();
+    assert!(!ids.is_empty(), "{listing}");
+    for id in ids {
+        http.delete(format!(
+            "{}/{}/report.pdf?versionId={id}",
+            support::moto(),
+            n.uploads
+        ))
+        .header("authorization", auth)
+        .send()
+        .await
+        .unwrap();
+    }
+    eventually(WAIT, "the StackSpec gone", || {
+        c.kubectl(&["get", "stackspec", "data", "-n", &n.ns])
+            .stderr
+            .contains("NotFound")
+            .then_some(())
+    })
+    .await;
+    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_none());
+}

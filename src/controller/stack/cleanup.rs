@@ -168,6 +168,7 @@ async fn delete_buckets(
     aws: &AwsClients,
     owner: &str,
 ) -> Result<Option<(&'static str, String)>, Error> {
+    let mut kept = vec![];
     for b in &stack.spec.buckets {
         if b.deletion_policy == BucketDeletionPolicy::Retain {
             ctx.event(
@@ -186,17 +187,26 @@ async fn delete_buckets(
             continue;
         }
         match aws.s3.delete_bucket(&b.name).await? {
-            BucketDeletion::Deleted => ctx.event(stack, false, reasons::DELETED, format!("deleted empty bucket {}", b.name)).await,
-            BucketDeletion::Missing => {}
-            BucketDeletion::NotEmpty => {
-                return Ok(Some((
-                    reasons::BUCKET_NOT_EMPTY,
-                    format!("bucket {} still holds objects, so it was not deleted; empty it, or set its deletionPolicy: Retain", b.name),
-                )))
+            BucketDeletion::Deleted => {
+                ctx.event(
+                    stack,
+                    false,
+                    reasons::DELETED,
+                    format!("deleted empty bucket {}", b.name),
+                )
+                .await
             }
+            BucketDeletion::Missing => {}
+            BucketDeletion::NotEmpty => kept.push(b.name.clone()),
         }
     }
-    Ok(None)
+    if kept.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((
+        reasons::BUCKET_NOT_EMPTY,
+        format!("bucket(s) {} still hold objects, so they were not deleted; empty them, or set their deletionPolicy: Retain", kept.join(", ")),
+    )))
 }
 
 async fn stalled(
