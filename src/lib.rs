@@ -8,6 +8,7 @@ pub mod controller;
 pub mod core;
 pub mod http;
 pub mod metrics;
+pub mod plan;
 pub mod telemetry;
 #[cfg(feature = "test-support")]
 pub mod testing;

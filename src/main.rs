@@ -28,6 +28,13 @@ enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// Show what the controller would change in AWS for these manifests (read-only).
+    /// Exit 0: nothing; 2: changes; 1: error.
+    Plan {
+        /// A file, a directory of *.yaml, or - for stdin.
+        #[arg(short = 'f', long = "filename")]
+        file: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -79,6 +86,19 @@ async fn main() -> anyhow::Result<()> {
         Command::Crd => {
             print!("{}", shipshape::api::crds_yaml());
             Ok(())
+        }
+        Command::Plan { file } => {
+            let manifests = shipshape::plan::read(&file)?;
+            let aws = SdkProvider::new(Metrics::new(), 20);
+            let mut out = std::io::stdout();
+            match shipshape::plan::run(&manifests, &aws, &mut out).await {
+                Ok(false) => Ok(()),
+                Ok(true) => std::process::exit(2),
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+            }
         }
         Command::Controller(args) => {
             telemetry::init(args.log_format);

@@ -24,7 +24,9 @@ use crate::core::conditions::{self, Readiness};
 use crate::core::requeue::{self, Category};
 use crate::metrics::Metrics;
 
+pub use environment::target as environment_target;
 pub use leader::{Elector, LeaseConfig};
+pub use stack::{observe as observe_stack, plan_for as plan_stack};
 
 /// Intervals that apply when a resource does not set its own.
 #[derive(Clone, Debug)]
