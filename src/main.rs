@@ -119,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
                 },
                 aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
                 metrics,
+                client: None,
             })
             .await;
             if let Err(e) = &result {

@@ -31,6 +31,8 @@ pub struct RunConfig {
     pub aws: Arc<dyn AwsProvider>,
     /// Metrics (shared with the AWS clients).
     pub metrics: Metrics,
+    /// A Kubernetes client to use instead of KUBECONFIG / in-cluster config (benchmarks, tests).
+    pub client: Option<Client>,
 }
 
 async fn log_result<K, E>(
@@ -66,7 +68,10 @@ async fn termination() {
 
 /// Runs until SIGTERM/SIGINT (Ok) or until leadership is lost (Err, so the pod restarts).
 pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
+    let client = match cfg.client.clone() {
+        Some(c) => c,
+        None => Client::try_default().await?,
+    };
     let metrics = cfg.metrics.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -1,0 +1,465 @@
+//! In-memory AWS behind the domain traits, for fast scenario tests and benchmarks. Every
+//! call is counted; any operation can be made to fail on its k-th call.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
+use crate::aws::{
+    AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, Sts, Target, S3,
+};
+use crate::core::environment::ObservedCluster;
+use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
+
+#[derive(Default)]
+struct World {
+    clusters: BTreeMap<String, ObservedCluster>,
+    databases: BTreeMap<String, ObservedDatabase>,
+    buckets: BTreeMap<String, ObservedBucket>,
+    objects: BTreeMap<String, usize>,
+    calls: HashMap<String, usize>,
+    failures: HashMap<String, Vec<(usize, AwsError)>>,
+}
+
+/// A fake AWS account (123456789012) shared by every environment.
+#[derive(Clone, Default)]
+pub struct FakeAws {
+    world: Arc<Mutex<World>>,
+}
+
+impl FakeAws {
+    /// An empty account.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Makes the `k`-th call (1-based, counted from now on) of `op` fail with `err`.
+    pub fn fail_on(&self, op: &str, k: usize, err: AwsError) {
+        let mut w = self.world.lock().unwrap();
+        let seen = w.calls.get(op).copied().unwrap_or(0);
+        w.failures
+            .entry(op.to_string())
+            .or_default()
+            .push((seen + k, err));
+    }
+
+    /// Calls of `op` so far.
+    pub fn count(&self, op: &str) -> usize {
+        self.world
+            .lock()
+            .unwrap()
+            .calls
+            .get(op)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// (reads, writes) so far.
+    pub fn totals(&self) -> (usize, usize) {
+        let w = self.world.lock().unwrap();
+        let reads = w
+            .calls
+            .iter()
+            .filter(|(k, _)| !crate::testing::awsproxy::is_write(k))
+            .map(|(_, v)| v)
+            .sum();
+        let writes = w
+            .calls
+            .iter()
+            .filter(|(k, _)| crate::testing::awsproxy::is_write(k))
+            .map(|(_, v)| v)
+            .sum();
+        (reads, writes)
+    }
+
+    /// Forgets the call counts.
+    pub fn reset_counts(&self) {
+        self.world.lock().unwrap().calls.clear();
+    }
+
+    /// Puts an object into a bucket (so it is not empty).
+    pub fn put_object(&self, bucket: &str) {
+        *self
+            .world
+            .lock()
+            .unwrap()
+            .objects
+            .entry(bucket.to_string())
+            .or_default() += 1;
+    }
+
+    /// Changes a database outside shipshape.
+    pub fn tamper_database(&self, name: &str, f: impl FnOnce(&mut ObservedDatabase)) {
+        if let Some(db) = self.world.lock().unwrap().databases.get_mut(name) {
+            f(db);
+        }
+    }
+
+    fn call<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&mut World) -> Result<T, AwsError>,
+    ) -> Result<T, AwsError> {
+        let mut w = self.world.lock().unwrap();
+        let n = {
+            let c = w.calls.entry(op.to_string()).or_default();
+            *c += 1;
+            *c
+        };
+        if let Some(list) = w.failures.get_mut(op) {
+            if let Some(i) = list.iter().position(|(k, _)| *k == n) {
+                return Err(list.remove(i).1);
+            }
+        }
+        f(&mut w)
+    }
+}
+
+fn not_found(op: &'static str, what: &str) -> AwsError {
+    AwsError::NotFound {
+        op,
+        message: format!("{what} not found"),
+    }
+}
+
+#[async_trait]
+impl Ecs for FakeAws {
+    async fn describe_cluster(&self, name: &str) -> Result<Option<ObservedCluster>, AwsError> {
+        self.call("DescribeClusters", |w| Ok(w.clusters.get(name).cloned()))
+    }
+    async fn create_cluster(&self, c: &NewCluster) -> Result<String, AwsError> {
+        self.call("CreateCluster", |w| {
+            let arn = format!("arn:aws:ecs:eu-west-1:123456789012:cluster/{}", c.name);
+            w.clusters.entry(c.name.clone()).or_insert(ObservedCluster {
+                arn: arn.clone(),
+                status: "ACTIVE".into(),
+                tags: c.tags.clone(),
+                capacity_providers: c.capacity_providers.clone(),
+                container_insights: c.container_insights.clone(),
+            });
+            Ok(arn)
+        })
+    }
+    async fn tag_resource(
+        &self,
+        arn: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
+        self.call("TagResource", |w| {
+            let c = w
+                .clusters
+                .values_mut()
+                .find(|c| c.arn == arn)
+                .ok_or_else(|| not_found("TagResource", arn))?;
+            c.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+    async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
+        self.call("UntagResource", |w| {
+            let c = w
+                .clusters
+                .values_mut()
+                .find(|c| c.arn == arn)
+                .ok_or_else(|| not_found("UntagResource", arn))?;
+            c.tags.retain(|k, _| !keys.contains(k));
+            Ok(())
+        })
+    }
+    async fn put_capacity_providers(
+        &self,
+        cluster: &str,
+        providers: &[String],
+    ) -> Result<(), AwsError> {
+        self.call("PutClusterCapacityProviders", |w| {
+            w.clusters
+                .get_mut(cluster)
+                .ok_or_else(|| not_found("PutClusterCapacityProviders", cluster))?
+                .capacity_providers = providers.to_vec();
+            Ok(())
+        })
+    }
+    async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError> {
+        self.call("UpdateClusterSettings", |w| {
+            w.clusters
+                .get_mut(cluster)
+                .ok_or_else(|| not_found("UpdateClusterSettings", cluster))?
+                .container_insights = Some(value.into());
+            Ok(())
+        })
+    }
+    async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError> {
+        self.call("DeleteCluster", |w| {
+            w.clusters
+                .get_mut(cluster)
+                .ok_or_else(|| not_found("DeleteCluster", cluster))?
+                .status = "INACTIVE".into();
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl Rds for FakeAws {
+    async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError> {
+        self.call("DescribeDBInstances", |w| {
+            Ok(w.databases.get(name).cloned())
+        })
+    }
+    async fn create_db_instance(
+        &self,
+        spec: &DatabaseSpec,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
+        self.call("CreateDBInstance", |w| {
+            if w.databases.contains_key(&spec.name) {
+                return Err(AwsError::Conflict {
+                    op: "CreateDBInstance",
+                    message: "DBInstanceAlreadyExists".into(),
+                });
+            }
+            let engine = serde_json::to_value(spec.engine)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let port = if engine == "postgres" { 5432 } else { 3306 };
+            w.databases.insert(
+                spec.name.clone(),
+                ObservedDatabase {
+                    name: spec.name.clone(),
+                    arn: format!("arn:aws:rds:eu-west-1:123456789012:db:{}", spec.name),
+                    status: "available".into(),
+                    engine,
+                    engine_version: spec.engine_version.clone(),
+                    instance_class: spec.instance_class.clone(),
+                    allocated_storage_gib: spec.allocated_storage_gib,
+                    multi_az: spec.multi_az,
+                    storage_encrypted: spec.storage_encrypted,
+                    backup_retention_days: spec.backup_retention_days,
+                    deletion_protection: spec.deletion_protection,
+                    master_username: spec.master_username.clone(),
+                    master_secret_arn: Some(format!(
+                        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!{}",
+                        spec.name
+                    )),
+                    endpoint: Some(format!("{}.fake.eu-west-1.rds.amazonaws.com", spec.name)),
+                    port: Some(port),
+                    tags: tags.clone(),
+                },
+            );
+            Ok(())
+        })
+    }
+    async fn modify_db_instance(&self, name: &str, m: &DbModify) -> Result<(), AwsError> {
+        self.call("ModifyDBInstance", |w| {
+            let db = w
+                .databases
+                .get_mut(name)
+                .ok_or_else(|| not_found("ModifyDBInstance", name))?;
+            if let Some(v) = &m.instance_class {
+                db.instance_class = v.clone();
+            }
+            if let Some(v) = m.allocated_storage_gib {
+                db.allocated_storage_gib = v;
+            }
+            if let Some(v) = m.multi_az {
+                db.multi_az = v;
+            }
+            if let Some(v) = &m.engine_version {
+                db.engine_version = v.clone();
+            }
+            if let Some(v) = m.backup_retention_days {
+                db.backup_retention_days = v;
+            }
+            if let Some(v) = m.deletion_protection {
+                db.deletion_protection = v;
+            }
+            Ok(())
+        })
+    }
+    async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("AddTagsToResource", |w| {
+            let db = w
+                .databases
+                .values_mut()
+                .find(|d| d.arn == arn)
+                .ok_or_else(|| not_found("AddTagsToResource", arn))?;
+            db.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+    async fn delete_db_instance(
+        &self,
+        name: &str,
+        _final_snapshot: Option<&str>,
+    ) -> Result<(), AwsError> {
+        self.call("DeleteDBInstance", |w| {
+            let db = w
+                .databases
+                .get(name)
+                .ok_or_else(|| not_found("DeleteDBInstance", name))?;
+            if db.deletion_protection {
+                return Err(AwsError::Invalid {
+                    op: "DeleteDBInstance",
+                    message: "InvalidParameterCombination: deletion protection is enabled".into(),
+                });
+            }
+            w.databases.remove(name);
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl S3 for FakeAws {
+    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError> {
+        // The SDK adapter reads a bucket with 7 calls; count them alike.
+        for op in [
+            "HeadBucket",
+            "GetBucketLocation",
+            "GetBucketVersioning",
+            "GetBucketEncryption",
+            "GetPublicAccessBlock",
+            "GetBucketLifecycleConfiguration",
+        ] {
+            self.call(op, |_| Ok(()))?;
+        }
+        self.call("GetBucketTagging", |w| Ok(w.buckets.get(name).cloned()))
+    }
+    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
+        self.call("CreateBucket", |w| {
+            w.buckets.entry(name.to_string()).or_insert(ObservedBucket {
+                name: name.into(),
+                region: region.into(),
+                ..Default::default()
+            });
+            Ok(())
+        })
+    }
+    async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("PutBucketTagging", |w| {
+            w.buckets
+                .get_mut(name)
+                .ok_or_else(|| not_found("PutBucketTagging", name))?
+                .tags = tags.clone();
+            Ok(())
+        })
+    }
+    async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
+        self.call("PutBucketVersioning", |w| {
+            w.buckets
+                .get_mut(name)
+                .ok_or_else(|| not_found("PutBucketVersioning", name))?
+                .versioning = Some(if enabled { "Enabled" } else { "Suspended" }.into());
+            Ok(())
+        })
+    }
+    async fn put_encryption(
+        &self,
+        name: &str,
+        encryption: &BucketEncryption,
+    ) -> Result<(), AwsError> {
+        self.call("PutBucketEncryption", |w| {
+            w.buckets
+                .get_mut(name)
+                .ok_or_else(|| not_found("PutBucketEncryption", name))?
+                .encryption = Some(encryption.clone());
+            Ok(())
+        })
+    }
+    async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError> {
+        let op = if block {
+            "PutPublicAccessBlock"
+        } else {
+            "DeletePublicAccessBlock"
+        };
+        self.call(op, |w| {
+            let b = w
+                .buckets
+                .get_mut(name)
+                .ok_or_else(|| not_found("PutPublicAccessBlock", name))?;
+            b.public_access_blocked = block;
+            b.public_access_block_present = block;
+            Ok(())
+        })
+    }
+    async fn put_lifecycle(&self, name: &str, rules: &[LifecycleRule]) -> Result<(), AwsError> {
+        self.call("PutBucketLifecycleConfiguration", |w| {
+            w.buckets
+                .get_mut(name)
+                .ok_or_else(|| not_found("PutBucketLifecycleConfiguration", name))?
+                .lifecycle = rules.to_vec();
+            Ok(())
+        })
+    }
+    async fn delete_bucket(&self, name: &str) -> Result<BucketDeletion, AwsError> {
+        self.call("DeleteBucket", |w| {
+            if !w.buckets.contains_key(name) {
+                return Ok(BucketDeletion::Missing);
+            }
+            if w.objects.get(name).copied().unwrap_or(0) > 0 {
+                return Ok(BucketDeletion::NotEmpty);
+            }
+            w.buckets.remove(name);
+            Ok(BucketDeletion::Deleted)
+        })
+    }
+}
+
+#[async_trait]
+impl Sts for FakeAws {
+    async fn caller_account(&self) -> Result<String, AwsError> {
+        self.call("GetCallerIdentity", |_| Ok("123456789012".into()))
+    }
+}
+
+#[async_trait]
+impl AwsProvider for FakeAws {
+    async fn clients(&self, _target: &Target) -> Result<AwsClients, AwsError> {
+        let me = Arc::new(self.clone());
+        Ok(AwsClients {
+            ecs: me.clone(),
+            rds: me.clone(),
+            s3: me.clone(),
+            sts: me,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_kth_call_fails_and_the_others_succeed() {
+        let aws = FakeAws::new();
+        aws.fail_on(
+            "CreateBucket",
+            2,
+            AwsError::Throttled {
+                op: "CreateBucket",
+                message: "SlowDown".into(),
+            },
+        );
+        assert!(aws.create_bucket("a", "eu-west-1").await.is_ok());
+        assert!(matches!(
+            aws.create_bucket("b", "eu-west-1").await,
+            Err(AwsError::Throttled { .. })
+        ));
+        assert!(aws.create_bucket("b", "eu-west-1").await.is_ok());
+        assert_eq!(aws.count("CreateBucket"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_bucket_with_objects_is_not_deleted() {
+        let aws = FakeAws::new();
+        aws.create_bucket("a", "eu-west-1").await.unwrap();
+        aws.put_object("a");
+        assert_eq!(
+            aws.delete_bucket("a").await.unwrap(),
+            BucketDeletion::NotEmpty
+        );
+    }
+}
