@@ -49,3 +49,17 @@ pub const AWAITING_APPROVAL: &str = "AwaitingApproval";
 pub const SNAPSHOT_TAKEN: &str = "FinalSnapshot";
 /// Event: declared changes were applied.
 pub const UPDATED: &str = "Updated";
+/// A rollout failed and the service was pointed back at the stable task definition.
+pub const ROLLED_BACK: &str = "RolledBack";
+/// A rollout failed with nothing to roll back to (or autoRollback off).
+pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+/// A release was promoted to stable.
+pub const PROMOTED: &str = "Promoted";
+/// Health metrics are being judged.
+pub const ANALYZING: &str = "Analyzing";
+/// An analysis query is invalid (bad PromQL).
+pub const INVALID_QUERY: &str = "InvalidQuery";
+/// The release is paused or its Environment frozen.
+pub const PAUSED: &str = "Paused";
+/// The release waits for its StackSpec to be Ready.
+pub const WAITING_FOR_STACK: &str = "WaitingForStack";

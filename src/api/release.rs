@@ -299,6 +299,16 @@ pub struct ServiceReleaseStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Spec hash of the stable release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_spec_hash: Option<String>,
+    /// Spec hash that failed (rolled back or failed): not retried until the spec changes
+    /// or `shipshape.dev/retry` gets a new value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_spec_hash: Option<String>,
+    /// Last values of the command annotations acted on (retry, rollback, promote).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub handled_commands: std::collections::BTreeMap<String, String>,
 }
 
 /// The rollout being judged.
@@ -318,6 +328,24 @@ pub struct RolloutStatus {
     /// Failed rounds so far.
     #[serde(default)]
     pub failures: i32,
+    /// Passing rounds in a row.
+    #[serde(default)]
+    pub successes: i32,
+    /// Hash of the task definition content and size being rolled out.
+    #[serde(default)]
+    pub spec_hash: String,
+    /// Task definition being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    /// When ECS reported the deployment COMPLETED (analysis starts after warmup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_at: Option<DateTime<Utc>>,
+    /// When the last analysis round ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_measured_at: Option<DateTime<Utc>>,
+    /// Set while a query is invalid: the rollout holds (no rollback, no deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_query: Option<String>,
 }
 
 /// One measurement of one query.

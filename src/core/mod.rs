@@ -1,7 +1,9 @@
 //! The pure core: plans, conditions, requeue decisions. No async, no I/O.
 
+pub mod analysis;
 pub mod conditions;
 pub mod environment;
 pub mod requeue;
+pub mod rollout;
 pub mod stack;
 pub mod tenancy;

@@ -1,0 +1,493 @@
+use super::*;
+use chrono::TimeZone;
+
+fn t(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn cfg(has_analysis: bool) -> Config {
+    Config {
+        warmup: Duration::from_secs(10),
+        interval: Duration::from_secs(5),
+        successful_runs: 2,
+        failure_limit: 1,
+        progress_deadline: Duration::from_secs(300),
+        auto_rollback: true,
+        has_analysis,
+        history_limit: 10,
+        drift_interval: Duration::from_secs(60),
+    }
+}
+
+/// A simulated ECS service: what the effects do to it.
+#[derive(Default)]
+struct World {
+    service: Option<ServiceObs>,
+    n: usize,
+}
+
+impl World {
+    fn apply(&mut self, effects: &[Effect], replicas: i32) -> usize {
+        let mut updates = 0;
+        for e in effects {
+            let td = match e {
+                Effect::CreateService { task_definition }
+                | Effect::UpdateService { task_definition } => task_definition.clone(),
+            };
+            updates += 1;
+            self.n += 1;
+            let mut deployments = vec![DeploymentObs {
+                id: format!("ecs-svc/{}", self.n),
+                task_definition: td.clone(),
+                status: "PRIMARY".into(),
+                rollout_state: "IN_PROGRESS".into(),
+                failed_tasks: 0,
+            }];
+            if let Some(s) = &self.service {
+                deployments.extend(s.deployments.iter().take(1).map(|d| DeploymentObs {
+                    status: "ACTIVE".into(),
+                    ..d.clone()
+                }));
+            }
+            self.service = Some(ServiceObs {
+                arn: "arn:svc".into(),
+                task_definition: td,
+                desired_count: replicas,
+                deployments,
+            });
+        }
+        updates
+    }
+    fn complete(&mut self, state: &str) {
+        if let Some(d) = self
+            .service
+            .as_mut()
+            .and_then(|s| s.deployments.first_mut())
+        {
+            d.rollout_state = state.into();
+            if state == "FAILED" {
+                d.failed_tasks = 3;
+            }
+        }
+    }
+}
+
+struct Run {
+    world: World,
+    status: ServiceReleaseStatus,
+    cfg: Config,
+    paused: bool,
+    frozen: bool,
+    commands: Commands,
+    last: Option<Step>,
+    updates: usize,
+}
+
+impl Run {
+    fn new(has_analysis: bool) -> Run {
+        Run {
+            world: World::default(),
+            status: Default::default(),
+            cfg: cfg(has_analysis),
+            paused: false,
+            frozen: false,
+            commands: Default::default(),
+            last: None,
+            updates: 0,
+        }
+    }
+    fn step(&mut self, now: i64, sha: &str, round: Option<Verdict>) -> &Step {
+        let (spec_hash, td) = (format!("hash-{sha}"), format!("arn:td/{sha}"));
+        self.step_spec(now, sha, &spec_hash, &td, round)
+    }
+    fn step_spec(
+        &mut self,
+        now: i64,
+        sha: &str,
+        spec_hash: &str,
+        td: &str,
+        round: Option<Verdict>,
+    ) -> &Step {
+        let round = round.map(|v| {
+            (
+                v.clone(),
+                vec![Measurement {
+                    at: t(now),
+                    query: "error-rate".into(),
+                    value: Some(0.0),
+                    verdict: v.word().into(),
+                }],
+            )
+        });
+        let commands = std::mem::take(&mut self.commands);
+        let inp = Inputs {
+            now: t(now),
+            sha,
+            spec_hash,
+            task_definition: td,
+            replicas: 2,
+            service: self.world.service.as_ref(),
+            paused: self.paused,
+            frozen: self.frozen,
+            commands: &commands,
+            round,
+            config: &self.cfg,
+        };
+        let s = step(&self.status, &inp);
+        self.updates += self.world.apply(&s.effects, 2);
+        self.status = s.status.clone();
+        self.last = Some(s);
+        self.last.as_ref().unwrap()
+    }
+    /// Rolls `sha` out and promotes it (ECS completes; analysis passes).
+    fn promote(&mut self, start: i64, sha: &str) {
+        self.step(start, sha, None);
+        self.world.complete("COMPLETED");
+        self.step(start + 1, sha, None);
+        if self.cfg.has_analysis {
+            self.step(start + 11, sha, Some(Verdict::Pass));
+            self.step(start + 16, sha, Some(Verdict::Pass));
+        }
+        assert_eq!(self.status.phase, Phase::Healthy, "{:?}", self.status);
+        assert_eq!(self.status.stable_sha.as_deref(), Some(sha));
+    }
+}
+
+#[test]
+fn the_first_release_creates_the_service_and_is_promoted_when_ecs_completes() {
+    let mut r = Run::new(false);
+    let s = r.step(0, "aaaaaaa", None);
+    assert_eq!(
+        s.effects,
+        vec![Effect::CreateService {
+            task_definition: "arn:td/aaaaaaa".into()
+        }]
+    );
+    assert_eq!(s.status.phase, Phase::Progressing);
+    r.world.complete("COMPLETED");
+    let s = r.step(3, "aaaaaaa", None);
+    assert_eq!(s.status.phase, Phase::Healthy);
+    assert!(matches!(s.readiness, Readiness::Ready { .. }));
+    assert_eq!(s.status.history[0].outcome, Outcome::Promoted);
+    assert_eq!(
+        s.status.stable_task_definition_arn.as_deref(),
+        Some("arn:td/aaaaaaa")
+    );
+}
+
+#[test]
+fn a_healthy_second_release_is_promoted_after_warmup_and_successful_runs() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing);
+    assert!(!measurement_due(&s.status, t(105), &r.cfg), "warmup");
+    assert!(measurement_due(&s.status, t(111), &r.cfg));
+    assert_eq!(
+        s.requeue,
+        Duration::from_secs(10),
+        "woken when the warmup ends"
+    );
+    let s = r.step(111, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing);
+    assert!(!measurement_due(&s.status, t(113), &r.cfg), "interval");
+    let s = r.step(116, "bbbbbbb", Some(Verdict::Pass));
+    assert_eq!(s.status.phase, Phase::Healthy);
+    let shas: Vec<_> = s.status.history.iter().map(|h| h.sha.as_str()).collect();
+    assert_eq!(shas, ["bbbbbbb", "aaaaaaa"]);
+}
+
+#[test]
+fn failing_analysis_rolls_back_to_the_stable_task_definition_and_is_not_retried() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "ccccccc", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    let s = r.step(111, "ccccccc", Some(fail())).clone();
+    assert_eq!(
+        s.status.phase,
+        Phase::Analyzing,
+        "failureLimit 1 tolerates one failed round"
+    );
+    let s = r.step(116, "ccccccc", Some(fail())).clone();
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/aaaaaaa".into()
+        }]
+    );
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert_eq!(s.rolled_back, Some("analysis"));
+    assert_eq!(s.status.current_sha.as_deref(), Some("aaaaaaa"));
+    assert_eq!(s.status.history[0].outcome, Outcome::RolledBack);
+    assert!(s.status.history[0].reason.contains("error-rate = 0.2"));
+    let Readiness::Stalled { reason, message } = &s.readiness else {
+        panic!("{:?}", s.readiness)
+    };
+    assert_eq!(*reason, reasons::ROLLED_BACK);
+    assert!(
+        message.contains("error-rate = 0.2 is above max 0.01"),
+        "{message}"
+    );
+
+    let updates = r.updates;
+    for now in [200, 300, 400] {
+        let s = r.step(now, "ccccccc", None);
+        assert_eq!(s.effects, vec![], "a rolled-back SHA is not retried");
+        assert_eq!(s.status.phase, Phase::RolledBack);
+    }
+    assert_eq!(r.updates, updates);
+
+    r.commands.retry = Some("1".into());
+    let s = r.step(500, "ccccccc", None);
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/ccccccc".into()
+        }]
+    );
+    assert_eq!(s.status.phase, Phase::Progressing);
+}
+
+#[test]
+fn a_failed_ecs_deployment_rolls_back() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ddddddd", None);
+    r.world.complete("FAILED");
+    let s = r.step(105, "ddddddd", None);
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert!(s.status.history[0].reason.contains("FAILED"));
+    assert_eq!(s.rolled_back, Some("deployment_failed"));
+}
+
+#[test]
+fn no_data_holds_the_rollout_until_the_deadline_then_rolls_back() {
+    let mut r = Run::new(true);
+    r.cfg.progress_deadline = Duration::from_secs(60);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "eeeeeee", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "eeeeeee", None);
+    for now in [111, 120, 130, 150] {
+        let s = r.step(
+            now,
+            "eeeeeee",
+            Some(Verdict::Inconclusive("error-rate returned no data".into())),
+        );
+        assert_eq!(s.status.phase, Phase::Analyzing);
+    }
+    let s = r.step(161, "eeeeeee", None);
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert!(s.status.history[0].reason.contains("progressDeadline"));
+}
+
+#[test]
+fn an_invalid_query_stalls_without_rolling_back_even_past_the_deadline() {
+    let mut r = Run::new(true);
+    r.cfg.progress_deadline = Duration::from_secs(60);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "fffffff", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "fffffff", None);
+    let s = r
+        .step(
+            111,
+            "fffffff",
+            Some(Verdict::Invalid(
+                "query error-rate is invalid: parse error".into(),
+            )),
+        )
+        .clone();
+    assert!(
+        matches!(&s.readiness, Readiness::Stalled { reason, .. } if *reason == reasons::INVALID_QUERY)
+    );
+    let s = r.step(400, "fffffff", None);
+    assert_eq!(s.effects, vec![]);
+    assert_eq!(s.status.phase, Phase::Analyzing);
+}
+
+#[test]
+fn the_first_release_failing_is_failed_and_left_as_is() {
+    let mut r = Run::new(false);
+    r.step(0, "aaaaaaa", None);
+    r.world.complete("FAILED");
+    let s = r.step(5, "aaaaaaa", None);
+    assert_eq!(s.status.phase, Phase::Failed);
+    assert_eq!(s.effects, vec![]);
+    assert!(
+        matches!(&s.readiness, Readiness::Stalled { message, .. } if message.contains("no stable release"))
+    );
+}
+
+#[test]
+fn paused_and_frozen_releases_start_nothing_but_rollbacks_still_happen() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.paused = true;
+    let s = r.step(100, "bbbbbbb", None);
+    assert_eq!((s.effects.len(), s.status.phase), (0, Phase::Paused));
+    r.paused = false;
+    r.frozen = true;
+    let s = r.step(110, "bbbbbbb", None);
+    assert_eq!((s.effects.len(), s.status.phase), (0, Phase::Paused));
+    r.frozen = false;
+    r.step(120, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    r.step(121, "bbbbbbb", None);
+    r.frozen = true;
+    r.step(131, "bbbbbbb", Some(Verdict::Fail("x".into())));
+    let s = r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
+    assert_eq!(
+        s.status.phase,
+        Phase::RolledBack,
+        "a freeze never blocks a rollback"
+    );
+}
+
+#[test]
+fn an_env_only_change_is_a_new_rollout_and_its_rollback_restores_the_old_task_definition() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    let s = r
+        .step_spec(
+            100,
+            "aaaaaaa",
+            "hash-aaaaaaa-env2",
+            "arn:td/aaaaaaa:2",
+            None,
+        )
+        .clone();
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/aaaaaaa:2".into()
+        }]
+    );
+    r.world.complete("COMPLETED");
+    r.step_spec(
+        101,
+        "aaaaaaa",
+        "hash-aaaaaaa-env2",
+        "arn:td/aaaaaaa:2",
+        None,
+    );
+    r.step_spec(
+        111,
+        "aaaaaaa",
+        "hash-aaaaaaa-env2",
+        "arn:td/aaaaaaa:2",
+        Some(Verdict::Fail("x".into())),
+    );
+    let s = r.step_spec(
+        116,
+        "aaaaaaa",
+        "hash-aaaaaaa-env2",
+        "arn:td/aaaaaaa:2",
+        Some(Verdict::Fail("x".into())),
+    );
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/aaaaaaa".into()
+        }]
+    );
+}
+
+#[test]
+fn a_restarted_controller_resumes_from_status_without_a_second_rollback() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "ccccccc", None);
+    // Restart: only the status survives. The next step continues the analysis.
+    let saved = r.status.clone();
+    r.status = serde_json::from_value(serde_json::to_value(&saved).unwrap()).unwrap();
+    r.step(111, "ccccccc", Some(Verdict::Fail("x".into())));
+    r.step(116, "ccccccc", Some(Verdict::Fail("x".into())));
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    let after = r.updates;
+    // Restart again after the rollback: nothing more happens.
+    r.status = serde_json::from_value(serde_json::to_value(&r.status).unwrap()).unwrap();
+    let s = r.step(130, "ccccccc", None);
+    assert_eq!(s.effects, vec![]);
+    assert_eq!(r.updates, after);
+    assert_eq!(
+        r.status
+            .history
+            .iter()
+            .filter(|h| h.outcome == Outcome::RolledBack)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_changed_task_definition_or_count_on_a_healthy_service_is_put_back() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.world.service.as_mut().unwrap().task_definition = "arn:td/hand-made".into();
+    let s = r.step(100, "aaaaaaa", None);
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/aaaaaaa".into()
+        }]
+    );
+    r.world.service.as_mut().unwrap().desired_count = 7;
+    let s = r.step(200, "aaaaaaa", None);
+    assert_eq!(s.effects.len(), 1);
+}
+
+#[test]
+fn a_spec_change_mid_rollout_supersedes_it() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    let s = r.step(105, "ccccccc", None);
+    assert_eq!(s.status.history[0].outcome, Outcome::Superseded);
+    assert_eq!(s.status.history[0].sha, "bbbbbbb");
+    assert_eq!(s.status.rollout.as_ref().unwrap().sha, "ccccccc");
+}
+
+#[test]
+fn history_is_newest_first_and_capped() {
+    let mut r = Run::new(false);
+    r.cfg.history_limit = 3;
+    for (i, sha) in ["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd", "eeeeeee"]
+        .iter()
+        .enumerate()
+    {
+        r.promote(i as i64 * 100, sha);
+    }
+    let shas: Vec<_> = r.status.history.iter().map(|h| h.sha.as_str()).collect();
+    assert_eq!(shas, ["eeeeeee", "ddddddd", "ccccccc"]);
+}
+
+#[test]
+fn a_manual_rollback_points_back_at_stable() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.commands.rollback = Some("now".into());
+    let s = r.step(101, "bbbbbbb", None);
+    assert_eq!(
+        s.effects,
+        vec![Effect::UpdateService {
+            task_definition: "arn:td/aaaaaaa".into()
+        }]
+    );
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert_eq!(
+        s.status
+            .handled_commands
+            .get("rollback")
+            .map(String::as_str),
+        Some("now")
+    );
+}
