@@ -20,18 +20,8 @@ const DRIFT: u64 = 10;
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -56,10 +46,7 @@ fn reconciles(m: &Metrics) -> f64 {
 
 async fn run(n: usize) -> (usize, f64, f64, f64, f64, f64, f64) {
     let server = ApiServer::start("127.0.0.1:0").await.unwrap();
-    let crds: Vec<serde_json::Value> = shipshape::api::crds()
-        .iter()
-        .map(|c| serde_json::to_value(c).unwrap())
-        .collect();
+    let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
     server.install_crds(&crds);
     let ns = format!("bench{n}");
     server.create_namespace(&ns);
@@ -78,10 +65,7 @@ async fn run(n: usize) -> (usize, f64, f64, f64, f64, f64, f64) {
             "databases": [{"name": format!("db-{n}-{i}"), "engine": "postgres", "engineVersion": "16.4", "instanceClass": "db.t4g.micro", "allocatedStorageGiB": 20}],
             "buckets": [{"name": format!("bucket-{n}-{i}"), "versioning": true}],
         }});
-        stacks
-            .create(&PostParams::default(), &serde_json::from_value(s).unwrap())
-            .await
-            .unwrap();
+        stacks.create(&PostParams::default(), &serde_json::from_value(s).unwrap()).await.unwrap();
     }
     let aws = FakeAws::new();
     let metrics = Metrics::new();
@@ -100,21 +84,12 @@ async fn run(n: usize) -> (usize, f64, f64, f64, f64, f64, f64) {
         let ready = list
             .items
             .iter()
-            .filter(|s| {
-                s.status.as_ref().is_some_and(|st| {
-                    st.conditions
-                        .iter()
-                        .any(|c| c.type_ == "Ready" && c.status == "True")
-                })
-            })
+            .filter(|s| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
             .count();
         if ready == n {
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {ready}/{n} Ready"
-        );
+        assert!(started.elapsed() < Duration::from_secs(600), "only {ready}/{n} Ready");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let converge = started.elapsed().as_secs_f64();
@@ -126,33 +101,16 @@ async fn run(n: usize) -> (usize, f64, f64, f64, f64, f64, f64) {
     let (reads, writes) = aws.totals();
     let (cpu1, rec1) = (cpu_seconds(), reconciles(&metrics));
     let recs = (rec1 - rec0) / 2.0;
-    let cpu_ms = if recs > 0.0 {
-        (cpu1 - cpu0) * 1000.0 / (rec1 - rec0)
-    } else {
-        0.0
-    };
-    (
-        n,
-        converge,
-        reads as f64 / 2.0,
-        writes as f64 / 2.0,
-        recs,
-        cpu_ms,
-        rss_mib(),
-    )
+    let cpu_ms = if recs > 0.0 { (cpu1 - cpu0) * 1000.0 / (rec1 - rec0) } else { 0.0 };
+    (n, converge, reads as f64 / 2.0, writes as f64 / 2.0, recs, cpu_ms, rss_mib())
 }
 
 fn main() {
     // Each size runs in a fresh process so one size's controller cannot skew the next.
     if let Ok(n) = std::env::var("SHIPSHAPE_BENCH_ONE") {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
         let (n, converge, reads, writes, recs, cpu, rss) = rt.block_on(run(n.parse().unwrap()));
-        println!(
-            "| {n} | {converge:.1} | {reads:.0} | {writes:.0} | {recs:.0} | {cpu:.2} | {rss:.0} |"
-        );
+        println!("| {n} | {converge:.1} | {reads:.0} | {writes:.0} | {recs:.0} | {cpu:.2} | {rss:.0} |");
         std::process::exit(if writes == 0.0 { 0 } else { 3 });
     }
     let sizes: Vec<usize> = std::env::var("SHIPSHAPE_BENCH_SIZES")
@@ -165,14 +123,8 @@ fn main() {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     let exe = std::env::current_exe().unwrap();
     for n in sizes {
-        let status = std::process::Command::new(&exe)
-            .env("SHIPSHAPE_BENCH_ONE", n.to_string())
-            .status()
-            .unwrap();
-        assert!(
-            status.success(),
-            "size {n} failed (exit 3: the steady state wrote to AWS)"
-        );
+        let status = std::process::Command::new(&exe).env("SHIPSHAPE_BENCH_ONE", n.to_string()).status().unwrap();
+        assert!(status.success(), "size {n} failed (exit 3: the steady state wrote to AWS)");
     }
     println!("* includes the in-process test API server");
 }

@@ -19,17 +19,10 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let server = ApiServer::start(&args.addr).await?;
-    let crds: Vec<serde_json::Value> = shipshape::api::crds()
-        .iter()
-        .map(|c| serde_json::to_value(c).expect("CRD serializes"))
-        .collect();
+    let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).expect("CRD serializes")).collect();
     server.install_crds(&crds);
     server.write_kubeconfig(&args.kubeconfig)?;
-    println!(
-        "test API server at {} (kubeconfig: {})",
-        server.url(),
-        args.kubeconfig.display()
-    );
+    println!("test API server at {} (kubeconfig: {})", server.url(), args.kubeconfig.display());
     tokio::signal::ctrl_c().await?;
     Ok(())
 }

@@ -16,14 +16,8 @@ pub struct Health {
     pub ready: Arc<AtomicBool>,
 }
 
-async fn metrics(
-    State(h): State<Health>,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    (
-        StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
-        h.metrics.render(),
-    )
+async fn metrics(State(h): State<Health>) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (StatusCode::OK, [("content-type", "text/plain; version=0.0.4")], h.metrics.render())
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
@@ -45,7 +39,5 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(health);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

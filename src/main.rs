@@ -12,11 +12,7 @@ use shipshape::metrics::Metrics;
 use shipshape::telemetry::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(
-    name = "shipshape",
-    version,
-    about = "Keeps a team's AWS footprint (ECS, RDS, S3) in its declared state from Kubernetes"
-)]
+#[command(name = "shipshape", version, about = "Keeps a team's AWS footprint (ECS, RDS, S3) in its declared state from Kubernetes")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -113,10 +109,7 @@ async fn main() -> anyhow::Result<()> {
             let result = controller::run(RunConfig {
                 metrics_addr: args.metrics_addr,
                 lease,
-                settings: Settings {
-                    ecs_drift: args.ecs_drift_interval.duration(),
-                    stack_drift: args.stack_drift_interval.duration(),
-                },
+                settings: Settings { ecs_drift: args.ecs_drift_interval.duration(), stack_drift: args.stack_drift_interval.duration() },
                 aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
                 metrics,
                 client: None,

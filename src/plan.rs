@@ -63,62 +63,35 @@ pub fn read(path: &str) -> anyhow::Result<Manifests> {
 }
 
 /// Plans everything in `m`, writing a report; returns whether anything would change.
-pub async fn run(
-    m: &Manifests,
-    aws: &dyn AwsProvider,
-    out: &mut impl std::io::Write,
-) -> anyhow::Result<bool> {
+pub async fn run(m: &Manifests, aws: &dyn AwsProvider, out: &mut impl std::io::Write) -> anyhow::Result<bool> {
     let mut changes = false;
     for env in &m.environments {
         let clients = aws.clients(&environment_target(env)).await?;
         let caller = clients.sts.caller_account().await?;
-        let cluster = clients
-            .ecs
-            .describe_cluster(&env.spec.ecs_cluster.name)
-            .await?;
+        let cluster = clients.ecs.describe_cluster(&env.spec.ecs_cluster.name).await?;
         writeln!(out, "Environment {} ({}):", env.name_any(), env.spec.region)?;
-        match env_plan::plan(
-            &env.spec,
-            &owner_of(env),
-            &Observed {
-                caller_account: caller,
-                cluster,
-            },
-            &[],
-        ) {
+        match env_plan::plan(&env.spec, &owner_of(env), &Observed { caller_account: caller, cluster }, &[]) {
             Err(r) => {
                 changes = true;
                 writeln!(out, "  unsupported: {} ({})", r.message, r.reason)?;
             }
-            Ok(steps) if steps.is_empty() => writeln!(
-                out,
-                "  EcsCluster {}: no changes",
-                env.spec.ecs_cluster.name
-            )?,
+            Ok(steps) if steps.is_empty() => writeln!(out, "  EcsCluster {}: no changes", env.spec.ecs_cluster.name)?,
             Ok(steps) => {
                 changes = true;
                 for s in steps {
-                    writeln!(
-                        out,
-                        "  EcsCluster {}: {}",
-                        env.spec.ecs_cluster.name,
-                        describe(&s)
-                    )?;
+                    writeln!(out, "  EcsCluster {}: {}", env.spec.ecs_cluster.name, describe(&s))?;
                 }
             }
         }
     }
     for stack in &m.stacks {
-        let key = format!(
-            "{}/{}",
-            stack.namespace().unwrap_or_default(),
-            stack.name_any()
-        );
-        let env = m
-            .environments
-            .iter()
-            .find(|e| e.name_any() == stack.spec.environment)
-            .ok_or_else(|| anyhow::anyhow!("StackSpec {key} names environment `{}`, which is not among the manifests; pass its file too", stack.spec.environment))?;
+        let key = format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any());
+        let env = m.environments.iter().find(|e| e.name_any() == stack.spec.environment).ok_or_else(|| {
+            anyhow::anyhow!(
+                "StackSpec {key} names environment `{}`, which is not among the manifests; pass its file too",
+                stack.spec.environment
+            )
+        })?;
         let clients = aws.clients(&environment_target(env)).await?;
         let observed = observe_stack(stack, &clients).await?;
         let p = plan_stack(stack, env, &observed);
@@ -140,13 +113,9 @@ pub async fn run(
 fn describe(step: &env_plan::Action) -> String {
     match step {
         env_plan::Action::CreateCluster { .. } => "create".into(),
-        env_plan::Action::Tag { tags } => format!(
-            "update tags: set {}",
-            tags.iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        env_plan::Action::Tag { tags } => {
+            format!("update tags: set {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        }
         env_plan::Action::Untag { keys } => format!("update tags: remove {}", keys.join(",")),
         env_plan::Action::SetCapacityProviders { providers } => {
             format!("update capacityProviders -> {}", providers.join(","))

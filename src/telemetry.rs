@@ -13,20 +13,10 @@ pub enum LogFormat {
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,aws_config=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn,aws_config=warn"));
     let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
-            )
-            .init(),
-        LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .init(),
+        LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true).with_writer(std::io::stderr)).init(),
+        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).init(),
     }
 }

@@ -38,11 +38,7 @@ fn plan(endpoint: &str, file: &std::path::Path) -> (i32, String, String) {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
         .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -64,24 +60,14 @@ async fn plan_lists_exactly_the_changed_fields_exits_by_the_result_and_never_wri
     .await
     .unwrap();
     assert_eq!(code, 2, "{out}{err}");
-    assert!(
-        out.contains(&format!("Database {bucket}-db: create"))
-            && out.contains(&format!("Bucket {bucket}: create")),
-        "{out}"
-    );
+    assert!(out.contains(&format!("Database {bucket}-db: create")) && out.contains(&format!("Bucket {bucket}: create")), "{out}");
     assert!(out.contains(&format!("EcsCluster {env}: create")), "{out}");
 
     // Let the controller make it so, then plan the same manifests: nothing to do.
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
-    ))
-    .success();
-    c.kubectl(&["apply", "-f", file.to_str().unwrap()])
-        .success();
-    eventually(Duration::from_secs(40), "stack Ready", || {
-        (c.condition(&["stack", "data", "-n", &ns], "Ready").0 == "True").then_some(())
-    })
-    .await;
+    c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).success();
+    eventually(Duration::from_secs(40), "stack Ready", || (c.condition(&["stack", "data", "-n", &ns], "Ready").0 == "True").then_some(()))
+        .await;
     let (code, out, err) = tokio::task::spawn_blocking({
         let (u, f) = (planner.url(), file.clone());
         move || plan(&u, &f)
@@ -89,10 +75,7 @@ async fn plan_lists_exactly_the_changed_fields_exits_by_the_result_and_never_wri
     .await
     .unwrap();
     assert_eq!(code, 0, "{out}{err}");
-    assert!(
-        out.contains("no changes") && !out.contains("update"),
-        "{out}"
-    );
+    assert!(out.contains("no changes") && !out.contains("update"), "{out}");
 
     // A changed manifest: exactly the two changed fields.
     std::fs::write(&file, manifests(&env, &ns, &bucket, false, 14)).unwrap();
@@ -103,11 +86,7 @@ async fn plan_lists_exactly_the_changed_fields_exits_by_the_result_and_never_wri
     .await
     .unwrap();
     assert_eq!(code, 2, "{out}");
-    let updates: Vec<&str> = out
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.contains(": update "))
-        .collect();
+    let updates: Vec<&str> = out.lines().map(str::trim).filter(|l| l.contains(": update ")).collect();
     assert_eq!(
         updates,
         [
@@ -120,14 +99,7 @@ async fn plan_lists_exactly_the_changed_fields_exits_by_the_result_and_never_wri
 
     // A StackSpec whose Environment is not among the manifests is an error.
     let lone = dir.path().join("lone.yaml");
-    std::fs::write(
-        &lone,
-        manifests(&env, &ns, &bucket, true, 7)
-            .split("---")
-            .nth(1)
-            .unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&lone, manifests(&env, &ns, &bucket, true, 7).split("---").nth(1).unwrap()).unwrap();
     let (code, _, err) = tokio::task::spawn_blocking({
         let u = planner.url();
         move || plan(&u, &lone)

@@ -18,13 +18,7 @@ struct Names {
 }
 
 fn names() -> Names {
-    Names {
-        env: unique("env"),
-        ns: unique("team"),
-        db: unique("db"),
-        uploads: unique("uploads"),
-        assets: unique("assets"),
-    }
+    Names { env: unique("env"), ns: unique("team"), db: unique("db"), uploads: unique("uploads"), assets: unique("assets") }
 }
 
 fn setup(c: &Cluster, n: &Names) {
@@ -80,107 +74,38 @@ async fn a_stack_of_one_database_and_two_buckets_is_created_with_outputs() {
 
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
-    let db = aws
-        .rds
-        .describe_db_instance(&n.db)
-        .await
-        .unwrap()
-        .expect("database exists");
-    assert_eq!(
-        (
-            db.engine.as_str(),
-            db.allocated_storage_gib,
-            db.backup_retention_days
-        ),
-        ("postgres", 20, 7)
-    );
-    assert_eq!(
-        db.tags.get("shipshape.dev/owner"),
-        Some(&format!("{}/data", n.ns))
-    );
-    assert_eq!(
-        db.tags.get("Project").map(String::as_str),
-        Some("car-rental")
-    );
-    let uploads = aws
-        .s3
-        .describe_bucket(&n.uploads)
-        .await
-        .unwrap()
-        .expect("bucket exists");
+    let db = aws.rds.describe_db_instance(&n.db).await.unwrap().expect("database exists");
+    assert_eq!((db.engine.as_str(), db.allocated_storage_gib, db.backup_retention_days), ("postgres", 20, 7));
+    assert_eq!(db.tags.get("shipshape.dev/owner"), Some(&format!("{}/data", n.ns)));
+    assert_eq!(db.tags.get("Project").map(String::as_str), Some("car-rental"));
+    let uploads = aws.s3.describe_bucket(&n.uploads).await.unwrap().expect("bucket exists");
     assert_eq!(uploads.versioning.as_deref(), Some("Enabled"));
-    assert!(
-        uploads.public_access_blocked,
-        "public access is blocked by default"
-    );
+    assert!(uploads.public_access_blocked, "public access is blocked by default");
     assert_eq!(uploads.lifecycle.len(), 1);
-    let assets = aws
-        .s3
-        .describe_bucket(&n.assets)
-        .await
-        .unwrap()
-        .expect("bucket exists");
+    let assets = aws.s3.describe_bucket(&n.assets).await.unwrap().expect("bucket exists");
     assert_eq!(assets.lifecycle[0].transitions.len(), 2);
     assert_eq!(assets.region, "eu-west-1");
 
-    let cm = c
-        .kubectl(&[
-            "get",
-            "configmap",
-            "data-outputs",
-            "-n",
-            &n.ns,
-            "-o",
-            "json",
-        ])
-        .success()
-        .stdout;
+    let cm = c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns, "-o", "json"]).success().stdout;
     let cm: serde_json::Value = serde_json::from_str(&cm).unwrap();
     let key = n.db.to_uppercase().replace('-', "_");
     let data = &cm["data"];
     assert_eq!(data[format!("{key}_ENGINE")], "postgres");
-    assert!(
-        data[format!("{key}_HOST")]
-            .as_str()
-            .is_some_and(|h| !h.is_empty()),
-        "{data}"
-    );
+    assert!(data[format!("{key}_HOST")].as_str().is_some_and(|h| !h.is_empty()), "{data}");
     assert_eq!(data[format!("{key}_PORT")], "5432");
-    assert!(
-        data[format!("{key}_MASTER_SECRET_ARN")]
-            .as_str()
-            .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")),
-        "{data}"
-    );
-    assert!(
-        !cm.to_string().to_lowercase().contains("password\":"),
-        "no password in outputs: {cm}"
-    );
-    assert_eq!(
-        data[format!("{}_BUCKET", n.uploads.to_uppercase().replace('-', "_"))],
-        n.uploads.as_str()
-    );
+    assert!(data[format!("{key}_MASTER_SECRET_ARN")].as_str().is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")), "{data}");
+    assert!(!cm.to_string().to_lowercase().contains("password\":"), "no password in outputs: {cm}");
+    assert_eq!(data[format!("{}_BUCKET", n.uploads.to_uppercase().replace('-', "_"))], n.uploads.as_str());
     assert_eq!(cm["metadata"]["ownerReferences"][0]["kind"], "StackSpec");
 
-    let resources = c.jsonpath(
-        &["stack", "data", "-n", &n.ns],
-        "{.status.resources[*].name}",
-    );
+    let resources = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.resources[*].name}");
     assert_eq!(resources, format!("{} {} {}", n.db, n.uploads, n.assets));
 
     // Steady state: further drift passes read but never write.
     p.reset();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        p.count("DescribeDBInstances") >= 2,
-        "drift passes ran: {:?}",
-        p.calls()
-    );
-    assert_eq!(
-        p.writes(),
-        vec![],
-        "a no-op reconcile makes zero AWS writes"
-    );
+    assert!(p.count("DescribeDBInstances") >= 2, "drift passes ran: {:?}", p.calls());
+    assert_eq!(p.writes(), vec![], "a no-op reconcile makes zero AWS writes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,19 +121,12 @@ async fn changes_made_outside_shipshape_are_put_back_within_one_drift_interval()
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     aws.s3.put_versioning(&n.uploads, false).await.unwrap();
-    let shorter = shipshape::core::stack::DbModify {
-        backup_retention_days: Some(1),
-        ..Default::default()
-    };
+    let shorter = shipshape::core::stack::DbModify { backup_retention_days: Some(1), ..Default::default() };
     aws.rds.modify_db_instance(&n.db, &shorter).await.unwrap();
 
     eventually(WAIT, "versioning and backup retention restored", || {
-        let v = futures::executor::block_on(aws.s3.describe_bucket(&n.uploads))
-            .ok()??
-            .versioning;
-        let r = futures::executor::block_on(aws.rds.describe_db_instance(&n.db))
-            .ok()??
-            .backup_retention_days;
+        let v = futures::executor::block_on(aws.s3.describe_bucket(&n.uploads)).ok()??.versioning;
+        let r = futures::executor::block_on(aws.rds.describe_db_instance(&n.db)).ok()??.backup_retention_days;
         (v.as_deref() == Some("Enabled") && r == 7).then_some(())
     })
     .await;
@@ -219,14 +137,8 @@ async fn changes_made_outside_shipshape_are_put_back_within_one_drift_interval()
     .await;
     assert!(events.contains("DriftCorrected"), "{events}");
     assert!(ctl.metric("shipshape_drift_corrections_total", &["stackspec"]) >= 2.0);
-    let drift = c.jsonpath(
-        &["stack", "data", "-n", &n.ns],
-        "{.status.resources[*].drift}",
-    );
-    assert!(
-        drift.contains("versioning") && drift.contains("backupRetentionDays"),
-        "{drift}"
-    );
+    let drift = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.resources[*].drift}");
+    assert!(drift.contains("versioning") && drift.contains("backupRetentionDays"), "{drift}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -236,24 +148,11 @@ async fn a_throttling_storm_creates_each_resource_exactly_once_and_backs_off() {
     let ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    p.inject(
-        "CreateBucket",
-        shipshape::testing::awsproxy::Fault::Throttle,
-        6,
-    );
-    p.inject(
-        "CreateDBInstance",
-        shipshape::testing::awsproxy::Fault::Throttle,
-        6,
-    );
+    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::Throttle, 6);
+    p.inject("CreateDBInstance", shipshape::testing::awsproxy::Fault::Throttle, 6);
     c.apply(&stack(&n, "", "", "")).success();
     condition(&c, &n, "Ready", "True").await;
-    let succeeded = |op: &str| {
-        p.calls()
-            .iter()
-            .filter(|c| c.operation == op && !c.faulted)
-            .count()
-    };
+    let succeeded = |op: &str| p.calls().iter().filter(|c| c.operation == op && !c.faulted).count();
     assert_eq!(succeeded("CreateDBInstance"), 1);
     assert_eq!(succeeded("CreateBucket"), 2, "one per bucket");
     assert_eq!(p.count("CreateBucket"), 8, "6 throttled + 2 created");
@@ -267,21 +166,11 @@ async fn access_denied_stalls_naming_the_operation_without_a_retry_storm() {
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    p.inject(
-        "CreateBucket",
-        shipshape::testing::awsproxy::Fault::AccessDenied,
-        1000,
-    );
+    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::AccessDenied, 1000);
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Stalled", "True").await, "AccessDenied");
-    let message = c.jsonpath(
-        &["stack", "data", "-n", &n.ns],
-        "{.status.conditions[?(@.type==\"Stalled\")].message}",
-    );
-    assert!(
-        message.contains("CreateBucket") && message.contains("s3:CreateBucket"),
-        "{message}"
-    );
+    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("CreateBucket") && message.contains("s3:CreateBucket"), "{message}");
     // AccessDenied is not retried; it is rechecked once per drift interval (2s here), as
     // IAM can be fixed without touching the spec.
     let before = p.count("CreateBucket");
@@ -297,30 +186,14 @@ async fn shrinking_storage_is_refused_as_unsupported_and_nothing_is_written() {
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    c.apply(&stack(&n, "", ", allocatedStorageGiB: 50", ""))
-        .success();
+    c.apply(&stack(&n, "", ", allocatedStorageGiB: 50", "")).success();
     condition(&c, &n, "Ready", "True").await;
     p.reset();
     // Shrink the database and change a bucket in the same edit: neither happens.
-    c.apply(&stack(
-        &n,
-        "",
-        ", allocatedStorageGiB: 30",
-        ", blockPublicAccess: false",
-    ))
-    .success();
-    assert_eq!(
-        condition(&c, &n, "Stalled", "True").await,
-        "UnsupportedChange"
-    );
-    let message = c.jsonpath(
-        &["stack", "data", "-n", &n.ns],
-        "{.status.conditions[?(@.type==\"Stalled\")].message}",
-    );
-    assert!(
-        message.contains("allocatedStorageGiB") && message.contains("50") && message.contains("30"),
-        "{message}"
-    );
+    c.apply(&stack(&n, "", ", allocatedStorageGiB: 30", ", blockPublicAccess: false")).success();
+    assert_eq!(condition(&c, &n, "Stalled", "True").await, "UnsupportedChange");
+    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("allocatedStorageGiB") && message.contains("50") && message.contains("30"), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(p.writes(), vec![]);
 }
@@ -334,13 +207,7 @@ async fn growing_storage_and_changing_class_are_applied() {
     setup(&c, &n);
     c.apply(&stack(&n, "", "", "")).success();
     condition(&c, &n, "Ready", "True").await;
-    c.apply(&stack(
-        &n,
-        "",
-        ", allocatedStorageGiB: 40, instanceClass: db.t4g.small",
-        "",
-    ))
-    .success();
+    c.apply(&stack(&n, "", ", allocatedStorageGiB: 40, instanceClass: db.t4g.small", "")).success();
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     eventually(WAIT, "database modified", || {
@@ -363,31 +230,14 @@ async fn an_unowned_bucket_is_adopted_only_with_the_annotation() {
     aws.s3.create_bucket(&n.uploads, "eu-west-1").await.unwrap();
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Stalled", "True").await, "Conflict");
-    let message = c.jsonpath(
-        &["stack", "data", "-n", &n.ns],
-        "{.status.conditions[?(@.type==\"Stalled\")].message}",
-    );
+    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
     assert!(message.contains("shipshape.dev/adopt"), "{message}");
-    assert!(
-        aws.rds.describe_db_instance(&n.db).await.unwrap().is_none(),
-        "nothing else changed either"
-    );
+    assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_none(), "nothing else changed either");
 
-    c.kubectl(&[
-        "annotate",
-        "stackspec",
-        "data",
-        "-n",
-        &n.ns,
-        "shipshape.dev/adopt=true",
-    ])
-    .success();
+    c.kubectl(&["annotate", "stackspec", "data", "-n", &n.ns, "shipshape.dev/adopt=true"]).success();
     condition(&c, &n, "Ready", "True").await;
     let b = aws.s3.describe_bucket(&n.uploads).await.unwrap().unwrap();
-    assert_eq!(
-        b.tags.get("shipshape.dev/owner"),
-        Some(&format!("{}/data", n.ns))
-    );
+    assert_eq!(b.tags.get("shipshape.dev/owner"), Some(&format!("{}/data", n.ns)));
     assert_eq!(b.versioning.as_deref(), Some("Enabled"));
 }
 
@@ -398,55 +248,23 @@ async fn a_manual_approval_stack_applies_only_the_approved_plan() {
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    c.apply(&stack(&n, "  approval: Manual\n", "", ""))
-        .success();
-    assert_eq!(
-        condition(&c, &n, "Ready", "False").await,
-        "AwaitingApproval"
-    );
+    c.apply(&stack(&n, "  approval: Manual\n", "", "")).success();
+    assert_eq!(condition(&c, &n, "Ready", "False").await, "AwaitingApproval");
     let hash = eventually(WAIT, "a plan in status", || {
-        Some(c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan.hash}"))
-            .filter(|h| !h.is_empty())
+        Some(c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan.hash}")).filter(|h| !h.is_empty())
     })
     .await;
     let changes = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan.changes}");
-    assert!(
-        changes.contains(&format!("Database {}: create", n.db)),
-        "{changes}"
-    );
-    c.kubectl(&[
-        "annotate",
-        "stackspec",
-        "data",
-        "-n",
-        &n.ns,
-        "shipshape.dev/approve=000000000000",
-    ])
-    .success();
+    assert!(changes.contains(&format!("Database {}: create", n.db)), "{changes}");
+    c.kubectl(&["annotate", "stackspec", "data", "-n", &n.ns, "shipshape.dev/approve=000000000000"]).success();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let writes: Vec<_> = p
-        .writes()
-        .into_iter()
-        .filter(|c| c.service != "ecs")
-        .collect();
+    let writes: Vec<_> = p.writes().into_iter().filter(|c| c.service != "ecs").collect();
     assert_eq!(writes, vec![], "a wrong hash approves nothing");
 
-    c.kubectl(&[
-        "annotate",
-        "--overwrite",
-        "stackspec",
-        "data",
-        "-n",
-        &n.ns,
-        &format!("shipshape.dev/approve={hash}"),
-    ])
-    .success();
+    c.kubectl(&["annotate", "--overwrite", "stackspec", "data", "-n", &n.ns, &format!("shipshape.dev/approve={hash}")]).success();
     condition(&c, &n, "Ready", "True").await;
     assert_eq!(p.count("CreateDBInstance"), 1);
-    assert_eq!(
-        c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan}"),
-        ""
-    );
+    assert_eq!(c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan}"), "");
 }
 
 /// Posts a raw query-protocol call to moto and returns the body.
@@ -474,43 +292,14 @@ async fn deleting_with_default_policies_snapshots_the_database_and_keeps_the_buc
     setup(&c, &n);
     c.apply(&stack(&n, "", "", "")).success();
     condition(&c, &n, "Ready", "True").await;
-    c.kubectl(&[
-        "delete",
-        "stackspec",
-        "data",
-        "-n",
-        &n.ns,
-        "--wait=true",
-        "--timeout=40s",
-    ])
-    .success();
+    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--wait=true", "--timeout=40s"]).success();
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
-    assert!(aws
-        .rds
-        .describe_db_instance(&n.db)
-        .await
-        .unwrap()
-        .is_none_or(|d| d.status == "deleting"));
-    let snapshots = moto_query(&format!(
-        "Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}",
-        n.db
-    ))
-    .await;
-    assert!(
-        snapshots.contains(&format!("{}-final-", n.db)),
-        "{snapshots}"
-    );
-    assert!(
-        aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(),
-        "buckets are retained by default"
-    );
-    assert!(
-        c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns])
-            .code
-            != 0,
-        "outputs go with the stack"
-    );
+    assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_none_or(|d| d.status == "deleting"));
+    let snapshots = moto_query(&format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
+    assert!(snapshots.contains(&format!("{}-final-", n.db)), "{snapshots}");
+    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(), "buckets are retained by default");
+    assert!(c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns]).code != 0, "outputs go with the stack");
     let events = c.kubectl(&["get", "events", "-n", &n.ns]).stdout;
     assert!(events.contains("FinalSnapshot"), "{events}");
 }
@@ -523,13 +312,7 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
     let n = names();
     setup(&c, &n);
     let delete_all = ", deletionPolicy: Delete";
-    c.apply(&stack(
-        &n,
-        "",
-        ", deletionProtection: true, deletionPolicy: Delete",
-        delete_all,
-    ))
-    .success();
+    c.apply(&stack(&n, "", ", deletionProtection: true, deletionPolicy: Delete", delete_all)).success();
     condition(&c, &n, "Ready", "True").await;
     // An object in the uploads bucket.
     reqwest::Client::new()
@@ -539,24 +322,14 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
         .send()
         .await
         .unwrap();
-    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--wait=false"])
-        .success();
-    assert_eq!(
-        condition(&c, &n, "Stalled", "True").await,
-        "DeletionProtected"
-    );
+    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--wait=false"]).success();
+    assert_eq!(condition(&c, &n, "Stalled", "True").await, "DeletionProtected");
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_some());
 
     // Turning protection off in the spec lets the database go; the bucket still holds data.
-    c.apply(&stack(
-        &n,
-        "",
-        ", deletionProtection: false, deletionPolicy: Delete",
-        delete_all,
-    ))
-    .success();
+    c.apply(&stack(&n, "", ", deletionProtection: false, deletionPolicy: Delete", delete_all)).success();
     assert_eq!(
         eventually(WAIT, "BucketNotEmpty", || {
             let (s, r) = c.condition(&["stackspec", "data", "-n", &n.ns], "Stalled");
@@ -565,20 +338,9 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
         .await,
         "BucketNotEmpty"
     );
-    assert!(aws
-        .rds
-        .describe_db_instance(&n.db)
-        .await
-        .unwrap()
-        .is_none_or(|d| d.status == "deleting"));
-    assert!(
-        aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(),
-        "a bucket with data is never deleted"
-    );
-    assert!(
-        aws.s3.describe_bucket(&n.assets).await.unwrap().is_some(),
-        "a bucket without deletionPolicy Delete stays"
-    );
+    assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_none_or(|d| d.status == "deleting"));
+    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(), "a bucket with data is never deleted");
+    assert!(aws.s3.describe_bucket(&n.assets).await.unwrap().is_some(), "a bucket without deletionPolicy Delete stays");
 
     // Emptied (every version: the bucket is versioned), it goes, and so does the StackSpec.
     let http = reqwest::Client::new();
@@ -592,28 +354,17 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
         .text()
         .await
         .unwrap();
-    let ids: Vec<&str> = listing
-        .split("<VersionId>")
-        .skip(1)
-        .filter_map(|s| s.split("</VersionId>").next())
-        .collect();
+    let ids: Vec<&str> = listing.split("<VersionId>").skip(1).filter_map(|s| s.split("</VersionId>").next()).collect();
     assert!(!ids.is_empty(), "{listing}");
     for id in ids {
-        http.delete(format!(
-            "{}/{}/report.pdf?versionId={id}",
-            support::moto(),
-            n.uploads
-        ))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap();
+        http.delete(format!("{}/{}/report.pdf?versionId={id}", support::moto(), n.uploads))
+            .header("authorization", auth)
+            .send()
+            .await
+            .unwrap();
     }
     eventually(WAIT, "the StackSpec gone", || {
-        c.kubectl(&["get", "stackspec", "data", "-n", &n.ns])
-            .stderr
-            .contains("NotFound")
-            .then_some(())
+        c.kubectl(&["get", "stackspec", "data", "-n", &n.ns]).stderr.contains("NotFound").then_some(())
     })
     .await;
     assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_none());

@@ -25,9 +25,7 @@ impl GitSha {
 impl FromStr for GitSha {
     type Err = InvalidGitSha;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = (7..=40).contains(&s.len())
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let ok = (7..=40).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if ok {
             Ok(GitSha(s.to_string()))
         } else {
@@ -106,9 +104,7 @@ impl FromStr for GoDuration {
         let mut total = 0f64;
         let mut rest = s;
         while !rest.is_empty() {
-            let num_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(err)?;
+            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(err)?;
             if num_len == 0 {
                 return Err(err());
             }
@@ -128,10 +124,7 @@ impl FromStr for GoDuration {
             total += n * unit;
             rest = &rest[len..];
         }
-        Ok(GoDuration {
-            text: s.to_string(),
-            value: Duration::from_secs_f64(total),
-        })
+        Ok(GoDuration { text: s.to_string(), value: Duration::from_secs_f64(total) })
     }
 }
 

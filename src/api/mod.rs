@@ -28,20 +28,13 @@ pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
 }
 
 /// All CRDs, ordered by plural name (the order of the files in `crds/`).
-pub fn crds(
-) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
     vec![Environment::crd(), ServiceRelease::crd(), StackSpec::crd()]
 }
 
 /// One CRD as a YAML document (with its leading `---`), as in `crds/<plural>.yaml`.
-pub fn crd_yaml(
-    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-) -> String {
-    format!(
-        "---\n{}",
-        serde_yaml::to_string(crd).expect("CRDs serialize")
-    )
+pub fn crd_yaml(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
+    format!("---\n{}", serde_yaml::to_string(crd).expect("CRDs serialize"))
 }
 
 /// The CRDs as one multi-document YAML stream: what `shipshape crd` prints, and what

@@ -15,7 +15,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
+use crate::core::rollout::ServiceObs;
 use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
+use crate::core::taskdef::TaskDefinitionSpec;
 use crate::metrics::Metrics;
 
 /// A failed AWS call, by what it means for the controller.
@@ -64,10 +66,7 @@ impl AwsError {
         }
     }
     fn retryable(&self) -> bool {
-        matches!(
-            self,
-            AwsError::Throttled { .. } | AwsError::Transient { .. }
-        )
+        matches!(self, AwsError::Throttled { .. } | AwsError::Transient { .. })
     }
 }
 
@@ -92,23 +91,55 @@ pub trait Ecs: Send + Sync {
     /// Creates a cluster; returns its ARN.
     async fn create_cluster(&self, cluster: &NewCluster) -> Result<String, AwsError>;
     /// Adds or overwrites tags.
-    async fn tag_resource(
-        &self,
-        arn: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError>;
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Removes tags.
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError>;
     /// Sets the capacity providers of a cluster.
-    async fn put_capacity_providers(
-        &self,
-        cluster: &str,
-        providers: &[String],
-    ) -> Result<(), AwsError>;
+    async fn put_capacity_providers(&self, cluster: &str, providers: &[String]) -> Result<(), AwsError>;
     /// Sets Container Insights.
     async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError>;
     /// Deletes a cluster.
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError>;
+    /// A registered task definition of `family` carrying the content-hash tag, if any.
+    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError>;
+    /// Registers a task definition tagged with its content hash; returns its ARN.
+    async fn register_task_definition(
+        &self,
+        td: &TaskDefinitionSpec,
+        spec_hash: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError>;
+    /// Services by name (missing ones are left out); at most 10 names per call, as in ECS.
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError>;
+    /// Creates a Fargate service.
+    async fn create_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
+    /// Points a service at a task definition and count.
+    async fn update_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
+}
+
+/// A service to create or update.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRequest {
+    /// Cluster name.
+    pub cluster: String,
+    /// Service name.
+    pub name: String,
+    /// Task definition ARN.
+    pub task_definition: String,
+    /// Desired count.
+    pub desired_count: i32,
+    /// Subnets (awsvpc).
+    pub subnets: Vec<String>,
+    /// Security groups.
+    pub security_groups: Vec<String>,
+    /// Public IP.
+    pub assign_public_ip: bool,
+    /// maximumPercent.
+    pub maximum_percent: i32,
+    /// minimumHealthyPercent.
+    pub minimum_healthy_percent: i32,
+    /// Tags (on create).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// The STS operations shipshape uses.
@@ -124,21 +155,13 @@ pub trait Rds: Send + Sync {
     /// The instance, or None when missing.
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError>;
     /// Creates an instance (master password managed by RDS in Secrets Manager).
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError>;
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Modifies an instance, applied immediately.
     async fn modify_db_instance(&self, name: &str, modify: &DbModify) -> Result<(), AwsError>;
     /// Adds or overwrites tags.
     async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Deletes an instance, with a final snapshot of that name or without one.
-    async fn delete_db_instance(
-        &self,
-        name: &str,
-        final_snapshot: Option<&str>,
-    ) -> Result<(), AwsError>;
+    async fn delete_db_instance(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError>;
 }
 
 /// What a bucket deletion did.
@@ -164,11 +187,7 @@ pub trait S3: Send + Sync {
     /// Enables or suspends versioning.
     async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError>;
     /// Sets default encryption.
-    async fn put_encryption(
-        &self,
-        name: &str,
-        encryption: &BucketEncryption,
-    ) -> Result<(), AwsError>;
+    async fn put_encryption(&self, name: &str, encryption: &BucketEncryption) -> Result<(), AwsError>;
     /// Blocks all public access (true) or removes the block (false).
     async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError>;
     /// Replaces the lifecycle rules.
@@ -245,25 +264,13 @@ impl Caller {
                 Ok(_) => "ok",
                 Err(e) => e.outcome(),
             };
-            self.metrics
-                .aws_requests
-                .with_label_values(&[self.service, op, outcome])
-                .inc();
+            self.metrics.aws_requests.with_label_values(&[self.service, op, outcome]).inc();
             if matches!(result, Err(AwsError::Throttled { .. })) {
-                self.metrics
-                    .aws_throttles
-                    .with_label_values(&[self.service, op])
-                    .inc();
+                self.metrics.aws_throttles.with_label_values(&[self.service, op]).inc();
             }
             match result {
                 Err(e) if e.retryable() && attempt < self.attempts => {
-                    tokio::time::sleep(backoff(
-                        attempt,
-                        self.base_delay,
-                        Duration::from_secs(5),
-                        rand::random(),
-                    ))
-                    .await;
+                    tokio::time::sleep(backoff(attempt, self.base_delay, Duration::from_secs(5), rand::random())).await;
                     attempt += 1;
                 }
                 other => return other,

@@ -10,9 +10,7 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{
-    error_policy, key_of, next_conditions, record, stall_for, status, stored_reason, Context, Error,
-};
+use super::{error_policy, key_of, next_conditions, record, stall_for, status, stored_reason, Context, Error};
 use crate::api::{finalizer_name, owner_of, reasons, Environment, EnvironmentStatus};
 use crate::aws::{AwsClients, NewCluster, Target};
 use crate::core::conditions::Readiness;
@@ -24,11 +22,7 @@ pub const CONTROLLER: &str = "environment";
 
 /// The AWS target of an Environment.
 pub fn target(env: &Environment) -> Target {
-    Target {
-        environment: env.name_any(),
-        region: env.spec.region.clone(),
-        role_arn: env.spec.role_arn.clone(),
-    }
+    Target { environment: env.name_any(), region: env.spec.region.clone(), role_arn: env.spec.role_arn.clone() }
 }
 
 /// Reconciles one Environment.
@@ -76,37 +70,19 @@ async fn observe(env: &Environment, aws: &AwsClients) -> Result<Observed, Failur
     // The account is checked before anything else is read or written.
     plan::check_account(&env.spec, &caller_account).map_err(Failure::Refused)?;
     let cluster = aws.ecs.describe_cluster(&env.spec.ecs_cluster.name).await?;
-    Ok(Observed {
-        caller_account,
-        cluster,
-    })
+    Ok(Observed { caller_account, cluster })
 }
 
 async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure> {
     let aws = ctx.aws.clients(&target(env)).await?;
     let observed = observe(env, &aws).await?;
-    let managed = env
-        .status
-        .as_ref()
-        .map(|s| s.managed_tag_keys.clone())
-        .unwrap_or_default();
-    let steps =
-        plan::plan(&env.spec, &owner_of(env), &observed, &managed).map_err(Failure::Refused)?;
+    let managed = env.status.as_ref().map(|s| s.managed_tag_keys.clone()).unwrap_or_default();
+    let steps = plan::plan(&env.spec, &owner_of(env), &observed, &managed).map_err(Failure::Refused)?;
     let name = &env.spec.ecs_cluster.name;
-    let mut arn = observed
-        .cluster
-        .as_ref()
-        .filter(|c| c.is_live())
-        .map(|c| c.arn.clone())
-        .unwrap_or_default();
+    let mut arn = observed.cluster.as_ref().filter(|c| c.is_live()).map(|c| c.arn.clone()).unwrap_or_default();
     for step in &steps {
         match step {
-            Step::CreateCluster {
-                name,
-                tags,
-                capacity_providers,
-                container_insights,
-            } => {
+            Step::CreateCluster { name, tags, capacity_providers, container_insights } => {
                 arn = aws
                     .ecs
                     .create_cluster(&NewCluster {
@@ -119,28 +95,17 @@ async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure
             }
             Step::Tag { tags } => aws.ecs.tag_resource(&arn, tags).await?,
             Step::Untag { keys } => aws.ecs.untag_resource(&arn, keys).await?,
-            Step::SetCapacityProviders { providers } => {
-                aws.ecs.put_capacity_providers(name, providers).await?
-            }
-            Step::SetContainerInsights { value } => {
-                aws.ecs.set_container_insights(name, value).await?
-            }
+            Step::SetCapacityProviders { providers } => aws.ecs.put_capacity_providers(name, providers).await?,
+            Step::SetContainerInsights { value } => aws.ecs.set_container_insights(name, value).await?,
         }
     }
-    Ok(Converged {
-        cluster_arn: arn,
-        caller_account: observed.caller_account,
-        steps,
-    })
+    Ok(Converged { cluster_arn: arn, caller_account: observed.caller_account, steps })
 }
 
 fn describe(step: &Step) -> String {
     match step {
         Step::CreateCluster { name, .. } => format!("created ECS cluster {name}"),
-        Step::Tag { tags } => format!(
-            "set tags {}",
-            tags.keys().cloned().collect::<Vec<_>>().join(", ")
-        ),
+        Step::Tag { tags } => format!("set tags {}", tags.keys().cloned().collect::<Vec<_>>().join(", ")),
         Step::Untag { keys } => format!("removed tags {}", keys.join(", ")),
         Step::SetCapacityProviders { providers } => {
             format!("set capacity providers {}", providers.join(", "))
@@ -152,22 +117,11 @@ fn describe(step: &Step) -> String {
 async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
     let api: Api<Environment> = Api::all(ctx.client.clone());
     let old_status = env.status.clone().unwrap_or_default();
-    let old_value = env
-        .status
-        .as_ref()
-        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let old_value = env.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = env.metadata.generation;
-    let drift = env
-        .spec
-        .drift_interval
-        .as_ref()
-        .map(|d| d.duration())
-        .unwrap_or(ctx.settings.ecs_drift);
+    let drift = env.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift);
     let outcome = converge(&env, ctx).await;
-    let mut new_status = EnvironmentStatus {
-        observed_generation: generation,
-        ..old_status.clone()
-    };
+    let mut new_status = EnvironmentStatus { observed_generation: generation, ..old_status.clone() };
     let (readiness, action, err) = match outcome {
         Ok(done) => {
             let spec_unchanged = old_status.observed_generation == generation
@@ -176,14 +130,8 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
                 let (reason, note) = match step {
                     Step::CreateCluster { .. } => (reasons::CREATED, describe(step)),
                     _ if spec_unchanged => {
-                        ctx.metrics
-                            .drift_corrections
-                            .with_label_values(&[CONTROLLER, "EcsCluster"])
-                            .inc();
-                        (
-                            reasons::DRIFT_CORRECTED,
-                            format!("{} (changed outside shipshape)", describe(step)),
-                        )
+                        ctx.metrics.drift_corrections.with_label_values(&[CONTROLLER, "EcsCluster"]).inc();
+                        (reasons::DRIFT_CORRECTED, format!("{} (changed outside shipshape)", describe(step)))
                     }
                     _ => ("Updated", describe(step)),
                 };
@@ -192,58 +140,26 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
             }
             new_status.cluster_arn = Some(done.cluster_arn);
             new_status.caller_account_id = Some(done.caller_account);
-            let mut keys: Vec<String> = plan::desired_tags(&env.spec, &owner_of(env.as_ref()))
-                .into_keys()
-                .collect();
+            let mut keys: Vec<String> = plan::desired_tags(&env.spec, &owner_of(env.as_ref())).into_keys().collect();
             keys.sort();
             new_status.managed_tag_keys = keys;
             ctx.reset_failures(env.as_ref());
-            let msg = format!(
-                "ECS cluster {} is in its declared state",
-                env.spec.ecs_cluster.name
-            );
-            (
-                Readiness::Ready {
-                    reason: reasons::RECONCILED,
-                    message: msg,
-                },
-                Action::requeue(drift),
-                None,
-            )
+            let msg = format!("ECS cluster {} is in its declared state", env.spec.ecs_cluster.name);
+            (Readiness::Ready { reason: reasons::RECONCILED, message: msg }, Action::requeue(drift), None)
         }
         Err(Failure::Refused(r)) => {
-            ctx.metrics
-                .errors
-                .with_label_values(&[CONTROLLER, r.category.label()])
-                .inc();
-            let action = requeue::after_failure(r.category, 1, drift, 0.0)
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change);
-            (
-                Readiness::Stalled {
-                    reason: r.reason,
-                    message: r.message,
-                },
-                action,
-                None,
-            )
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, r.category.label()]).inc();
+            let action = requeue::after_failure(r.category, 1, drift, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
+            (Readiness::Stalled { reason: r.reason, message: r.message }, action, None)
         }
         Err(Failure::Aws(e)) if e.category().is_transient() => (
-            Readiness::Reconciling {
-                reason: reasons::TRANSIENT_ERROR,
-                message: format!("{e}; retrying"),
-            },
+            Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },
             Action::await_change(),
             Some(Error::Aws(e)),
         ),
         Err(Failure::Aws(e)) => {
-            ctx.metrics
-                .errors
-                .with_label_values(&[CONTROLLER, e.category().label()])
-                .inc();
-            let action = requeue::after_failure(e.category(), 1, drift, 0.0)
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change);
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, e.category().label()]).inc();
+            let action = requeue::after_failure(e.category(), 1, drift, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
             (stall_for(&e), action, None)
         }
     };
@@ -253,13 +169,7 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     new_status.conditions = next_conditions(&old_status.conditions, &readiness, generation);
-    status::write(
-        &api,
-        env.as_ref(),
-        old_value,
-        serde_json::to_value(&new_status).expect("status serializes"),
-    )
-    .await?;
+    status::write(&api, env.as_ref(), old_value, serde_json::to_value(&new_status).expect("status serializes")).await?;
     match err {
         Some(e) => Err(e),
         None => Ok(action),
@@ -268,17 +178,12 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
 
 async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
     let owner = owner_of(env.as_ref());
-    if env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Retain
-        || !env.spec.ecs_cluster.create
-    {
+    if env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Retain || !env.spec.ecs_cluster.create {
         ctx.event(
             env.as_ref(),
             false,
             reasons::RETAINED,
-            format!(
-                "ECS cluster {} left in AWS (deletionPolicy Retain or adopted cluster)",
-                env.spec.ecs_cluster.name
-            ),
+            format!("ECS cluster {} left in AWS (deletionPolicy Retain or adopted cluster)", env.spec.ecs_cluster.name),
         )
         .await;
         return Ok(Action::await_change());
@@ -289,10 +194,7 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
         Ok(o) => o,
         Err(Failure::Aws(e)) => return Err(e.into()),
         Err(Failure::Refused(r)) => {
-            let msg = format!(
-                "{} To delete this Environment without touching AWS, set deletionPolicy: Retain.",
-                r.message
-            );
+            let msg = format!("{} To delete this Environment without touching AWS, set deletionPolicy: Retain.", r.message);
             ctx.event(env.as_ref(), true, r.reason, msg.clone()).await;
             return Err(refuse(msg, r.category));
         }
@@ -301,23 +203,11 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
         match aws.ecs.delete_cluster(&env.spec.ecs_cluster.name).await {
             Ok(()) | Err(crate::aws::AwsError::NotFound { .. }) => {}
             Err(e) => {
-                ctx.event(
-                    env.as_ref(),
-                    true,
-                    stall_for(&e).reason(),
-                    format!("could not delete ECS cluster: {e}"),
-                )
-                .await;
+                ctx.event(env.as_ref(), true, stall_for(&e).reason(), format!("could not delete ECS cluster: {e}")).await;
                 return Err(e.into());
             }
         }
-        ctx.event(
-            env.as_ref(),
-            false,
-            reasons::DELETED,
-            format!("deleted ECS cluster {}", env.spec.ecs_cluster.name),
-        )
-        .await;
+        ctx.event(env.as_ref(), false, reasons::DELETED, format!("deleted ECS cluster {}", env.spec.ecs_cluster.name)).await;
     }
     Ok(Action::await_change())
 }

@@ -53,9 +53,7 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, now: Timestamp) -> Decision {
     }
     let duration = SignedDuration::from_secs(spec.lease_duration_seconds.unwrap_or(15) as i64);
     match &spec.renew_time {
-        Some(MicroTime(t)) if t.checked_add(duration).map(|e| e > now).unwrap_or(true) => {
-            Decision::Wait
-        }
+        Some(MicroTime(t)) if t.checked_add(duration).map(|e| e > now).unwrap_or(true) => Decision::Wait,
         _ => Decision::Take,
     }
 }
@@ -69,10 +67,7 @@ pub struct Elector {
 impl Elector {
     /// A participant using `client`.
     pub fn new(client: kube::Client, cfg: LeaseConfig) -> Self {
-        Elector {
-            api: Api::namespaced(client, &cfg.namespace),
-            cfg,
-        }
+        Elector { api: Api::namespaced(client, &cfg.namespace), cfg }
     }
 
     /// The settings.
@@ -87,10 +82,7 @@ impl Elector {
         let secs = self.cfg.duration.as_secs().max(1) as i32;
         let Some(mut lease) = current else {
             let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(self.cfg.name.clone()),
-                    ..Default::default()
-                },
+                metadata: ObjectMeta { name: Some(self.cfg.name.clone()), ..Default::default() },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(self.cfg.identity.clone()),
                     lease_duration_seconds: Some(secs),
@@ -124,11 +116,7 @@ impl Elector {
         }
         // The resourceVersion read above makes this a compare-and-swap: a 409 means another
         // replica got there first.
-        match self
-            .api
-            .replace(&self.cfg.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e),
@@ -149,11 +137,7 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        match self
-            .api
-            .replace(&self.cfg.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
             Err(e) => Err(e),
@@ -169,9 +153,7 @@ mod tests {
         LeaseSpec {
             holder_identity: holder.map(String::from),
             lease_duration_seconds: Some(duration),
-            renew_time: Some(MicroTime(
-                Timestamp::now() - SignedDuration::from_secs(renewed_secs_ago),
-            )),
+            renew_time: Some(MicroTime(Timestamp::now() - SignedDuration::from_secs(renewed_secs_ago))),
             ..Default::default()
         }
     }
@@ -181,30 +163,18 @@ mod tests {
         let now = Timestamp::now();
         assert_eq!(decide(None, "a", now), Decision::Take);
         assert_eq!(decide(Some(&lease(None, 0, 15)), "a", now), Decision::Take);
-        assert_eq!(
-            decide(Some(&lease(Some(""), 0, 15)), "a", now),
-            Decision::Take
-        );
+        assert_eq!(decide(Some(&lease(Some(""), 0, 15)), "a", now), Decision::Take);
     }
 
     #[test]
     fn the_holder_renews_its_own_lease() {
-        assert_eq!(
-            decide(Some(&lease(Some("a"), 100, 15)), "a", Timestamp::now()),
-            Decision::Renew
-        );
+        assert_eq!(decide(Some(&lease(Some("a"), 100, 15)), "a", Timestamp::now()), Decision::Renew);
     }
 
     #[test]
     fn another_holders_lease_is_respected_until_it_expires() {
         let now = Timestamp::now();
-        assert_eq!(
-            decide(Some(&lease(Some("b"), 5, 15)), "a", now),
-            Decision::Wait
-        );
-        assert_eq!(
-            decide(Some(&lease(Some("b"), 16, 15)), "a", now),
-            Decision::Take
-        );
+        assert_eq!(decide(Some(&lease(Some("b"), 5, 15)), "a", now), Decision::Wait);
+        assert_eq!(decide(Some(&lease(Some("b"), 16, 15)), "a", now), Decision::Take);
     }
 }

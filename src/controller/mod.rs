@@ -39,10 +39,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            ecs_drift: Duration::from_secs(60),
-            stack_drift: Duration::from_secs(300),
-        }
+        Settings { ecs_drift: Duration::from_secs(60), stack_drift: Duration::from_secs(300) }
     }
 }
 
@@ -64,40 +61,22 @@ pub struct Context {
 
 impl Context {
     /// A new context.
-    pub fn new(
-        client: Client,
-        aws: Arc<dyn AwsProvider>,
-        metrics: Metrics,
-        settings: Settings,
-    ) -> Self {
+    pub fn new(client: Client, aws: Arc<dyn AwsProvider>, metrics: Metrics, settings: Settings) -> Self {
         Context {
             client,
             aws,
             metrics,
-            reporter: Reporter {
-                controller: "shipshape".into(),
-                instance: std::env::var("POD_NAME").ok(),
-            },
+            reporter: Reporter { controller: "shipshape".into(), instance: std::env::var("POD_NAME").ok() },
             settings,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(
-        &self,
-        obj: &K,
-        warning: bool,
-        reason: &str,
-        note: String,
-    ) {
+    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let ev = Event {
-            type_: if warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
+            type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
             note: Some(note),
             action: "Reconcile".into(),
@@ -109,19 +88,11 @@ impl Context {
     }
 
     fn failure_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
-        format!(
-            "{}/{}/{}",
-            K::kind(&()),
-            obj.meta().namespace.as_deref().unwrap_or(""),
-            obj.meta().name.as_deref().unwrap_or("")
-        )
+        format!("{}/{}/{}", K::kind(&()), obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""))
     }
 
     fn reset_failures<K: Resource<DynamicType = ()>>(&self, obj: &K) {
-        self.failures
-            .lock()
-            .unwrap()
-            .remove(&Self::failure_key(obj));
+        self.failures.lock().unwrap().remove(&Self::failure_key(obj));
     }
 
     fn bump_failures<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
@@ -162,9 +133,7 @@ impl Error {
             Error::Aws(e) => e.category(),
             Error::Refused { category, .. } => *category,
             Error::Finalizer(e) => match e.as_ref() {
-                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
-                    e.category()
-                }
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e.category(),
                 _ => Category::Transient,
             },
         }
@@ -172,18 +141,10 @@ impl Error {
 }
 
 /// Requeue after a failure: by category, with jittered backoff for transient ones.
-pub fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<K>,
-    err: &Error,
-    ctx: Arc<Context>,
-    controller: &str,
-) -> Action {
+pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>, controller: &str) -> Action {
     let attempt = ctx.bump_failures(obj.as_ref());
     let category = err.category();
-    ctx.metrics
-        .errors
-        .with_label_values(&[controller, category.label()])
-        .inc();
+    ctx.metrics.errors.with_label_values(&[controller, category.label()]).inc();
     tracing::warn!(object = %obj.meta().name.as_deref().unwrap_or(""), error = %err, category = category.label(), attempt, "reconcile failed");
     match requeue::after_failure(category, attempt, ctx.settings.stack_drift, rand::random()) {
         Some(d) => Action::requeue(d),
@@ -198,11 +159,7 @@ fn record(ctx: &Context, controller: &str, result: &Result<Action, Error>, start
 }
 
 /// Builds the conditions for `readiness`, given the stored ones.
-fn next_conditions(
-    previous: &[Condition],
-    readiness: &Readiness,
-    generation: Option<i64>,
-) -> Vec<Condition> {
+fn next_conditions(previous: &[Condition], readiness: &Readiness, generation: Option<i64>) -> Vec<Condition> {
     conditions::conditions(previous, readiness, generation, chrono::Utc::now())
 }
 
@@ -218,10 +175,7 @@ fn stall_for(e: &AwsError) -> Readiness {
         Category::Conflict => reasons::CONFLICT,
         _ => reasons::AWS_VALIDATION,
     };
-    Readiness::Stalled {
-        reason,
-        message: e.to_string(),
-    }
+    Readiness::Stalled { reason, message: e.to_string() }
 }
 
 /// The namespaced name of an object, for logs.

@@ -22,20 +22,14 @@ pub const CONTROLLER: &str = "servicerelease";
 #[instrument(skip_all, fields(release = %format!("{}/{}", release.namespace().unwrap_or_default(), release.name_any())))]
 pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let api: Api<ServiceRelease> =
-        Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
-    let result = finalizer(
-        &api,
-        &finalizer_name::<ServiceRelease>(),
-        release,
-        |event| async {
-            match event {
-                Finalizer::Apply(r) => apply(r, &ctx).await,
-                // Nothing is created in AWS yet; cleanup succeeds whatever the spec or Environment.
-                Finalizer::Cleanup(_) => Ok(Action::await_change()),
-            }
-        },
-    )
+    let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let result = finalizer(&api, &finalizer_name::<ServiceRelease>(), release, |event| async {
+        match event {
+            Finalizer::Apply(r) => apply(r, &ctx).await,
+            // Nothing is created in AWS yet; cleanup succeeds whatever the spec or Environment.
+            Finalizer::Cleanup(_) => Ok(Action::await_change()),
+        }
+    })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     record(&ctx, CONTROLLER, &result, started);
@@ -48,19 +42,10 @@ pub fn on_error(release: Arc<ServiceRelease>, err: &Error, ctx: Arc<Context>) ->
 }
 
 async fn apply(release: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
-    let api: Api<ServiceRelease> =
-        Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
+    let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
     let old = release.status.clone().unwrap_or_default();
-    let old_value = release
-        .status
-        .as_ref()
-        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-    let drift = release
-        .spec
-        .drift_interval
-        .as_ref()
-        .map(|d| d.duration())
-        .unwrap_or(ctx.settings.ecs_drift);
+    let old_value = release.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let drift = release.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift);
     let (readiness, action) = match tenant::resolve(ctx, release.as_ref(), &release.spec.environment).await? {
         Err((stalled, category)) => {
             ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
@@ -79,8 +64,7 @@ async fn apply(release: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Er
     };
     if let Readiness::Stalled { reason, message } = &readiness {
         if stored_reason(&old.conditions).as_deref() != Some(*reason) {
-            ctx.event(release.as_ref(), true, reason, message.clone())
-                .await;
+            ctx.event(release.as_ref(), true, reason, message.clone()).await;
         }
     }
     ctx.reset_failures(release.as_ref());
@@ -90,12 +74,6 @@ async fn apply(release: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Er
         observed_generation: generation,
         ..old
     };
-    status::write(
-        &api,
-        release.as_ref(),
-        old_value,
-        serde_json::to_value(&new).expect("status serializes"),
-    )
-    .await?;
+    status::write(&api, release.as_ref(), old_value, serde_json::to_value(&new).expect("status serializes")).await?;
     Ok(action)
 }

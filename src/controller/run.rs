@@ -35,10 +35,8 @@ pub struct RunConfig {
     pub client: Option<Client>,
 }
 
-async fn log_result<K, E>(
-    controller: &'static str,
-    res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>,
-) where
+async fn log_result<K, E>(controller: &'static str, res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>)
+where
     K: kube::Resource<DynamicType = ()>,
     E: std::fmt::Display,
 {
@@ -55,8 +53,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 async fn termination() {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => {},
             _ = tokio::signal::ctrl_c() => {},
@@ -87,21 +84,11 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.metrics_addr).await?;
     info!(addr = %listener.local_addr()?, "serving /metrics, /healthz, /readyz");
     let (http_stop_tx, http_stop_rx) = watch::channel(false);
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        Health {
-            metrics: metrics.clone(),
-            ready: ready.clone(),
-        },
-        stopped(http_stop_rx),
-    ));
+    let http_task = tokio::spawn(http::serve(listener, Health { metrics: metrics.clone(), ready: ready.clone() }, stopped(http_stop_rx)));
     ready.store(true, Ordering::Relaxed);
 
     let lost = Arc::new(AtomicBool::new(false));
-    let elector = cfg
-        .lease
-        .clone()
-        .map(|lc| Arc::new(Elector::new(client.clone(), lc)));
+    let elector = cfg.lease.clone().map(|lc| Arc::new(Elector::new(client.clone(), lc)));
     if let Some(elector) = &elector {
         let lc = elector.config().clone();
         info!(lease = %lc.name, identity = %lc.identity, "waiting for leadership");
@@ -122,12 +109,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         }
         info!(identity = %lc.identity, "became leader");
         metrics.leader.set(1);
-        let (elector, stop_tx, lost, stop_rx) = (
-            elector.clone(),
-            stop_tx.clone(),
-            lost.clone(),
-            stop_rx.clone(),
-        );
+        let (elector, stop_tx, lost, stop_rx) = (elector.clone(), stop_tx.clone(), lost.clone(), stop_rx.clone());
         tokio::spawn(async move {
             // Renew well inside the lease; give up (and stop acting) before it can expire.
             let deadline = lc.duration.mul_f64(2.0 / 3.0);
@@ -157,12 +139,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         metrics.leader.set(1);
     }
 
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        cfg.aws.clone(),
-        metrics.clone(),
-        cfg.settings.clone(),
-    ));
+    let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone()));
     let wc = watcher::Config::default();
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
         .graceful_shutdown_on(stopped(stop_rx.clone()))
@@ -172,19 +149,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let stacks = Controller::new(Api::<StackSpec>::all(client.clone()), wc.clone());
     let stack_store = stacks.store();
     let stacks = stacks
-        .watches(
-            Api::<Environment>::all(client.clone()),
-            wc.clone(),
-            move |env| {
-                let name = env.name_any();
-                stack_store
-                    .state()
-                    .into_iter()
-                    .filter(|s| s.spec.environment == name)
-                    .map(|s| ObjectRef::from_obj(s.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(Api::<Environment>::all(client.clone()), wc.clone(), move |env| {
+            let name = env.name_any();
+            stack_store
+                .state()
+                .into_iter()
+                .filter(|s| s.spec.environment == name)
+                .map(|s| ObjectRef::from_obj(s.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(stack::reconcile, stack::on_error, ctx.clone())
         .for_each(|res| log_result(stack::CONTROLLER, res));
@@ -192,19 +165,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let releases = Controller::new(Api::<ServiceRelease>::all(client.clone()), wc.clone());
     let release_store = releases.store();
     let releases = releases
-        .watches(
-            Api::<Environment>::all(client.clone()),
-            wc.clone(),
-            move |env| {
-                let name = env.name_any();
-                release_store
-                    .state()
-                    .into_iter()
-                    .filter(|r| r.spec.environment == name)
-                    .map(|r| ObjectRef::from_obj(r.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
+        .watches(Api::<Environment>::all(client.clone()), wc.clone(), move |env| {
+            let name = env.name_any();
+            release_store
+                .state()
+                .into_iter()
+                .filter(|r| r.spec.environment == name)
+                .map(|r| ObjectRef::from_obj(r.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(release::reconcile, release::on_error, ctx.clone())
         .for_each(|res| log_result(release::CONTROLLER, res));

@@ -35,12 +35,7 @@ pub fn needs_patch(old: Option<&Value>, new: &Value) -> bool {
 
 /// Writes `status` of `obj` when it differs from the stored one in more than timestamps.
 /// Returns whether a patch was sent.
-pub async fn write<K>(
-    api: &Api<K>,
-    obj: &K,
-    old: Option<Value>,
-    status: Value,
-) -> Result<bool, kube::Error>
+pub async fn write<K>(api: &Api<K>, obj: &K, old: Option<Value>, status: Value) -> Result<bool, kube::Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -49,12 +44,7 @@ where
     }
     let name = obj.meta().name.clone().unwrap_or_default();
     let patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
-    api.patch_status(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch)).await?;
     Ok(true)
 }
 

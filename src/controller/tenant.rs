@@ -17,24 +17,14 @@ pub async fn resolve<K: Resource<DynamicType = ()>>(
     env_name: &str,
 ) -> Result<Result<Environment, (Readiness, Category)>, kube::Error> {
     let namespace = obj.meta().namespace.clone().unwrap_or_default();
-    let env = Api::<Environment>::all(ctx.client.clone())
-        .get_opt(env_name)
-        .await?;
+    let env = Api::<Environment>::all(ctx.client.clone()).get_opt(env_name).await?;
     match tenancy::check(env_name, env.as_ref().map(|e| &e.spec), &namespace) {
         Ok(()) => Ok(Ok(env.expect("checked above"))),
-        Err(e @ TenancyError::NotFound(_)) => Ok(Err((
-            Readiness::Stalled {
-                reason: reasons::ENVIRONMENT_NOT_FOUND,
-                message: e.to_string(),
-            },
-            Category::InvalidSpec,
-        ))),
-        Err(e @ TenancyError::NotAllowed { .. }) => Ok(Err((
-            Readiness::Stalled {
-                reason: reasons::ENVIRONMENT_NOT_ALLOWED,
-                message: e.to_string(),
-            },
-            Category::NotAllowed,
-        ))),
+        Err(e @ TenancyError::NotFound(_)) => {
+            Ok(Err((Readiness::Stalled { reason: reasons::ENVIRONMENT_NOT_FOUND, message: e.to_string() }, Category::InvalidSpec)))
+        }
+        Err(e @ TenancyError::NotAllowed { .. }) => {
+            Ok(Err((Readiness::Stalled { reason: reasons::ENVIRONMENT_NOT_ALLOWED, message: e.to_string() }, Category::NotAllowed)))
+        }
     }
 }

@@ -47,36 +47,20 @@ pub fn judge(q: &AnalysisQuery, result: &QueryResult) -> Verdict {
         QueryResult::Value(v) if v.is_nan() => judge(q, &QueryResult::NoData),
         QueryResult::Value(v) => {
             if let Some(max) = q.max.filter(|m| v > m) {
-                return Verdict::Fail(format!(
-                    "{} = {} is above max {}",
-                    q.name,
-                    fmt(*v),
-                    fmt(max)
-                ));
+                return Verdict::Fail(format!("{} = {} is above max {}", q.name, fmt(*v), fmt(max)));
             }
             if let Some(min) = q.min.filter(|m| v < m) {
-                return Verdict::Fail(format!(
-                    "{} = {} is below min {}",
-                    q.name,
-                    fmt(*v),
-                    fmt(min)
-                ));
+                return Verdict::Fail(format!("{} = {} is below min {}", q.name, fmt(*v), fmt(min)));
             }
             Verdict::Pass
         }
         QueryResult::NoData => match q.no_data {
             NoDataPolicy::Pass => Verdict::Pass,
-            NoDataPolicy::Fail => {
-                Verdict::Fail(format!("{} returned no data (noData: Fail)", q.name))
-            }
-            NoDataPolicy::Inconclusive => {
-                Verdict::Inconclusive(format!("{} returned no data", q.name))
-            }
+            NoDataPolicy::Fail => Verdict::Fail(format!("{} returned no data (noData: Fail)", q.name)),
+            NoDataPolicy::Inconclusive => Verdict::Inconclusive(format!("{} returned no data", q.name)),
         },
         QueryResult::Invalid(e) => Verdict::Invalid(format!("query {} is invalid: {e}", q.name)),
-        QueryResult::Unreachable(e) => {
-            Verdict::Inconclusive(format!("metrics source unreachable for {}: {e}", q.name))
-        }
+        QueryResult::Unreachable(e) => Verdict::Inconclusive(format!("metrics source unreachable for {}: {e}", q.name)),
     }
 }
 
@@ -97,10 +81,7 @@ pub fn round(verdicts: &[Verdict]) -> Verdict {
 
 /// Fills the placeholders `{{service}}`, `{{namespace}}`, `{{sha}}` of a query.
 pub fn render(promql: &str, service: &str, namespace: &str, sha: &str) -> String {
-    promql
-        .replace("{{service}}", service)
-        .replace("{{namespace}}", namespace)
-        .replace("{{sha}}", sha)
+    promql.replace("{{service}}", service).replace("{{namespace}}", namespace).replace("{{sha}}", sha)
 }
 
 #[cfg(test)]
@@ -108,73 +89,31 @@ mod tests {
     use super::*;
 
     fn q(min: Option<f64>, max: Option<f64>, no_data: NoDataPolicy) -> AnalysisQuery {
-        AnalysisQuery {
-            name: "error-rate".into(),
-            prometheus: "x".into(),
-            min,
-            max,
-            no_data,
-        }
+        AnalysisQuery { name: "error-rate".into(), prometheus: "x".into(), min, max, no_data }
     }
 
     #[test]
     fn values_are_judged_against_min_and_max() {
         let q = q(Some(0.5), Some(0.01), NoDataPolicy::Inconclusive);
-        assert_eq!(
-            judge(&q, &QueryResult::Value(0.2)),
-            Verdict::Fail("error-rate = 0.2 is above max 0.01".into())
-        );
+        assert_eq!(judge(&q, &QueryResult::Value(0.2)), Verdict::Fail("error-rate = 0.2 is above max 0.01".into()));
         let q2 = self::q(Some(0.9), None, NoDataPolicy::Inconclusive);
-        assert_eq!(
-            judge(&q2, &QueryResult::Value(0.5)),
-            Verdict::Fail("error-rate = 0.5 is below min 0.9".into())
-        );
+        assert_eq!(judge(&q2, &QueryResult::Value(0.5)), Verdict::Fail("error-rate = 0.5 is below min 0.9".into()));
         assert_eq!(judge(&q2, &QueryResult::Value(0.95)), Verdict::Pass);
     }
 
     #[test]
     fn no_data_follows_the_query_policy_and_defaults_to_inconclusive() {
-        assert!(matches!(
-            judge(
-                &q(None, Some(1.0), NoDataPolicy::Inconclusive),
-                &QueryResult::NoData
-            ),
-            Verdict::Inconclusive(_)
-        ));
-        assert_eq!(
-            judge(
-                &q(None, Some(1.0), NoDataPolicy::Pass),
-                &QueryResult::NoData
-            ),
-            Verdict::Pass
-        );
-        assert!(matches!(
-            judge(
-                &q(None, Some(1.0), NoDataPolicy::Fail),
-                &QueryResult::NoData
-            ),
-            Verdict::Fail(_)
-        ));
-        assert!(matches!(
-            judge(
-                &q(None, Some(1.0), NoDataPolicy::Inconclusive),
-                &QueryResult::Value(f64::NAN)
-            ),
-            Verdict::Inconclusive(_)
-        ));
+        assert!(matches!(judge(&q(None, Some(1.0), NoDataPolicy::Inconclusive), &QueryResult::NoData), Verdict::Inconclusive(_)));
+        assert_eq!(judge(&q(None, Some(1.0), NoDataPolicy::Pass), &QueryResult::NoData), Verdict::Pass);
+        assert!(matches!(judge(&q(None, Some(1.0), NoDataPolicy::Fail), &QueryResult::NoData), Verdict::Fail(_)));
+        assert!(matches!(judge(&q(None, Some(1.0), NoDataPolicy::Inconclusive), &QueryResult::Value(f64::NAN)), Verdict::Inconclusive(_)));
     }
 
     #[test]
     fn a_bad_query_is_invalid_and_an_unreachable_source_is_inconclusive() {
         let q = q(None, Some(1.0), NoDataPolicy::Fail);
-        assert!(matches!(
-            judge(&q, &QueryResult::Invalid("parse error".into())),
-            Verdict::Invalid(_)
-        ));
-        assert!(matches!(
-            judge(&q, &QueryResult::Unreachable("connection refused".into())),
-            Verdict::Inconclusive(_)
-        ));
+        assert!(matches!(judge(&q, &QueryResult::Invalid("parse error".into())), Verdict::Invalid(_)));
+        assert!(matches!(judge(&q, &QueryResult::Unreachable("connection refused".into())), Verdict::Inconclusive(_)));
     }
 
     #[test]
@@ -183,22 +122,14 @@ mod tests {
         let inc = Verdict::Inconclusive("i".into());
         assert_eq!(round(&[Verdict::Pass, inc.clone(), fail.clone()]), fail);
         assert_eq!(round(&[Verdict::Pass, inc.clone()]), inc);
-        assert_eq!(
-            round(&[Verdict::Pass, Verdict::Invalid("q".into()), fail]),
-            Verdict::Invalid("q".into())
-        );
+        assert_eq!(round(&[Verdict::Pass, Verdict::Invalid("q".into()), fail]), Verdict::Invalid("q".into()));
         assert_eq!(round(&[]), Verdict::Pass);
     }
 
     #[test]
     fn placeholders_are_filled() {
         assert_eq!(
-            render(
-                r#"up{service="{{service}}",ns="{{namespace}}",sha="{{sha}}"}"#,
-                "api",
-                "team",
-                "abc1234"
-            ),
+            render(r#"up{service="{{service}}",ns="{{namespace}}",sha="{{sha}}"}"#, "api", "team", "abc1234"),
             r#"up{service="api",ns="team",sha="abc1234"}"#
         );
     }

@@ -41,12 +41,7 @@ pub struct Observed {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Create the cluster with these tags and settings.
-    CreateCluster {
-        name: String,
-        tags: BTreeMap<String, String>,
-        capacity_providers: Vec<String>,
-        container_insights: Option<String>,
-    },
+    CreateCluster { name: String, tags: BTreeMap<String, String>, capacity_providers: Vec<String>, container_insights: Option<String> },
     /// Add or change tags.
     Tag { tags: BTreeMap<String, String> },
     /// Remove tags the controller applied earlier and the spec no longer lists.
@@ -95,12 +90,7 @@ pub fn check_account(spec: &EnvironmentSpec, caller_account: &str) -> Result<(),
 ///
 /// `managed_tag_keys` are the keys applied by an earlier reconcile (from status): only
 /// those may be removed, so tags others put on the cluster are left alone.
-pub fn plan(
-    spec: &EnvironmentSpec,
-    owner: &str,
-    observed: &Observed,
-    managed_tag_keys: &[String],
-) -> Result<Vec<Action>, Refusal> {
+pub fn plan(spec: &EnvironmentSpec, owner: &str, observed: &Observed, managed_tag_keys: &[String]) -> Result<Vec<Action>, Refusal> {
     check_account(spec, &observed.caller_account)?;
     let want_tags = desired_tags(spec, owner);
     let cluster = &spec.ecs_cluster;
@@ -134,30 +124,20 @@ pub fn plan(
         });
     }
     let mut actions = Vec::new();
-    let changed: BTreeMap<_, _> = want_tags
-        .iter()
-        .filter(|(k, v)| current.tags.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let changed: BTreeMap<_, _> =
+        want_tags.iter().filter(|(k, v)| current.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     if !changed.is_empty() {
         actions.push(Action::Tag { tags: changed });
     }
-    let stale: Vec<String> = managed_tag_keys
-        .iter()
-        .filter(|k| !want_tags.contains_key(*k) && current.tags.contains_key(*k))
-        .cloned()
-        .collect();
+    let stale: Vec<String> =
+        managed_tag_keys.iter().filter(|k| !want_tags.contains_key(*k) && current.tags.contains_key(*k)).cloned().collect();
     if !stale.is_empty() {
         actions.push(Action::Untag { keys: stale });
     }
     // Settings are managed only on clusters shipshape creates; an adopted cluster keeps its own.
     if cluster.create {
-        if !cluster.capacity_providers.is_empty()
-            && sorted(&cluster.capacity_providers) != sorted(&current.capacity_providers)
-        {
-            actions.push(Action::SetCapacityProviders {
-                providers: cluster.capacity_providers.clone(),
-            });
+        if !cluster.capacity_providers.is_empty() && sorted(&cluster.capacity_providers) != sorted(&current.capacity_providers) {
+            actions.push(Action::SetCapacityProviders { providers: cluster.capacity_providers.clone() });
         }
         if let Some(value) = insights.filter(|v| current.container_insights.as_ref() != Some(v)) {
             actions.push(Action::SetContainerInsights { value });
@@ -174,16 +154,10 @@ fn sorted(v: &[String]) -> Vec<&String> {
 
 /// Whether deleting the Environment should delete the cluster: only with policy Delete,
 /// only a cluster shipshape was asked to create, and only one that carries its owner tag.
-pub fn should_delete_cluster(
-    spec: &EnvironmentSpec,
-    owner: &str,
-    cluster: Option<&ObservedCluster>,
-) -> bool {
+pub fn should_delete_cluster(spec: &EnvironmentSpec, owner: &str, cluster: Option<&ObservedCluster>) -> bool {
     spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Delete
         && spec.ecs_cluster.create
-        && cluster.is_some_and(|c| {
-            c.is_live() && c.tags.get(OWNER_TAG).map(String::as_str) == Some(owner)
-        })
+        && cluster.is_some_and(|c| c.is_live() && c.tags.get(OWNER_TAG).map(String::as_str) == Some(owner))
 }
 
 #[cfg(test)]
@@ -204,44 +178,27 @@ mod tests {
     }
 
     fn observed(cluster: Option<ObservedCluster>) -> Observed {
-        Observed {
-            caller_account: "123456789012".into(),
-            cluster,
-        }
+        Observed { caller_account: "123456789012".into(), cluster }
     }
 
     fn live(tags: &[(&str, &str)]) -> ObservedCluster {
         ObservedCluster {
             arn: "arn:aws:ecs:eu-west-1:123456789012:cluster/prod".into(),
             status: "ACTIVE".into(),
-            tags: tags
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             capacity_providers: vec!["FARGATE".into()],
             container_insights: None,
         }
     }
 
     fn owned() -> Vec<(&'static str, &'static str)> {
-        vec![
-            (MANAGED_BY_TAG, MANAGED_BY),
-            (OWNER_TAG, "prod"),
-            ("Project", "car-rental"),
-        ]
+        vec![(MANAGED_BY_TAG, MANAGED_BY), (OWNER_TAG, "prod"), ("Project", "car-rental")]
     }
 
     #[test]
     fn a_missing_cluster_is_created_with_environment_and_ownership_tags() {
         let actions = plan(&spec(json!({})), "prod", &observed(None), &[]).unwrap();
-        let Action::CreateCluster {
-            tags,
-            capacity_providers,
-            ..
-        } = &actions[0]
-        else {
-            panic!("{actions:?}")
-        };
+        let Action::CreateCluster { tags, capacity_providers, .. } = &actions[0] else { panic!("{actions:?}") };
         assert_eq!(tags.get("Project").unwrap(), "car-rental");
         assert_eq!(tags.get(OWNER_TAG).unwrap(), "prod");
         assert_eq!(tags.get(MANAGED_BY_TAG).unwrap(), "shipshape");
@@ -258,13 +215,7 @@ mod tests {
 
     #[test]
     fn a_cluster_in_its_declared_state_needs_no_write() {
-        let actions = plan(
-            &spec(json!({})),
-            "prod",
-            &observed(Some(live(&owned()))),
-            &[],
-        )
-        .unwrap();
+        let actions = plan(&spec(json!({})), "prod", &observed(Some(live(&owned()))), &[]).unwrap();
         assert_eq!(actions, vec![]);
     }
 
@@ -301,12 +252,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::Tag {
-                    tags: [("Project".to_string(), "car-rental-2".to_string())].into()
-                },
-                Action::Untag {
-                    keys: vec!["Team".into()]
-                },
+                Action::Tag { tags: [("Project".to_string(), "car-rental-2".to_string())].into() },
+                Action::Untag { keys: vec!["Team".into()] },
             ]
         );
     }
@@ -329,12 +276,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::SetCapacityProviders {
-                    providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()]
-                },
-                Action::SetContainerInsights {
-                    value: "enabled".into()
-                },
+                Action::SetCapacityProviders { providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()] },
+                Action::SetContainerInsights { value: "enabled".into() },
             ]
         );
     }

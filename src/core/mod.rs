@@ -6,4 +6,5 @@ pub mod environment;
 pub mod requeue;
 pub mod rollout;
 pub mod stack;
+pub mod taskdef;
 pub mod tenancy;

@@ -45,27 +45,12 @@ impl Category {
 ///
 /// `attempt` counts consecutive failures (1 for the first); `jitter` is a number in [0, 1)
 /// supplied by the caller so this stays pure.
-pub fn after_failure(
-    category: Category,
-    attempt: u32,
-    slow_recheck: Duration,
-    jitter: f64,
-) -> Option<Duration> {
+pub fn after_failure(category: Category, attempt: u32, slow_recheck: Duration, jitter: f64) -> Option<Duration> {
     match category {
         Category::InvalidSpec | Category::NotAllowed | Category::AwsValidation => None,
         Category::AccessDenied | Category::Conflict => Some(slow_recheck),
-        Category::Throttled => Some(backoff(
-            attempt,
-            Duration::from_secs(2),
-            Duration::from_secs(300),
-            jitter,
-        )),
-        Category::Transient => Some(backoff(
-            attempt,
-            Duration::from_millis(500),
-            Duration::from_secs(300),
-            jitter,
-        )),
+        Category::Throttled => Some(backoff(attempt, Duration::from_secs(2), Duration::from_secs(300), jitter)),
+        Category::Transient => Some(backoff(attempt, Duration::from_millis(500), Duration::from_secs(300), jitter)),
     }
 }
 
@@ -82,11 +67,7 @@ mod tests {
 
     #[test]
     fn invalid_spec_waits_for_a_change_instead_of_retrying() {
-        for c in [
-            Category::InvalidSpec,
-            Category::NotAllowed,
-            Category::AwsValidation,
-        ] {
+        for c in [Category::InvalidSpec, Category::NotAllowed, Category::AwsValidation] {
             assert_eq!(after_failure(c, 7, Duration::from_secs(60), 0.5), None);
         }
     }

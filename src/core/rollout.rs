@@ -9,9 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::analysis::Verdict;
 use super::conditions::Readiness;
-use crate::api::{
-    reasons, HistoryEntry, Measurement, Outcome, Phase, RolloutStatus, ServiceReleaseStatus,
-};
+use crate::api::{reasons, HistoryEntry, Measurement, Outcome, Phase, RolloutStatus, ServiceReleaseStatus};
 
 /// One ECS deployment of the service.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -129,11 +127,7 @@ pub struct Step {
 
 /// Whether an analysis round is due now.
 pub fn measurement_due(status: &ServiceReleaseStatus, now: DateTime<Utc>, cfg: &Config) -> bool {
-    let Some(r) = status
-        .rollout
-        .as_ref()
-        .filter(|_| status.phase == Phase::Analyzing && cfg.has_analysis)
-    else {
+    let Some(r) = status.rollout.as_ref().filter(|_| status.phase == Phase::Analyzing && cfg.has_analysis) else {
         return false;
     };
     let Some(deployed) = r.deployed_at else {
@@ -142,8 +136,7 @@ pub fn measurement_due(status: &ServiceReleaseStatus, now: DateTime<Utc>, cfg: &
     if now < deployed + to_chrono(cfg.warmup) {
         return false;
     }
-    r.last_measured_at
-        .is_none_or(|t| now >= t + to_chrono(cfg.interval))
+    r.last_measured_at.is_none_or(|t| now >= t + to_chrono(cfg.interval))
 }
 
 fn to_chrono(d: Duration) -> chrono::Duration {
@@ -163,9 +156,7 @@ struct Ctx<'a, 'b> {
 impl Ctx<'_, '_> {
     fn history(&mut self, entry: HistoryEntry) {
         self.st.history.insert(0, entry);
-        self.st
-            .history
-            .truncate(self.inp.config.history_limit.max(1));
+        self.st.history.truncate(self.inp.config.history_limit.max(1));
     }
 
     fn finish_rollout(&mut self, outcome: Outcome, reason: String) {
@@ -185,12 +176,8 @@ impl Ctx<'_, '_> {
         let inp = self.inp;
         let td = inp.task_definition.to_string();
         self.effects.push(match inp.service {
-            None => Effect::CreateService {
-                task_definition: td.clone(),
-            },
-            Some(_) => Effect::UpdateService {
-                task_definition: td.clone(),
-            },
+            None => Effect::CreateService { task_definition: td.clone() },
+            Some(_) => Effect::UpdateService { task_definition: td.clone() },
         });
         self.st.rollout = Some(RolloutStatus {
             sha: inp.sha.to_string(),
@@ -208,11 +195,7 @@ impl Ctx<'_, '_> {
         self.st.phase = Phase::Progressing;
         self.st.current_sha = Some(inp.sha.to_string());
         self.st.task_definition_arn = Some(td);
-        self.events.push((
-            false,
-            reasons::PROGRESSING,
-            format!("rolling out {}", inp.sha),
-        ));
+        self.events.push((false, reasons::PROGRESSING, format!("rolling out {}", inp.sha)));
     }
 
     fn promote(&mut self, reason: String) {
@@ -222,11 +205,7 @@ impl Ctx<'_, '_> {
         self.st.stable_spec_hash = Some(r.spec_hash.clone());
         self.st.rejected_spec_hash = None;
         self.st.phase = Phase::Healthy;
-        self.events.push((
-            false,
-            reasons::PROMOTED,
-            format!("{} promoted: {reason}", r.sha),
-        ));
+        self.events.push((false, reasons::PROMOTED, format!("{} promoted: {reason}", r.sha)));
         self.finish_rollout(Outcome::Promoted, reason);
     }
 
@@ -234,25 +213,15 @@ impl Ctx<'_, '_> {
     fn fail(&mut self, reason: String, why: &'static str) {
         let r = self.st.rollout.clone().expect("fail needs a rollout");
         self.st.rejected_spec_hash = Some(r.spec_hash.clone());
-        let stable = self
-            .st
-            .stable_task_definition_arn
-            .clone()
-            .filter(|s| Some(s) != r.task_definition_arn.as_ref());
+        let stable = self.st.stable_task_definition_arn.clone().filter(|s| Some(s) != r.task_definition_arn.as_ref());
         match stable {
             Some(stable_td) if self.inp.config.auto_rollback => {
-                self.effects.push(Effect::UpdateService {
-                    task_definition: stable_td.clone(),
-                });
+                self.effects.push(Effect::UpdateService { task_definition: stable_td.clone() });
                 self.st.phase = Phase::RolledBack;
                 self.st.current_sha = self.st.stable_sha.clone();
                 self.st.task_definition_arn = Some(stable_td);
                 self.rolled_back = Some(why);
-                let msg = format!(
-                    "{} rolled back to {}: {reason}",
-                    r.sha,
-                    self.st.stable_sha.clone().unwrap_or_default()
-                );
+                let msg = format!("{} rolled back to {}: {reason}", r.sha, self.st.stable_sha.clone().unwrap_or_default());
                 self.events.push((true, reasons::ROLLED_BACK, msg));
                 self.finish_rollout(Outcome::RolledBack, reason);
             }
@@ -261,10 +230,7 @@ impl Ctx<'_, '_> {
                 let msg = if self.st.stable_sha.is_none() {
                     format!("{} failed and there is no stable release to roll back to; the service is left as is: {reason}", r.sha)
                 } else {
-                    format!(
-                        "{} failed (autoRollback is off; the service is left as is): {reason}",
-                        r.sha
-                    )
+                    format!("{} failed (autoRollback is off; the service is left as is): {reason}", r.sha)
                 };
                 self.events.push((true, reasons::ROLLOUT_FAILED, msg));
                 self.finish_rollout(Outcome::Failed, reason);
@@ -275,19 +241,9 @@ impl Ctx<'_, '_> {
 
 /// One step of the rollout.
 pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
-    let mut c = Ctx {
-        inp,
-        st: prev.clone(),
-        effects: vec![],
-        events: vec![],
-        rolled_back: None,
-    };
+    let mut c = Ctx { inp, st: prev.clone(), effects: vec![], events: vec![], rolled_back: None };
     // Commands are acted on once per annotation value.
-    for (name, value) in [
-        ("retry", &inp.commands.retry),
-        ("rollback", &inp.commands.rollback),
-        ("promote", &inp.commands.promote),
-    ] {
+    for (name, value) in [("retry", &inp.commands.retry), ("rollback", &inp.commands.rollback), ("promote", &inp.commands.promote)] {
         if let Some(v) = value {
             c.st.handled_commands.insert(name.to_string(), v.clone());
         }
@@ -297,15 +253,8 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     }
 
     // A rollout whose spec is no longer the desired one is superseded.
-    if c.st
-        .rollout
-        .as_ref()
-        .is_some_and(|r| r.spec_hash != inp.spec_hash)
-    {
-        c.finish_rollout(
-            Outcome::Superseded,
-            "the spec changed before it finished".into(),
-        );
+    if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) {
+        c.finish_rollout(Outcome::Superseded, "the spec changed before it finished".into());
         c.st.phase = Phase::Pending;
     }
 
@@ -315,22 +264,16 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     } else if c.st.rollout.is_some() && inp.commands.rollback.is_some() {
         c.fail("rolled back by hand".into(), "manual");
     } else if c.st.rollout.is_none() && inp.commands.rollback.is_some() {
-        if let (Some(stable_td), Some(current)) = (
-            c.st.stable_task_definition_arn.clone(),
-            c.st.task_definition_arn.clone(),
-        ) {
+        if let (Some(stable_td), Some(current)) = (c.st.stable_task_definition_arn.clone(), c.st.task_definition_arn.clone()) {
             if stable_td != current || c.st.stable_spec_hash.as_deref() == Some(inp.spec_hash) {
                 // Back to stable, and the desired spec is not retried until it changes.
-                c.effects.push(Effect::UpdateService {
-                    task_definition: stable_td.clone(),
-                });
+                c.effects.push(Effect::UpdateService { task_definition: stable_td.clone() });
                 c.st.rejected_spec_hash = Some(inp.spec_hash.to_string());
                 c.st.phase = Phase::RolledBack;
                 c.st.current_sha = c.st.stable_sha.clone();
                 c.st.task_definition_arn = Some(stable_td);
                 c.rolled_back = Some("manual");
-                c.events
-                    .push((true, reasons::ROLLED_BACK, "rolled back by hand".into()));
+                c.events.push((true, reasons::ROLLED_BACK, "rolled back by hand".into()));
             }
         }
     }
@@ -342,14 +285,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     }
 
     let (readiness, requeue) = verdict(&c.st, inp);
-    Step {
-        status: c.st,
-        effects: c.effects,
-        events: c.events,
-        readiness,
-        requeue,
-        rolled_back: c.rolled_back,
-    }
+    Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: c.rolled_back }
 }
 
 /// No rollout in flight: hold the stable release, or start the desired one.
@@ -379,28 +315,15 @@ fn idle(c: &mut Ctx) {
 /// Keeps the service on the task definition it should run (drift correction).
 fn hold(c: &mut Ctx) {
     let Some(svc) = c.inp.service else { return };
-    let want =
-        c.st.task_definition_arn
-            .clone()
-            .or(c.st.stable_task_definition_arn.clone());
+    let want = c.st.task_definition_arn.clone().or(c.st.stable_task_definition_arn.clone());
     if let Some(want) = want {
         let count_drift = svc.desired_count != c.inp.replicas;
-        if (svc.task_definition != want || count_drift)
-            && !c
-                .effects
-                .iter()
-                .any(|e| matches!(e, Effect::UpdateService { .. }))
-        {
-            c.effects.push(Effect::UpdateService {
-                task_definition: want.clone(),
-            });
+        if (svc.task_definition != want || count_drift) && !c.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. })) {
+            c.effects.push(Effect::UpdateService { task_definition: want.clone() });
             c.events.push((
                 false,
                 reasons::DRIFT_CORRECTED,
-                format!(
-                    "service put back on {want} with {} tasks (changed outside shipshape)",
-                    c.inp.replicas
-                ),
+                format!("service put back on {want} with {} tasks (changed outside shipshape)", c.inp.replicas),
             ));
         }
     }
@@ -417,30 +340,17 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
             Phase::Analyzing => "no conclusive analysis",
             _ => "the ECS deployment did not complete",
         };
-        c.fail(
-            format!(
-                "progressDeadline {}s passed: {why}",
-                cfg.progress_deadline.as_secs()
-            ),
-            "deadline",
-        );
+        c.fail(format!("progressDeadline {}s passed: {why}", cfg.progress_deadline.as_secs()), "deadline");
         return;
     }
     let Some(svc) = inp.service else {
         // The service is gone (deleted outside shipshape): create it again.
-        c.effects.push(Effect::CreateService {
-            task_definition: td,
-        });
+        c.effects.push(Effect::CreateService { task_definition: td });
         return;
     };
-    let deployment = svc
-        .deployments
-        .iter()
-        .find(|d| d.task_definition == td && d.status == "PRIMARY");
+    let deployment = svc.deployments.iter().find(|d| d.task_definition == td && d.status == "PRIMARY");
     if svc.task_definition != td {
-        c.effects.push(Effect::UpdateService {
-            task_definition: td.clone(),
-        });
+        c.effects.push(Effect::UpdateService { task_definition: td.clone() });
         return;
     }
     if let Some(d) = deployment {
@@ -448,13 +358,7 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
             rs.deployment_id = Some(d.id.clone());
         }
         if d.rollout_state == "FAILED" {
-            c.fail(
-                format!(
-                    "ECS deployment {} FAILED ({} tasks failed to start)",
-                    d.id, d.failed_tasks
-                ),
-                "deployment_failed",
-            );
+            c.fail(format!("ECS deployment {} FAILED ({} tasks failed to start)", d.id, d.failed_tasks), "deployment_failed");
             return;
         }
     }
@@ -514,65 +418,32 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
     let sha = inp.sha;
     match st.phase {
         Phase::Healthy => (
-            Readiness::Ready {
-                reason: reasons::RECONCILED,
-                message: format!("{} is stable", st.stable_sha.clone().unwrap_or_default()),
-            },
+            Readiness::Ready { reason: reasons::RECONCILED, message: format!("{} is stable", st.stable_sha.clone().unwrap_or_default()) },
             cfg.drift_interval,
         ),
         Phase::RolledBack => {
-            let why = st
-                .history
-                .first()
-                .map(|h| h.reason.clone())
-                .unwrap_or_default();
-            let msg = format!("{sha} was rolled back to {}: {why}; it is not retried until the spec changes or shipshape.dev/retry is set", st.stable_sha.clone().unwrap_or_default());
-            (
-                Readiness::Stalled {
-                    reason: reasons::ROLLED_BACK,
-                    message: msg,
-                },
-                cfg.drift_interval,
-            )
+            let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
+            let msg = format!(
+                "{sha} was rolled back to {}: {why}; it is not retried until the spec changes or shipshape.dev/retry is set",
+                st.stable_sha.clone().unwrap_or_default()
+            );
+            (Readiness::Stalled { reason: reasons::ROLLED_BACK, message: msg }, cfg.drift_interval)
         }
         Phase::Failed => {
-            let why = st
-                .history
-                .first()
-                .map(|h| h.reason.clone())
-                .unwrap_or_default();
+            let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
             let message = if st.stable_sha.is_none() {
                 format!("{sha} failed and there is no stable release to roll back to; the service is left as is: {why}")
             } else {
                 format!("{sha} failed (autoRollback is off; the service is left as is): {why}")
             };
-            (
-                Readiness::Stalled {
-                    reason: reasons::ROLLOUT_FAILED,
-                    message,
-                },
-                cfg.drift_interval,
-            )
+            (Readiness::Stalled { reason: reasons::ROLLOUT_FAILED, message }, cfg.drift_interval)
         }
         Phase::Paused => {
-            let who = if inp.frozen {
-                "the Environment is frozen"
-            } else {
-                "the release is paused"
-            };
-            (
-                Readiness::Stalled {
-                    reason: reasons::PAUSED,
-                    message: format!("{sha} is not rolled out: {who}"),
-                },
-                cfg.drift_interval,
-            )
+            let who = if inp.frozen { "the Environment is frozen" } else { "the release is paused" };
+            (Readiness::Stalled { reason: reasons::PAUSED, message: format!("{sha} is not rolled out: {who}") }, cfg.drift_interval)
         }
         Phase::Progressing | Phase::Pending => (
-            Readiness::Reconciling {
-                reason: reasons::PROGRESSING,
-                message: format!("rolling out {sha}: waiting for the ECS deployment"),
-            },
+            Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("rolling out {sha}: waiting for the ECS deployment") },
             Duration::from_secs(2),
         ),
         Phase::Analyzing => {
@@ -581,9 +452,7 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
                 return (
                     Readiness::Stalled {
                         reason: reasons::INVALID_QUERY,
-                        message: format!(
-                            "{q}; fix the query (the rollout holds, nothing is rolled back)"
-                        ),
+                        message: format!("{q}; fix the query (the rollout holds, nothing is rolled back)"),
                     },
                     cfg.interval,
                 );
@@ -592,22 +461,13 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
             let next = r
                 .and_then(|r| {
                     let after_warmup = r.deployed_at? + to_chrono(cfg.warmup);
-                    let after_last = r
-                        .last_measured_at
-                        .map(|t| t + to_chrono(cfg.interval))
-                        .unwrap_or(after_warmup);
+                    let after_last = r.last_measured_at.map(|t| t + to_chrono(cfg.interval)).unwrap_or(after_warmup);
                     let at = after_warmup.max(after_last);
                     (at - inp.now).to_std().ok()
                 })
                 .unwrap_or(Duration::from_millis(200))
                 .max(Duration::from_millis(200));
-            (
-                Readiness::Reconciling {
-                    reason: reasons::ANALYZING,
-                    message: format!("analyzing {sha}: {ok}/{need} passing rounds"),
-                },
-                next,
-            )
+            (Readiness::Reconciling { reason: reasons::ANALYZING, message: format!("analyzing {sha}: {ok}/{need} passing rounds") }, next)
         }
     }
 }

@@ -7,8 +7,8 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    reasons, BucketEncryption, BucketSpec, DatabaseSpec, EncryptionAlgorithm, LifecycleRule,
-    StorageClass, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
+    reasons, BucketEncryption, BucketSpec, DatabaseSpec, EncryptionAlgorithm, LifecycleRule, StorageClass, MANAGED_BY, MANAGED_BY_TAG,
+    OWNER_TAG,
 };
 
 use super::requeue::Category;
@@ -103,39 +103,23 @@ pub struct DbModify {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
     /// CreateDBInstance.
-    CreateDatabase {
-        spec: DatabaseSpec,
-        tags: BTreeMap<String, String>,
-    },
+    CreateDatabase { spec: DatabaseSpec, tags: BTreeMap<String, String> },
     /// ModifyDBInstance (applied immediately).
     ModifyDatabase { name: String, modify: DbModify },
     /// AddTagsToResource.
-    TagDatabase {
-        name: String,
-        arn: String,
-        tags: BTreeMap<String, String>,
-    },
+    TagDatabase { name: String, arn: String, tags: BTreeMap<String, String> },
     /// CreateBucket (+ tags).
     CreateBucket { name: String, region: String },
     /// PutBucketTagging with the full tag set.
-    TagBucket {
-        name: String,
-        tags: BTreeMap<String, String>,
-    },
+    TagBucket { name: String, tags: BTreeMap<String, String> },
     /// PutBucketVersioning.
     SetVersioning { name: String, enabled: bool },
     /// PutBucketEncryption.
-    SetEncryption {
-        name: String,
-        encryption: BucketEncryption,
-    },
+    SetEncryption { name: String, encryption: BucketEncryption },
     /// PutPublicAccessBlock (all four on) or DeletePublicAccessBlock.
     SetPublicAccessBlock { name: String, block: bool },
     /// PutBucketLifecycleConfiguration.
-    SetLifecycle {
-        name: String,
-        rules: Vec<LifecycleRule>,
-    },
+    SetLifecycle { name: String, rules: Vec<LifecycleRule> },
 }
 
 /// A field that changes, for people: status, Events and `shipshape plan`.
@@ -191,12 +175,7 @@ impl ResourcePlan {
             out.push(format!("{kind} {name}: create"));
         }
         for c in &self.changes {
-            out.push(format!(
-                "{kind} {name}: update {}: {} -> {}",
-                c.field,
-                show(&c.from),
-                show(&c.to)
-            ));
+            out.push(format!("{kind} {name}: update {}: {} -> {}", c.field, show(&c.from), show(&c.to)));
         }
         out
     }
@@ -212,9 +191,7 @@ pub struct StackPlan {
 impl StackPlan {
     /// True when nothing would change.
     pub fn is_noop(&self) -> bool {
-        self.resources
-            .iter()
-            .all(|r| r.steps.is_empty() && r.refusal.is_none())
+        self.resources.iter().all(|r| r.steps.is_empty() && r.refusal.is_none())
     }
     /// True when some resource waits for AWS before it can be changed.
     pub fn is_waiting(&self) -> bool {
@@ -226,10 +203,7 @@ impl StackPlan {
     }
     /// One line per change, in order: what `status.plan`, Events and `shipshape plan` show.
     pub fn lines(&self) -> Vec<String> {
-        self.resources
-            .iter()
-            .flat_map(ResourcePlan::lines)
-            .collect()
+        self.resources.iter().flat_map(ResourcePlan::lines).collect()
     }
     /// A short hash of the plan, for `shipshape.dev/approve`.
     pub fn hash(&self) -> String {
@@ -238,11 +212,7 @@ impl StackPlan {
             h.update(l.as_bytes());
             h.update(b"\n");
         }
-        h.finalize()
-            .iter()
-            .take(6)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 }
 
@@ -283,12 +253,7 @@ fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<S
     tags
 }
 
-fn ownership(
-    kind: &str,
-    name: &str,
-    tags: &BTreeMap<String, String>,
-    ctx: &Context,
-) -> Option<Refusal> {
+fn ownership(kind: &str, name: &str, tags: &BTreeMap<String, String>, ctx: &Context) -> Option<Refusal> {
     match tags.get(OWNER_TAG) {
         Some(o) if o == ctx.owner => None,
         Some(other) => Some(Refusal {
@@ -307,42 +272,22 @@ fn ownership(
     }
 }
 
-fn missing_tags(
-    desired: &BTreeMap<String, String>,
-    observed: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    desired
-        .iter()
-        .filter(|(k, v)| observed.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+fn missing_tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 /// Splits "16.4" or "8.0.35" into numbers for comparison.
 fn version(v: &str) -> Vec<u64> {
-    v.split(['.', '-'])
-        .map(|p| p.parse().unwrap_or(0))
-        .collect()
+    v.split(['.', '-']).map(|p| p.parse().unwrap_or(0)).collect()
 }
 
 fn major(engine: &str, v: &str) -> Vec<u64> {
     let parts = version(v);
-    let n = if engine == "postgres" && parts.first().is_some_and(|m| *m >= 10) {
-        1
-    } else {
-        2
-    };
+    let n = if engine == "postgres" && parts.first().is_some_and(|m| *m >= 10) { 1 } else { 2 };
     parts.into_iter().take(n).collect()
 }
 
-fn unsupported(
-    kind: &str,
-    name: &str,
-    field: &str,
-    from: impl fmt::Display,
-    to: impl fmt::Display,
-    why: &str,
-) -> Refusal {
+fn unsupported(kind: &str, name: &str, field: &str, from: impl fmt::Display, to: impl fmt::Display, why: &str) -> Refusal {
     Refusal {
         reason: reasons::UNSUPPORTED_CHANGE,
         message: format!("{kind} {name}: {field} cannot change from {from} to {to}: {why}"),
@@ -351,11 +296,7 @@ fn unsupported(
 }
 
 /// Plans one database.
-pub fn plan_database(
-    spec: &DatabaseSpec,
-    observed: Option<&ObservedDatabase>,
-    ctx: &Context,
-) -> ResourcePlan {
+pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, ctx: &Context) -> ResourcePlan {
     let mut plan = ResourcePlan {
         kind: "Database",
         name: spec.name.clone(),
@@ -376,30 +317,18 @@ pub fn plan_database(
     }
     let Some(db) = observed else {
         plan.create = true;
-        plan.steps.push(Step::CreateDatabase {
-            spec: spec.clone(),
-            tags,
-        });
+        plan.steps.push(Step::CreateDatabase { spec: spec.clone(), tags });
         return plan;
     };
     if let Some(r) = ownership("Database", &spec.name, &db.tags, ctx) {
         plan.refusal = Some(r);
         return plan;
     }
-    let engine = serde_json::to_value(spec.engine)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    let refuse = |field: &str, from: String, to: String, why: &str| {
-        unsupported("Database", &spec.name, field, from, to, why)
-    };
+    let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let refuse = |field: &str, from: String, to: String, why: &str| unsupported("Database", &spec.name, field, from, to, why);
     if !db.engine.is_empty() && db.engine != engine {
-        plan.refusal = Some(refuse(
-            "engine",
-            db.engine.clone(),
-            engine,
-            "RDS cannot change an instance's engine; create a new database and migrate",
-        ));
+        plan.refusal =
+            Some(refuse("engine", db.engine.clone(), engine, "RDS cannot change an instance's engine; create a new database and migrate"));
         return plan;
     }
     if spec.allocated_storage_gib < db.allocated_storage_gib {
@@ -430,74 +359,40 @@ pub fn plan_database(
         return plan;
     }
     if version(&spec.engine_version) < version(&db.engine_version) {
-        plan.refusal = Some(refuse(
-            "engineVersion",
-            db.engine_version.clone(),
-            spec.engine_version.clone(),
-            "RDS never downgrades an engine",
-        ));
+        plan.refusal =
+            Some(refuse("engineVersion", db.engine_version.clone(), spec.engine_version.clone(), "RDS never downgrades an engine"));
         return plan;
     }
     let mut m = DbModify::default();
-    let mut change = |field: &'static str, from: String, to: String| {
-        plan.changes.push(FieldChange { field, from, to })
-    };
+    let mut change = |field: &'static str, from: String, to: String| plan.changes.push(FieldChange { field, from, to });
     if spec.instance_class != db.instance_class {
-        change(
-            "instanceClass",
-            db.instance_class.clone(),
-            spec.instance_class.clone(),
-        );
+        change("instanceClass", db.instance_class.clone(), spec.instance_class.clone());
         m.instance_class = Some(spec.instance_class.clone());
     }
     if spec.allocated_storage_gib > db.allocated_storage_gib {
-        change(
-            "allocatedStorageGiB",
-            db.allocated_storage_gib.to_string(),
-            spec.allocated_storage_gib.to_string(),
-        );
+        change("allocatedStorageGiB", db.allocated_storage_gib.to_string(), spec.allocated_storage_gib.to_string());
         m.allocated_storage_gib = Some(spec.allocated_storage_gib);
     }
     if spec.multi_az != db.multi_az {
-        change(
-            "multiAz",
-            db.multi_az.to_string(),
-            spec.multi_az.to_string(),
-        );
+        change("multiAz", db.multi_az.to_string(), spec.multi_az.to_string());
         m.multi_az = Some(spec.multi_az);
     }
     if version(&spec.engine_version) > version(&db.engine_version) {
-        change(
-            "engineVersion",
-            db.engine_version.clone(),
-            spec.engine_version.clone(),
-        );
-        m.allow_major_version_upgrade =
-            major(&engine, &spec.engine_version) != major(&engine, &db.engine_version);
+        change("engineVersion", db.engine_version.clone(), spec.engine_version.clone());
+        m.allow_major_version_upgrade = major(&engine, &spec.engine_version) != major(&engine, &db.engine_version);
         m.engine_version = Some(spec.engine_version.clone());
     }
     if spec.backup_retention_days != db.backup_retention_days {
-        change(
-            "backupRetentionDays",
-            db.backup_retention_days.to_string(),
-            spec.backup_retention_days.to_string(),
-        );
+        change("backupRetentionDays", db.backup_retention_days.to_string(), spec.backup_retention_days.to_string());
         m.backup_retention_days = Some(spec.backup_retention_days);
     }
     if spec.deletion_protection != db.deletion_protection {
-        change(
-            "deletionProtection",
-            db.deletion_protection.to_string(),
-            spec.deletion_protection.to_string(),
-        );
+        change("deletionProtection", db.deletion_protection.to_string(), spec.deletion_protection.to_string());
         m.deletion_protection = Some(spec.deletion_protection);
     }
     if m != DbModify::default() {
         if db.status == "available" {
-            plan.steps.push(Step::ModifyDatabase {
-                name: spec.name.clone(),
-                modify: m,
-            });
+            plan.steps.push(Step::ModifyDatabase { name: spec.name.clone(), modify: m });
         } else {
             // RDS refuses changes until the instance is available again.
             plan.waiting = Some(db.status.clone());
@@ -505,32 +400,18 @@ pub fn plan_database(
     }
     let missing = missing_tags(&tags, &db.tags);
     if !missing.is_empty() {
-        plan.changes.push(FieldChange {
-            field: "tags",
-            from: join_keys(&db.tags, &missing),
-            to: join(&missing),
-        });
-        plan.steps.push(Step::TagDatabase {
-            name: spec.name.clone(),
-            arn: db.arn.clone(),
-            tags: missing,
-        });
+        plan.changes.push(FieldChange { field: "tags", from: join_keys(&db.tags, &missing), to: join(&missing) });
+        plan.steps.push(Step::TagDatabase { name: spec.name.clone(), arn: db.arn.clone(), tags: missing });
     }
     plan
 }
 
 fn join(tags: &BTreeMap<String, String>) -> String {
-    tags.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
+    tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
 fn join_keys(observed: &BTreeMap<String, String>, keys: &BTreeMap<String, String>) -> String {
-    keys.keys()
-        .filter_map(|k| observed.get(k).map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join(",")
+    keys.keys().filter_map(|k| observed.get(k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(",")
 }
 
 /// Lifecycle rules in a canonical form, so AWS's answer compares equal to the spec.
@@ -543,11 +424,7 @@ pub fn normalize_rules(rules: &[LifecycleRule]) -> Vec<LifecycleRule> {
             r
         })
         .collect();
-    out.sort_by(|a, b| {
-        a.prefix
-            .cmp(&b.prefix)
-            .then(a.expire_days.cmp(&b.expire_days))
-    });
+    out.sort_by(|a, b| a.prefix.cmp(&b.prefix).then(a.expire_days.cmp(&b.expire_days)));
     out
 }
 
@@ -560,11 +437,7 @@ fn describe_rules(rules: &[LifecycleRule]) -> String {
                 parts.push(format!("expire={d}d"));
             }
             for t in &r.transitions {
-                parts.push(format!(
-                    "{}d->{}",
-                    t.days,
-                    storage_class_name(t.storage_class)
-                ));
+                parts.push(format!("{}d->{}", t.days, storage_class_name(t.storage_class)));
             }
             parts.join(" ")
         })
@@ -602,11 +475,7 @@ fn describe_encryption(e: Option<&BucketEncryption>) -> String {
 
 /// Plans one bucket. Lifecycle rules are managed when the spec lists some; tags are
 /// merged (keys others set stay).
-pub fn plan_bucket(
-    spec: &BucketSpec,
-    observed: Option<&ObservedBucket>,
-    ctx: &Context,
-) -> ResourcePlan {
+pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &Context) -> ResourcePlan {
     let mut plan = ResourcePlan {
         kind: "Bucket",
         name: spec.name.clone(),
@@ -622,10 +491,7 @@ pub fn plan_bucket(
     let b = match observed {
         None => {
             plan.create = true;
-            plan.steps.push(Step::CreateBucket {
-                name: name.clone(),
-                region: ctx.region.into(),
-            });
+            plan.steps.push(Step::CreateBucket { name: name.clone(), region: ctx.region.into() });
             &empty
         }
         Some(b) => {
@@ -634,60 +500,30 @@ pub fn plan_bucket(
                 return plan;
             }
             if !b.region.is_empty() && b.region != ctx.region {
-                plan.refusal = Some(unsupported(
-                    "Bucket",
-                    &name,
-                    "region",
-                    &b.region,
-                    ctx.region,
-                    "a bucket cannot move between regions",
-                ));
+                plan.refusal = Some(unsupported("Bucket", &name, "region", &b.region, ctx.region, "a bucket cannot move between regions"));
                 return plan;
             }
             b
         }
     };
     let create = plan.create;
-    let change =
-        |plan: &mut ResourcePlan, field: &'static str, from: String, to: String, step: Step| {
-            if !create {
-                plan.changes.push(FieldChange { field, from, to });
-            }
-            plan.steps.push(step);
-        };
+    let change = |plan: &mut ResourcePlan, field: &'static str, from: String, to: String, step: Step| {
+        if !create {
+            plan.changes.push(FieldChange { field, from, to });
+        }
+        plan.steps.push(step);
+    };
     let missing = missing_tags(&tags, &b.tags);
     if !missing.is_empty() {
         let mut all = b.tags.clone();
         all.extend(tags.clone());
-        change(
-            &mut plan,
-            "tags",
-            join_keys(&b.tags, &missing),
-            join(&missing),
-            Step::TagBucket {
-                name: name.clone(),
-                tags: all,
-            },
-        );
+        change(&mut plan, "tags", join_keys(&b.tags, &missing), join(&missing), Step::TagBucket { name: name.clone(), tags: all });
     }
     let enabled = b.versioning.as_deref() == Some("Enabled");
     if spec.versioning != enabled {
         let from = b.versioning.clone().unwrap_or_else(|| "Disabled".into());
-        let to = if spec.versioning {
-            "Enabled"
-        } else {
-            "Suspended"
-        };
-        change(
-            &mut plan,
-            "versioning",
-            from,
-            to.into(),
-            Step::SetVersioning {
-                name: name.clone(),
-                enabled: spec.versioning,
-            },
-        );
+        let to = if spec.versioning { "Enabled" } else { "Suspended" };
+        change(&mut plan, "versioning", from, to.into(), Step::SetVersioning { name: name.clone(), enabled: spec.versioning });
     }
     if let Some(e) = &spec.encryption {
         if b.encryption.as_ref() != Some(e) {
@@ -696,28 +532,18 @@ pub fn plan_bucket(
                 "encryption",
                 describe_encryption(b.encryption.as_ref()),
                 describe_encryption(Some(e)),
-                Step::SetEncryption {
-                    name: name.clone(),
-                    encryption: e.clone(),
-                },
+                Step::SetEncryption { name: name.clone(), encryption: e.clone() },
             );
         }
     }
-    let block_differs = if spec.block_public_access {
-        !b.public_access_blocked
-    } else {
-        b.public_access_block_present
-    };
+    let block_differs = if spec.block_public_access { !b.public_access_blocked } else { b.public_access_block_present };
     if block_differs {
         change(
             &mut plan,
             "blockPublicAccess",
             b.public_access_blocked.to_string(),
             spec.block_public_access.to_string(),
-            Step::SetPublicAccessBlock {
-                name: name.clone(),
-                block: spec.block_public_access,
-            },
+            Step::SetPublicAccessBlock { name: name.clone(), block: spec.block_public_access },
         );
     }
     if !spec.lifecycle.is_empty() {
@@ -728,10 +554,7 @@ pub fn plan_bucket(
                 "lifecycle",
                 describe_rules(&normalize_rules(&b.lifecycle)),
                 describe_rules(&want),
-                Step::SetLifecycle {
-                    name: name.clone(),
-                    rules: want,
-                },
+                Step::SetLifecycle { name: name.clone(), rules: want },
             );
         }
     }
@@ -739,26 +562,13 @@ pub fn plan_bucket(
 }
 
 /// Plans a whole StackSpec: databases then buckets, in spec order.
-pub fn plan(
-    databases: &[DatabaseSpec],
-    buckets: &[BucketSpec],
-    observed: &Observed,
-    ctx: &Context,
-) -> StackPlan {
+pub fn plan(databases: &[DatabaseSpec], buckets: &[BucketSpec], observed: &Observed, ctx: &Context) -> StackPlan {
     let mut resources = vec![];
     for d in databases {
-        resources.push(plan_database(
-            d,
-            observed.databases.get(&d.name).and_then(Option::as_ref),
-            ctx,
-        ));
+        resources.push(plan_database(d, observed.databases.get(&d.name).and_then(Option::as_ref), ctx));
     }
     for b in buckets {
-        resources.push(plan_bucket(
-            b,
-            observed.buckets.get(&b.name).and_then(Option::as_ref),
-            ctx,
-        ));
+        resources.push(plan_bucket(b, observed.buckets.get(&b.name).and_then(Option::as_ref), ctx));
     }
     StackPlan { resources }
 }
@@ -770,15 +580,7 @@ pub fn final_snapshot_name(db: &str, now: chrono::DateTime<chrono::Utc>) -> Stri
 
 /// An environment-variable-style key for outputs: `car-rental-db` → `CAR_RENTAL_DB`.
 pub fn env_key(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
 }
 
 #[cfg(test)]

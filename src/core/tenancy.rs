@@ -14,19 +14,12 @@ pub enum TenancyError {
 }
 
 /// Checks that `namespace` may deploy into the Environment `name` (given if it exists).
-pub fn check(
-    name: &str,
-    env: Option<&EnvironmentSpec>,
-    namespace: &str,
-) -> Result<(), TenancyError> {
+pub fn check(name: &str, env: Option<&EnvironmentSpec>, namespace: &str) -> Result<(), TenancyError> {
     let env = env.ok_or_else(|| TenancyError::NotFound(name.to_string()))?;
     if env.allowed_namespaces.iter().any(|n| n == namespace) {
         Ok(())
     } else {
-        Err(TenancyError::NotAllowed {
-            env: name.to_string(),
-            namespace: namespace.to_string(),
-        })
+        Err(TenancyError::NotAllowed { env: name.to_string(), namespace: namespace.to_string() })
     }
 }
 
@@ -50,10 +43,7 @@ mod tests {
 
     #[test]
     fn an_empty_allow_list_allows_no_namespace() {
-        assert!(matches!(
-            check("prod", Some(&env(&[])), "team-a"),
-            Err(TenancyError::NotAllowed { .. })
-        ));
+        assert!(matches!(check("prod", Some(&env(&[])), "team-a"), Err(TenancyError::NotAllowed { .. })));
     }
 
     #[test]
@@ -67,9 +57,6 @@ mod tests {
 
     #[test]
     fn a_missing_environment_is_named() {
-        assert_eq!(
-            check("prod", None, "team-a"),
-            Err(TenancyError::NotFound("prod".into()))
-        );
+        assert_eq!(check("prod", None, "team-a"), Err(TenancyError::NotFound("prod".into())));
     }
 }

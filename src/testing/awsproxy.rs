@@ -67,9 +67,7 @@ pub struct AwsProxy {
 
 /// Operations that change something in AWS (used to count writes).
 pub fn is_write(operation: &str) -> bool {
-    !["Describe", "Get", "List", "Head"]
-        .iter()
-        .any(|p| operation.starts_with(p))
+    !["Describe", "Get", "List", "Head"].iter().any(|p| operation.starts_with(p))
 }
 
 impl AwsProxy {
@@ -82,9 +80,7 @@ impl AwsProxy {
             http: reqwest::Client::new(),
             state: Mutex::default(),
         });
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(shared.clone());
+        let app = axum::Router::new().fallback(handle).with_state(shared.clone());
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -93,11 +89,7 @@ impl AwsProxy {
                 })
                 .await;
         });
-        Ok(AwsProxy {
-            shared,
-            addr,
-            stop: Some(tx),
-        })
+        Ok(AwsProxy { shared, addr, stop: Some(tx) })
     }
 
     /// The URL to put in `AWS_ENDPOINT_URL`.
@@ -108,10 +100,7 @@ impl AwsProxy {
     /// The next `times` calls of `operation` get `fault`.
     pub fn inject(&self, operation: &str, fault: Fault, times: usize) {
         let mut s = self.shared.state.lock().unwrap();
-        s.faults
-            .entry(operation.to_string())
-            .or_default()
-            .extend(std::iter::repeat_n(fault, times));
+        s.faults.entry(operation.to_string()).or_default().extend(std::iter::repeat_n(fault, times));
     }
 
     /// Every call so far.
@@ -121,18 +110,12 @@ impl AwsProxy {
 
     /// How many calls of `operation` reached the proxy (faulted ones included).
     pub fn count(&self, operation: &str) -> usize {
-        self.calls()
-            .iter()
-            .filter(|c| c.operation == operation)
-            .count()
+        self.calls().iter().filter(|c| c.operation == operation).count()
     }
 
     /// Calls that change something.
     pub fn writes(&self) -> Vec<Call> {
-        self.calls()
-            .into_iter()
-            .filter(|c| is_write(&c.operation))
-            .collect()
+        self.calls().into_iter().filter(|c| is_write(&c.operation)).collect()
     }
 
     /// Forgets calls and pending faults.
@@ -151,26 +134,13 @@ impl Drop for AwsProxy {
 
 /// The service from the SigV4 credential scope (`Credential=AKID/date/region/SERVICE/aws4_request`).
 fn service_of(headers: &HeaderMap) -> String {
-    let auth = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    auth.split("Credential=")
-        .nth(1)
-        .and_then(|c| c.split('/').nth(3))
-        .unwrap_or("unknown")
-        .to_string()
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    auth.split("Credential=").nth(1).and_then(|c| c.split('/').nth(3)).unwrap_or("unknown").to_string()
 }
 
 /// The operation: X-Amz-Target (JSON protocols), `Action=` (query protocols), or the S3
 /// REST shape (method, bucket/key, subresource).
-fn operation_of(
-    service: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> String {
+fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> String {
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return t.rsplit('.').next().unwrap_or(t).to_string();
     }
@@ -186,24 +156,10 @@ fn operation_of(
     }
     let path = uri.path().trim_start_matches('/');
     let has_key = path.split_once('/').is_some_and(|(_, k)| !k.is_empty());
-    let q: Vec<&str> = uri
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .map(|p| p.split('=').next().unwrap_or(""))
-        .collect();
-    let sub = [
-        "versioning",
-        "tagging",
-        "encryption",
-        "publicAccessBlock",
-        "lifecycle",
-        "location",
-        "policy",
-        "acl",
-    ]
-    .into_iter()
-    .find(|s| q.contains(s));
+    let q: Vec<&str> = uri.query().unwrap_or("").split('&').map(|p| p.split('=').next().unwrap_or("")).collect();
+    let sub = ["versioning", "tagging", "encryption", "publicAccessBlock", "lifecycle", "location", "policy", "acl"]
+        .into_iter()
+        .find(|s| q.contains(s));
     let name = |s: &str| match s {
         "versioning" => "BucketVersioning",
         "tagging" => "BucketTagging",
@@ -235,7 +191,9 @@ fn operation_of(
 fn fault_response(service: &str, operation: &str, fault: Fault) -> Response {
     let (status, json_type, query_code, s3_code, message) = match fault {
         Fault::Throttle => (400, "ThrottlingException", "Throttling", "SlowDown", "Rate exceeded".to_string()),
-        Fault::ServerError => (500, "ServerException", "InternalFailure", "InternalError", "We encountered an internal error. Please try again.".to_string()),
+        Fault::ServerError => {
+            (500, "ServerException", "InternalFailure", "InternalError", "We encountered an internal error. Please try again.".to_string())
+        }
         Fault::AccessDenied => (
             403,
             "AccessDeniedException",
@@ -246,17 +204,9 @@ fn fault_response(service: &str, operation: &str, fault: Fault) -> Response {
         Fault::DelayMs(_) => unreachable!("delays are forwarded"),
     };
     let (status, content_type, body) = match service {
-        "ecs" => (
-            status,
-            "application/x-amz-json-1.1",
-            serde_json::json!({"__type": json_type, "message": message}).to_string(),
-        ),
+        "ecs" => (status, "application/x-amz-json-1.1", serde_json::json!({"__type": json_type, "message": message}).to_string()),
         "s3" => {
-            let status = if fault == Fault::Throttle {
-                503
-            } else {
-                status
-            };
+            let status = if fault == Fault::Throttle { 503 } else { status };
             (status, "application/xml", format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{s3_code}</Code><Message>{message}</Message><RequestId>proxy</RequestId></Error>"))
         }
         _ => {
@@ -269,8 +219,7 @@ fn fault_response(service: &str, operation: &str, fault: Fault) -> Response {
         }
     };
     let mut r = (StatusCode::from_u16(status).unwrap(), body).into_response();
-    r.headers_mut()
-        .insert("content-type", content_type.parse().unwrap());
+    r.headers_mut().insert("content-type", content_type.parse().unwrap());
     r
 }
 
@@ -291,17 +240,12 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
         ("POST", "/__proxy/faults") => match serde_json::from_slice::<FaultRequest>(body) {
             Ok(f) => {
                 let mut s = shared.state.lock().unwrap();
-                s.faults
-                    .entry(f.operation)
-                    .or_default()
-                    .extend(std::iter::repeat_n(f.fault, f.times));
+                s.faults.entry(f.operation).or_default().extend(std::iter::repeat_n(f.fault, f.times));
                 StatusCode::NO_CONTENT.into_response()
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         },
-        ("GET", "/__proxy/calls") => {
-            axum::Json(shared.state.lock().unwrap().calls.clone()).into_response()
-        }
+        ("GET", "/__proxy/calls") => axum::Json(shared.state.lock().unwrap().calls.clone()).into_response(),
         ("POST", "/__proxy/reset") => {
             *shared.state.lock().unwrap() = State_::default();
             StatusCode::NO_CONTENT.into_response()
@@ -310,13 +254,7 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
     }
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     if uri.path().starts_with("/__proxy/") {
         return control(&shared, &method, uri.path(), &body).await;
     }
@@ -326,11 +264,7 @@ async fn handle(
         let mut s = shared.state.lock().unwrap();
         let fault = s.faults.get_mut(&operation).and_then(VecDeque::pop_front);
         let faulted = matches!(fault, Some(f) if !matches!(f, Fault::DelayMs(_)));
-        s.calls.push(Call {
-            service: service.clone(),
-            operation: operation.clone(),
-            faulted,
-        });
+        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted });
         fault
     };
     match fault {
@@ -338,15 +272,8 @@ async fn handle(
         Some(f) => return fault_response(&service, &operation, f),
         None => {}
     }
-    let url = format!(
-        "{}{}",
-        shared.upstream,
-        uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
-    );
-    let mut req = shared
-        .http
-        .request(method.clone(), &url)
-        .body(body.to_vec());
+    let url = format!("{}{}", shared.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut req = shared.http.request(method.clone(), &url).body(body.to_vec());
     for (k, v) in headers.iter() {
         if k != "host" && k != "content-length" {
             req = req.header(k, v);
@@ -354,13 +281,7 @@ async fn handle(
     }
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => {
-            return (
-                StatusCode::BAD_GATEWAY,
-                format!("aws proxy: upstream failed: {e}"),
-            )
-                .into_response()
-        }
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("aws proxy: upstream failed: {e}")).into_response(),
     };
     let status = resp.status();
     let resp_headers = resp.headers().clone();
@@ -368,8 +289,7 @@ async fn handle(
     if operation == "GetBucketVersioning" && status.is_success() {
         // moto names the root GetBucketVersioningResponse; S3 (and the SDK's parser) say
         // VersioningConfiguration.
-        let text = String::from_utf8_lossy(&bytes)
-            .replace("GetBucketVersioningResponse", "VersioningConfiguration");
+        let text = String::from_utf8_lossy(&bytes).replace("GetBucketVersioningResponse", "VersioningConfiguration");
         bytes = text.into_bytes();
     }
     let mut out = Response::new(Body::from(bytes));
@@ -397,65 +317,24 @@ mod tests {
     #[test]
     fn operations_are_named_for_json_query_and_s3_rest_protocols() {
         let uri = |s: &str| s.parse::<Uri>().unwrap();
-        let ecs = h(&[(
-            "x-amz-target",
-            "AmazonEC2ContainerServiceV20141113.CreateCluster",
-        )]);
+        let ecs = h(&[("x-amz-target", "AmazonEC2ContainerServiceV20141113.CreateCluster")]);
+        assert_eq!(operation_of("ecs", &Method::POST, &uri("/"), &ecs, b""), "CreateCluster");
         assert_eq!(
-            operation_of("ecs", &Method::POST, &uri("/"), &ecs, b""),
-            "CreateCluster"
-        );
-        assert_eq!(
-            operation_of(
-                "rds",
-                &Method::POST,
-                &uri("/"),
-                &h(&[]),
-                b"Action=CreateDBInstance&Version=2014-10-31"
-            ),
+            operation_of("rds", &Method::POST, &uri("/"), &h(&[]), b"Action=CreateDBInstance&Version=2014-10-31"),
             "CreateDBInstance"
         );
-        assert_eq!(
-            operation_of("s3", &Method::PUT, &uri("/b"), &h(&[]), b""),
-            "CreateBucket"
-        );
-        assert_eq!(
-            operation_of("s3", &Method::GET, &uri("/b?versioning"), &h(&[]), b""),
-            "GetBucketVersioning"
-        );
-        assert_eq!(
-            operation_of("s3", &Method::PUT, &uri("/b?lifecycle"), &h(&[]), b""),
-            "PutBucketLifecycleConfiguration"
-        );
-        assert_eq!(
-            operation_of(
-                "s3",
-                &Method::DELETE,
-                &uri("/b?publicAccessBlock"),
-                &h(&[]),
-                b""
-            ),
-            "DeletePublicAccessBlock"
-        );
-        assert_eq!(
-            operation_of("s3", &Method::PUT, &uri("/b/k.txt"), &h(&[]), b""),
-            "PutObject"
-        );
+        assert_eq!(operation_of("s3", &Method::PUT, &uri("/b"), &h(&[]), b""), "CreateBucket");
+        assert_eq!(operation_of("s3", &Method::GET, &uri("/b?versioning"), &h(&[]), b""), "GetBucketVersioning");
+        assert_eq!(operation_of("s3", &Method::PUT, &uri("/b?lifecycle"), &h(&[]), b""), "PutBucketLifecycleConfiguration");
+        assert_eq!(operation_of("s3", &Method::DELETE, &uri("/b?publicAccessBlock"), &h(&[]), b""), "DeletePublicAccessBlock");
+        assert_eq!(operation_of("s3", &Method::PUT, &uri("/b/k.txt"), &h(&[]), b""), "PutObject");
         let auth = h(&[("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/eu-west-1/rds/aws4_request, SignedHeaders=host")]);
         assert_eq!(service_of(&auth), "rds");
     }
 
     #[test]
     fn reads_and_writes_are_told_apart() {
-        assert!(
-            !is_write("DescribeDBInstances")
-                && !is_write("GetBucketTagging")
-                && !is_write("HeadBucket")
-        );
-        assert!(
-            is_write("CreateBucket")
-                && is_write("ModifyDBInstance")
-                && is_write("PutBucketVersioning")
-        );
+        assert!(!is_write("DescribeDBInstances") && !is_write("GetBucketTagging") && !is_write("HeadBucket"));
+        assert!(is_write("CreateBucket") && is_write("ModifyDBInstance") && is_write("PutBucketVersioning"));
     }
 }

@@ -7,9 +7,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
-use crate::aws::{
-    AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, Sts, Target, S3,
-};
+use crate::aws::{AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3};
+use crate::core::rollout::{DeploymentObs, ServiceObs};
+use crate::core::taskdef::TaskDefinitionSpec;
 use crate::core::environment::ObservedCluster;
 use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
 
@@ -19,6 +19,9 @@ struct World {
     databases: BTreeMap<String, ObservedDatabase>,
     buckets: BTreeMap<String, ObservedBucket>,
     objects: BTreeMap<String, usize>,
+    task_definitions: Vec<(String, String, String)>,
+    services: BTreeMap<String, ServiceObs>,
+    deployments: usize,
     calls: HashMap<String, usize>,
     failures: HashMap<String, Vec<(usize, AwsError)>>,
 }
@@ -39,38 +42,19 @@ impl FakeAws {
     pub fn fail_on(&self, op: &str, k: usize, err: AwsError) {
         let mut w = self.world.lock().unwrap();
         let seen = w.calls.get(op).copied().unwrap_or(0);
-        w.failures
-            .entry(op.to_string())
-            .or_default()
-            .push((seen + k, err));
+        w.failures.entry(op.to_string()).or_default().push((seen + k, err));
     }
 
     /// Calls of `op` so far.
     pub fn count(&self, op: &str) -> usize {
-        self.world
-            .lock()
-            .unwrap()
-            .calls
-            .get(op)
-            .copied()
-            .unwrap_or(0)
+        self.world.lock().unwrap().calls.get(op).copied().unwrap_or(0)
     }
 
     /// (reads, writes) so far.
     pub fn totals(&self) -> (usize, usize) {
         let w = self.world.lock().unwrap();
-        let reads = w
-            .calls
-            .iter()
-            .filter(|(k, _)| !crate::testing::awsproxy::is_write(k))
-            .map(|(_, v)| v)
-            .sum();
-        let writes = w
-            .calls
-            .iter()
-            .filter(|(k, _)| crate::testing::awsproxy::is_write(k))
-            .map(|(_, v)| v)
-            .sum();
+        let reads = w.calls.iter().filter(|(k, _)| !crate::testing::awsproxy::is_write(k)).map(|(_, v)| v).sum();
+        let writes = w.calls.iter().filter(|(k, _)| crate::testing::awsproxy::is_write(k)).map(|(_, v)| v).sum();
         (reads, writes)
     }
 
@@ -81,13 +65,7 @@ impl FakeAws {
 
     /// Puts an object into a bucket (so it is not empty).
     pub fn put_object(&self, bucket: &str) {
-        *self
-            .world
-            .lock()
-            .unwrap()
-            .objects
-            .entry(bucket.to_string())
-            .or_default() += 1;
+        *self.world.lock().unwrap().objects.entry(bucket.to_string()).or_default() += 1;
     }
 
     /// Changes a database outside shipshape.
@@ -97,11 +75,7 @@ impl FakeAws {
         }
     }
 
-    fn call<T>(
-        &self,
-        op: &str,
-        f: impl FnOnce(&mut World) -> Result<T, AwsError>,
-    ) -> Result<T, AwsError> {
+    fn call<T>(&self, op: &str, f: impl FnOnce(&mut World) -> Result<T, AwsError>) -> Result<T, AwsError> {
         let mut w = self.world.lock().unwrap();
         let n = {
             let c = w.calls.entry(op.to_string()).or_default();
@@ -118,10 +92,7 @@ impl FakeAws {
 }
 
 fn not_found(op: &'static str, what: &str) -> AwsError {
-    AwsError::NotFound {
-        op,
-        message: format!("{what} not found"),
-    }
+    AwsError::NotFound { op, message: format!("{what} not found") }
 }
 
 #[async_trait]
@@ -142,88 +113,107 @@ impl Ecs for FakeAws {
             Ok(arn)
         })
     }
-    async fn tag_resource(
-        &self,
-        arn: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError> {
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("TagResource", |w| {
-            let c = w
-                .clusters
-                .values_mut()
-                .find(|c| c.arn == arn)
-                .ok_or_else(|| not_found("TagResource", arn))?;
+            let c = w.clusters.values_mut().find(|c| c.arn == arn).ok_or_else(|| not_found("TagResource", arn))?;
             c.tags.extend(tags.clone());
             Ok(())
         })
     }
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
         self.call("UntagResource", |w| {
-            let c = w
-                .clusters
-                .values_mut()
-                .find(|c| c.arn == arn)
-                .ok_or_else(|| not_found("UntagResource", arn))?;
+            let c = w.clusters.values_mut().find(|c| c.arn == arn).ok_or_else(|| not_found("UntagResource", arn))?;
             c.tags.retain(|k, _| !keys.contains(k));
             Ok(())
         })
     }
-    async fn put_capacity_providers(
-        &self,
-        cluster: &str,
-        providers: &[String],
-    ) -> Result<(), AwsError> {
+    async fn put_capacity_providers(&self, cluster: &str, providers: &[String]) -> Result<(), AwsError> {
         self.call("PutClusterCapacityProviders", |w| {
-            w.clusters
-                .get_mut(cluster)
-                .ok_or_else(|| not_found("PutClusterCapacityProviders", cluster))?
-                .capacity_providers = providers.to_vec();
+            w.clusters.get_mut(cluster).ok_or_else(|| not_found("PutClusterCapacityProviders", cluster))?.capacity_providers =
+                providers.to_vec();
             Ok(())
         })
     }
     async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError> {
         self.call("UpdateClusterSettings", |w| {
-            w.clusters
-                .get_mut(cluster)
-                .ok_or_else(|| not_found("UpdateClusterSettings", cluster))?
-                .container_insights = Some(value.into());
+            w.clusters.get_mut(cluster).ok_or_else(|| not_found("UpdateClusterSettings", cluster))?.container_insights = Some(value.into());
             Ok(())
         })
     }
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError> {
         self.call("DeleteCluster", |w| {
-            w.clusters
-                .get_mut(cluster)
-                .ok_or_else(|| not_found("DeleteCluster", cluster))?
-                .status = "INACTIVE".into();
+            w.clusters.get_mut(cluster).ok_or_else(|| not_found("DeleteCluster", cluster))?.status = "INACTIVE".into();
             Ok(())
         })
+    }
+    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError> {
+        self.call("ListTaskDefinitions", |w| {
+            Ok(w.task_definitions.iter().rev().find(|(_, f, h)| f == family && h == spec_hash).map(|(a, _, _)| a.clone()))
+        })
+    }
+    async fn register_task_definition(
+        &self,
+        td: &TaskDefinitionSpec,
+        spec_hash: &str,
+        _tags: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError> {
+        self.call("RegisterTaskDefinition", |w| {
+            let revision = w.task_definitions.iter().filter(|(_, f, _)| *f == td.family).count() + 1;
+            let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{}:{revision}", td.family);
+            w.task_definitions.push((arn.clone(), td.family.clone(), spec_hash.to_string()));
+            Ok(arn)
+        })
+    }
+    async fn describe_services(&self, _cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError> {
+        self.call("DescribeServices", |w| Ok(names.iter().filter_map(|n| w.services.get(n).map(|s| (n.clone(), s.clone()))).collect()))
+    }
+    async fn create_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
+        self.call("CreateService", |w| {
+            deploy(w, r);
+            Ok(())
+        })
+    }
+    async fn update_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
+        self.call("UpdateService", |w| {
+            deploy(w, r);
+            Ok(())
+        })
+    }
+}
+
+/// The fake's ECS: a new deployment per task definition change, COMPLETED at once.
+fn deploy(w: &mut World, r: &ServiceRequest) {
+    let changed = w.services.get(&r.name).is_none_or(|s| s.task_definition != r.task_definition);
+    w.deployments += 1;
+    let id = format!("ecs-svc/{}", w.deployments);
+    let svc = w.services.entry(r.name.clone()).or_insert_with(|| ServiceObs {
+        arn: format!("arn:aws:ecs:eu-west-1:123456789012:service/{}/{}", r.cluster, r.name),
+        ..Default::default()
+    });
+    svc.desired_count = r.desired_count;
+    if changed {
+        svc.task_definition = r.task_definition.clone();
+        svc.deployments = vec![DeploymentObs {
+            id,
+            task_definition: r.task_definition.clone(),
+            status: "PRIMARY".into(),
+            rollout_state: "COMPLETED".into(),
+            failed_tasks: 0,
+        }];
     }
 }
 
 #[async_trait]
 impl Rds for FakeAws {
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError> {
-        self.call("DescribeDBInstances", |w| {
-            Ok(w.databases.get(name).cloned())
-        })
+        self.call("DescribeDBInstances", |w| Ok(w.databases.get(name).cloned()))
     }
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError> {
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("CreateDBInstance", |w| {
             if w.databases.contains_key(&spec.name) {
-                return Err(AwsError::Conflict {
-                    op: "CreateDBInstance",
-                    message: "DBInstanceAlreadyExists".into(),
-                });
+                return Err(AwsError::Conflict { op: "CreateDBInstance", message: "DBInstanceAlreadyExists".into() });
             }
-            let engine = serde_json::to_value(spec.engine)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default();
+            let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             let port = if engine == "postgres" { 5432 } else { 3306 };
             w.databases.insert(
                 spec.name.clone(),
@@ -240,10 +230,7 @@ impl Rds for FakeAws {
                     backup_retention_days: spec.backup_retention_days,
                     deletion_protection: spec.deletion_protection,
                     master_username: spec.master_username.clone(),
-                    master_secret_arn: Some(format!(
-                        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!{}",
-                        spec.name
-                    )),
+                    master_secret_arn: Some(format!("arn:aws:secretsmanager:eu-west-1:123456789012:secret:rds!{}", spec.name)),
                     endpoint: Some(format!("{}.fake.eu-west-1.rds.amazonaws.com", spec.name)),
                     port: Some(port),
                     tags: tags.clone(),
@@ -254,10 +241,7 @@ impl Rds for FakeAws {
     }
     async fn modify_db_instance(&self, name: &str, m: &DbModify) -> Result<(), AwsError> {
         self.call("ModifyDBInstance", |w| {
-            let db = w
-                .databases
-                .get_mut(name)
-                .ok_or_else(|| not_found("ModifyDBInstance", name))?;
+            let db = w.databases.get_mut(name).ok_or_else(|| not_found("ModifyDBInstance", name))?;
             if let Some(v) = &m.instance_class {
                 db.instance_class = v.clone();
             }
@@ -281,25 +265,14 @@ impl Rds for FakeAws {
     }
     async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("AddTagsToResource", |w| {
-            let db = w
-                .databases
-                .values_mut()
-                .find(|d| d.arn == arn)
-                .ok_or_else(|| not_found("AddTagsToResource", arn))?;
+            let db = w.databases.values_mut().find(|d| d.arn == arn).ok_or_else(|| not_found("AddTagsToResource", arn))?;
             db.tags.extend(tags.clone());
             Ok(())
         })
     }
-    async fn delete_db_instance(
-        &self,
-        name: &str,
-        _final_snapshot: Option<&str>,
-    ) -> Result<(), AwsError> {
+    async fn delete_db_instance(&self, name: &str, _final_snapshot: Option<&str>) -> Result<(), AwsError> {
         self.call("DeleteDBInstance", |w| {
-            let db = w
-                .databases
-                .get(name)
-                .ok_or_else(|| not_found("DeleteDBInstance", name))?;
+            let db = w.databases.get(name).ok_or_else(|| not_found("DeleteDBInstance", name))?;
             if db.deletion_protection {
                 return Err(AwsError::Invalid {
                     op: "DeleteDBInstance",
@@ -330,56 +303,33 @@ impl S3 for FakeAws {
     }
     async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
         self.call("CreateBucket", |w| {
-            w.buckets.entry(name.to_string()).or_insert(ObservedBucket {
-                name: name.into(),
-                region: region.into(),
-                ..Default::default()
-            });
+            w.buckets.entry(name.to_string()).or_insert(ObservedBucket { name: name.into(), region: region.into(), ..Default::default() });
             Ok(())
         })
     }
     async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("PutBucketTagging", |w| {
-            w.buckets
-                .get_mut(name)
-                .ok_or_else(|| not_found("PutBucketTagging", name))?
-                .tags = tags.clone();
+            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketTagging", name))?.tags = tags.clone();
             Ok(())
         })
     }
     async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
         self.call("PutBucketVersioning", |w| {
-            w.buckets
-                .get_mut(name)
-                .ok_or_else(|| not_found("PutBucketVersioning", name))?
-                .versioning = Some(if enabled { "Enabled" } else { "Suspended" }.into());
+            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketVersioning", name))?.versioning =
+                Some(if enabled { "Enabled" } else { "Suspended" }.into());
             Ok(())
         })
     }
-    async fn put_encryption(
-        &self,
-        name: &str,
-        encryption: &BucketEncryption,
-    ) -> Result<(), AwsError> {
+    async fn put_encryption(&self, name: &str, encryption: &BucketEncryption) -> Result<(), AwsError> {
         self.call("PutBucketEncryption", |w| {
-            w.buckets
-                .get_mut(name)
-                .ok_or_else(|| not_found("PutBucketEncryption", name))?
-                .encryption = Some(encryption.clone());
+            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketEncryption", name))?.encryption = Some(encryption.clone());
             Ok(())
         })
     }
     async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError> {
-        let op = if block {
-            "PutPublicAccessBlock"
-        } else {
-            "DeletePublicAccessBlock"
-        };
+        let op = if block { "PutPublicAccessBlock" } else { "DeletePublicAccessBlock" };
         self.call(op, |w| {
-            let b = w
-                .buckets
-                .get_mut(name)
-                .ok_or_else(|| not_found("PutPublicAccessBlock", name))?;
+            let b = w.buckets.get_mut(name).ok_or_else(|| not_found("PutPublicAccessBlock", name))?;
             b.public_access_blocked = block;
             b.public_access_block_present = block;
             Ok(())
@@ -387,10 +337,7 @@ impl S3 for FakeAws {
     }
     async fn put_lifecycle(&self, name: &str, rules: &[LifecycleRule]) -> Result<(), AwsError> {
         self.call("PutBucketLifecycleConfiguration", |w| {
-            w.buckets
-                .get_mut(name)
-                .ok_or_else(|| not_found("PutBucketLifecycleConfiguration", name))?
-                .lifecycle = rules.to_vec();
+            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketLifecycleConfiguration", name))?.lifecycle = rules.to_vec();
             Ok(())
         })
     }
@@ -419,12 +366,7 @@ impl Sts for FakeAws {
 impl AwsProvider for FakeAws {
     async fn clients(&self, _target: &Target) -> Result<AwsClients, AwsError> {
         let me = Arc::new(self.clone());
-        Ok(AwsClients {
-            ecs: me.clone(),
-            rds: me.clone(),
-            s3: me.clone(),
-            sts: me,
-        })
+        Ok(AwsClients { ecs: me.clone(), rds: me.clone(), s3: me.clone(), sts: me })
     }
 }
 
@@ -435,19 +377,9 @@ mod tests {
     #[tokio::test]
     async fn the_kth_call_fails_and_the_others_succeed() {
         let aws = FakeAws::new();
-        aws.fail_on(
-            "CreateBucket",
-            2,
-            AwsError::Throttled {
-                op: "CreateBucket",
-                message: "SlowDown".into(),
-            },
-        );
+        aws.fail_on("CreateBucket", 2, AwsError::Throttled { op: "CreateBucket", message: "SlowDown".into() });
         assert!(aws.create_bucket("a", "eu-west-1").await.is_ok());
-        assert!(matches!(
-            aws.create_bucket("b", "eu-west-1").await,
-            Err(AwsError::Throttled { .. })
-        ));
+        assert!(matches!(aws.create_bucket("b", "eu-west-1").await, Err(AwsError::Throttled { .. })));
         assert!(aws.create_bucket("b", "eu-west-1").await.is_ok());
         assert_eq!(aws.count("CreateBucket"), 3);
     }
@@ -457,9 +389,6 @@ mod tests {
         let aws = FakeAws::new();
         aws.create_bucket("a", "eu-west-1").await.unwrap();
         aws.put_object("a");
-        assert_eq!(
-            aws.delete_bucket("a").await.unwrap(),
-            BucketDeletion::NotEmpty
-        );
+        assert_eq!(aws.delete_bucket("a").await.unwrap(), BucketDeletion::NotEmpty);
     }
 }

@@ -18,29 +18,18 @@ use shipshape::testing::awsproxy::AwsProxy;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A plain HTTP GET on loopback (status, body).
 pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(addr).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     let code = buf.split_whitespace().nth(1)?.parse().ok()?;
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((code, body))
 }
 
@@ -49,30 +38,31 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
 pub fn moto() -> &'static str {
     // The watchdog shell is kept (never waited on) for the life of the test process.
     static MOTO: OnceLock<(String, std::sync::Mutex<Child>)> = OnceLock::new();
-    &MOTO.get_or_init(|| {
-        let port = free_port();
-        let script = format!(
-            "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
-            parent = std::process::id()
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("moto_server starts (pip install 'moto[server]')");
-        let addr = format!("127.0.0.1:{port}");
-        let start = Instant::now();
-        while http_get(&addr, "/moto-api/").is_none_or(|(c, _)| c != 200) {
-            assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // The test process's own AWS clients (for assertions) use the same emulator.
-        std::env::set_var("AWS_ACCESS_KEY_ID", "test");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
-        (format!("http://{addr}"), std::sync::Mutex::new(child))
-    })
-    .0
+    &MOTO
+        .get_or_init(|| {
+            let port = free_port();
+            let script = format!(
+                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+                parent = std::process::id()
+            );
+            let child = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("moto_server starts (pip install 'moto[server]')");
+            let addr = format!("127.0.0.1:{port}");
+            let start = Instant::now();
+            while http_get(&addr, "/moto-api/").is_none_or(|(c, _)| c != 200) {
+                assert!(start.elapsed() < Duration::from_secs(30), "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            // The test process's own AWS clients (for assertions) use the same emulator.
+            std::env::set_var("AWS_ACCESS_KEY_ID", "test");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "test");
+            (format!("http://{addr}"), std::sync::Mutex::new(child))
+        })
+        .0
 }
 
 /// A unique lowercase suffix for names in a test.
@@ -95,13 +85,7 @@ pub async fn aws(region: &str) -> AwsClients {
 pub async fn aws_at(endpoint: &str, region: &str) -> AwsClients {
     moto();
     let p = SdkProvider::with_endpoint(Metrics::new(), 100, endpoint);
-    p.clients(&Target {
-        environment: "test".into(),
-        region: region.into(),
-        role_arn: None,
-    })
-    .await
-    .unwrap()
+    p.clients(&Target { environment: "test".into(), region: region.into(), role_arn: None }).await.unwrap()
 }
 
 /// An AWS test proxy in front of this binary's moto.
@@ -123,28 +107,16 @@ impl Cluster {
     pub async fn start() -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         if let Ok(kc) = std::env::var("SHIPSHAPE_E2E_KUBECONFIG") {
-            let c = Cluster {
-                server: None,
-                kubeconfig: PathBuf::from(kc),
-                dir,
-            };
-            c.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")])
-                .success();
+            let c = Cluster { server: None, kubeconfig: PathBuf::from(kc), dir };
+            c.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]).success();
             return c;
         }
         let server = ApiServer::start("127.0.0.1:0").await.unwrap();
-        let crds: Vec<serde_json::Value> = shipshape::api::crds()
-            .iter()
-            .map(|c| serde_json::to_value(c).unwrap())
-            .collect();
+        let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
         server.install_crds(&crds);
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig).unwrap();
-        Cluster {
-            server: Some(server),
-            dir,
-            kubeconfig,
-        }
+        Cluster { server: Some(server), dir, kubeconfig }
     }
 
     /// Runs kubectl against this cluster.
@@ -162,12 +134,7 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
@@ -197,7 +164,10 @@ impl Cluster {
 
     /// A condition's status and reason, e.g. ("True", "Reconciled").
     pub fn condition(&self, kind_name: &[&str], type_: &str) -> (String, String) {
-        let s = self.jsonpath(kind_name, &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}|{{.status.conditions[?(@.type==\"{type_}\")].reason}}"));
+        let s = self.jsonpath(
+            kind_name,
+            &format!("{{.status.conditions[?(@.type==\"{type_}\")].status}}|{{.status.conditions[?(@.type==\"{type_}\")].reason}}"),
+        );
         let (a, b) = s.split_once('|').unwrap_or(("", ""));
         (a.to_string(), b.to_string())
     }
@@ -228,11 +198,7 @@ impl Output {
     /// Asserts exit code 0.
     #[track_caller]
     pub fn success(self) -> Self {
-        assert_eq!(
-            self.code, 0,
-            "command failed: {}{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "command failed: {}{}", self.stdout, self.stderr);
         self
     }
 }
@@ -261,23 +227,10 @@ impl Controller {
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
             .arg("controller")
-            .args([
-                "--metrics-addr",
-                &metrics_addr,
-                "--identity",
-                &format!("test-{port}"),
-            ])
+            .args(["--metrics-addr", &metrics_addr, "--identity", &format!("test-{port}")])
             .args(extra)
-            .args(if extra.contains(&"--lease-duration") {
-                vec![]
-            } else {
-                vec!["--lease-duration", "4s"]
-            })
-            .args(if extra.contains(&"--lease-retry-period") {
-                vec![]
-            } else {
-                vec!["--lease-retry-period", "500ms"]
-            })
+            .args(if extra.contains(&"--lease-duration") { vec![] } else { vec!["--lease-duration", "4s"] })
+            .args(if extra.contains(&"--lease-retry-period") { vec![] } else { vec!["--lease-retry-period", "500ms"] })
             .env("KUBECONFIG", &cluster.kubeconfig)
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
@@ -288,18 +241,10 @@ impl Controller {
             .stderr(file)
             .spawn()
             .expect("controller starts");
-        let c = Controller {
-            child: Some(child),
-            metrics_addr,
-            log,
-        };
+        let c = Controller { child: Some(child), metrics_addr, log };
         let start = Instant::now();
         while c.scrape().is_none() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "controller did not serve metrics: {}",
-                c.logs()
-            );
+            assert!(start.elapsed() < Duration::from_secs(20), "controller did not serve metrics: {}", c.logs());
             std::thread::sleep(Duration::from_millis(50));
         }
         c
@@ -307,9 +252,7 @@ impl Controller {
 
     /// The controller's metrics text.
     pub fn scrape(&self) -> Option<String> {
-        http_get(&self.metrics_addr, "/metrics")
-            .filter(|(c, _)| *c == 200)
-            .map(|(_, b)| b)
+        http_get(&self.metrics_addr, "/metrics").filter(|(c, _)| *c == 200).map(|(_, b)| b)
     }
 
     /// Sum of a metric's samples whose line contains every `filter` (0 when absent).
@@ -317,10 +260,7 @@ impl Controller {
         self.scrape()
             .unwrap_or_default()
             .lines()
-            .filter(|l| {
-                l.starts_with(name)
-                    && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b'{' | b' '))
-            })
+            .filter(|l| l.starts_with(name) && (l.len() == name.len() || matches!(l.as_bytes()[name.len()], b'{' | b' ')))
             .filter(|l| filters.iter().all(|f| l.contains(f)))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
@@ -337,10 +277,7 @@ impl Controller {
     /// Sends SIGTERM and waits for exit; returns the exit code.
     pub fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
+        Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap();
         let start = Instant::now();
         loop {
             if let Some(s) = c.try_wait().unwrap() {
@@ -373,10 +310,7 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() ->
         if let Some(v) = f() {
             return v;
         }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

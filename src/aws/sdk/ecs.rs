@@ -3,11 +3,17 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_ecs::types::{ClusterField, ClusterSetting, ClusterSettingName, Tag};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, ClusterField, ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
+    DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LogConfiguration, LogDriver,
+    NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, SortOrder, Tag, TaskDefinitionField, TransportProtocol,
+};
 
 use super::map_err;
-use crate::aws::{AwsError, Caller, Ecs, NewCluster};
+use crate::aws::{AwsError, Caller, Ecs, NewCluster, ServiceRequest};
 use crate::core::environment::ObservedCluster;
+use crate::core::rollout::{DeploymentObs, ServiceObs};
+use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
 
 pub(super) struct SdkEcs {
     client: aws_sdk_ecs::Client,
@@ -16,17 +22,12 @@ pub(super) struct SdkEcs {
 
 impl SdkEcs {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkEcs {
-            client: aws_sdk_ecs::Client::new(conf),
-            caller,
-        }
+        SdkEcs { client: aws_sdk_ecs::Client::new(conf), caller }
     }
 }
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 #[async_trait]
@@ -51,16 +52,7 @@ impl Ecs for SdkEcs {
         Ok(Some(ObservedCluster {
             arn: c.cluster_arn().unwrap_or_default().to_string(),
             status: c.status().unwrap_or_default().to_string(),
-            tags: c
-                .tags()
-                .iter()
-                .map(|t| {
-                    (
-                        t.key().unwrap_or_default().to_string(),
-                        t.value().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect(),
+            tags: c.tags().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect(),
             capacity_providers: c.capacity_providers().to_vec(),
             container_insights: c
                 .settings()
@@ -74,37 +66,20 @@ impl Ecs for SdkEcs {
         let out = self
             .caller
             .call("CreateCluster", || async {
-                let mut req = self
-                    .client
-                    .create_cluster()
-                    .cluster_name(&cluster.name)
-                    .set_tags(Some(tags_of(&cluster.tags)));
+                let mut req = self.client.create_cluster().cluster_name(&cluster.name).set_tags(Some(tags_of(&cluster.tags)));
                 if !cluster.capacity_providers.is_empty() {
                     req = req.set_capacity_providers(Some(cluster.capacity_providers.clone()));
                 }
                 if let Some(v) = &cluster.container_insights {
-                    req = req.settings(
-                        ClusterSetting::builder()
-                            .name(ClusterSettingName::ContainerInsights)
-                            .value(v)
-                            .build(),
-                    );
+                    req = req.settings(ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(v).build());
                 }
                 req.send().await.map_err(|e| map_err("CreateCluster", e))
             })
             .await?;
-        Ok(out
-            .cluster()
-            .and_then(|c| c.cluster_arn())
-            .unwrap_or_default()
-            .to_string())
+        Ok(out.cluster().and_then(|c| c.cluster_arn()).unwrap_or_default().to_string())
     }
 
-    async fn tag_resource(
-        &self,
-        arn: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError> {
+    async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.caller
             .call("TagResource", || async {
                 self.client
@@ -134,11 +109,7 @@ impl Ecs for SdkEcs {
             .map(|_| ())
     }
 
-    async fn put_capacity_providers(
-        &self,
-        cluster: &str,
-        providers: &[String],
-    ) -> Result<(), AwsError> {
+    async fn put_capacity_providers(&self, cluster: &str, providers: &[String]) -> Result<(), AwsError> {
         self.caller
             .call("PutClusterCapacityProviders", || async {
                 self.client
@@ -160,12 +131,7 @@ impl Ecs for SdkEcs {
                 self.client
                     .update_cluster_settings()
                     .cluster(cluster)
-                    .settings(
-                        ClusterSetting::builder()
-                            .name(ClusterSettingName::ContainerInsights)
-                            .value(value)
-                            .build(),
-                    )
+                    .settings(ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(value).build())
                     .send()
                     .await
                     .map_err(|e| map_err("UpdateClusterSettings", e))
@@ -177,14 +143,220 @@ impl Ecs for SdkEcs {
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError> {
         self.caller
             .call("DeleteCluster", || async {
-                self.client
-                    .delete_cluster()
-                    .cluster(cluster)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DeleteCluster", e))
+                self.client.delete_cluster().cluster(cluster).send().await.map_err(|e| map_err("DeleteCluster", e))
             })
             .await
             .map(|_| ())
     }
+
+    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError> {
+        let list = self
+            .caller
+            .call("ListTaskDefinitions", || async {
+                self.client
+                    .list_task_definitions()
+                    .family_prefix(family)
+                    .sort(SortOrder::Desc)
+                    .max_results(10)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("ListTaskDefinitions", e))
+            })
+            .await?;
+        for arn in list.task_definition_arns() {
+            let out = self
+                .caller
+                .call("DescribeTaskDefinition", || async {
+                    self.client
+                        .describe_task_definition()
+                        .task_definition(arn)
+                        .include(TaskDefinitionField::Tags)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("DescribeTaskDefinition", e))
+                })
+                .await?;
+            if out.tags().iter().any(|t| t.key() == Some(SPEC_HASH_TAG) && t.value() == Some(spec_hash)) {
+                return Ok(Some(arn.clone()));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn register_task_definition(
+        &self,
+        td: &TaskDefinitionSpec,
+        spec_hash: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<String, AwsError> {
+        let op = "RegisterTaskDefinition";
+        let invalid = |e: &dyn std::fmt::Display| AwsError::Invalid { op, message: e.to_string() };
+        let secrets = td
+            .secrets
+            .iter()
+            .map(|s| Secret::builder().name(&s.name).value_from(&s.value_from).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(&e))?;
+        let health = match &td.health_check {
+            None => None,
+            Some(h) => {
+                let secs = |d: &Option<crate::api::GoDuration>| d.as_ref().map(|d| d.duration().as_secs() as i32);
+                Some(
+                    HealthCheck::builder()
+                        .set_command(Some(h.command.clone()))
+                        .set_interval(secs(&h.interval))
+                        .set_timeout(secs(&h.timeout))
+                        .set_retries(h.retries)
+                        .set_start_period(secs(&h.start_period))
+                        .build()
+                        .map_err(|e| invalid(&e))?,
+                )
+            }
+        };
+        let logs = td.log_group.as_ref().map(|g| {
+            LogConfiguration::builder()
+                .log_driver(LogDriver::Awslogs)
+                .options("awslogs-group", g)
+                .options("awslogs-stream-prefix", &td.family)
+                .build()
+        });
+        let logs = match logs {
+            Some(l) => Some(l.map_err(|e| invalid(&e))?),
+            None => None,
+        };
+        let container = ContainerDefinition::builder()
+            .name(&td.family)
+            .image(&td.image)
+            .essential(true)
+            .set_port_mappings(td.port.map(|p| vec![PortMapping::builder().container_port(p).protocol(TransportProtocol::Tcp).build()]))
+            .set_command((!td.command.is_empty()).then(|| td.command.clone()))
+            .set_environment(Some(td.env.iter().map(|(k, v)| KeyValuePair::builder().name(k).value(v).build()).collect()))
+            .set_secrets((!secrets.is_empty()).then_some(secrets))
+            .set_health_check(health)
+            .set_log_configuration(logs)
+            .build();
+        let mut all_tags = tags.clone();
+        all_tags.insert(SPEC_HASH_TAG.into(), spec_hash.into());
+        let out = self
+            .caller
+            .call(op, || async {
+                self.client
+                    .register_task_definition()
+                    .family(&td.family)
+                    .requires_compatibilities(Compatibility::Fargate)
+                    .network_mode(NetworkMode::Awsvpc)
+                    .cpu(td.cpu.to_string())
+                    .memory(td.memory.to_string())
+                    .set_execution_role_arn(td.execution_role_arn.clone())
+                    .set_task_role_arn(td.task_role_arn.clone())
+                    .container_definitions(container.clone())
+                    .set_tags(Some(tags_of(&all_tags)))
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await?;
+        Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string())
+    }
+
+    async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError> {
+        let mut out = vec![];
+        for chunk in names.chunks(10) {
+            let resp = self
+                .caller
+                .call("DescribeServices", || async {
+                    self.client
+                        .describe_services()
+                        .cluster(cluster)
+                        .set_services(Some(chunk.to_vec()))
+                        .send()
+                        .await
+                        .map_err(|e| map_err("DescribeServices", e))
+                })
+                .await?;
+            for s in resp.services() {
+                if s.status() == Some("INACTIVE") {
+                    continue;
+                }
+                let deployments = s
+                    .deployments()
+                    .iter()
+                    .map(|d| DeploymentObs {
+                        id: d.id().unwrap_or_default().to_string(),
+                        task_definition: d.task_definition().unwrap_or_default().to_string(),
+                        status: d.status().unwrap_or_default().to_string(),
+                        rollout_state: d.rollout_state().map(|r| r.as_str().to_string()).unwrap_or_default(),
+                        failed_tasks: d.failed_tasks(),
+                    })
+                    .collect();
+                out.push((
+                    s.service_name().unwrap_or_default().to_string(),
+                    ServiceObs {
+                        arn: s.service_arn().unwrap_or_default().to_string(),
+                        task_definition: s.task_definition().unwrap_or_default().to_string(),
+                        desired_count: s.desired_count(),
+                        deployments,
+                    },
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn create_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
+        let op = "CreateService";
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(r.subnets.clone()))
+            .set_security_groups(Some(r.security_groups.clone()))
+            .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+            .build()
+            .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
+        self.caller
+            .call(op, || async {
+                self.client
+                    .create_service()
+                    .cluster(&r.cluster)
+                    .service_name(&r.name)
+                    .task_definition(&r.task_definition)
+                    .desired_count(r.desired_count)
+                    .launch_type(LaunchType::Fargate)
+                    .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc.clone()).build())
+                    .deployment_configuration(deployment_configuration(r))
+                    .propagate_tags(PropagateTags::Service)
+                    .set_tags(Some(tags_of(&r.tags)))
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn update_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
+        self.caller
+            .call("UpdateService", || async {
+                self.client
+                    .update_service()
+                    .cluster(&r.cluster)
+                    .service(&r.name)
+                    .task_definition(&r.task_definition)
+                    .desired_count(r.desired_count)
+                    .deployment_configuration(deployment_configuration(r))
+                    .send()
+                    .await
+                    .map_err(|e| map_err("UpdateService", e))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Surge and availability from the spec; ECS's circuit breaker on as a second line of
+/// defence (without its own rollback: shipshape decides, from status, what stable is).
+fn deployment_configuration(r: &ServiceRequest) -> DeploymentConfiguration {
+    DeploymentConfiguration::builder()
+        .maximum_percent(r.maximum_percent)
+        .minimum_healthy_percent(r.minimum_healthy_percent)
+        .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(false).build())
+        .build()
 }

@@ -23,20 +23,9 @@ where
     R: std::fmt::Debug,
 {
     let (code, message) = match &err {
-        SdkError::ServiceError(ctx) => (
-            ctx.err().code().unwrap_or("").to_string(),
-            ctx.err().message().unwrap_or("").to_string(),
-        ),
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            return AwsError::Transient {
-                op,
-                message: format!("{err}"),
-            }
-        }
-        other => (
-            other.code().unwrap_or("").to_string(),
-            format!("{}", aws_sdk_sts::error::DisplayErrorContext(other)),
-        ),
+        SdkError::ServiceError(ctx) => (ctx.err().code().unwrap_or("").to_string(), ctx.err().message().unwrap_or("").to_string()),
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => return AwsError::Transient { op, message: format!("{err}") },
+        other => (other.code().unwrap_or("").to_string(), format!("{}", aws_sdk_sts::error::DisplayErrorContext(other))),
     };
     let message = match (code.is_empty(), message.is_empty()) {
         (_, true) => code.clone(),
@@ -96,11 +85,7 @@ impl Sts for SdkSts {
         let out = self
             .caller
             .call("GetCallerIdentity", || async {
-                self.client
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .map_err(|e| map_err("GetCallerIdentity", e))
+                self.client.get_caller_identity().send().await.map_err(|e| map_err("GetCallerIdentity", e))
             })
             .await?;
         Ok(out.account().unwrap_or_default().to_string())
@@ -119,20 +104,12 @@ pub struct SdkProvider {
 impl SdkProvider {
     /// A provider allowing `per_second` calls per environment and service.
     pub fn new(metrics: Metrics, per_second: u32) -> Self {
-        SdkProvider {
-            endpoint: None,
-            metrics,
-            per_second,
-            cache: Mutex::new(HashMap::new()),
-        }
+        SdkProvider { endpoint: None, metrics, per_second, cache: Mutex::new(HashMap::new()) }
     }
 
     /// A provider whose clients all go to `endpoint` (an emulator), whatever the environment says.
     pub fn with_endpoint(metrics: Metrics, per_second: u32, endpoint: &str) -> Self {
-        SdkProvider {
-            endpoint: Some(endpoint.to_string()),
-            ..Self::new(metrics, per_second)
-        }
+        SdkProvider { endpoint: Some(endpoint.to_string()), ..Self::new(metrics, per_second) }
     }
 }
 
@@ -147,34 +124,24 @@ impl AwsProvider for SdkProvider {
         cache.retain(|t, _| t.environment != target.environment);
         let region = Region::new(target.region.clone());
         // Retries happen in `Caller`, where they are rate limited and counted.
-        let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .region(region.clone())
-            .retry_config(RetryConfig::disabled());
+        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region.clone()).retry_config(RetryConfig::disabled());
         if let Some(url) = &self.endpoint {
             loader = loader.endpoint_url(url);
         }
         if let Some(role) = &target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                .session_name("shipshape")
-                .region(region)
-                .build()
-                .await;
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role).session_name("shipshape").region(region).build().await;
             loader = loader.credentials_provider(provider);
         }
         let conf = loader.load().await;
         // Emulators on localhost need path-style S3 addressing (TESTING.md).
-        let path_style = self.endpoint.is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL").is_some()
-            || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
+        let path_style =
+            self.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let caller = |service| Caller::new(service, self.per_second, self.metrics.clone());
         let clients = AwsClients {
             ecs: Arc::new(ecs::SdkEcs::new(&conf, caller("ecs"))),
             rds: Arc::new(rds::SdkRds::new(&conf, caller("rds"))),
             s3: Arc::new(s3::SdkS3::new(&conf, path_style, caller("s3"))),
-            sts: Arc::new(SdkSts {
-                client: aws_sdk_sts::Client::new(&conf),
-                caller: caller("sts"),
-            }),
+            sts: Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
         };
         cache.insert(target.clone(), clients.clone());
         Ok(clients)

@@ -17,17 +17,12 @@ pub(super) struct SdkRds {
 
 impl SdkRds {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkRds {
-            client: aws_sdk_rds::Client::new(conf),
-            caller,
-        }
+        SdkRds { client: aws_sdk_rds::Client::new(conf), caller }
     }
 }
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
 
 #[async_trait]
@@ -36,12 +31,7 @@ impl Rds for SdkRds {
         let out = self
             .caller
             .call("DescribeDBInstances", || async {
-                self.client
-                    .describe_db_instances()
-                    .db_instance_identifier(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DescribeDBInstances", e))
+                self.client.describe_db_instances().db_instance_identifier(name).send().await.map_err(|e| map_err("DescribeDBInstances", e))
             })
             .await;
         let out = match out {
@@ -65,34 +55,19 @@ impl Rds for SdkRds {
             backup_retention_days: db.backup_retention_period().unwrap_or_default(),
             deletion_protection: db.deletion_protection().unwrap_or_default(),
             master_username: db.master_username().unwrap_or_default().to_string(),
-            master_secret_arn: db
-                .master_user_secret()
-                .and_then(|s| s.secret_arn())
-                .map(String::from),
+            master_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(String::from),
             endpoint: db.endpoint().and_then(|e| e.address()).map(String::from),
             port: db.endpoint().and_then(|e| e.port()),
             tags: db
                 .tag_list()
                 .iter()
-                .map(|t| {
-                    (
-                        t.key().unwrap_or_default().to_string(),
-                        t.value().unwrap_or_default().to_string(),
-                    )
-                })
+                .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
                 .collect(),
         }))
     }
 
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<(), AwsError> {
-        let engine = serde_json::to_value(spec.engine)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         self.caller
             .call("CreateDBInstance", || async {
                 self.client
@@ -154,11 +129,7 @@ impl Rds for SdkRds {
             .map(|_| ())
     }
 
-    async fn delete_db_instance(
-        &self,
-        name: &str,
-        final_snapshot: Option<&str>,
-    ) -> Result<(), AwsError> {
+    async fn delete_db_instance(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError> {
         self.caller
             .call("DeleteDBInstance", || async {
                 self.client

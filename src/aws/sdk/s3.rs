@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
-    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule as SdkRule,
-    LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule,
-    Tag, Tagging, Transition as SdkTransition, TransitionStorageClass,
+    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ExpirationStatus,
+    LifecycleExpiration, LifecycleRule as SdkRule, LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption,
+    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, Transition as SdkTransition,
+    TransitionStorageClass,
 };
 
 use super::map_err;
@@ -23,21 +22,13 @@ pub(super) struct SdkS3 {
 
 impl SdkS3 {
     pub(super) fn new(conf: &aws_config::SdkConfig, path_style: bool, caller: Caller) -> Self {
-        let cfg = aws_sdk_s3::config::Builder::from(conf)
-            .force_path_style(path_style)
-            .build();
-        SdkS3 {
-            client: aws_sdk_s3::Client::from_conf(cfg),
-            caller,
-        }
+        let cfg = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style).build();
+        SdkS3 { client: aws_sdk_s3::Client::from_conf(cfg), caller }
     }
 }
 
 fn invalid(op: &'static str, e: impl std::fmt::Display) -> AwsError {
-    AwsError::Invalid {
-        op,
-        message: e.to_string(),
-    }
+    AwsError::Invalid { op, message: e.to_string() }
 }
 
 /// Turns "this configuration does not exist" answers into None.
@@ -45,9 +36,7 @@ fn absent<T>(r: Result<T, AwsError>, codes: &[&str]) -> Result<Option<T>, AwsErr
     match r {
         Ok(v) => Ok(Some(v)),
         Err(AwsError::NotFound { .. }) => Ok(None),
-        Err(AwsError::Transient { message, .. } | AwsError::Invalid { message, .. })
-            if codes.iter().any(|c| message.contains(c)) =>
-        {
+        Err(AwsError::Transient { message, .. } | AwsError::Invalid { message, .. }) if codes.iter().any(|c| message.contains(c)) => {
             Ok(None)
         }
         Err(e) => Err(e),
@@ -72,14 +61,7 @@ impl S3 for SdkS3 {
     async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError> {
         let head = self
             .caller
-            .call("HeadBucket", || async {
-                self.client
-                    .head_bucket()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("HeadBucket", e))
-            })
+            .call("HeadBucket", || async { self.client.head_bucket().bucket(name).send().await.map_err(|e| map_err("HeadBucket", e)) })
             .await;
         if absent(head, &[])?.is_none() {
             return Ok(None);
@@ -87,12 +69,7 @@ impl S3 for SdkS3 {
         let location = self
             .caller
             .call("GetBucketLocation", || async {
-                self.client
-                    .get_bucket_location()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("GetBucketLocation", e))
+                self.client.get_bucket_location().bucket(name).send().await.map_err(|e| map_err("GetBucketLocation", e))
             })
             .await?;
         let region = match location.location_constraint().map(|l| l.as_str()) {
@@ -102,12 +79,7 @@ impl S3 for SdkS3 {
         let versioning = self
             .caller
             .call("GetBucketVersioning", || async {
-                self.client
-                    .get_bucket_versioning()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("GetBucketVersioning", e))
+                self.client.get_bucket_versioning().bucket(name).send().await.map_err(|e| map_err("GetBucketVersioning", e))
             })
             .await?
             .status()
@@ -115,51 +87,28 @@ impl S3 for SdkS3 {
         let encryption = absent(
             self.caller
                 .call("GetBucketEncryption", || async {
-                    self.client
-                        .get_bucket_encryption()
-                        .bucket(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("GetBucketEncryption", e))
+                    self.client.get_bucket_encryption().bucket(name).send().await.map_err(|e| map_err("GetBucketEncryption", e))
                 })
                 .await,
             &["ServerSideEncryptionConfigurationNotFoundError"],
         )?
         .and_then(|o| {
-            let rule = o
-                .server_side_encryption_configuration()?
-                .rules()
-                .first()?
-                .apply_server_side_encryption_by_default()?
-                .clone();
+            let rule = o.server_side_encryption_configuration()?.rules().first()?.apply_server_side_encryption_by_default()?.clone();
             let algorithm = match rule.sse_algorithm() {
-                ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => {
-                    EncryptionAlgorithm::AwsKms
-                }
+                ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => EncryptionAlgorithm::AwsKms,
                 _ => EncryptionAlgorithm::Aes256,
             };
-            Some(BucketEncryption {
-                algorithm,
-                kms_key_id: rule.kms_master_key_id().map(String::from),
-            })
+            Some(BucketEncryption { algorithm, kms_key_id: rule.kms_master_key_id().map(String::from) })
         });
         let block = absent(
             self.caller
                 .call("GetPublicAccessBlock", || async {
-                    self.client
-                        .get_public_access_block()
-                        .bucket(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("GetPublicAccessBlock", e))
+                    self.client.get_public_access_block().bucket(name).send().await.map_err(|e| map_err("GetPublicAccessBlock", e))
                 })
                 .await,
             &["NoSuchPublicAccessBlockConfiguration"],
         )?;
-        let (present, blocked) = match block
-            .as_ref()
-            .and_then(|b| b.public_access_block_configuration())
-        {
+        let (present, blocked) = match block.as_ref().and_then(|b| b.public_access_block_configuration()) {
             None => (false, false),
             Some(c) => (
                 true,
@@ -172,7 +121,12 @@ impl S3 for SdkS3 {
         let lifecycle = absent(
             self.caller
                 .call("GetBucketLifecycleConfiguration", || async {
-                    self.client.get_bucket_lifecycle_configuration().bucket(name).send().await.map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
+                    self.client
+                        .get_bucket_lifecycle_configuration()
+                        .bucket(name)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
                 })
                 .await,
             &["NoSuchLifecycleConfiguration"],
@@ -196,22 +150,12 @@ impl S3 for SdkS3 {
         let tags = absent(
             self.caller
                 .call("GetBucketTagging", || async {
-                    self.client
-                        .get_bucket_tagging()
-                        .bucket(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("GetBucketTagging", e))
+                    self.client.get_bucket_tagging().bucket(name).send().await.map_err(|e| map_err("GetBucketTagging", e))
                 })
                 .await,
             &["NoSuchTagSet"],
         )?
-        .map(|o| {
-            o.tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect()
-        })
+        .map(|o| o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
         .unwrap_or_default();
         Ok(Some(ObservedBucket {
             name: name.to_string(),
@@ -226,11 +170,8 @@ impl S3 for SdkS3 {
     }
 
     async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
-        let config = (region != "us-east-1").then(|| {
-            CreateBucketConfiguration::builder()
-                .location_constraint(BucketLocationConstraint::from(region))
-                .build()
-        });
+        let config = (region != "us-east-1")
+            .then(|| CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build());
         let r = self
             .caller
             .call("CreateBucket", || async {
@@ -245,16 +186,8 @@ impl S3 for SdkS3 {
             .await;
         match r {
             // Created by an earlier attempt whose answer was lost: fine.
-            Err(AwsError::Conflict { message, .. })
-                if message.contains("BucketAlreadyOwnedByYou") =>
-            {
-                Ok(())
-            }
-            Err(AwsError::Transient { message, .. })
-                if message.contains("BucketAlreadyOwnedByYou") =>
-            {
-                Ok(())
-            }
+            Err(AwsError::Conflict { message, .. }) if message.contains("BucketAlreadyOwnedByYou") => Ok(()),
+            Err(AwsError::Transient { message, .. }) if message.contains("BucketAlreadyOwnedByYou") => Ok(()),
             other => other.map(|_| ()),
         }
     }
@@ -265,10 +198,7 @@ impl S3 for SdkS3 {
             .map(|(k, v)| Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("PutBucketTagging", e))?;
-        let tagging = Tagging::builder()
-            .set_tag_set(Some(set))
-            .build()
-            .map_err(|e| invalid("PutBucketTagging", e))?;
+        let tagging = Tagging::builder().set_tag_set(Some(set)).build().map_err(|e| invalid("PutBucketTagging", e))?;
         self.caller
             .call("PutBucketTagging", || async {
                 self.client
@@ -284,14 +214,8 @@ impl S3 for SdkS3 {
     }
 
     async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
-        let status = if enabled {
-            BucketVersioningStatus::Enabled
-        } else {
-            BucketVersioningStatus::Suspended
-        };
-        let config = aws_sdk_s3::types::VersioningConfiguration::builder()
-            .status(status)
-            .build();
+        let status = if enabled { BucketVersioningStatus::Enabled } else { BucketVersioningStatus::Suspended };
+        let config = aws_sdk_s3::types::VersioningConfiguration::builder().status(status).build();
         self.caller
             .call("PutBucketVersioning", || async {
                 self.client
@@ -306,11 +230,7 @@ impl S3 for SdkS3 {
             .map(|_| ())
     }
 
-    async fn put_encryption(
-        &self,
-        name: &str,
-        encryption: &BucketEncryption,
-    ) -> Result<(), AwsError> {
+    async fn put_encryption(&self, name: &str, encryption: &BucketEncryption) -> Result<(), AwsError> {
         let algorithm = match encryption.algorithm {
             EncryptionAlgorithm::Aes256 => ServerSideEncryption::Aes256,
             EncryptionAlgorithm::AwsKms => ServerSideEncryption::AwsKms,
@@ -321,11 +241,7 @@ impl S3 for SdkS3 {
             .build()
             .map_err(|e| invalid("PutBucketEncryption", e))?;
         let config = ServerSideEncryptionConfiguration::builder()
-            .rules(
-                ServerSideEncryptionRule::builder()
-                    .apply_server_side_encryption_by_default(default)
-                    .build(),
-            )
+            .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
             .build()
             .map_err(|e| invalid("PutBucketEncryption", e))?;
         self.caller
@@ -347,12 +263,7 @@ impl S3 for SdkS3 {
             return self
                 .caller
                 .call("DeletePublicAccessBlock", || async {
-                    self.client
-                        .delete_public_access_block()
-                        .bucket(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DeletePublicAccessBlock", e))
+                    self.client.delete_public_access_block().bucket(name).send().await.map_err(|e| map_err("DeletePublicAccessBlock", e))
                 })
                 .await
                 .map(|_| ());
@@ -387,9 +298,7 @@ impl S3 for SdkS3 {
                 .map(|t| {
                     SdkTransition::builder()
                         .days(t.days)
-                        .storage_class(TransitionStorageClass::from(storage_class_name(
-                            t.storage_class,
-                        )))
+                        .storage_class(TransitionStorageClass::from(storage_class_name(t.storage_class)))
                         .build()
                 })
                 .collect();
@@ -397,19 +306,13 @@ impl S3 for SdkS3 {
                 .id(format!("shipshape-{i}"))
                 .filter(LifecycleRuleFilter::builder().prefix(&r.prefix).build())
                 .status(ExpirationStatus::Enabled)
-                .set_expiration(
-                    r.expire_days
-                        .map(|d| LifecycleExpiration::builder().days(d).build()),
-                )
+                .set_expiration(r.expire_days.map(|d| LifecycleExpiration::builder().days(d).build()))
                 .set_transitions(Some(transitions))
                 .build()
                 .map_err(|e| invalid(op, e))?;
             sdk_rules.push(rule);
         }
-        let config = BucketLifecycleConfiguration::builder()
-            .set_rules(Some(sdk_rules))
-            .build()
-            .map_err(|e| invalid(op, e))?;
+        let config = BucketLifecycleConfiguration::builder().set_rules(Some(sdk_rules)).build().map_err(|e| invalid(op, e))?;
         self.caller
             .call(op, || async {
                 self.client
@@ -428,20 +331,13 @@ impl S3 for SdkS3 {
         let r = self
             .caller
             .call("DeleteBucket", || async {
-                self.client
-                    .delete_bucket()
-                    .bucket(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DeleteBucket", e))
+                self.client.delete_bucket().bucket(name).send().await.map_err(|e| map_err("DeleteBucket", e))
             })
             .await;
         match r {
             Ok(_) => Ok(BucketDeletion::Deleted),
             Err(AwsError::NotFound { .. }) => Ok(BucketDeletion::Missing),
-            Err(AwsError::Conflict { message, .. })
-                if message.contains("not empty") || message.contains("BucketNotEmpty") =>
-            {
+            Err(AwsError::Conflict { message, .. }) if message.contains("not empty") || message.contains("BucketNotEmpty") => {
                 Ok(BucketDeletion::NotEmpty)
             }
             Err(e) => Err(e),

@@ -12,10 +12,7 @@ use serde_json::Value;
 
 use super::super::{environment, Context, Error};
 use super::{finish, outputs, CONTROLLER};
-use crate::api::{
-    owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, Environment, StackSpec,
-    StackSpecStatus, OWNER_TAG,
-};
+use crate::api::{owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, Environment, StackSpec, StackSpecStatus, OWNER_TAG};
 use crate::aws::{AwsClients, BucketDeletion};
 use crate::core::conditions::Readiness;
 use crate::core::requeue::Category;
@@ -24,16 +21,8 @@ use crate::core::tenancy;
 
 /// Whether the spec asks for anything to be removed from AWS.
 fn needs_aws(stack: &StackSpec) -> bool {
-    stack
-        .spec
-        .databases
-        .iter()
-        .any(|d| d.deletion_policy != DatabaseDeletionPolicy::Retain)
-        || stack
-            .spec
-            .buckets
-            .iter()
-            .any(|b| b.deletion_policy == BucketDeletionPolicy::Delete)
+    stack.spec.databases.iter().any(|d| d.deletion_policy != DatabaseDeletionPolicy::Retain)
+        || stack.spec.buckets.iter().any(|b| b.deletion_policy == BucketDeletionPolicy::Delete)
 }
 
 /// Carries out the deletion policies; Err keeps the finalizer (and says why in status).
@@ -41,28 +30,14 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
     outputs::delete(ctx, &stack).await?;
     if !needs_aws(&stack) {
         for d in &stack.spec.databases {
-            ctx.event(
-                stack.as_ref(),
-                false,
-                reasons::RETAINED,
-                format!("database {} left in AWS (deletionPolicy Retain)", d.name),
-            )
-            .await;
+            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("database {} left in AWS (deletionPolicy Retain)", d.name)).await;
         }
         for b in &stack.spec.buckets {
-            ctx.event(
-                stack.as_ref(),
-                false,
-                reasons::RETAINED,
-                format!("bucket {} left in AWS (deletionPolicy Retain)", b.name),
-            )
-            .await;
+            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
         }
         return Ok(Action::await_change());
     }
-    let env = Api::<Environment>::all(ctx.client.clone())
-        .get_opt(&stack.spec.environment)
-        .await?;
+    let env = Api::<Environment>::all(ctx.client.clone()).get_opt(&stack.spec.environment).await?;
     let ns = stack.namespace().unwrap_or_default();
     let env = match tenancy::check(&stack.spec.environment, env.as_ref().map(|e| &e.spec), &ns) {
         Ok(()) => env.expect("checked"),
@@ -70,14 +45,7 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
             let message = format!(
                 "cannot delete this StackSpec's AWS resources: {e}. Nothing was deleted; restore access, or set every deletionPolicy to Retain to let the StackSpec go"
             );
-            return stalled(
-                ctx,
-                &stack,
-                reasons::ENVIRONMENT_NOT_FOUND,
-                message,
-                Category::InvalidSpec,
-            )
-            .await;
+            return stalled(ctx, &stack, reasons::ENVIRONMENT_NOT_FOUND, message, Category::InvalidSpec).await;
         }
     };
     let aws = ctx.aws.clients(&environment::target(&env)).await?;
@@ -104,13 +72,7 @@ async fn delete_databases(
 ) -> Result<Option<(&'static str, String)>, Error> {
     for d in &stack.spec.databases {
         if d.deletion_policy == DatabaseDeletionPolicy::Retain {
-            ctx.event(
-                stack,
-                false,
-                reasons::RETAINED,
-                format!("database {} left in AWS (deletionPolicy Retain)", d.name),
-            )
-            .await;
+            ctx.event(stack, false, reasons::RETAINED, format!("database {} left in AWS (deletionPolicy Retain)", d.name)).await;
             continue;
         }
         let Some(db) = aws.rds.describe_db_instance(&d.name).await? else {
@@ -130,54 +92,25 @@ async fn delete_databases(
                 )));
             }
             // The spec says off: bring AWS to it before deleting.
-            aws.rds
-                .modify_db_instance(
-                    &d.name,
-                    &DbModify {
-                        deletion_protection: Some(false),
-                        ..Default::default()
-                    },
-                )
-                .await?;
+            aws.rds.modify_db_instance(&d.name, &DbModify { deletion_protection: Some(false), ..Default::default() }).await?;
         }
-        let snapshot = (d.deletion_policy == DatabaseDeletionPolicy::Snapshot)
-            .then(|| final_snapshot_name(&d.name, Utc::now()));
-        aws.rds
-            .delete_db_instance(&d.name, snapshot.as_deref())
-            .await?;
+        let snapshot = (d.deletion_policy == DatabaseDeletionPolicy::Snapshot).then(|| final_snapshot_name(&d.name, Utc::now()));
+        aws.rds.delete_db_instance(&d.name, snapshot.as_deref()).await?;
         let note = match &snapshot {
             Some(s) => format!("deleting database {} after final snapshot {s}", d.name),
-            None => format!(
-                "deleting database {} without a snapshot (deletionPolicy Delete)",
-                d.name
-            ),
+            None => format!("deleting database {} without a snapshot (deletionPolicy Delete)", d.name),
         };
-        let reason = if snapshot.is_some() {
-            reasons::SNAPSHOT_TAKEN
-        } else {
-            reasons::DELETED
-        };
+        let reason = if snapshot.is_some() { reasons::SNAPSHOT_TAKEN } else { reasons::DELETED };
         ctx.event(stack, false, reason, note).await;
     }
     Ok(None)
 }
 
-async fn delete_buckets(
-    ctx: &Context,
-    stack: &StackSpec,
-    aws: &AwsClients,
-    owner: &str,
-) -> Result<Option<(&'static str, String)>, Error> {
+async fn delete_buckets(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<Option<(&'static str, String)>, Error> {
     let mut kept = vec![];
     for b in &stack.spec.buckets {
         if b.deletion_policy == BucketDeletionPolicy::Retain {
-            ctx.event(
-                stack,
-                false,
-                reasons::RETAINED,
-                format!("bucket {} left in AWS (deletionPolicy Retain)", b.name),
-            )
-            .await;
+            ctx.event(stack, false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
             continue;
         }
         let Some(observed) = aws.s3.describe_bucket(&b.name).await? else {
@@ -187,15 +120,7 @@ async fn delete_buckets(
             continue;
         }
         match aws.s3.delete_bucket(&b.name).await? {
-            BucketDeletion::Deleted => {
-                ctx.event(
-                    stack,
-                    false,
-                    reasons::DELETED,
-                    format!("deleted empty bucket {}", b.name),
-                )
-                .await
-            }
+            BucketDeletion::Deleted => ctx.event(stack, false, reasons::DELETED, format!("deleted empty bucket {}", b.name)).await,
             BucketDeletion::Missing => {}
             BucketDeletion::NotEmpty => kept.push(b.name.clone()),
         }
@@ -205,46 +130,19 @@ async fn delete_buckets(
     }
     Ok(Some((
         reasons::BUCKET_NOT_EMPTY,
-        format!("bucket(s) {} still hold objects, so they were not deleted; empty them, or set their deletionPolicy: Retain", kept.join(", ")),
+        format!(
+            "bucket(s) {} still hold objects, so they were not deleted; empty them, or set their deletionPolicy: Retain",
+            kept.join(", ")
+        ),
     )))
 }
 
-async fn stalled(
-    ctx: &Context,
-    stack: &StackSpec,
-    reason: &'static str,
-    message: String,
-    category: Category,
-) -> Result<Action, Error> {
-    ctx.metrics
-        .errors
-        .with_label_values(&[CONTROLLER, category.label()])
-        .inc();
-    let api: Api<StackSpec> =
-        Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+async fn stalled(ctx: &Context, stack: &StackSpec, reason: &'static str, message: String, category: Category) -> Result<Action, Error> {
+    ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
+    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     let old = stack.status.clone().unwrap_or_default();
-    let old_value = stack
-        .status
-        .as_ref()
-        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-    let new = StackSpecStatus {
-        observed_generation: stack.metadata.generation,
-        ..old.clone()
-    };
-    let readiness = Readiness::Stalled {
-        reason,
-        message: message.clone(),
-    };
-    finish(
-        ctx,
-        &api,
-        stack,
-        old,
-        old_value,
-        new,
-        readiness,
-        Action::await_change(),
-        Some(Error::Refused { category, message }),
-    )
-    .await
+    let old_value = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let new = StackSpecStatus { observed_generation: stack.metadata.generation, ..old.clone() };
+    let readiness = Readiness::Stalled { reason, message: message.clone() };
+    finish(ctx, &api, stack, old, old_value, new, readiness, Action::await_change(), Some(Error::Refused { category, message })).await
 }

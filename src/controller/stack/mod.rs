@@ -16,14 +16,8 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{
-    environment, error_policy, next_conditions, record, stall_for, status, stored_reason, tenant,
-    Context, Error,
-};
-use crate::api::{
-    finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus,
-    StackSpec, StackSpecStatus,
-};
+use super::{environment, error_policy, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
+use crate::api::{finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus, StackSpec, StackSpecStatus};
 use crate::aws::{AwsClients, AwsError};
 use crate::core::conditions::Readiness;
 use crate::core::requeue::{self, Category};
@@ -40,8 +34,7 @@ pub const ADOPT_ANNOTATION: &str = "shipshape.dev/adopt";
 #[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
 pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let api: Api<StackSpec> =
-        Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     let result = finalizer(&api, &finalizer_name::<StackSpec>(), stack, |event| async {
         match event {
             Finalizer::Apply(s) => apply(s, &ctx).await,
@@ -63,32 +56,19 @@ pub fn on_error(stack: Arc<StackSpec>, err: &Error, ctx: Arc<Context>) -> Action
 pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, AwsError> {
     let mut observed = Observed::default();
     for d in &stack.spec.databases {
-        observed
-            .databases
-            .insert(d.name.clone(), aws.rds.describe_db_instance(&d.name).await?);
+        observed.databases.insert(d.name.clone(), aws.rds.describe_db_instance(&d.name).await?);
     }
     for b in &stack.spec.buckets {
-        observed
-            .buckets
-            .insert(b.name.clone(), aws.s3.describe_bucket(&b.name).await?);
+        observed.buckets.insert(b.name.clone(), aws.s3.describe_bucket(&b.name).await?);
     }
     Ok(observed)
 }
 
 /// The plan of `stack` against `observed`, pure.
 pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> StackPlan {
-    let adopt = stack
-        .annotations()
-        .get(ADOPT_ANNOTATION)
-        .map(String::as_str)
-        == Some("true");
+    let adopt = stack.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
     let owner = owner_of(stack);
-    let ctx = plan::Context {
-        owner: &owner,
-        env_tags: &env.spec.tags,
-        region: &env.spec.region,
-        adopt,
-    };
+    let ctx = plan::Context { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt };
     plan::plan(&stack.spec.databases, &stack.spec.buckets, observed, &ctx)
 }
 
@@ -97,24 +77,14 @@ async fn execute(p: &StackPlan, aws: &AwsClients) -> Result<(), AwsError> {
     for r in &p.resources {
         for step in &r.steps {
             match step {
-                Step::CreateDatabase { spec, tags } => {
-                    aws.rds.create_db_instance(spec, tags).await?
-                }
-                Step::ModifyDatabase { name, modify } => {
-                    aws.rds.modify_db_instance(name, modify).await?
-                }
+                Step::CreateDatabase { spec, tags } => aws.rds.create_db_instance(spec, tags).await?,
+                Step::ModifyDatabase { name, modify } => aws.rds.modify_db_instance(name, modify).await?,
                 Step::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
                 Step::CreateBucket { name, region } => aws.s3.create_bucket(name, region).await?,
                 Step::TagBucket { name, tags } => aws.s3.put_tags(name, tags).await?,
-                Step::SetVersioning { name, enabled } => {
-                    aws.s3.put_versioning(name, *enabled).await?
-                }
-                Step::SetEncryption { name, encryption } => {
-                    aws.s3.put_encryption(name, encryption).await?
-                }
-                Step::SetPublicAccessBlock { name, block } => {
-                    aws.s3.set_public_access_block(name, *block).await?
-                }
+                Step::SetVersioning { name, enabled } => aws.s3.put_versioning(name, *enabled).await?,
+                Step::SetEncryption { name, encryption } => aws.s3.put_encryption(name, encryption).await?,
+                Step::SetPublicAccessBlock { name, block } => aws.s3.set_public_access_block(name, *block).await?,
                 Step::SetLifecycle { name, rules } => aws.s3.put_lifecycle(name, rules).await?,
             }
         }
@@ -139,13 +109,7 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result
         Err(e) => return Ok(failure(e)),
     };
     if let Err(r) = crate::core::environment::check_account(&env.spec, &caller) {
-        return Ok(Outcome::Stalled(
-            Readiness::Stalled {
-                reason: r.reason,
-                message: r.message,
-            },
-            r.category,
-        ));
+        return Ok(Outcome::Stalled(Readiness::Stalled { reason: r.reason, message: r.message }, r.category));
     }
     let observed = match observe(stack, &aws).await {
         Ok(o) => o,
@@ -153,20 +117,12 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result
     };
     let p = plan_for(stack, env, &observed);
     if let Some(r) = p.refusal() {
-        return Ok(Outcome::Stalled(
-            Readiness::Stalled {
-                reason: r.reason,
-                message: r.message.clone(),
-            },
-            r.category,
-        ));
+        return Ok(Outcome::Stalled(Readiness::Stalled { reason: r.reason, message: r.message.clone() }, r.category));
     }
     if p.is_noop() {
         return Ok(Outcome::Done { observed, plan: p });
     }
-    if stack.spec.approval == Approval::Manual
-        && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash())
-    {
+    if stack.spec.approval == Approval::Manual && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash()) {
         return Ok(Outcome::AwaitingApproval(p));
     }
     if let Err(e) = execute(&p, &aws).await {
@@ -199,9 +155,7 @@ fn resource_statuses(
     p.resources
         .iter()
         .map(|r| {
-            let prev = previous
-                .iter()
-                .find(|s| s.kind == r.kind && s.name == r.name);
+            let prev = previous.iter().find(|s| s.kind == r.kind && s.name == r.name);
             let (arn, state) = match r.kind {
                 "Database" => {
                     let db = observed.databases.get(&r.name).and_then(Option::as_ref);
@@ -209,10 +163,7 @@ fn resource_statuses(
                 }
                 _ => {
                     let b = observed.buckets.get(&r.name).and_then(Option::as_ref);
-                    (
-                        b.map(|_| format!("arn:aws:s3:::{}", r.name)),
-                        b.map(|_| "available".to_string()),
-                    )
+                    (b.map(|_| format!("arn:aws:s3:::{}", r.name)), b.map(|_| "available".to_string()))
                 }
             };
             let changed = !r.steps.is_empty();
@@ -223,22 +174,11 @@ fn resource_statuses(
                 arn,
                 state,
                 synced: r.waiting.is_none() && r.refusal.is_none(),
-                drift: if drift && changed {
-                    fields
-                } else {
-                    prev.map(|p| p.drift.clone()).unwrap_or_default()
-                },
-                last_synced_at: if changed || prev.is_none() {
-                    Some(now)
-                } else {
-                    prev.and_then(|p| p.last_synced_at)
-                },
+                drift: if drift && changed { fields } else { prev.map(|p| p.drift.clone()).unwrap_or_default() },
+                last_synced_at: if changed || prev.is_none() { Some(now) } else { prev.and_then(|p| p.last_synced_at) },
             }
         })
-        .filter(|s| {
-            stack.spec.databases.iter().any(|d| d.name == s.name)
-                || stack.spec.buckets.iter().any(|b| b.name == s.name)
-        })
+        .filter(|s| stack.spec.databases.iter().any(|d| d.name == s.name) || stack.spec.buckets.iter().any(|b| b.name == s.name))
         .collect()
 }
 
@@ -246,46 +186,20 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     let ns = stack.namespace().unwrap_or_default();
     let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &ns);
     let old = stack.status.clone().unwrap_or_default();
-    let old_value = stack
-        .status
-        .as_ref()
-        .map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let old_value = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = stack.metadata.generation;
-    let drift_every = stack
-        .spec
-        .drift_interval
-        .as_ref()
-        .map(|d| d.duration())
-        .unwrap_or(ctx.settings.stack_drift);
-    let mut new = StackSpecStatus {
-        observed_generation: generation,
-        ..old.clone()
-    };
+    let drift_every = stack.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.stack_drift);
+    let mut new = StackSpecStatus { observed_generation: generation, ..old.clone() };
     let env = match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {
         Ok(env) => env,
         Err((stalled, category)) => {
-            ctx.metrics
-                .errors
-                .with_label_values(&[CONTROLLER, category.label()])
-                .inc();
-            return finish(
-                ctx,
-                &api,
-                &stack,
-                old,
-                old_value,
-                new,
-                stalled,
-                Action::await_change(),
-                None,
-            )
-            .await;
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
+            return finish(ctx, &api, &stack, old, old_value, new, stalled, Action::await_change(), None).await;
         }
     };
     // A pass with the spec unchanged since the last success that still finds changes to
     // make is correcting drift.
-    let spec_unchanged = old.observed_generation == generation
-        && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
+    let spec_unchanged = old.observed_generation == generation && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
     let (readiness, action, err) = match converge(&stack, &env, ctx).await? {
         Outcome::Done { observed, plan: p } => {
             for r in &p.resources {
@@ -293,87 +207,43 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
                     continue;
                 }
                 let (reason, note) = if r.create {
-                    (
-                        reasons::CREATED,
-                        format!("created {} {}", r.kind.to_lowercase(), r.name),
-                    )
+                    (reasons::CREATED, format!("created {} {}", r.kind.to_lowercase(), r.name))
                 } else if spec_unchanged {
                     for _ in &r.changes {
-                        ctx.metrics
-                            .drift_corrections
-                            .with_label_values(&[CONTROLLER, r.kind])
-                            .inc();
+                        ctx.metrics.drift_corrections.with_label_values(&[CONTROLLER, r.kind]).inc();
                     }
-                    (
-                        reasons::DRIFT_CORRECTED,
-                        format!(
-                            "put back {} changed outside shipshape: {}",
-                            r.name,
-                            r.lines().join("; ")
-                        ),
-                    )
+                    (reasons::DRIFT_CORRECTED, format!("put back {} changed outside shipshape: {}", r.name, r.lines().join("; ")))
                 } else {
                     (reasons::UPDATED, r.lines().join("; "))
                 };
                 info!(reason, note, "applied");
                 ctx.event(stack.as_ref(), false, reason, note).await;
             }
-            new.resources =
-                resource_statuses(&stack, &observed, &p, spec_unchanged, &old.resources);
+            new.resources = resource_statuses(&stack, &observed, &p, spec_unchanged, &old.resources);
             new.plan = None;
             if let Err(e) = outputs::write(ctx, &stack, &env, &observed).await {
                 match e {
                     outputs::OutputError::Kube(e) => return Err(e.into()),
                     outputs::OutputError::Conflict(message) => {
-                        ctx.metrics
-                            .errors
-                            .with_label_values(&[CONTROLLER, Category::Conflict.label()])
-                            .inc();
-                        let stalled = Readiness::Stalled {
-                            reason: reasons::CONFLICT,
-                            message,
-                        };
-                        return finish(
-                            ctx,
-                            &api,
-                            &stack,
-                            old,
-                            old_value,
-                            new,
-                            stalled,
-                            Action::requeue(drift_every),
-                            None,
-                        )
-                        .await;
+                        ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::Conflict.label()]).inc();
+                        let stalled = Readiness::Stalled { reason: reasons::CONFLICT, message };
+                        return finish(ctx, &api, &stack, old, old_value, new, stalled, Action::requeue(drift_every), None).await;
                     }
                 }
             }
             ctx.reset_failures(stack.as_ref());
             if p.is_waiting() {
-                let waiting: Vec<String> = p
-                    .resources
-                    .iter()
-                    .filter_map(|r| {
-                        r.waiting
-                            .as_ref()
-                            .map(|w| format!("{} {} is {w}", r.kind, r.name))
-                    })
-                    .collect();
+                let waiting: Vec<String> =
+                    p.resources.iter().filter_map(|r| r.waiting.as_ref().map(|w| format!("{} {} is {w}", r.kind, r.name))).collect();
                 (
-                    Readiness::Reconciling {
-                        reason: reasons::PROGRESSING,
-                        message: format!("waiting for AWS: {}", waiting.join(", ")),
-                    },
+                    Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("waiting for AWS: {}", waiting.join(", ")) },
                     Action::requeue(Duration::from_secs(30)),
                     None,
                 )
             } else {
                 let n = stack.spec.databases.len() + stack.spec.buckets.len();
                 (
-                    Readiness::Ready {
-                        reason: reasons::RECONCILED,
-                        message: format!("{n} resources in their declared state"),
-                    },
+                    Readiness::Ready { reason: reasons::RECONCILED, message: format!("{n} resources in their declared state") },
                     Action::requeue(drift_every),
                     None,
                 )
@@ -390,43 +260,26 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
                 )
                 .await;
             }
-            new.plan = Some(PlanStatus {
-                hash: hash.clone(),
-                changes: p.lines(),
-            });
-            let message = format!("{} change(s) wait for approval: kubectl annotate stackspec {} {APPROVE_ANNOTATION}={hash} -n {ns}", p.lines().len(), stack.name_any());
-            (
-                Readiness::NotReady {
-                    reason: reasons::AWAITING_APPROVAL,
-                    message,
-                },
-                Action::requeue(drift_every),
-                None,
-            )
+            new.plan = Some(PlanStatus { hash: hash.clone(), changes: p.lines() });
+            let message = format!(
+                "{} change(s) wait for approval: kubectl annotate stackspec {} {APPROVE_ANNOTATION}={hash} -n {ns}",
+                p.lines().len(),
+                stack.name_any()
+            );
+            (Readiness::NotReady { reason: reasons::AWAITING_APPROVAL, message }, Action::requeue(drift_every), None)
         }
         Outcome::Stalled(stalled, category) => {
-            ctx.metrics
-                .errors
-                .with_label_values(&[CONTROLLER, category.label()])
-                .inc();
-            let action = requeue::after_failure(category, 1, drift_every, 0.0)
-                .map(Action::requeue)
-                .unwrap_or_else(Action::await_change);
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
+            let action = requeue::after_failure(category, 1, drift_every, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
             (stalled, action, None)
         }
         Outcome::Transient(e) => (
-            Readiness::Reconciling {
-                reason: reasons::TRANSIENT_ERROR,
-                message: format!("{e}; retrying"),
-            },
+            Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },
             Action::await_change(),
             Some(Error::Aws(e)),
         ),
     };
-    finish(
-        ctx, &api, &stack, old, old_value, new, readiness, action, err,
-    )
-    .await
+    finish(ctx, &api, &stack, old, old_value, new, readiness, action, err).await
 }
 
 /// Writes conditions and status, announces a newly stalled state, and returns.
@@ -448,13 +301,7 @@ async fn finish(
         }
     }
     new.conditions = next_conditions(&old.conditions, &readiness, stack.metadata.generation);
-    status::write(
-        api,
-        stack,
-        old_value,
-        serde_json::to_value(&new).expect("status serializes"),
-    )
-    .await?;
+    status::write(api, stack, old_value, serde_json::to_value(&new).expect("status serializes")).await?;
     match err {
         Some(e) => Err(e),
         None => Ok(action),

@@ -27,10 +27,7 @@ pub fn data(stack: &StackSpec, env: &Environment, observed: &Observed) -> BTreeM
         let key = env_key(&d.name);
         out.insert(
             format!("{key}_ENGINE"),
-            serde_json::to_value(d.engine)
-                .ok()
-                .and_then(|v| v.as_str().map(String::from))
-                .unwrap_or_default(),
+            serde_json::to_value(d.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         );
         if let Some(db) = observed.databases.get(&d.name).and_then(Option::as_ref) {
             if let Some(host) = &db.endpoint {
@@ -54,12 +51,7 @@ pub fn data(stack: &StackSpec, env: &Environment, observed: &Observed) -> BTreeM
 }
 
 /// Writes (server-side apply) the ConfigMap named by `spec.outputs`, owned by the StackSpec.
-pub async fn write(
-    ctx: &Context,
-    stack: &StackSpec,
-    env: &Environment,
-    observed: &Observed,
-) -> Result<(), OutputError> {
+pub async fn write(ctx: &Context, stack: &StackSpec, env: &Environment, observed: &Observed) -> Result<(), OutputError> {
     let Some(name) = &stack.spec.outputs else {
         return Ok(());
     };
@@ -91,13 +83,7 @@ pub async fn write(
         },
         "data": data(stack, env, observed),
     });
-    api.patch(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(cm),
-    )
-    .await
-    .map_err(OutputError::Kube)?;
+    api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(cm)).await.map_err(OutputError::Kube)?;
     Ok(())
 }
 
@@ -106,15 +92,9 @@ pub async fn delete(ctx: &Context, stack: &StackSpec) -> Result<(), kube::Error>
     let Some(name) = &stack.spec.outputs else {
         return Ok(());
     };
-    let api: Api<ConfigMap> =
-        Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     match api.get_opt(name).await? {
-        Some(cm)
-            if cm
-                .owner_references()
-                .iter()
-                .any(|o| Some(&o.uid) == stack.uid().as_ref()) =>
-        {
+        Some(cm) if cm.owner_references().iter().any(|o| Some(&o.uid) == stack.uid().as_ref()) => {
             api.delete(name, &Default::default()).await?;
         }
         _ => {}

@@ -31,8 +31,7 @@ impl World {
         let mut updates = 0;
         for e in effects {
             let td = match e {
-                Effect::CreateService { task_definition }
-                | Effect::UpdateService { task_definition } => task_definition.clone(),
+                Effect::CreateService { task_definition } | Effect::UpdateService { task_definition } => task_definition.clone(),
             };
             updates += 1;
             self.n += 1;
@@ -44,26 +43,14 @@ impl World {
                 failed_tasks: 0,
             }];
             if let Some(s) = &self.service {
-                deployments.extend(s.deployments.iter().take(1).map(|d| DeploymentObs {
-                    status: "ACTIVE".into(),
-                    ..d.clone()
-                }));
+                deployments.extend(s.deployments.iter().take(1).map(|d| DeploymentObs { status: "ACTIVE".into(), ..d.clone() }));
             }
-            self.service = Some(ServiceObs {
-                arn: "arn:svc".into(),
-                task_definition: td,
-                desired_count: replicas,
-                deployments,
-            });
+            self.service = Some(ServiceObs { arn: "arn:svc".into(), task_definition: td, desired_count: replicas, deployments });
         }
         updates
     }
     fn complete(&mut self, state: &str) {
-        if let Some(d) = self
-            .service
-            .as_mut()
-            .and_then(|s| s.deployments.first_mut())
-        {
+        if let Some(d) = self.service.as_mut().and_then(|s| s.deployments.first_mut()) {
             d.rollout_state = state.into();
             if state == "FAILED" {
                 d.failed_tasks = 3;
@@ -100,25 +87,9 @@ impl Run {
         let (spec_hash, td) = (format!("hash-{sha}"), format!("arn:td/{sha}"));
         self.step_spec(now, sha, &spec_hash, &td, round)
     }
-    fn step_spec(
-        &mut self,
-        now: i64,
-        sha: &str,
-        spec_hash: &str,
-        td: &str,
-        round: Option<Verdict>,
-    ) -> &Step {
-        let round = round.map(|v| {
-            (
-                v.clone(),
-                vec![Measurement {
-                    at: t(now),
-                    query: "error-rate".into(),
-                    value: Some(0.0),
-                    verdict: v.word().into(),
-                }],
-            )
-        });
+    fn step_spec(&mut self, now: i64, sha: &str, spec_hash: &str, td: &str, round: Option<Verdict>) -> &Step {
+        let round = round
+            .map(|v| (v.clone(), vec![Measurement { at: t(now), query: "error-rate".into(), value: Some(0.0), verdict: v.word().into() }]));
         let commands = std::mem::take(&mut self.commands);
         let inp = Inputs {
             now: t(now),
@@ -157,22 +128,14 @@ impl Run {
 fn the_first_release_creates_the_service_and_is_promoted_when_ecs_completes() {
     let mut r = Run::new(false);
     let s = r.step(0, "aaaaaaa", None);
-    assert_eq!(
-        s.effects,
-        vec![Effect::CreateService {
-            task_definition: "arn:td/aaaaaaa".into()
-        }]
-    );
+    assert_eq!(s.effects, vec![Effect::CreateService { task_definition: "arn:td/aaaaaaa".into() }]);
     assert_eq!(s.status.phase, Phase::Progressing);
     r.world.complete("COMPLETED");
     let s = r.step(3, "aaaaaaa", None);
     assert_eq!(s.status.phase, Phase::Healthy);
     assert!(matches!(s.readiness, Readiness::Ready { .. }));
     assert_eq!(s.status.history[0].outcome, Outcome::Promoted);
-    assert_eq!(
-        s.status.stable_task_definition_arn.as_deref(),
-        Some("arn:td/aaaaaaa")
-    );
+    assert_eq!(s.status.stable_task_definition_arn.as_deref(), Some("arn:td/aaaaaaa"));
 }
 
 #[test]
@@ -185,11 +148,7 @@ fn a_healthy_second_release_is_promoted_after_warmup_and_successful_runs() {
     assert_eq!(s.status.phase, Phase::Analyzing);
     assert!(!measurement_due(&s.status, t(105), &r.cfg), "warmup");
     assert!(measurement_due(&s.status, t(111), &r.cfg));
-    assert_eq!(
-        s.requeue,
-        Duration::from_secs(10),
-        "woken when the warmup ends"
-    );
+    assert_eq!(s.requeue, Duration::from_secs(10), "woken when the warmup ends");
     let s = r.step(111, "bbbbbbb", Some(Verdict::Pass)).clone();
     assert_eq!(s.status.phase, Phase::Analyzing);
     assert!(!measurement_due(&s.status, t(113), &r.cfg), "interval");
@@ -208,31 +167,17 @@ fn failing_analysis_rolls_back_to_the_stable_task_definition_and_is_not_retried(
     r.step(101, "ccccccc", None);
     let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
     let s = r.step(111, "ccccccc", Some(fail())).clone();
-    assert_eq!(
-        s.status.phase,
-        Phase::Analyzing,
-        "failureLimit 1 tolerates one failed round"
-    );
+    assert_eq!(s.status.phase, Phase::Analyzing, "failureLimit 1 tolerates one failed round");
     let s = r.step(116, "ccccccc", Some(fail())).clone();
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/aaaaaaa".into()
-        }]
-    );
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
     assert_eq!(s.status.phase, Phase::RolledBack);
     assert_eq!(s.rolled_back, Some("analysis"));
     assert_eq!(s.status.current_sha.as_deref(), Some("aaaaaaa"));
     assert_eq!(s.status.history[0].outcome, Outcome::RolledBack);
     assert!(s.status.history[0].reason.contains("error-rate = 0.2"));
-    let Readiness::Stalled { reason, message } = &s.readiness else {
-        panic!("{:?}", s.readiness)
-    };
+    let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
     assert_eq!(*reason, reasons::ROLLED_BACK);
-    assert!(
-        message.contains("error-rate = 0.2 is above max 0.01"),
-        "{message}"
-    );
+    assert!(message.contains("error-rate = 0.2 is above max 0.01"), "{message}");
 
     let updates = r.updates;
     for now in [200, 300, 400] {
@@ -244,12 +189,7 @@ fn failing_analysis_rolls_back_to_the_stable_task_definition_and_is_not_retried(
 
     r.commands.retry = Some("1".into());
     let s = r.step(500, "ccccccc", None);
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/ccccccc".into()
-        }]
-    );
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/ccccccc".into() }]);
     assert_eq!(s.status.phase, Phase::Progressing);
 }
 
@@ -274,11 +214,7 @@ fn no_data_holds_the_rollout_until_the_deadline_then_rolls_back() {
     r.world.complete("COMPLETED");
     r.step(101, "eeeeeee", None);
     for now in [111, 120, 130, 150] {
-        let s = r.step(
-            now,
-            "eeeeeee",
-            Some(Verdict::Inconclusive("error-rate returned no data".into())),
-        );
+        let s = r.step(now, "eeeeeee", Some(Verdict::Inconclusive("error-rate returned no data".into())));
         assert_eq!(s.status.phase, Phase::Analyzing);
     }
     let s = r.step(161, "eeeeeee", None);
@@ -294,18 +230,8 @@ fn an_invalid_query_stalls_without_rolling_back_even_past_the_deadline() {
     r.step(100, "fffffff", None);
     r.world.complete("COMPLETED");
     r.step(101, "fffffff", None);
-    let s = r
-        .step(
-            111,
-            "fffffff",
-            Some(Verdict::Invalid(
-                "query error-rate is invalid: parse error".into(),
-            )),
-        )
-        .clone();
-    assert!(
-        matches!(&s.readiness, Readiness::Stalled { reason, .. } if *reason == reasons::INVALID_QUERY)
-    );
+    let s = r.step(111, "fffffff", Some(Verdict::Invalid("query error-rate is invalid: parse error".into()))).clone();
+    assert!(matches!(&s.readiness, Readiness::Stalled { reason, .. } if *reason == reasons::INVALID_QUERY));
     let s = r.step(400, "fffffff", None);
     assert_eq!(s.effects, vec![]);
     assert_eq!(s.status.phase, Phase::Analyzing);
@@ -319,9 +245,7 @@ fn the_first_release_failing_is_failed_and_left_as_is() {
     let s = r.step(5, "aaaaaaa", None);
     assert_eq!(s.status.phase, Phase::Failed);
     assert_eq!(s.effects, vec![]);
-    assert!(
-        matches!(&s.readiness, Readiness::Stalled { message, .. } if message.contains("no stable release"))
-    );
+    assert!(matches!(&s.readiness, Readiness::Stalled { message, .. } if message.contains("no stable release")));
 }
 
 #[test]
@@ -342,60 +266,20 @@ fn paused_and_frozen_releases_start_nothing_but_rollbacks_still_happen() {
     r.frozen = true;
     r.step(131, "bbbbbbb", Some(Verdict::Fail("x".into())));
     let s = r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
-    assert_eq!(
-        s.status.phase,
-        Phase::RolledBack,
-        "a freeze never blocks a rollback"
-    );
+    assert_eq!(s.status.phase, Phase::RolledBack, "a freeze never blocks a rollback");
 }
 
 #[test]
 fn an_env_only_change_is_a_new_rollout_and_its_rollback_restores_the_old_task_definition() {
     let mut r = Run::new(true);
     r.promote(0, "aaaaaaa");
-    let s = r
-        .step_spec(
-            100,
-            "aaaaaaa",
-            "hash-aaaaaaa-env2",
-            "arn:td/aaaaaaa:2",
-            None,
-        )
-        .clone();
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/aaaaaaa:2".into()
-        }]
-    );
+    let s = r.step_spec(100, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa:2".into() }]);
     r.world.complete("COMPLETED");
-    r.step_spec(
-        101,
-        "aaaaaaa",
-        "hash-aaaaaaa-env2",
-        "arn:td/aaaaaaa:2",
-        None,
-    );
-    r.step_spec(
-        111,
-        "aaaaaaa",
-        "hash-aaaaaaa-env2",
-        "arn:td/aaaaaaa:2",
-        Some(Verdict::Fail("x".into())),
-    );
-    let s = r.step_spec(
-        116,
-        "aaaaaaa",
-        "hash-aaaaaaa-env2",
-        "arn:td/aaaaaaa:2",
-        Some(Verdict::Fail("x".into())),
-    );
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/aaaaaaa".into()
-        }]
-    );
+    r.step_spec(101, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", None);
+    r.step_spec(111, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", Some(Verdict::Fail("x".into())));
+    let s = r.step_spec(116, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", Some(Verdict::Fail("x".into())));
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
 }
 
 #[test]
@@ -417,14 +301,7 @@ fn a_restarted_controller_resumes_from_status_without_a_second_rollback() {
     let s = r.step(130, "ccccccc", None);
     assert_eq!(s.effects, vec![]);
     assert_eq!(r.updates, after);
-    assert_eq!(
-        r.status
-            .history
-            .iter()
-            .filter(|h| h.outcome == Outcome::RolledBack)
-            .count(),
-        1
-    );
+    assert_eq!(r.status.history.iter().filter(|h| h.outcome == Outcome::RolledBack).count(), 1);
 }
 
 #[test]
@@ -433,12 +310,7 @@ fn a_changed_task_definition_or_count_on_a_healthy_service_is_put_back() {
     r.promote(0, "aaaaaaa");
     r.world.service.as_mut().unwrap().task_definition = "arn:td/hand-made".into();
     let s = r.step(100, "aaaaaaa", None);
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/aaaaaaa".into()
-        }]
-    );
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
     r.world.service.as_mut().unwrap().desired_count = 7;
     let s = r.step(200, "aaaaaaa", None);
     assert_eq!(s.effects.len(), 1);
@@ -459,10 +331,7 @@ fn a_spec_change_mid_rollout_supersedes_it() {
 fn history_is_newest_first_and_capped() {
     let mut r = Run::new(false);
     r.cfg.history_limit = 3;
-    for (i, sha) in ["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd", "eeeeeee"]
-        .iter()
-        .enumerate()
-    {
+    for (i, sha) in ["aaaaaaa", "bbbbbbb", "ccccccc", "ddddddd", "eeeeeee"].iter().enumerate() {
         r.promote(i as i64 * 100, sha);
     }
     let shas: Vec<_> = r.status.history.iter().map(|h| h.sha.as_str()).collect();
@@ -476,18 +345,7 @@ fn a_manual_rollback_points_back_at_stable() {
     r.step(100, "bbbbbbb", None);
     r.commands.rollback = Some("now".into());
     let s = r.step(101, "bbbbbbb", None);
-    assert_eq!(
-        s.effects,
-        vec![Effect::UpdateService {
-            task_definition: "arn:td/aaaaaaa".into()
-        }]
-    );
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
     assert_eq!(s.status.phase, Phase::RolledBack);
-    assert_eq!(
-        s.status
-            .handled_commands
-            .get("rollback")
-            .map(String::as_str),
-        Some("now")
-    );
+    assert_eq!(s.status.handled_commands.get("rollback").map(String::as_str), Some("now"));
 }

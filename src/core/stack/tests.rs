@@ -19,14 +19,10 @@ fn bucket(extra: serde_json::Value) -> BucketSpec {
 }
 
 fn owned() -> BTreeMap<String, String> {
-    [
-        (MANAGED_BY_TAG, MANAGED_BY),
-        (OWNER_TAG, "car-rental/data"),
-        ("Project", "car-rental"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
+    [(MANAGED_BY_TAG, MANAGED_BY), (OWNER_TAG, "car-rental/data"), ("Project", "car-rental")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn live_db() -> ObservedDatabase {
@@ -58,54 +54,32 @@ fn live_bucket() -> ObservedBucket {
 }
 
 fn with<R>(adopt: bool, f: impl FnOnce(&Context) -> R) -> R {
-    let env_tags: BTreeMap<String, String> =
-        [("Project".to_string(), "car-rental".to_string())].into();
-    f(&Context {
-        owner: "car-rental/data",
-        env_tags: &env_tags,
-        region: "eu-west-1",
-        adopt,
-    })
+    let env_tags: BTreeMap<String, String> = [("Project".to_string(), "car-rental".to_string())].into();
+    f(&Context { owner: "car-rental/data", env_tags: &env_tags, region: "eu-west-1", adopt })
 }
 
 #[test]
 fn a_missing_database_is_created_with_ownership_tags() {
     let p = with(false, |c| plan_database(&db(json!({})), None, c));
     assert!(p.create);
-    let Step::CreateDatabase { tags, .. } = &p.steps[0] else {
-        panic!()
-    };
+    let Step::CreateDatabase { tags, .. } = &p.steps[0] else { panic!() };
     assert_eq!(tags.get(OWNER_TAG).unwrap(), "car-rental/data");
     assert_eq!(tags.get("Project").unwrap(), "car-rental");
 }
 
 #[test]
 fn a_database_in_its_declared_state_needs_nothing() {
-    let p = with(false, |c| {
-        plan_database(&db(json!({})), Some(&live_db()), c)
-    });
+    let p = with(false, |c| plan_database(&db(json!({})), Some(&live_db()), c));
     assert_eq!((p.steps.len(), p.refusal.is_none()), (0, true), "{p:?}");
 }
 
 #[test]
 fn growing_storage_changing_class_and_retention_is_one_modify() {
-    let spec = db(
-        json!({"allocatedStorageGiB": 50, "instanceClass": "db.t4g.small", "backupRetentionDays": 14, "multiAz": true}),
-    );
+    let spec = db(json!({"allocatedStorageGiB": 50, "instanceClass": "db.t4g.small", "backupRetentionDays": 14, "multiAz": true}));
     let p = with(false, |c| plan_database(&spec, Some(&live_db()), c));
     let fields: Vec<_> = p.changes.iter().map(|c| c.field).collect();
-    assert_eq!(
-        fields,
-        [
-            "instanceClass",
-            "allocatedStorageGiB",
-            "multiAz",
-            "backupRetentionDays"
-        ]
-    );
-    let Step::ModifyDatabase { modify, .. } = &p.steps[0] else {
-        panic!()
-    };
+    assert_eq!(fields, ["instanceClass", "allocatedStorageGiB", "multiAz", "backupRetentionDays"]);
+    let Step::ModifyDatabase { modify, .. } = &p.steps[0] else { panic!() };
     assert_eq!(modify.allocated_storage_gib, Some(50));
     assert_eq!(modify.instance_class.as_deref(), Some("db.t4g.small"));
     assert_eq!(p.steps.len(), 1);
@@ -119,13 +93,7 @@ fn shrinking_storage_is_refused_naming_the_field_and_changes_nothing() {
     let p = with(false, |c| plan_database(&spec, Some(&live), c));
     let r = p.refusal.unwrap();
     assert_eq!(r.reason, reasons::UNSUPPORTED_CHANGE);
-    assert!(
-        r.message.contains("allocatedStorageGiB")
-            && r.message.contains("100")
-            && r.message.contains("50"),
-        "{}",
-        r.message
-    );
+    assert!(r.message.contains("allocatedStorageGiB") && r.message.contains("100") && r.message.contains("50"), "{}", r.message);
     assert!(p.steps.is_empty());
 }
 
@@ -137,23 +105,14 @@ fn encryption_engine_and_downgrades_are_unsupported() {
         (db(json!({"engineVersion": "15.2"})), "engineVersion"),
     ] {
         let p = with(false, |c| plan_database(&spec, Some(&live_db()), c));
-        assert!(
-            p.refusal
-                .as_ref()
-                .is_some_and(|r| r.message.contains(field)),
-            "{field}: {p:?}"
-        );
+        assert!(p.refusal.as_ref().is_some_and(|r| r.message.contains(field)), "{field}: {p:?}");
     }
 }
 
 #[test]
 fn engine_upgrades_across_a_major_version_say_so() {
-    let minor = with(false, |c| {
-        plan_database(&db(json!({"engineVersion": "16.6"})), Some(&live_db()), c)
-    });
-    let major = with(false, |c| {
-        plan_database(&db(json!({"engineVersion": "17.1"})), Some(&live_db()), c)
-    });
+    let minor = with(false, |c| plan_database(&db(json!({"engineVersion": "16.6"})), Some(&live_db()), c));
+    let major = with(false, |c| plan_database(&db(json!({"engineVersion": "17.1"})), Some(&live_db()), c));
     let flag = |p: &ResourcePlan| match &p.steps[0] {
         Step::ModifyDatabase { modify, .. } => modify.allow_major_version_upgrade,
         _ => panic!(),
@@ -167,32 +126,20 @@ fn a_resource_owned_by_another_stack_is_a_conflict_and_an_unowned_one_needs_the_
     let mut theirs = live_db();
     theirs.tags.insert(OWNER_TAG.into(), "other/stack".into());
     let p = with(false, |c| plan_database(&db(json!({})), Some(&theirs), c));
-    assert!(p
-        .refusal
-        .unwrap()
-        .message
-        .contains("belongs to other/stack"));
+    assert!(p.refusal.unwrap().message.contains("belongs to other/stack"));
     let mut unowned = live_db();
     unowned.tags.clear();
     let refused = with(false, |c| plan_database(&db(json!({})), Some(&unowned), c));
-    assert!(refused
-        .refusal
-        .unwrap()
-        .message
-        .contains("shipshape.dev/adopt"));
+    assert!(refused.refusal.unwrap().message.contains("shipshape.dev/adopt"));
     let adopted = with(true, |c| plan_database(&db(json!({})), Some(&unowned), c));
     assert!(adopted.refusal.is_none());
-    assert!(
-        matches!(adopted.steps[0], Step::TagDatabase { .. }),
-        "adoption tags the resource as owned"
-    );
+    assert!(matches!(adopted.steps[0], Step::TagDatabase { .. }), "adoption tags the resource as owned");
 }
 
 #[test]
 fn a_new_bucket_gets_every_declared_setting() {
-    let spec = bucket(
-        json!({"versioning": true, "lifecycle": [{"prefix": "tmp/", "expireDays": 7}], "encryption": {"algorithm": "AES256"}}),
-    );
+    let spec =
+        bucket(json!({"versioning": true, "lifecycle": [{"prefix": "tmp/", "expireDays": 7}], "encryption": {"algorithm": "AES256"}}));
     let p = with(false, |c| plan_bucket(&spec, None, c));
     let kinds: Vec<&str> = p
         .steps
@@ -207,17 +154,7 @@ fn a_new_bucket_gets_every_declared_setting() {
             _ => "other",
         })
         .collect();
-    assert_eq!(
-        kinds,
-        [
-            "create",
-            "tags",
-            "versioning",
-            "encryption",
-            "block",
-            "lifecycle"
-        ]
-    );
+    assert_eq!(kinds, ["create", "tags", "versioning", "encryption", "block", "lifecycle"]);
     assert_eq!(p.lines(), ["Bucket uploads: create"]);
 }
 
@@ -233,30 +170,16 @@ fn bucket_drift_is_planned_per_field_and_foreign_tags_are_kept() {
         prefix: "".into(),
         expire_days: None,
         transitions: vec![
-            Transition {
-                days: 30,
-                storage_class: StorageClass::StandardIa,
-            },
-            Transition {
-                days: 90,
-                storage_class: StorageClass::Glacier,
-            },
+            Transition { days: 30, storage_class: StorageClass::StandardIa },
+            Transition { days: 90, storage_class: StorageClass::Glacier },
         ],
     }];
     let p = with(false, |c| plan_bucket(&spec, Some(&live), c));
     let fields: Vec<_> = p.changes.iter().map(|c| c.field).collect();
-    assert_eq!(
-        fields,
-        ["versioning"],
-        "transitions compare in any order: {p:?}"
-    );
+    assert_eq!(fields, ["versioning"], "transitions compare in any order: {p:?}");
     live.tags.remove("Project");
     let p = with(false, |c| plan_bucket(&spec, Some(&live), c));
-    let Some(Step::TagBucket { tags, .. }) =
-        p.steps.iter().find(|s| matches!(s, Step::TagBucket { .. }))
-    else {
-        panic!()
-    };
+    let Some(Step::TagBucket { tags, .. }) = p.steps.iter().find(|s| matches!(s, Step::TagBucket { .. })) else { panic!() };
     assert_eq!(tags.get("CostCenter").map(String::as_str), Some("7"));
     assert_eq!(tags.get("Project").map(String::as_str), Some("car-rental"));
 }
@@ -265,71 +188,29 @@ fn bucket_drift_is_planned_per_field_and_foreign_tags_are_kept() {
 fn turning_versioning_off_suspends_it_and_public_access_can_be_opened() {
     let mut live = live_bucket();
     live.versioning = Some("Enabled".into());
-    let p = with(false, |c| {
-        plan_bucket(
-            &bucket(json!({"versioning": false, "blockPublicAccess": false})),
-            Some(&live),
-            c,
-        )
-    });
-    assert!(p.steps.contains(&Step::SetVersioning {
-        name: "uploads".into(),
-        enabled: false
-    }));
-    assert!(p.steps.contains(&Step::SetPublicAccessBlock {
-        name: "uploads".into(),
-        block: false
-    }));
-    assert!(p
-        .lines()
-        .contains(&"Bucket uploads: update versioning: Enabled -> Suspended".to_string()));
+    let p = with(false, |c| plan_bucket(&bucket(json!({"versioning": false, "blockPublicAccess": false})), Some(&live), c));
+    assert!(p.steps.contains(&Step::SetVersioning { name: "uploads".into(), enabled: false }));
+    assert!(p.steps.contains(&Step::SetPublicAccessBlock { name: "uploads".into(), block: false }));
+    assert!(p.lines().contains(&"Bucket uploads: update versioning: Enabled -> Suspended".to_string()));
 }
 
 #[test]
 fn a_stack_plan_with_one_refusal_changes_nothing_and_its_hash_follows_its_content() {
     let mut live = live_db();
     live.allocated_storage_gib = 100;
-    let observed = Observed {
-        databases: [("car-rental-db".to_string(), Some(live))].into(),
-        buckets: Default::default(),
-    };
-    let p = with(false, |c| {
-        plan(&[db(json!({}))], &[bucket(json!({}))], &observed, c)
-    });
+    let observed = Observed { databases: [("car-rental-db".to_string(), Some(live))].into(), buckets: Default::default() };
+    let p = with(false, |c| plan(&[db(json!({}))], &[bucket(json!({}))], &observed, c));
     assert!(p.refusal().is_some());
-    let a = with(false, |c| {
-        plan(&[], &[bucket(json!({}))], &Observed::default(), c)
-    });
-    let b = with(false, |c| {
-        plan(
-            &[],
-            &[bucket(json!({"name": "other"}))],
-            &Observed::default(),
-            c,
-        )
-    });
+    let a = with(false, |c| plan(&[], &[bucket(json!({}))], &Observed::default(), c));
+    let b = with(false, |c| plan(&[], &[bucket(json!({"name": "other"}))], &Observed::default(), c));
     assert_ne!(a.hash(), b.hash());
-    assert_eq!(
-        a.hash(),
-        with(false, |c| plan(
-            &[],
-            &[bucket(json!({}))],
-            &Observed::default(),
-            c
-        ))
-        .hash()
-    );
+    assert_eq!(a.hash(), with(false, |c| plan(&[], &[bucket(json!({}))], &Observed::default(), c)).hash());
     assert_eq!(a.hash().len(), 12);
 }
 
 #[test]
 fn outputs_keys_and_snapshot_names_are_stable() {
     assert_eq!(env_key("car-rental-db"), "CAR_RENTAL_DB");
-    let t = chrono::DateTime::parse_from_rfc3339("2026-11-21T23:00:05Z")
-        .unwrap()
-        .with_timezone(&chrono::Utc);
-    assert_eq!(
-        final_snapshot_name("car-rental-db", t),
-        "car-rental-db-final-20261121230005"
-    );
+    let t = chrono::DateTime::parse_from_rfc3339("2026-11-21T23:00:05Z").unwrap().with_timezone(&chrono::Utc);
+    assert_eq!(final_snapshot_name("car-rental-db", t), "car-rental-db-final-20261121230005");
 }

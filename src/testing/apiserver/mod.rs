@@ -47,16 +47,9 @@ impl ApiServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, _) = broadcast::channel(65_536);
-        let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new()),
-            changes: tx,
-            bookmark_interval: Mutex::new(Duration::from_secs(5)),
-            addr,
-        });
-        let mut server = ApiServer {
-            shared: shared.clone(),
-            stop: None,
-        };
+        let shared =
+            Arc::new(Shared { store: Mutex::new(Store::new()), changes: tx, bookmark_interval: Mutex::new(Duration::from_secs(5)), addr });
+        let mut server = ApiServer { shared: shared.clone(), stop: None };
         for ns in ["default", "kube-system"] {
             server.create_namespace(ns);
         }
@@ -93,31 +86,16 @@ impl ApiServer {
 
     /// A kube client for this server.
     pub async fn client(&self) -> kube::Client {
-        let kc: kube::config::Kubeconfig =
-            serde_yaml::from_str(&self.kubeconfig_yaml()).expect("kubeconfig parses");
-        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-            .await
-            .expect("kubeconfig loads");
+        let kc: kube::config::Kubeconfig = serde_yaml::from_str(&self.kubeconfig_yaml()).expect("kubeconfig parses");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
         kube::Client::try_from(cfg).expect("client builds")
     }
 
     /// Installs CRDs, as `kubectl apply -f crds/` would.
     pub fn install_crds(&self, crds: &[Value]) {
-        let ty = ResourceType::builtin(
-            "apiextensions.k8s.io",
-            "v1",
-            "CustomResourceDefinition",
-            "customresourcedefinitions",
-            false,
-            &[],
-        );
+        let ty = ResourceType::builtin("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", false, &[]);
         for crd in crds {
-            let w = self.shared.store.lock().unwrap().create(
-                &ty,
-                None,
-                crd.clone(),
-                &Author::new("installer", "Update", false),
-            );
+            let w = self.shared.store.lock().unwrap().create(&ty, None, crd.clone(), &Author::new("installer", "Update", false));
             if let Ok(w) = w {
                 self.broadcast(w.changes);
             }
@@ -128,12 +106,7 @@ impl ApiServer {
     pub fn create_namespace(&self, name: &str) {
         let ty = ResourceType::builtin("", "v1", "Namespace", "namespaces", false, &[]);
         let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-        if let Ok(w) = self.shared.store.lock().unwrap().create(
-            &ty,
-            None,
-            obj,
-            &Author::new("installer", "Update", false),
-        ) {
+        if let Ok(w) = self.shared.store.lock().unwrap().create(&ty, None, obj, &Author::new("installer", "Update", false)) {
             self.broadcast(w.changes);
         }
     }
@@ -170,13 +143,8 @@ impl Drop for ApiServer {
 }
 
 fn json_response(code: u16, body: &Value) -> Response {
-    let mut r = (
-        StatusCode::from_u16(code).unwrap_or(StatusCode::OK),
-        body.to_string(),
-    )
-        .into_response();
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
+    let mut r = (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), body.to_string()).into_response();
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -193,24 +161,16 @@ struct Target {
 }
 
 fn parse_target(store: &Store, path: &str) -> Result<Option<Target>, ApiError> {
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] if !rest.is_empty() => ("", *v, rest),
         ["apis", g, v, rest @ ..] if !rest.is_empty() => (*g, *v, rest),
         _ => return Ok(None),
     };
     let find = |plural: &str| {
-        store.find_type(group, version, plural).ok_or_else(|| {
-            ApiError::new(
-                404,
-                "NotFound",
-                format!("the server could not find the requested resource ({plural})"),
-            )
-        })
+        store
+            .find_type(group, version, plural)
+            .ok_or_else(|| ApiError::new(404, "NotFound", format!("the server could not find the requested resource ({plural})")))
     };
     if rest[0] == "namespaces" && rest.len() >= 3 {
         let ty = find(rest[2])?;
@@ -224,21 +184,10 @@ fn parse_target(store: &Store, path: &str) -> Result<Option<Target>, ApiError> {
         }
     }
     let ty = find(rest[0])?;
-    Ok(Some(Target {
-        ty,
-        namespace: None,
-        name: rest.get(1).map(|s| s.to_string()),
-        subresource: rest.get(2).map(|s| s.to_string()),
-    }))
+    Ok(Some(Target { ty, namespace: None, name: rest.get(1).map(|s| s.to_string()), subresource: rest.get(2).map(|s| s.to_string()) }))
 }
 
-async fn handle(
-    State(shared): State<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let query: HashMap<String, String> = Query::try_from_uri(&uri).map(|q| q.0).unwrap_or_default();
     let path = uri.path().to_string();
     if let Some(r) = discovery(&shared, &path) {
@@ -250,43 +199,18 @@ async fn handle(
     };
     let target = match target {
         Ok(Some(t)) => t,
-        Ok(None) => {
-            return error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ))
-        }
+        Ok(None) => return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource")),
         Err(e) => return error_response(&e),
     };
     if let Some(sub) = &target.subresource {
         if sub != "status" || !target.ty.status_subresource {
-            return error_response(&ApiError::new(
-                404,
-                "NotFound",
-                "the server could not find the requested resource",
-            ));
+            return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
-    let accept = headers
-        .get("accept")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    let content_type = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_string();
+    let accept = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     let manager = query.get("fieldManager").cloned().unwrap_or_else(|| {
-        headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown")
-            .split('/')
-            .next()
-            .unwrap_or("unknown")
-            .to_string()
+        headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("unknown").split('/').next().unwrap_or("unknown").to_string()
     });
     if content_type.contains("protobuf") || content_type.contains("cbor") {
         return error_response(&ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format ({content_type}) - accepted media types include: application/json, application/yaml")));
@@ -296,9 +220,7 @@ async fn handle(
     let is_table = accept.contains("as=Table");
     let ns = target.namespace.clone().unwrap_or_default();
     let result: Result<(u16, Value), ApiError> = match (method.clone(), target.name.clone()) {
-        (Method::GET, None)
-            if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) =>
-        {
+        (Method::GET, None) if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) => {
             return watch(shared, target, query, is_table);
         }
         (Method::GET, None) => list(&shared, &target, &query, is_table),
@@ -306,70 +228,33 @@ async fn handle(
             let store = shared.store.lock().unwrap();
             store.get(&target.ty, &ns, &name).map(|o| {
                 if is_table {
-                    (
-                        200,
-                        table::table(&[o], &target.ty.printer_columns, &store.rv.to_string()),
-                    )
+                    (200, table::table(&[o], &target.ty.printer_columns, &store.rv.to_string()))
                 } else {
                     (200, o)
                 }
             })
         }
         (Method::POST, None) => match serde_json::from_slice::<Value>(&body) {
-            Err(e) => Err(ApiError::new(
-                400,
-                "BadRequest",
-                format!("the body of the request could not be decoded: {e}"),
-            )),
+            Err(e) => Err(ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}"))),
             Ok(obj) => write(&shared, dry_run, |s| {
-                s.create(
-                    &target.ty,
-                    target.namespace.as_deref(),
-                    obj,
-                    &Author::new(&manager, "Update", strict),
-                )
+                s.create(&target.ty, target.namespace.as_deref(), obj, &Author::new(&manager, "Update", strict))
             })
             .map(|o| (201, o)),
         },
         (Method::PUT, Some(name)) => match serde_json::from_slice::<Value>(&body) {
-            Err(e) => Err(ApiError::new(
-                400,
-                "BadRequest",
-                format!("the body of the request could not be decoded: {e}"),
-            )),
+            Err(e) => Err(ApiError::new(400, "BadRequest", format!("the body of the request could not be decoded: {e}"))),
             Ok(obj) => write(&shared, dry_run, |s| {
-                s.update(
-                    &target.ty,
-                    &ns,
-                    &name,
-                    obj,
-                    target.subresource.as_deref(),
-                    &Author::new(&manager, "Replace", strict),
-                )
+                s.update(&target.ty, &ns, &name, obj, target.subresource.as_deref(), &Author::new(&manager, "Replace", strict))
             })
             .map(|o| (200, o)),
         },
-        (Method::PATCH, Some(name)) => patch(
-            &shared,
-            &target,
-            &name,
-            &content_type,
-            &body,
-            &query,
-            &manager,
-            strict,
-            dry_run,
-        ),
+        (Method::PATCH, Some(name)) => patch(&shared, &target, &name, &content_type, &body, &query, &manager, strict, dry_run),
         (Method::DELETE, Some(name)) => {
             let opts: Value = serde_json::from_slice(&body).unwrap_or(json!({}));
             let pre = opts.get("preconditions").cloned().unwrap_or(json!({}));
             write(&shared, dry_run, |s| s.delete(&target.ty, &ns, &name, &pre)).map(|o| (200, o))
         }
-        _ => Err(ApiError::new(
-            405,
-            "MethodNotAllowed",
-            format!("{method} is not supported on {path}"),
-        )),
+        _ => Err(ApiError::new(405, "MethodNotAllowed", format!("{method} is not supported on {path}"))),
     };
     match result {
         Ok((code, body)) => json_response(code, &body),
@@ -377,11 +262,7 @@ async fn handle(
     }
 }
 
-fn write(
-    shared: &Shared,
-    dry_run: bool,
-    f: impl FnOnce(&mut Store) -> Result<Written, ApiError>,
-) -> Result<Value, ApiError> {
+fn write(shared: &Shared, dry_run: bool, f: impl FnOnce(&mut Store) -> Result<Written, ApiError>) -> Result<Value, ApiError> {
     let mut store = shared.store.lock().unwrap();
     if dry_run {
         // Run the write on a scratch copy: validation and defaulting happen, nothing is kept.
@@ -397,10 +278,7 @@ fn write(
         return f(&mut scratch).map(|w| w.object);
     }
     let mut w = f(&mut store)?;
-    if w.changes
-        .iter()
-        .any(|c| c.type_key == "events.events.k8s.io" && c.kind != "DELETED")
-    {
+    if w.changes.iter().any(|c| c.type_key == "events.events.k8s.io" && c.kind != "DELETED") {
         w.changes.extend(store.mirror_event(&w.object));
     }
     for c in w.changes {
@@ -423,21 +301,12 @@ fn matches(obj: &Value, ns: Option<&str>, l: &LabelSelector, f: &FieldSelector) 
         && f.matches(obj)
 }
 
-fn list(
-    shared: &Shared,
-    target: &Target,
-    query: &HashMap<String, String>,
-    is_table: bool,
-) -> Result<(u16, Value), ApiError> {
+fn list(shared: &Shared, target: &Target, query: &HashMap<String, String>, is_table: bool) -> Result<(u16, Value), ApiError> {
     let (l, f) = selectors(query)?;
     let store = shared.store.lock().unwrap();
     let key = target.ty.key();
     let start_after = query.get("continue").cloned().unwrap_or_default();
-    let limit: usize = query
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .filter(|l| *l > 0)
-        .unwrap_or(usize::MAX);
+    let limit: usize = query.get("limit").and_then(|l| l.parse().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
     let mut items = vec![];
     let mut next = None;
     for ((k, ns, name), obj) in store.objects.iter() {
@@ -450,11 +319,7 @@ fn list(
         }
         if items.len() == limit {
             next = items.last().map(|o: &Value| {
-                format!(
-                    "{}/{}",
-                    o["metadata"]["namespace"].as_str().unwrap_or(""),
-                    o["metadata"]["name"].as_str().unwrap_or("")
-                )
+                format!("{}/{}", o["metadata"]["namespace"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""))
             });
             break;
         }
@@ -468,10 +333,7 @@ fn list(
     if let Some(n) = next {
         meta["continue"] = json!(n);
     }
-    Ok((
-        200,
-        json!({"kind": format!("{}List", target.ty.kind), "apiVersion": target.ty.api_version(), "metadata": meta, "items": items}),
-    ))
+    Ok((200, json!({"kind": format!("{}List", target.ty.kind), "apiVersion": target.ty.api_version(), "metadata": meta, "items": items})))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -491,35 +353,22 @@ fn patch(
     let ct = content_type.split(';').next().unwrap_or("").trim();
     let ty = &target.ty;
     if ct == "application/apply-patch+yaml" {
-        let applied: Value = serde_yaml::from_slice(body)
-            .map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))?;
+        let applied: Value =
+            serde_yaml::from_slice(body).map_err(|e| ApiError::new(400, "BadRequest", format!("error decoding YAML: {e}")))?;
         if !query.contains_key("fieldManager") {
-            return Err(ApiError::new(
-                400,
-                "BadRequest",
-                "PATCH requests with apply content type require fieldManager",
-            ));
+            return Err(ApiError::new(400, "BadRequest", "PATCH requests with apply content type require fieldManager"));
         }
         let force = query.get("force").map(String::as_str) == Some("true");
         let _ = force; // Conflicts between managers are not modelled; see the module docs.
         return write(shared, dry_run, |s| {
             let key = (ty.key(), ns.clone(), name.to_string());
-            let applied_key = (
-                key.clone(),
-                manager.to_string(),
-                sub.unwrap_or("").to_string(),
-            );
+            let applied_key = (key.clone(), manager.to_string(), sub.unwrap_or("").to_string());
             let result = match s.objects.get(&key).cloned() {
                 None if sub.is_some() => Err(ApiError::not_found(ty, name)),
                 None => {
                     let mut obj = applied.clone();
                     obj["metadata"]["name"] = json!(name);
-                    s.create(
-                        ty,
-                        target.namespace.as_deref(),
-                        obj,
-                        &Author::new(manager, "Apply", strict),
-                    )
+                    s.create(ty, target.namespace.as_deref(), obj, &Author::new(manager, "Apply", strict))
                 }
                 Some(current) => {
                     let previous = s.applied.get(&applied_key).cloned().unwrap_or(json!({}));
@@ -539,14 +388,7 @@ fn patch(
                     if let Some(rv) = applied["metadata"]["resourceVersion"].as_str() {
                         merged["metadata"]["resourceVersion"] = json!(rv);
                     }
-                    s.update(
-                        ty,
-                        &ns,
-                        name,
-                        merged,
-                        sub,
-                        &Author::new(manager, "Apply", strict),
-                    )
+                    s.update(ty, &ns, name, merged, sub, &Author::new(manager, "Apply", strict))
                 }
             };
             if result.is_ok() {
@@ -651,10 +493,7 @@ fn apply_merge(target: &mut Value, applied: &Value) {
 
 fn watch_event(kind: &str, obj: &Value, ty: &ResourceType, is_table: bool) -> Value {
     let object = if is_table && kind != "BOOKMARK" && kind != "ERROR" {
-        let rv = obj["metadata"]["resourceVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
+        let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
         table::table(std::slice::from_ref(obj), &ty.printer_columns, &rv)
     } else {
         obj.clone()
@@ -662,23 +501,14 @@ fn watch_event(kind: &str, obj: &Value, ty: &ResourceType, is_table: bool) -> Va
     json!({"type": kind, "object": object})
 }
 
-fn watch(
-    shared: Arc<Shared>,
-    target: Target,
-    query: HashMap<String, String>,
-    is_table: bool,
-) -> Response {
+fn watch(shared: Arc<Shared>, target: Target, query: HashMap<String, String>, is_table: bool) -> Response {
     let (l, f) = match selectors(&query) {
         Ok(s) => s,
         Err(e) => return error_response(&e),
     };
     let (tx, mut rx) = mpsc::channel::<String>(1024);
     let bookmarks = query.get("allowWatchBookmarks").map(String::as_str) == Some("true");
-    let timeout = query
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse().ok())
-        .map(Duration::from_secs)
-        .unwrap_or(Duration::from_secs(1800));
+    let timeout = query.get("timeoutSeconds").and_then(|t| t.parse().ok()).map(Duration::from_secs).unwrap_or(Duration::from_secs(1800));
     let ns = target.namespace.clone();
     let ty = target.ty.clone();
     let key = ty.key();
@@ -691,15 +521,8 @@ fn watch(
         match requested.parse::<u64>() {
             Ok(rv) if rv > 0 => {
                 if rv < store.oldest_watchable {
-                    let status = ApiError::new(
-                        410,
-                        "Expired",
-                        format!(
-                            "too old resource version: {rv} ({})",
-                            store.oldest_watchable
-                        ),
-                    )
-                    .body();
+                    let status =
+                        ApiError::new(410, "Expired", format!("too old resource version: {rv} ({})", store.oldest_watchable)).body();
                     initial.push(json!({"type": "ERROR", "object": status}).to_string());
                 } else {
                     for c in store.log.iter().filter(|c| c.rv > rv && c.type_key == key) {
@@ -759,25 +582,15 @@ fn watch(
             }
         }
     });
-    let stream = futures::stream::poll_fn(move |cx| {
-        rx.poll_recv(cx)
-            .map(|o| o.map(|s| Ok::<_, std::io::Error>(Bytes::from(s))))
-    });
+    let stream = futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(|s| Ok::<_, std::io::Error>(Bytes::from(s)))));
     let mut r = Response::new(Body::from_stream(stream));
-    r.headers_mut()
-        .insert("content-type", "application/json".parse().unwrap());
-    r.headers_mut()
-        .insert("transfer-encoding", "chunked".parse().unwrap());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut().insert("transfer-encoding", "chunked".parse().unwrap());
     r
 }
 
 /// The event a selector-filtered watch sees: an object leaving the selection is DELETED for it.
-fn filtered(
-    c: &Change,
-    ns: Option<&str>,
-    l: &LabelSelector,
-    f: &FieldSelector,
-) -> Option<(&'static str, Value)> {
+fn filtered(c: &Change, ns: Option<&str>, l: &LabelSelector, f: &FieldSelector) -> Option<(&'static str, Value)> {
     let now = matches(&c.object, ns, l, f);
     let before = c.old.as_ref().is_some_and(|o| matches(o, ns, l, f));
     match (c.kind, before, now) {
@@ -792,18 +605,10 @@ fn filtered(
 
 fn discovery(shared: &Shared, path: &str) -> Option<Response> {
     let store = shared.store.lock().unwrap();
-    let segs: Vec<&str> = path
-        .trim_matches('/')
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
     let resources = |group: &str, version: &str| -> Value {
         let mut out = vec![];
-        for t in store
-            .types
-            .values()
-            .filter(|t| t.group == group && t.version == version)
-        {
+        for t in store.types.values().filter(|t| t.group == group && t.version == version) {
             out.push(json!({
                 "name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
                 "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
@@ -813,11 +618,7 @@ fn discovery(shared: &Shared, path: &str) -> Option<Response> {
                 out.push(json!({"name": format!("{}/status", t.plural), "singularName": "", "namespaced": t.namespaced, "kind": t.kind, "verbs": ["get", "patch", "update"]}));
             }
         }
-        let gv = if group.is_empty() {
-            version.to_string()
-        } else {
-            format!("{group}/{version}")
-        };
+        let gv = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
         json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": out})
     };
     let group_doc = |g: &str| -> Option<Value> {
@@ -845,21 +646,13 @@ fn discovery(shared: &Shared, path: &str) -> Option<Response> {
         }
         ["api", v] => resources("", v),
         ["apis"] => {
-            let groups: std::collections::BTreeSet<String> = store
-                .types
-                .values()
-                .filter(|t| !t.group.is_empty())
-                .map(|t| t.group.clone())
-                .collect();
+            let groups: std::collections::BTreeSet<String> =
+                store.types.values().filter(|t| !t.group.is_empty()).map(|t| t.group.clone()).collect();
             json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups.iter().filter_map(|g| group_doc(g)).collect::<Vec<_>>()})
         }
         ["apis", g] => group_doc(g)?,
         ["apis", g, v] => {
-            if !store
-                .types
-                .values()
-                .any(|t| t.group == *g && t.version == *v)
-            {
+            if !store.types.values().any(|t| t.group == *g && t.version == *v) {
                 return None;
             }
             resources(g, v)
@@ -869,22 +662,11 @@ fn discovery(shared: &Shared, path: &str) -> Option<Response> {
             let gvs: std::collections::BTreeSet<String> = store
                 .types
                 .values()
-                .map(|t| {
-                    if t.group.is_empty() {
-                        format!("api/{}", t.version)
-                    } else {
-                        format!("apis/{}", t.api_version())
-                    }
-                })
+                .map(|t| if t.group.is_empty() { format!("api/{}", t.version) } else { format!("apis/{}", t.api_version()) })
                 .collect();
             let paths: serde_json::Map<String, Value> = gvs
                 .into_iter()
-                .map(|gv| {
-                    (
-                        gv.clone(),
-                        json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", store.rv)}),
-                    )
-                })
+                .map(|gv| (gv.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{gv}?hash={}", store.rv)})))
                 .collect();
             json!({"paths": paths})
         }
@@ -897,30 +679,24 @@ fn discovery(shared: &Shared, path: &str) -> Option<Response> {
                 _ => return None,
             };
             let mut paths = serde_json::Map::new();
-            for t in store
-                .types
-                .values()
-                .filter(|t| t.group == group && t.version == version)
-            {
-                let prefix = if group.is_empty() {
-                    format!("/api/{version}")
-                } else {
-                    format!("/apis/{group}/{version}")
-                };
+            for t in store.types.values().filter(|t| t.group == group && t.version == version) {
+                let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
                 let path = if t.namespaced {
                     format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
                 } else {
                     format!("{prefix}/{}/{{name}}", t.plural)
                 };
                 let gvk = json!({"group": t.group, "version": t.version, "kind": t.kind});
-                let param =
-                    |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string"}});
-                paths.insert(path, json!({"patch": {
-                    "x-kubernetes-group-version-kind": gvk,
-                    "x-kubernetes-action": "patch",
-                    "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")],
-                    "responses": {"200": {"description": "OK"}},
-                }}));
+                let param = |n: &str| json!({"name": n, "in": "query", "schema": {"type": "string"}});
+                paths.insert(
+                    path,
+                    json!({"patch": {
+                        "x-kubernetes-group-version-kind": gvk,
+                        "x-kubernetes-action": "patch",
+                        "parameters": [param("dryRun"), param("fieldManager"), param("fieldValidation"), param("force")],
+                        "responses": {"200": {"description": "OK"}},
+                    }}),
+                );
             }
             if paths.is_empty() {
                 return None;

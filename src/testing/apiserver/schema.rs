@@ -42,10 +42,7 @@ pub fn normalize(schema: &Value, obj: &mut Value, old: Option<&Value>) -> Outcom
         }
         let unknown: Vec<String> = map
             .keys()
-            .filter(|k| {
-                !matches!(k.as_str(), "apiVersion" | "kind" | "metadata")
-                    && props.get(k.as_str()).is_none()
-            })
+            .filter(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") && props.get(k.as_str()).is_none())
             .cloned()
             .collect();
         for k in unknown {
@@ -99,9 +96,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
     let preserve = s("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
     if let Some(want) = s("type").and_then(Value::as_str) {
         let got = type_of(v);
-        let ok = got == want
-            || (want == "number" && got == "integer")
-            || (int_or_string && (got == "integer" || got == "string"));
+        let ok = got == want || (want == "number" && got == "integer") || (int_or_string && (got == "integer" || got == "string"));
         if !ok {
             out.causes.push(Cause {
                 reason: "FieldValueTypeInvalid",
@@ -121,11 +116,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
             out.causes.push(Cause {
                 reason: "FieldValueNotSupported",
                 field: path.to_string(),
-                message: format!(
-                    "Unsupported value: {}: supported values: {}",
-                    shown(v),
-                    list.join(", ")
-                ),
+                message: format!("Unsupported value: {}: supported values: {}", shown(v), list.join(", ")),
             });
         }
     }
@@ -134,12 +125,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
         Value::Array(items) => {
             let n = items.len() as u64;
             if let Some(min) = s("minItems").and_then(Value::as_u64).filter(|m| n < *m) {
-                invalid(
-                    out,
-                    path,
-                    &Value::from(n),
-                    format!("should have at least {min} items"),
-                );
+                invalid(out, path, &Value::from(n), format!("should have at least {min} items"));
             }
             if let Some(max) = s("maxItems").and_then(Value::as_u64).filter(|m| n > *m) {
                 out.causes.push(Cause {
@@ -169,9 +155,7 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
             }
             if let Some(p) = s("pattern").and_then(Value::as_str) {
                 match Regex::new(p) {
-                    Ok(re) if !re.is_match(text) => {
-                        invalid(out, path, v, format!("should match '{p}'"))
-                    }
+                    Ok(re) if !re.is_match(text) => invalid(out, path, v, format!("should match '{p}'")),
                     _ => {}
                 }
             }
@@ -182,21 +166,13 @@ fn walk(schema: &Value, v: &mut Value, path: &str, out: &mut Outcome) {
             let excl_max = s("exclusiveMaximum").and_then(Value::as_bool) == Some(true);
             if let Some(min) = s("minimum").and_then(Value::as_f64) {
                 if x < min || (excl_min && x == min) {
-                    let rel = if excl_min {
-                        "greater than"
-                    } else {
-                        "greater than or equal to"
-                    };
+                    let rel = if excl_min { "greater than" } else { "greater than or equal to" };
                     invalid(out, path, v, format!("should be {rel} {}", num(min)));
                 }
             }
             if let Some(max) = s("maximum").and_then(Value::as_f64) {
                 if x > max || (excl_max && x == max) {
-                    let rel = if excl_max {
-                        "less than"
-                    } else {
-                        "less than or equal to"
-                    };
+                    let rel = if excl_max { "less than" } else { "less than or equal to" };
                     invalid(out, path, v, format!("should be {rel} {}", num(max)));
                 }
             }
@@ -213,25 +189,12 @@ fn num(x: f64) -> String {
     }
 }
 
-fn object(
-    schema: &Value,
-    map: &mut Map<String, Value>,
-    path: &str,
-    preserve: bool,
-    out: &mut Outcome,
-) {
+fn object(schema: &Value, map: &mut Map<String, Value>, path: &str, preserve: bool, out: &mut Outcome) {
     let props = schema.get("properties").and_then(Value::as_object);
     let additional = schema.get("additionalProperties").filter(|a| a.is_object());
     // Nulls of non-nullable fields are dropped before defaulting, as the server does.
     if let Some(props) = props {
-        map.retain(|k, v| {
-            !(v.is_null()
-                && props
-                    .get(k)
-                    .and_then(|p| p.get("nullable"))
-                    .and_then(Value::as_bool)
-                    != Some(true))
-        });
+        map.retain(|k, v| !(v.is_null() && props.get(k).and_then(|p| p.get("nullable")).and_then(Value::as_bool) != Some(true)));
         for (k, p) in props {
             if let (false, Some(d)) = (map.contains_key(k), p.get("default")) {
                 map.insert(k.clone(), d.clone());
@@ -241,11 +204,7 @@ fn object(
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for r in required.iter().filter_map(Value::as_str) {
             if !map.contains_key(r) {
-                out.causes.push(Cause {
-                    reason: "FieldValueRequired",
-                    field: format!("{path}.{r}"),
-                    message: "Required value".into(),
-                });
+                out.causes.push(Cause { reason: "FieldValueRequired", field: format!("{path}.{r}"), message: "Required value".into() });
             }
         }
     }
@@ -256,8 +215,7 @@ fn object(
         match sub {
             Some(sub) => {
                 if let Some(v) = map.get_mut(&k) {
-                    if !(v.is_null() && sub.get("nullable").and_then(Value::as_bool) == Some(true))
-                    {
+                    if !(v.is_null() && sub.get("nullable").and_then(Value::as_bool) == Some(true)) {
                         walk(sub, v, &child, out);
                     }
                 }
@@ -298,19 +256,15 @@ mod tests {
     fn messages_read_like_the_api_servers() {
         let mut o = json!({"spec": {"sha": "XYZ", "replicas": -1, "policy": "Keep"}});
         let out = normalize(&schema(), &mut o, None);
-        let msgs: Vec<String> = out
-            .causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
-        assert!(msgs.contains(&r#"spec.sha: Invalid value: "XYZ": spec.sha in body should match '^[0-9a-f]{7,40}$'"#.to_string()), "{msgs:?}");
-        assert!(msgs.contains(&"spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0".to_string()), "{msgs:?}");
+        let msgs: Vec<String> = out.causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
         assert!(
-            msgs.contains(
-                &r#"spec.policy: Unsupported value: "Keep": supported values: "Retain", "Delete""#
-                    .to_string()
-            ),
+            msgs.contains(&r#"spec.sha: Invalid value: "XYZ": spec.sha in body should match '^[0-9a-f]{7,40}$'"#.to_string()),
             "{msgs:?}"
         );
+        assert!(
+            msgs.contains(&"spec.replicas: Invalid value: -1: spec.replicas in body should be greater than or equal to 0".to_string()),
+            "{msgs:?}"
+        );
+        assert!(msgs.contains(&r#"spec.policy: Unsupported value: "Keep": supported values: "Retain", "Delete""#.to_string()), "{msgs:?}");
     }
 }

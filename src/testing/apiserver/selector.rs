@@ -81,14 +81,8 @@ fn set(v: &str) -> Result<Vec<String>, String> {
     let inner = v
         .strip_prefix('(')
         .and_then(|v| v.strip_suffix(')'))
-        .ok_or_else(|| {
-            format!("unable to parse requirement: values must be in parentheses: {v}")
-        })?;
-    Ok(inner
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect())
+        .ok_or_else(|| format!("unable to parse requirement: values must be in parentheses: {v}"))?;
+    Ok(inner.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
 }
 
 /// A field selector; the API server supports `metadata.name` and `metadata.namespace` for
@@ -108,9 +102,7 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, true, v)
             } else {
-                return Err(format!(
-                    "invalid selector: '{part}'; can't understand '{part}'"
-                ));
+                return Err(format!("invalid selector: '{part}'; can't understand '{part}'"));
             };
             if k != "metadata.name" && k != "metadata.namespace" {
                 return Err(format!("field label not supported: {k}"));
@@ -139,12 +131,8 @@ mod tests {
     fn set_based_and_equality_requirements_combine() {
         let labels = json!({"app": "api", "tier": "web"});
         let l = labels.as_object();
-        assert!(LabelSelector::parse("app=api,tier in (web,worker)")
-            .unwrap()
-            .matches(l));
-        assert!(!LabelSelector::parse("app=api,tier notin (web)")
-            .unwrap()
-            .matches(l));
+        assert!(LabelSelector::parse("app=api,tier in (web,worker)").unwrap().matches(l));
+        assert!(!LabelSelector::parse("app=api,tier notin (web)").unwrap().matches(l));
         assert!(LabelSelector::parse("app,!missing").unwrap().matches(l));
         assert!(!LabelSelector::parse("app!=api").unwrap().matches(l));
         assert!(!LabelSelector::parse("app=api").unwrap().matches(None));

@@ -56,14 +56,7 @@ impl ResourceType {
         }
     }
     /// Built-in kinds the controller and kubectl touch.
-    pub fn builtin(
-        group: &str,
-        version: &str,
-        kind: &str,
-        plural: &str,
-        namespaced: bool,
-        short: &[&str],
-    ) -> Self {
+    pub fn builtin(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool, short: &[&str]) -> Self {
         ResourceType {
             group: group.into(),
             version: version.into(),
@@ -83,39 +76,22 @@ impl ResourceType {
     pub fn from_crd(crd: &Value) -> Option<Self> {
         let spec = &crd["spec"];
         let names = &spec["names"];
-        let version = spec["versions"]
-            .as_array()?
-            .iter()
-            .find(|v| v["served"].as_bool() != Some(false))?;
+        let version = spec["versions"].as_array()?.iter().find(|v| v["served"].as_bool() != Some(false))?;
         let strings = |v: &Value| -> Vec<String> {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|s| s.as_str().map(String::from))
-                        .collect()
-                })
-                .unwrap_or_default()
+            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
         };
         Some(ResourceType {
             group: spec["group"].as_str()?.into(),
             version: version["name"].as_str()?.into(),
             kind: names["kind"].as_str()?.into(),
             plural: names["plural"].as_str()?.into(),
-            singular: names["singular"]
-                .as_str()
-                .map(String::from)
-                .unwrap_or_else(|| names["kind"].as_str().unwrap_or("").to_lowercase()),
+            singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| names["kind"].as_str().unwrap_or("").to_lowercase()),
             namespaced: spec["scope"].as_str() == Some("Namespaced"),
             short_names: strings(&names["shortNames"]),
             categories: strings(&names["categories"]),
             status_subresource: version["subresources"]["status"].is_object(),
-            schema: version["schema"]["openAPIV3Schema"]
-                .as_object()
-                .map(|o| Value::Object(o.clone())),
-            printer_columns: version["additionalPrinterColumns"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
+            schema: version["schema"]["openAPIV3Schema"].as_object().map(|o| Value::Object(o.clone())),
+            printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
             custom: true,
         })
     }
@@ -137,20 +113,11 @@ pub struct ApiError {
 impl ApiError {
     /// A new error.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            details: json!({}),
-        }
+        ApiError { code, reason, message: message.into(), details: json!({}) }
     }
     /// `<plural>.<group> "<name>" not found`.
     pub fn not_found(ty: &ResourceType, name: &str) -> Self {
-        let what = if ty.group.is_empty() {
-            ty.plural.clone()
-        } else {
-            ty.key()
-        };
+        let what = if ty.group.is_empty() { ty.plural.clone() } else { ty.key() };
         ApiError {
             details: json!({"name": name, "group": ty.group, "kind": ty.plural}),
             ..ApiError::new(404, "NotFound", format!("{what} \"{name}\" not found"))
@@ -196,11 +163,7 @@ pub struct Author<'a> {
 impl<'a> Author<'a> {
     /// A writer.
     pub fn new(manager: &'a str, operation: &'a str, strict: bool) -> Self {
-        Author {
-            manager,
-            operation,
-            strict,
-        }
+        Author { manager, operation, strict }
     }
 }
 
@@ -303,10 +266,7 @@ impl Store {
 
     /// Finds a type by group and plural.
     pub fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
-        self.types
-            .values()
-            .find(|t| t.group == group && t.version == version && t.plural == plural)
-            .cloned()
+        self.types.values().find(|t| t.group == group && t.version == version && t.plural == plural).cloned()
     }
 
     fn next_rv(&mut self) -> u64 {
@@ -314,20 +274,8 @@ impl Store {
         self.rv
     }
 
-    fn record(
-        &mut self,
-        type_key: &str,
-        kind: &'static str,
-        object: Value,
-        old: Option<Value>,
-    ) -> Arc<Change> {
-        let change = Arc::new(Change {
-            rv: self.rv,
-            type_key: type_key.to_string(),
-            kind,
-            object,
-            old,
-        });
+    fn record(&mut self, type_key: &str, kind: &'static str, object: Value, old: Option<Value>) -> Arc<Change> {
+        let change = Arc::new(Change { rv: self.rv, type_key: type_key.to_string(), kind, object, old });
         self.log.push_back(change.clone());
         while self.log.len() > self.log_capacity {
             if let Some(c) = self.log.pop_front() {
@@ -345,18 +293,10 @@ impl Store {
     }
 
     /// Validates and defaults a custom resource; returns the 422/400 error if any.
-    fn normalize(
-        &self,
-        ty: &ResourceType,
-        obj: &mut Value,
-        old: Option<&Value>,
-        strict: bool,
-    ) -> Result<(), ApiError> {
+    fn normalize(&self, ty: &ResourceType, obj: &mut Value, old: Option<&Value>, strict: bool) -> Result<(), ApiError> {
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let mut causes = vec![];
-        if ty.custom
-            && (name.len() > 253 || !regex::Regex::new(DNS_SUBDOMAIN).unwrap().is_match(&name))
-        {
+        if ty.custom && (name.len() > 253 || !regex::Regex::new(DNS_SUBDOMAIN).unwrap().is_match(&name)) {
             causes.push(schema::Cause {
                 reason: "FieldValueInvalid",
                 field: "metadata.name".into(),
@@ -366,20 +306,11 @@ impl Store {
         if let Some(sch) = &ty.schema {
             let out = schema::normalize(sch, obj, old);
             if strict && !out.unknown.is_empty() {
-                let list: Vec<String> = out
-                    .unknown
-                    .iter()
-                    .map(|u| format!("unknown field \"{u}\""))
-                    .collect();
+                let list: Vec<String> = out.unknown.iter().map(|u| format!("unknown field \"{u}\"")).collect();
                 return Err(ApiError::new(
                     400,
                     "BadRequest",
-                    format!(
-                        "{}.{} \"{name}\" is invalid: strict decoding error: {}",
-                        ty.kind,
-                        ty.group,
-                        list.join(", ")
-                    ),
+                    format!("{}.{} \"{name}\" is invalid: strict decoding error: {}", ty.kind, ty.group, list.join(", ")),
                 ));
             }
             causes.extend(out.causes);
@@ -387,30 +318,15 @@ impl Store {
         if causes.is_empty() {
             return Ok(());
         }
-        let joined: Vec<String> = causes
-            .iter()
-            .map(|c| format!("{}: {}", c.field, c.message))
-            .collect();
-        let text = if joined.len() == 1 {
-            joined[0].clone()
-        } else {
-            format!("[{}]", joined.join(", "))
-        };
-        let group_kind = if ty.group.is_empty() {
-            ty.kind.clone()
-        } else {
-            format!("{}.{}", ty.kind, ty.group)
-        };
+        let joined: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
+        let text = if joined.len() == 1 { joined[0].clone() } else { format!("[{}]", joined.join(", ")) };
+        let group_kind = if ty.group.is_empty() { ty.kind.clone() } else { format!("{}.{}", ty.kind, ty.group) };
         Err(ApiError {
             details: json!({
                 "name": name, "group": ty.group, "kind": ty.kind,
                 "causes": causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect::<Vec<_>>(),
             }),
-            ..ApiError::new(
-                422,
-                "Invalid",
-                format!("{group_kind} \"{name}\" is invalid: {text}"),
-            )
+            ..ApiError::new(422, "Invalid", format!("{group_kind} \"{name}\" is invalid: {text}"))
         })
     }
 
@@ -421,49 +337,35 @@ impl Store {
     }
 
     /// Creates an object (POST, or server-side apply of a missing object).
-    pub fn create(
-        &mut self,
-        ty: &ResourceType,
-        namespace: Option<&str>,
-        mut obj: Value,
-        by: &Author,
-    ) -> Result<Written, ApiError> {
-        let Author {
-            manager,
-            operation,
-            strict,
-        } = *by;
+    pub fn create(&mut self, ty: &ResourceType, namespace: Option<&str>, mut obj: Value, by: &Author) -> Result<Written, ApiError> {
+        let Author { manager, operation, strict } = *by;
         if !obj.is_object() {
-            return Err(ApiError::new(
-                400,
-                "BadRequest",
-                "the body of the request must be an object",
-            ));
+            return Err(ApiError::new(400, "BadRequest", "the body of the request must be an object"));
         }
         let meta = obj["metadata"].as_object().cloned().unwrap_or_default();
-        let mut name = meta
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let mut name = meta.get("name").and_then(Value::as_str).unwrap_or("").to_string();
         if name.is_empty() {
             if let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
                 name = format!("{prefix}{:05x}", rand::random::<u32>() & 0xfffff);
             } else {
-                return Err(ApiError::new(422, "Invalid", format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", ty.kind)));
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("{} \"\" is invalid: metadata.name: Required value: name or generateName is required", ty.kind),
+                ));
             }
         }
         let ns = if ty.namespaced {
             let body_ns = meta.get("namespace").and_then(Value::as_str);
             let ns = namespace.unwrap_or("default");
             if body_ns.is_some_and(|b| b != ns) {
-                return Err(ApiError::new(400, "BadRequest", "the namespace of the provided object does not match the namespace sent on the request"));
+                return Err(ApiError::new(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
             }
-            if !self.objects.contains_key(&(
-                "namespaces".to_string(),
-                String::new(),
-                ns.to_string(),
-            )) {
+            if !self.objects.contains_key(&("namespaces".to_string(), String::new(), ns.to_string())) {
                 return Err(ApiError {
                     details: json!({"name": ns, "kind": "namespaces"}),
                     ..ApiError::new(404, "NotFound", format!("namespaces \"{ns}\" not found"))
@@ -475,18 +377,10 @@ impl Store {
         };
         let key = (ty.key(), ns.clone(), name.clone());
         if self.objects.contains_key(&key) {
-            let what = if ty.group.is_empty() {
-                ty.plural.clone()
-            } else {
-                ty.key()
-            };
+            let what = if ty.group.is_empty() { ty.plural.clone() } else { ty.key() };
             return Err(ApiError {
                 details: json!({"name": name, "group": ty.group, "kind": ty.plural}),
-                ..ApiError::new(
-                    409,
-                    "AlreadyExists",
-                    format!("{what} \"{name}\" already exists"),
-                )
+                ..ApiError::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists"))
             });
         }
         let o = obj.as_object_mut().unwrap();
@@ -498,11 +392,7 @@ impl Store {
         if ty.kind == "Namespace" {
             o.insert("status".into(), json!({"phase": "Active"}));
         }
-        let m = o
-            .entry("metadata")
-            .or_insert_with(|| json!({}))
-            .as_object_mut()
-            .unwrap();
+        let m = o.entry("metadata").or_insert_with(|| json!({})).as_object_mut().unwrap();
         m.insert("name".into(), json!(name));
         if ty.namespaced {
             m.insert("namespace".into(), json!(ns));
@@ -515,10 +405,7 @@ impl Store {
         if ty.custom {
             m.insert("generation".into(), json!(1));
         }
-        m.insert(
-            "managedFields".into(),
-            json!([managed_entry(manager, operation, &ty.api_version(), None)]),
-        );
+        m.insert("managedFields".into(), json!([managed_entry(manager, operation, &ty.api_version(), None)]));
         self.normalize(ty, &mut obj, None, strict)?;
         if ty.kind == "CustomResourceDefinition" {
             obj["status"] = json!({"conditions": [{"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()}], "acceptedNames": obj["spec"]["names"].clone()});
@@ -528,18 +415,12 @@ impl Store {
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         self.objects.insert(key, obj.clone());
         let change = self.record(&ty.key(), "ADDED", obj.clone(), None);
-        Ok(Written {
-            object: obj,
-            changes: vec![change],
-        })
+        Ok(Written { object: obj, changes: vec![change] })
     }
 
     /// Gets an object.
     pub fn get(&self, ty: &ResourceType, ns: &str, name: &str) -> Result<Value, ApiError> {
-        self.objects
-            .get(&(ty.key(), ns.to_string(), name.to_string()))
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(ty, name))
+        self.objects.get(&(ty.key(), ns.to_string(), name.to_string())).cloned().ok_or_else(|| ApiError::not_found(ty, name))
     }
 
     /// The common update path (PUT, PATCH, apply) for the main resource or `/status`.
@@ -552,48 +433,35 @@ impl Store {
         subresource: Option<&str>,
         by: &Author,
     ) -> Result<Written, ApiError> {
-        let Author {
-            manager,
-            operation,
-            strict,
-        } = *by;
+        let Author { manager, operation, strict } = *by;
         let key = (ty.key(), ns.to_string(), name.to_string());
-        let old = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(ty, name))?;
+        let old = self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(ty, name))?;
         if !body.is_object() {
-            return Err(ApiError::new(
-                400,
-                "BadRequest",
-                "the body of the request must be an object",
-            ));
+            return Err(ApiError::new(400, "BadRequest", "the body of the request must be an object"));
         }
         if let Some(body_name) = body["metadata"]["name"].as_str() {
             if body_name != name {
-                return Err(ApiError::new(
-                    400,
-                    "BadRequest",
-                    "the name of the object does not match the name on the URL",
-                ));
+                return Err(ApiError::new(400, "BadRequest", "the name of the object does not match the name on the URL"));
             }
         }
         // Optimistic concurrency: a resourceVersion in the body is a precondition.
         match body["metadata"]["resourceVersion"].as_str() {
             Some(rv) if rv != old["metadata"]["resourceVersion"].as_str().unwrap_or("") => {
-                let what = if ty.group.is_empty() {
-                    ty.plural.clone()
-                } else {
-                    ty.key()
-                };
+                let what = if ty.group.is_empty() { ty.plural.clone() } else { ty.key() };
                 return Err(ApiError {
                     details: json!({"name": name, "group": ty.group, "kind": ty.plural}),
                     ..ApiError::new(409, "Conflict", format!("Operation cannot be fulfilled on {what} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"))
                 });
             }
             None if operation == "Replace" && ty.custom => {
-                return Err(ApiError::new(422, "Invalid", format!("{}.{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update", ty.kind, ty.group)));
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "{}.{} \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update",
+                        ty.kind, ty.group
+                    ),
+                ));
             }
             _ => {}
         }
@@ -622,11 +490,7 @@ impl Store {
                 }
             }
             // Server-owned metadata is kept from the stored object.
-            let m = o
-                .entry("metadata")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .unwrap();
+            let m = o.entry("metadata").or_insert_with(|| json!({})).as_object_mut().unwrap();
             for k in [
                 "name",
                 "namespace",
@@ -649,30 +513,19 @@ impl Store {
             n
         };
         if old["metadata"]["deletionTimestamp"].is_string() {
-            let before: Vec<&Value> = old["metadata"]["finalizers"]
-                .as_array()
-                .map(|a| a.iter().collect())
-                .unwrap_or_default();
-            let added = new["metadata"]["finalizers"]
-                .as_array()
-                .map(|a| a.iter().any(|f| !before.contains(&f)))
-                .unwrap_or(false);
+            let before: Vec<&Value> = old["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+            let added = new["metadata"]["finalizers"].as_array().map(|a| a.iter().any(|f| !before.contains(&f))).unwrap_or(false);
             if added {
                 return Err(ApiError::new(422, "Forbidden", format!("{} \"{name}\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted", ty.kind)));
             }
         }
         self.normalize(ty, &mut new, Some(&old), strict && subresource.is_none())?;
-        if ty.custom
-            && without(&new, &["metadata", "status"]) != without(&old, &["metadata", "status"])
-        {
+        if ty.custom && without(&new, &["metadata", "status"]) != without(&old, &["metadata", "status"]) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
             new["metadata"]["generation"] = json!(g + 1);
         }
         if metadata_without_managed(&new) == metadata_without_managed(&old) {
-            return Ok(Written {
-                object: old,
-                changes: vec![],
-            });
+            return Ok(Written { object: old, changes: vec![] });
         }
         set_managed(&mut new, manager, operation, &ty.api_version(), subresource);
         if ty.kind == "CustomResourceDefinition" {
@@ -680,57 +533,41 @@ impl Store {
         }
         let rv = self.next_rv();
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
-        let finished = new["metadata"]["deletionTimestamp"].is_string()
-            && new["metadata"]["finalizers"]
-                .as_array()
-                .is_none_or(|f| f.is_empty());
+        let finished =
+            new["metadata"]["deletionTimestamp"].is_string() && new["metadata"]["finalizers"].as_array().is_none_or(|f| f.is_empty());
         if finished {
             self.objects.remove(&key);
             self.applied.retain(|(k, _, _), _| k != &key);
             let change = self.record(&ty.key(), "DELETED", new.clone(), Some(old));
-            return Ok(Written {
-                object: new,
-                changes: vec![change],
-            });
+            return Ok(Written { object: new, changes: vec![change] });
         }
         self.objects.insert(key, new.clone());
         let change = self.record(&ty.key(), "MODIFIED", new.clone(), Some(old));
-        Ok(Written {
-            object: new,
-            changes: vec![change],
-        })
+        Ok(Written { object: new, changes: vec![change] })
     }
 
     /// Deletes an object: with finalizers it only gets a deletionTimestamp; without, it goes.
-    pub fn delete(
-        &mut self,
-        ty: &ResourceType,
-        ns: &str,
-        name: &str,
-        preconditions: &Value,
-    ) -> Result<Written, ApiError> {
+    pub fn delete(&mut self, ty: &ResourceType, ns: &str, name: &str, preconditions: &Value) -> Result<Written, ApiError> {
         let key = (ty.key(), ns.to_string(), name.to_string());
-        let old = self
-            .objects
-            .get(&key)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(ty, name))?;
+        let old = self.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(ty, name))?;
         for (field, k) in [("uid", "uid"), ("resourceVersion", "resourceVersion")] {
             if let Some(want) = preconditions.get(field).and_then(Value::as_str) {
                 if old["metadata"][k].as_str() != Some(want) {
-                    return Err(ApiError::new(409, "Conflict", format!("Precondition failed: {field} in precondition: {want}, {field} in object meta: {}", old["metadata"][k].as_str().unwrap_or(""))));
+                    return Err(ApiError::new(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Precondition failed: {field} in precondition: {want}, {field} in object meta: {}",
+                            old["metadata"][k].as_str().unwrap_or("")
+                        ),
+                    ));
                 }
             }
         }
-        let has_finalizers = old["metadata"]["finalizers"]
-            .as_array()
-            .is_some_and(|f| !f.is_empty());
+        let has_finalizers = old["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
         if has_finalizers {
             if old["metadata"]["deletionTimestamp"].is_string() {
-                return Ok(Written {
-                    object: old,
-                    changes: vec![],
-                });
+                return Ok(Written { object: old, changes: vec![] });
             }
             let mut new = old.clone();
             new["metadata"]["deletionTimestamp"] = json!(now());
@@ -743,10 +580,7 @@ impl Store {
             new["metadata"]["resourceVersion"] = json!(rv.to_string());
             self.objects.insert(key, new.clone());
             let change = self.record(&ty.key(), "MODIFIED", new.clone(), Some(old));
-            return Ok(Written {
-                object: new,
-                changes: vec![change],
-            });
+            return Ok(Written { object: new, changes: vec![change] });
         }
         let mut changes = vec![];
         let mut last = old.clone();
@@ -758,12 +592,7 @@ impl Store {
         if ty.kind == "CustomResourceDefinition" {
             if let Some(t) = ResourceType::from_crd(&last) {
                 self.types.remove(&t.key());
-                let gone: Vec<Key> = self
-                    .objects
-                    .keys()
-                    .filter(|k| k.0 == t.key())
-                    .cloned()
-                    .collect();
+                let gone: Vec<Key> = self.objects.keys().filter(|k| k.0 == t.key()).cloned().collect();
                 for k in gone {
                     if let Some(mut o) = self.objects.remove(&k) {
                         let rv = self.next_rv();
@@ -774,12 +603,7 @@ impl Store {
             }
         }
         if ty.kind == "Namespace" {
-            let gone: Vec<Key> = self
-                .objects
-                .keys()
-                .filter(|k| k.1 == name)
-                .cloned()
-                .collect();
+            let gone: Vec<Key> = self.objects.keys().filter(|k| k.1 == name).cloned().collect();
             for k in gone {
                 if let Some(mut o) = self.objects.remove(&k) {
                     let rv = self.next_rv();
@@ -788,10 +612,7 @@ impl Store {
                 }
             }
         }
-        Ok(Written {
-            object: last,
-            changes,
-        })
+        Ok(Written { object: last, changes })
     }
 }
 
@@ -803,17 +624,10 @@ impl Store {
         let Some(core) = self.types.get("events").cloned() else {
             return vec![];
         };
-        let ns = ev["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("default")
-            .to_string();
+        let ns = ev["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
         let name = ev["metadata"]["name"].as_str().unwrap_or("").to_string();
         let count = ev["series"]["count"].as_i64().unwrap_or(1);
-        let last = ev["series"]["lastObservedTime"]
-            .as_str()
-            .or(ev["eventTime"].as_str())
-            .unwrap_or("")
-            .to_string();
+        let last = ev["series"]["lastObservedTime"].as_str().or(ev["eventTime"].as_str()).unwrap_or("").to_string();
         let mut obj = json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": name, "namespace": ns},
@@ -822,32 +636,15 @@ impl Store {
             "reportingComponent": ev["reportingController"], "reportingInstance": ev["reportingInstance"],
             "action": ev["action"], "eventTime": ev["eventTime"], "firstTimestamp": ev["eventTime"], "lastTimestamp": last, "count": count,
         });
-        match self
-            .objects
-            .get(&(core.key(), ns.clone(), name.clone()))
-            .cloned()
-        {
-            None => self
-                .create(
-                    &core,
-                    Some(&ns),
-                    obj,
-                    &Author::new("event-mirror", "Update", false),
-                )
-                .map(|w| w.changes)
-                .unwrap_or_default(),
+        match self.objects.get(&(core.key(), ns.clone(), name.clone())).cloned() {
+            None => {
+                self.create(&core, Some(&ns), obj, &Author::new("event-mirror", "Update", false)).map(|w| w.changes).unwrap_or_default()
+            }
             Some(existing) => {
                 obj["metadata"] = existing["metadata"].clone();
-                self.update(
-                    &core,
-                    &ns,
-                    &name,
-                    obj,
-                    None,
-                    &Author::new("event-mirror", "Update", false),
-                )
-                .map(|w| w.changes)
-                .unwrap_or_default()
+                self.update(&core, &ns, &name, obj, None, &Author::new("event-mirror", "Update", false))
+                    .map(|w| w.changes)
+                    .unwrap_or_default()
             }
         }
     }
@@ -862,22 +659,10 @@ impl Default for Store {
 fn uid() -> String {
     let b: [u8; 16] = rand::random();
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
-fn managed_entry(
-    manager: &str,
-    operation: &str,
-    api_version: &str,
-    subresource: Option<&str>,
-) -> Value {
+fn managed_entry(manager: &str, operation: &str, api_version: &str, subresource: Option<&str>) -> Value {
     let mut e = json!({"manager": manager, "operation": if operation == "Apply" { "Apply" } else { "Update" }, "apiVersion": api_version, "time": now(), "fieldsType": "FieldsV1", "fieldsV1": {}});
     if let Some(s) = subresource {
         e["subresource"] = json!(s);
@@ -885,24 +670,13 @@ fn managed_entry(
     e
 }
 
-fn set_managed(
-    obj: &mut Value,
-    manager: &str,
-    operation: &str,
-    api_version: &str,
-    subresource: Option<&str>,
-) {
+fn set_managed(obj: &mut Value, manager: &str, operation: &str, api_version: &str, subresource: Option<&str>) {
     let entry = managed_entry(manager, operation, api_version, subresource);
-    let list = obj["metadata"]["managedFields"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let list = obj["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
     let mut list: Vec<Value> = list
         .into_iter()
         .filter(|e| {
-            !(e["manager"] == entry["manager"]
-                && e["operation"] == entry["operation"]
-                && e.get("subresource") == entry.get("subresource"))
+            !(e["manager"] == entry["manager"] && e["operation"] == entry["operation"] && e.get("subresource") == entry.get("subresource"))
         })
         .collect();
     list.push(entry);

@@ -34,10 +34,7 @@ pub fn jsonpath(obj: &Value, path: &str) -> Vec<Value> {
             } else if let Ok(i) = inner.parse::<usize>() {
                 current = current.iter().filter_map(|v| v.get(i).cloned()).collect();
             } else if inner == "*" {
-                current = current
-                    .iter()
-                    .flat_map(|v| v.as_array().cloned().unwrap_or_default())
-                    .collect();
+                current = current.iter().flat_map(|v| v.as_array().cloned().unwrap_or_default()).collect();
             } else {
                 return vec![];
             }
@@ -67,10 +64,7 @@ fn cell(values: Vec<Value>, type_: &str, now: DateTime<Utc>) -> Value {
         return json!("<none>");
     };
     if type_ == "date" {
-        if let Some(t) = first
-            .as_str()
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        {
+        if let Some(t) = first.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
             return json!(human_duration((now - t.with_timezone(&Utc)).num_seconds()));
         }
     }
@@ -79,11 +73,7 @@ fn cell(values: Vec<Value>, type_: &str, now: DateTime<Utc>) -> Value {
             if values.len() == 1 {
                 first.clone()
             } else {
-                json!(values
-                    .iter()
-                    .map(|v| v.as_str().map(String::from).unwrap_or(v.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(","))
+                json!(values.iter().map(|v| v.as_str().map(String::from).unwrap_or(v.to_string())).collect::<Vec<_>>().join(","))
             }
         }
         other => json!(other.to_string()),
@@ -93,17 +83,10 @@ fn cell(values: Vec<Value>, type_: &str, now: DateTime<Utc>) -> Value {
 /// Builds a Table of `objects` with `columns` (CRD additionalPrinterColumns; empty gives Age).
 pub fn table(objects: &[Value], columns: &[Value], resource_version: &str) -> Value {
     let now = Utc::now();
-    let mut defs = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
-    ];
+    let mut defs = vec![json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0})];
     let mut cols: Vec<(String, String)> = columns
         .iter()
-        .map(|c| {
-            (
-                c["jsonPath"].as_str().unwrap_or("").to_string(),
-                c["type"].as_str().unwrap_or("string").to_string(),
-            )
-        })
+        .map(|c| (c["jsonPath"].as_str().unwrap_or("").to_string(), c["type"].as_str().unwrap_or("string").to_string()))
         .collect();
     let mut descr: Vec<Value> = columns
         .iter()
@@ -141,10 +124,7 @@ mod tests {
     #[test]
     fn jsonpath_filters_conditions_by_type() {
         let o = json!({"status": {"conditions": [{"type": "Stalled", "status": "False"}, {"type": "Ready", "status": "True"}]}});
-        assert_eq!(
-            jsonpath(&o, r#".status.conditions[?(@.type=="Ready")].status"#),
-            vec![json!("True")]
-        );
+        assert_eq!(jsonpath(&o, r#".status.conditions[?(@.type=="Ready")].status"#), vec![json!("True")]);
         assert_eq!(jsonpath(&o, ".status.phase"), Vec::<Value>::new());
     }
 
