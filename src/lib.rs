@@ -6,6 +6,7 @@ pub mod api;
 pub mod aws;
 pub mod controller;
 pub mod core;
+pub mod health;
 pub mod http;
 pub mod metrics;
 pub mod plan;

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// All metrics of one controller process.
 #[derive(Clone)]
@@ -22,6 +24,18 @@ pub struct Metrics {
     pub aws_throttles: IntCounterVec,
     /// Managed fields put back after a change outside shipshape, by controller and kind.
     pub drift_corrections: IntCounterVec,
+    /// 1 for a release's current phase.
+    pub release_phase: IntGaugeVec,
+    /// Always 1; labels carry the release's SHA and stable SHA.
+    pub release_info: IntGaugeVec,
+    /// Finished rollouts by outcome.
+    pub rollouts: IntCounterVec,
+    /// Rollbacks by reason (analysis, deployment_failed, deadline, manual).
+    pub rollbacks: IntCounterVec,
+    /// Last value of each analysis query.
+    pub analysis_value: GaugeVec,
+    /// Seconds from the failing verdict to the rollback's UpdateService call.
+    pub rollback_seconds: Histogram,
 }
 
 impl Metrics {
@@ -52,12 +66,45 @@ impl Metrics {
         let drift_corrections =
             IntCounterVec::new(Opts::new("drift_corrections_total", "Managed fields put back after drift"), &["controller", "kind"])
                 .unwrap();
-        for c in [&reconciles, &errors, &aws_requests, &aws_throttles, &drift_corrections] {
+        let release_phase =
+            IntGaugeVec::new(Opts::new("release_phase", "1 for the release's current phase"), &["namespace", "name", "phase"]).unwrap();
+        let release_info =
+            IntGaugeVec::new(Opts::new("release_info", "Release SHA and stable SHA"), &["namespace", "name", "sha", "stable_sha"]).unwrap();
+        let rollouts = IntCounterVec::new(Opts::new("rollouts_total", "Finished rollouts by outcome"), &["outcome"]).unwrap();
+        let rollbacks = IntCounterVec::new(Opts::new("rollbacks_total", "Rollbacks by reason"), &["reason"]).unwrap();
+        let analysis_value =
+            GaugeVec::new(Opts::new("analysis_value", "Last value of an analysis query"), &["namespace", "name", "query"]).unwrap();
+        let rollback_seconds = Histogram::with_opts(
+            HistogramOpts::new("rollback_seconds", "Seconds from the failing verdict to the rollback's UpdateService call")
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+        )
+        .unwrap();
+        for g in [&release_phase, &release_info] {
+            registry.register(Box::new(g.clone())).unwrap();
+        }
+        registry.register(Box::new(analysis_value.clone())).unwrap();
+        registry.register(Box::new(rollback_seconds.clone())).unwrap();
+        for c in [&reconciles, &errors, &aws_requests, &aws_throttles, &drift_corrections, &rollouts, &rollbacks] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         registry.register(Box::new(reconcile_duration.clone())).unwrap();
         registry.register(Box::new(leader.clone())).unwrap();
-        Metrics { registry, reconciles, reconcile_duration, errors, leader, aws_requests, aws_throttles, drift_corrections }
+        Metrics {
+            registry,
+            reconciles,
+            reconcile_duration,
+            errors,
+            leader,
+            aws_requests,
+            aws_throttles,
+            drift_corrections,
+            release_phase,
+            release_info,
+            rollouts,
+            rollbacks,
+            analysis_value,
+            rollback_seconds,
+        }
     }
 
     /// Records one finished reconcile.

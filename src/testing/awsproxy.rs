@@ -50,6 +50,88 @@ pub struct Call {
 struct State_ {
     faults: HashMap<String, VecDeque<Fault>>,
     calls: Vec<Call>,
+    ecs: EcsModel,
+}
+
+/// ECS deployment dynamics moto lacks: a new PRIMARY deployment per task definition
+/// change, the previous one ACTIVE until the new one completes, `rolloutState`
+/// IN_PROGRESS → COMPLETED after a delay, or FAILED with failed tasks on demand.
+struct EcsModel {
+    delay: Duration,
+    services: HashMap<String, Vec<Deployment>>,
+    fail_next: HashMap<String, i64>,
+    counter: usize,
+}
+
+impl Default for EcsModel {
+    fn default() -> Self {
+        EcsModel { delay: Duration::from_secs(1), services: HashMap::new(), fail_next: HashMap::new(), counter: 0 }
+    }
+}
+
+#[derive(Clone)]
+struct Deployment {
+    id: String,
+    task_definition: String,
+    desired: i64,
+    created: std::time::Instant,
+    created_epoch: f64,
+    fail: Option<i64>,
+}
+
+impl EcsModel {
+    fn deploy(&mut self, service: &str, task_definition: &str, desired: i64, force: bool) {
+        let list = self.services.entry(service.to_string()).or_default();
+        if let Some(primary) = list.first_mut() {
+            if primary.task_definition == task_definition && !force {
+                primary.desired = desired;
+                return;
+            }
+        }
+        self.counter += 1;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let fail = self.fail_next.remove(service);
+        list.insert(
+            0,
+            Deployment {
+                id: format!("ecs-svc/{:019}", self.counter),
+                task_definition: task_definition.to_string(),
+                desired,
+                created: std::time::Instant::now(),
+                created_epoch: now,
+                fail,
+            },
+        );
+        list.truncate(2);
+    }
+
+    /// The deployments of a service as DescribeServices shows them now.
+    fn render(&self, service: &str) -> Option<(Vec<serde_json::Value>, i64)> {
+        let list = self.services.get(service)?;
+        let primary = list.first()?;
+        let done = primary.created.elapsed() >= self.delay;
+        let state = match (done, primary.fail) {
+            (true, Some(_)) => "FAILED",
+            (true, None) => "COMPLETED",
+            _ => "IN_PROGRESS",
+        };
+        let running = if state == "COMPLETED" { primary.desired } else { 0 };
+        let dep = |d: &Deployment, status: &str, state: &str, running: i64| {
+            serde_json::json!({
+                "id": d.id, "status": status, "taskDefinition": d.task_definition, "desiredCount": d.desired,
+                "pendingCount": d.desired - running, "runningCount": running, "failedTasks": if state == "FAILED" { d.fail.unwrap_or(0) } else { 0 },
+                "createdAt": d.created_epoch, "updatedAt": d.created_epoch, "launchType": "FARGATE",
+                "rolloutState": state, "rolloutStateReason": format!("ECS deployment {}", state.to_lowercase().replace('_', " ")),
+            })
+        };
+        let mut out = vec![dep(primary, "PRIMARY", state, running)];
+        if state != "COMPLETED" {
+            // The previous deployment keeps serving until the new one completes.
+            out.extend(list.get(1).map(|d| dep(d, "ACTIVE", "COMPLETED", d.desired)));
+        }
+        let total_running = out.iter().filter_map(|d| d["runningCount"].as_i64()).sum();
+        Some((out, total_running))
+    }
 }
 
 struct Shared {
@@ -118,9 +200,21 @@ impl AwsProxy {
         self.calls().into_iter().filter(|c| is_write(&c.operation)).collect()
     }
 
-    /// Forgets calls and pending faults.
+    /// Forgets calls and pending faults (the ECS deployments it models stay).
     pub fn reset(&self) {
-        *self.shared.state.lock().unwrap() = State_::default();
+        let mut s = self.shared.state.lock().unwrap();
+        s.calls.clear();
+        s.faults.clear();
+    }
+
+    /// How long an ECS deployment stays IN_PROGRESS before COMPLETED (or FAILED).
+    pub fn set_deployment_delay(&self, d: Duration) {
+        self.shared.state.lock().unwrap().ecs.delay = d;
+    }
+
+    /// The next deployment of `service` fails with `failed_tasks` tasks that did not start.
+    pub fn fail_next_deployment(&self, service: &str, failed_tasks: i64) {
+        self.shared.state.lock().unwrap().ecs.fail_next.insert(service.to_string(), failed_tasks);
     }
 }
 
@@ -247,7 +341,9 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
         },
         ("GET", "/__proxy/calls") => axum::Json(shared.state.lock().unwrap().calls.clone()).into_response(),
         ("POST", "/__proxy/reset") => {
-            *shared.state.lock().unwrap() = State_::default();
+            let mut s = shared.state.lock().unwrap();
+            s.calls.clear();
+            s.faults.clear();
             StatusCode::NO_CONTENT.into_response()
         }
         _ => StatusCode::NOT_FOUND.into_response(),
@@ -286,6 +382,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     let status = resp.status();
     let resp_headers = resp.headers().clone();
     let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+    if service == "ecs" && status.is_success() {
+        bytes = ecs_overlay(&shared, &operation, &body, bytes);
+    }
     if operation == "GetBucketVersioning" && status.is_success() {
         // moto names the root GetBucketVersioningResponse; S3 (and the SDK's parser) say
         // VersioningConfiguration.
@@ -300,6 +399,46 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     }
     out
+}
+
+/// Records deployments on CreateService/UpdateService and shows them in DescribeServices.
+fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u8>) -> Vec<u8> {
+    let req: serde_json::Value = serde_json::from_slice(request).unwrap_or_default();
+    let mut resp: serde_json::Value = match serde_json::from_slice(&response) {
+        Ok(v) => v,
+        Err(_) => return response,
+    };
+    let mut state = shared.state.lock().unwrap();
+    match operation {
+        "CreateService" | "UpdateService" => {
+            let name = req["serviceName"].as_str().or(req["service"].as_str()).unwrap_or("").rsplit('/').next().unwrap_or("").to_string();
+            let td = req["taskDefinition"]
+                .as_str()
+                .map(String::from)
+                .or_else(|| resp["service"]["taskDefinition"].as_str().map(String::from))
+                .unwrap_or_default();
+            let desired = req["desiredCount"].as_i64().or(resp["service"]["desiredCount"].as_i64()).unwrap_or(1);
+            let force = req["forceNewDeployment"].as_bool().unwrap_or(false);
+            state.ecs.deploy(&name, &td, desired, force);
+            if let Some((deps, running)) = state.ecs.render(&name) {
+                resp["service"]["deployments"] = serde_json::Value::Array(deps);
+                resp["service"]["runningCount"] = running.into();
+            }
+        }
+        "DescribeServices" => {
+            if let Some(services) = resp["services"].as_array_mut() {
+                for svc in services {
+                    let name = svc["serviceName"].as_str().unwrap_or("").to_string();
+                    if let Some((deps, running)) = state.ecs.render(&name) {
+                        svc["deployments"] = serde_json::Value::Array(deps);
+                        svc["runningCount"] = running.into();
+                    }
+                }
+            }
+        }
+        _ => return response,
+    }
+    serde_json::to_vec(&resp).unwrap_or(response)
 }
 
 #[cfg(test)]
@@ -336,5 +475,44 @@ mod tests {
     fn reads_and_writes_are_told_apart() {
         assert!(!is_write("DescribeDBInstances") && !is_write("GetBucketTagging") && !is_write("HeadBucket"));
         assert!(is_write("CreateBucket") && is_write("ModifyDBInstance") && is_write("PutBucketVersioning"));
+    }
+}
+
+#[cfg(test)]
+mod ecs_model_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_deployment_is_primary_in_progress_then_completed_and_the_old_one_drains() {
+        let mut m = EcsModel { delay: Duration::from_millis(50), ..Default::default() };
+        m.deploy("api", "td:1", 2, false);
+        std::thread::sleep(Duration::from_millis(60));
+        m.deploy("api", "td:2", 2, false);
+        let (deps, _) = m.render("api").unwrap();
+        assert_eq!((deps[0]["status"].as_str(), deps[0]["rolloutState"].as_str()), (Some("PRIMARY"), Some("IN_PROGRESS")));
+        assert_eq!((deps[1]["status"].as_str(), deps[1]["taskDefinition"].as_str()), (Some("ACTIVE"), Some("td:1")));
+        std::thread::sleep(Duration::from_millis(60));
+        let (deps, running) = m.render("api").unwrap();
+        assert_eq!(deps.len(), 1);
+        assert_eq!(deps[0]["rolloutState"], "COMPLETED");
+        assert_eq!(running, 2);
+    }
+
+    #[test]
+    fn a_deployment_marked_to_fail_ends_failed_with_failed_tasks() {
+        let mut m = EcsModel { delay: Duration::ZERO, ..Default::default() };
+        m.fail_next.insert("api".into(), 3);
+        m.deploy("api", "td:1", 2, false);
+        let (deps, _) = m.render("api").unwrap();
+        assert_eq!((deps[0]["rolloutState"].as_str(), deps[0]["failedTasks"].as_i64()), (Some("FAILED"), Some(3)));
+    }
+
+    #[test]
+    fn a_count_change_alone_makes_no_new_deployment() {
+        let mut m = EcsModel::default();
+        m.deploy("api", "td:1", 2, false);
+        m.deploy("api", "td:1", 4, false);
+        assert_eq!(m.services["api"].len(), 1);
+        assert_eq!(m.services["api"][0].desired, 4);
     }
 }

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 
 use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use crate::aws::{AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3};
-use crate::core::rollout::{DeploymentObs, ServiceObs};
-use crate::core::taskdef::TaskDefinitionSpec;
 use crate::core::environment::ObservedCluster;
+use crate::core::rollout::{DeploymentObs, ServiceObs};
 use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
+use crate::core::taskdef::TaskDefinitionSpec;
 
 #[derive(Default)]
 struct World {

@@ -1,0 +1,3 @@
+//! Metric sources for rollout analysis.
+
+pub mod prometheus;
