@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{aws_at, eventually, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, health, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -168,4 +168,111 @@ async fn an_env_only_change_is_a_new_rollout_and_its_rollback_restores_the_old_e
     s.phase("RolledBack").await;
     assert_eq!(s.service_task_definition().await, v1, "image, env and size revert together");
     assert_eq!(s.p.count("RegisterTaskDefinition"), 2);
+}
+
+const ERROR_RATE: &str =
+    r#"sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{service}}"}[5s]))"#;
+
+/// Analysis settings: warmup 2s, a round every 2s, 2 passing rounds to promote, 1 failure tolerated.
+fn analysis(query: &str, deadline: &str) -> String {
+    let q = query.replace('\'', "''");
+    format!("  rollout:\n    progressDeadline: {deadline}\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n")
+}
+
+async fn setup_with_health() -> Setup {
+    let h = health();
+    setup(&format!("  health: {{prometheus: {{url: \"{}\"}}}}\n", h.prometheus)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_with_a_20_percent_error_rate_is_rolled_back_within_the_analysis_window() {
+    let s = setup_with_health().await;
+    let h = health();
+    h.set_error_rate(&s.svc, 0.0);
+    let a = analysis(ERROR_RATE, "2m");
+    s.c.apply(&s.release("aaaa111", &a)).success();
+    eventually(Duration::from_secs(60), "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    s.c.apply(&s.release("bbbb222", &a)).success();
+    eventually(WAIT, "v2 Healthy", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    let stable_td = s.get("{.status.stableTaskDefinitionArn}");
+
+    // v3 serves 20% errors from the moment it is applied.
+    h.set_error_rate(&s.svc, 0.2);
+    s.c.apply(&s.release("cccc333", &a)).success();
+    eventually(WAIT, "v3 analyzing", || (s.get("{.status.phase}") == "Analyzing").then_some(())).await;
+    let analyzing = std::time::Instant::now();
+    s.phase("RolledBack").await;
+    // warmup 2s + (failureLimit+1) x interval 2s, plus a few seconds of slack.
+    assert!(analyzing.elapsed() < Duration::from_secs(6 + 6), "rolled back after {:?}", analyzing.elapsed());
+    assert_eq!(s.service_task_definition().await, stable_td);
+    let reason = s.get("{.status.history[0].reason}");
+    assert!(reason.contains("error-rate") && reason.contains("above max 0.05"), "{reason}");
+    let message = s.get("{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("error-rate"), "{message}");
+    assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted Promoted");
+    assert!(s.get("{.status.rollout}").is_empty());
+    assert_eq!(s.ctl.metric("shipshape_rollbacks_total", &["analysis"]), 1.0);
+    assert_eq!(s.ctl.metric("shipshape_rollback_seconds_count", &[]), 1.0);
+    let events = s.c.kubectl(&["get", "events", "-n", &s.ns]).stdout;
+    assert!(events.contains("RolledBack"), "{events}");
+
+    // Fixed, retried by annotation: promoted.
+    h.set_error_rate(&s.svc, 0.0);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    s.c.kubectl(&["annotate", "release", &s.svc, "-n", &s.ns, "shipshape.dev/retry=1"]).success();
+    eventually(Duration::from_secs(60), "v3 promoted on retry", || (s.get("{.status.stableSha}") == "cccc333").then_some(())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_data_holds_the_rollout_and_fails_it_at_the_deadline() {
+    let s = setup_with_health().await;
+    s.c.apply(&s.release("aaaa111", "")).success();
+    s.phase("Healthy").await;
+    let missing = r#"sum(rate(no_such_metric_total{service="{{service}}"}[5s]))"#;
+    s.c.apply(&s.release("bbbb222", &analysis(missing, "12s"))).success();
+    s.phase("Analyzing").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(s.get("{.status.phase}"), "Analyzing", "no data holds");
+    assert!(s.get("{.status.rollout.measurements[*].verdict}").contains("Inconclusive"));
+    s.phase("RolledBack").await;
+    assert!(s.get("{.status.history[0].reason}").contains("progressDeadline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_promql_query_stalls_as_invalid_query_without_a_rollback() {
+    let s = setup_with_health().await;
+    s.c.apply(&s.release("aaaa111", "")).success();
+    s.phase("Healthy").await;
+    s.c.apply(&s.release("bbbb222", &analysis("sum(rate(http_requests_total[5s]", "8s"))).success();
+    let reason = eventually(WAIT, "Stalled", || {
+        let (st, r) = s.c.condition(&["release", &s.svc, "-n", &s.ns], "Stalled");
+        (st == "True").then_some(r)
+    })
+    .await;
+    assert_eq!(reason, "InvalidQuery");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(s.get("{.status.phase}"), "Analyzing", "past the deadline, still no rollback");
+    assert_eq!(s.get("{.status.currentSha}"), "bbbb222");
+    assert_eq!(s.ctl.metric("shipshape_rollbacks_total", &[]), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_while_analyzing_resumes_with_one_rollback_and_history_intact() {
+    let mut s = setup_with_health().await;
+    let h = health();
+    h.set_error_rate(&s.svc, 0.0);
+    s.c.apply(&s.release("aaaa111", "")).success();
+    s.phase("Healthy").await;
+    h.set_error_rate(&s.svc, 0.3);
+    // Long warmup: the controller dies while Analyzing, before any round.
+    let a = analysis(ERROR_RATE, "2m").replace("warmup: 2s", "warmup: 5s");
+    s.c.apply(&s.release("bbbb222", &a)).success();
+    s.phase("Analyzing").await;
+    let updates_before = s.p.count("UpdateService");
+    s.ctl.kill();
+    s.ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    s.phase("RolledBack").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.p.count("UpdateService") - updates_before, 1, "exactly one rollback call");
+    assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted");
 }

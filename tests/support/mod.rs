@@ -314,3 +314,76 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() ->
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A test exporter whose per-service error rate the test sets, scraped every second by a
+/// real Prometheus (started once per test binary; `apt-get install prometheus`).
+pub struct Health {
+    /// Prometheus base URL.
+    pub prometheus: String,
+    rates: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, u64, u64)>>>,
+}
+
+impl Health {
+    /// Sets the share of requests of `service` that fail with 500 (from the next scrape on).
+    pub fn set_error_rate(&self, service: &str, rate: f64) {
+        self.rates.lock().unwrap().entry(service.to_string()).or_insert((0.0, 0, 0)).0 = rate;
+    }
+}
+
+/// The binary's Prometheus and exporter.
+pub fn health() -> &'static Health {
+    static HEALTH: OnceLock<Health> = OnceLock::new();
+    HEALTH.get_or_init(|| {
+        let rates: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, u64, u64)>>> = Default::default();
+        let exporter_port = free_port();
+        let r = rates.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/metrics",
+                    axum::routing::get(move || {
+                        let r = r.clone();
+                        async move {
+                            // Every scrape is 100 more requests per service, `rate` of them failing.
+                            let mut out = String::from("# TYPE http_requests_total counter\n");
+                            for (svc, (rate, ok, err)) in r.lock().unwrap().iter_mut() {
+                                let failed = (rate.clamp(0.0, 1.0) * 100.0).round() as u64;
+                                *err += failed;
+                                *ok += 100 - failed;
+                                out += &format!("http_requests_total{{service=\"{svc}\",code=\"200\"}} {ok}\nhttp_requests_total{{service=\"{svc}\",code=\"500\"}} {err}\n");
+                            }
+                            out
+                        }
+                    }),
+                );
+                let l = tokio::net::TcpListener::bind(("127.0.0.1", exporter_port)).await.unwrap();
+                axum::serve(l, app).await.unwrap();
+            });
+        });
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"),
+        )
+        .unwrap();
+        let script = format!(
+            "prometheus --config.file={} --storage.tsdb.path={} --web.listen-address=127.0.0.1:{port} >{}/prometheus.log 2>&1 & p=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $p",
+            config.display(),
+            dir.join("data").display(),
+            dir.display(),
+            parent = std::process::id()
+        );
+        let child = Command::new("sh").arg("-c").arg(script).stdin(Stdio::null()).spawn().expect("prometheus starts (apt-get install prometheus)");
+        std::mem::forget(child);
+        let addr = format!("127.0.0.1:{port}");
+        let start = Instant::now();
+        while http_get(&addr, "/-/ready").is_none_or(|(c, _)| c != 200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "prometheus did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Health { prometheus: format!("http://{addr}"), rates }
+    })
+}
