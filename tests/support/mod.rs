@@ -315,12 +315,15 @@ pub async fn eventually<T>(timeout: Duration, what: &str, mut f: impl FnMut() ->
     }
 }
 
+/// Per service: (error rate, requests served, requests failed).
+type Rates = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, u64, u64)>>>;
+
 /// A test exporter whose per-service error rate the test sets, scraped every second by a
 /// real Prometheus (started once per test binary; `apt-get install prometheus`).
 pub struct Health {
     /// Prometheus base URL.
     pub prometheus: String,
-    rates: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, u64, u64)>>>,
+    rates: Rates,
 }
 
 impl Health {
@@ -334,7 +337,7 @@ impl Health {
 pub fn health() -> &'static Health {
     static HEALTH: OnceLock<Health> = OnceLock::new();
     HEALTH.get_or_init(|| {
-        let rates: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (f64, u64, u64)>>> = Default::default();
+        let rates: Rates = Default::default();
         let exporter_port = free_port();
         let r = rates.clone();
         std::thread::spawn(move || {
