@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod aws;
+pub mod cli;
 pub mod controller;
 pub mod core;
 pub mod health;

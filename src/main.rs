@@ -24,6 +24,25 @@ enum Command {
     Controller(Box<ControllerArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crd,
+    /// A table of ServiceReleases: phase, SHA, stable SHA, last measurement, age.
+    Status {
+        /// Namespace (default: the kubeconfig's; -A for all).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// All namespaces.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
+    /// Roll a release back to its stable SHA now.
+    Rollback(Target),
+    /// Promote a release's rollout now, skipping the rest of its analysis.
+    Promote(Target),
+    /// Start no new rollout for a release (rollbacks still happen).
+    Pause(Target),
+    /// Undo `pause`.
+    Resume(Target),
+    /// Retry a rolled-back SHA.
+    Retry(Target),
     /// Show what the controller would change in AWS for these manifests (read-only).
     /// Exit 0: nothing; 2: changes; 1: error.
     Plan {
@@ -31,6 +50,27 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         file: String,
     },
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// ServiceRelease name.
+    name: String,
+    /// Namespace (default: the kubeconfig's).
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+}
+
+async fn client_and_namespace(ns: Option<String>) -> anyhow::Result<(kube::Client, String)> {
+    let config = kube::Config::infer().await?;
+    let ns = ns.unwrap_or_else(|| config.default_namespace.clone());
+    Ok((kube::Client::try_from(config)?, ns))
+}
+
+async fn act(t: Target, cmd: shipshape::cli::Command) -> anyhow::Result<()> {
+    let (client, ns) = client_and_namespace(t.namespace).await?;
+    println!("{}", shipshape::cli::act(client, &ns, &t.name, cmd).await?);
+    Ok(())
 }
 
 #[derive(clap::Args)]
@@ -83,6 +123,16 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", shipshape::api::crds_yaml());
             Ok(())
         }
+        Command::Status { namespace, all_namespaces } => {
+            let (client, ns) = client_and_namespace(namespace).await?;
+            print!("{}", shipshape::cli::status(client, (!all_namespaces).then_some(ns.as_str())).await?);
+            Ok(())
+        }
+        Command::Rollback(t) => act(t, shipshape::cli::Command::Rollback).await,
+        Command::Promote(t) => act(t, shipshape::cli::Command::Promote).await,
+        Command::Pause(t) => act(t, shipshape::cli::Command::Pause).await,
+        Command::Resume(t) => act(t, shipshape::cli::Command::Resume).await,
+        Command::Retry(t) => act(t, shipshape::cli::Command::Retry).await,
         Command::Plan { file } => {
             let manifests = shipshape::plan::read(&file)?;
             let aws = SdkProvider::new(Metrics::new(), 20);

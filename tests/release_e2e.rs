@@ -276,3 +276,54 @@ async fn a_controller_killed_while_analyzing_resumes_with_one_rollback_and_histo
     assert_eq!(s.p.count("UpdateService") - updates_before, 1, "exactly one rollback call");
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted");
 }
+
+fn shipshape(s: &Setup, args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape")).args(args).env("KUBECONFIG", &s.c.kubeconfig).output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_release_commands_act_through_annotations_and_status_prints_a_table() {
+    let s = setup_with_health().await;
+    s.c.apply(&s.release("aaaa111", "")).success();
+    s.phase("Healthy").await;
+    // v2 with a long warmup: in flight when we act.
+    let a = analysis(ERROR_RATE, "5m").replace("warmup: 2s", "warmup: 10m");
+    s.c.apply(&s.release("bbbb222", &a)).success();
+    s.phase("Analyzing").await;
+    let (code, out) = tokio::task::spawn_blocking({
+        let (kc, ns) = (s.c.kubeconfig.clone(), s.ns.clone());
+        move || {
+            let o = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+                .args(["status", "-n", &ns])
+                .env("KUBECONFIG", &kc)
+                .output()
+                .unwrap();
+            (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let header: Vec<&str> = out.lines().next().unwrap().split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
+    assert_eq!(header, ["NAMESPACE", "NAME", "PHASE", "SHA", "STABLE", "READY", "LAST MEASUREMENT", "AGE"]);
+    assert!(out.contains("Analyzing") && out.contains("bbbb222") && out.contains("aaaa111"), "{out}");
+
+    let (code, out) = shipshape(&s, &["rollback", &s.svc, "-n", &s.ns]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("rollback requested"), "{out}");
+    s.phase("RolledBack").await;
+    assert_eq!(s.get("{.status.currentSha}"), "aaaa111");
+    assert!(s.get("{.metadata.annotations}").contains("shipshape.dev/rollback"));
+    assert_eq!(s.get("{.spec.image.gitSha}"), "bbbb222", "the spec is the user's: only an annotation changed");
+
+    let (code, out) = shipshape(&s, &["pause", &s.svc, "-n", &s.ns]);
+    assert_eq!((code, out.contains("paused")), (0, true), "{out}");
+    assert_eq!(s.get("{.metadata.annotations.shipshape\\.dev/paused}"), "true");
+    let (code, _) = shipshape(&s, &["resume", &s.svc, "-n", &s.ns]);
+    assert_eq!(code, 0);
+    assert_eq!(s.get("{.metadata.annotations.shipshape\\.dev/paused}"), "");
+    let (code, out) = shipshape(&s, &["retry", "no-such-release", "-n", &s.ns]);
+    assert_ne!(code, 0);
+    assert!(out.contains("no-such-release"), "{out}");
+}

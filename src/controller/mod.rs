@@ -25,6 +25,13 @@ use crate::core::requeue::{self, Category};
 use crate::metrics::Metrics;
 
 pub use environment::target as environment_target;
+
+/// The annotations the release commands set.
+pub mod release_annotations {
+    pub use super::release::{
+        PAUSED_ANNOTATION as PAUSED, PROMOTE_ANNOTATION as PROMOTE, RETRY_ANNOTATION as RETRY, ROLLBACK_ANNOTATION as ROLLBACK,
+    };
+}
 pub use leader::{Elector, LeaseConfig};
 pub use stack::{observe as observe_stack, plan_for as plan_stack};
 
