@@ -69,6 +69,7 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
             .rollout
             .as_ref()
             .and_then(|ro| ro.measurements.last())
+            .or(st.last_measurement.as_ref())
             .map(|m| format!("{}={} ({})", m.query, m.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "no data".into()), m.verdict))
             .unwrap_or_else(|| "-".into());
         let phase = serde_json::to_value(st.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();

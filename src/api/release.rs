@@ -306,6 +306,9 @@ pub struct ServiceReleaseStatus {
     /// or `shipshape.dev/retry` gets a new value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected_spec_hash: Option<String>,
+    /// The most recent analysis measurement (kept after the rollout ends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_measurement: Option<Measurement>,
     /// Last values of the command annotations acted on (retry, rollback, promote).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub handled_commands: std::collections::BTreeMap<String, String>,

@@ -386,6 +386,7 @@ fn analyze(c: &mut Ctx) {
     let Some((verdict, measurements)) = inp.round.clone() else {
         return;
     };
+    c.st.last_measurement = measurements.last().cloned().or(c.st.last_measurement.take());
     let rs = c.st.rollout.as_mut().expect("analyzing has a rollout");
     rs.last_measured_at = Some(inp.now);
     rs.measurements.extend(measurements);

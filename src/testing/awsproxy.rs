@@ -7,7 +7,8 @@
 //!
 //! Control it from Rust ([`AwsProxy::inject`], [`AwsProxy::calls`]) or over HTTP:
 //! `POST /__proxy/faults` with `{"operation":"CreateBucket","fault":"throttle","times":3}`,
-//! `GET /__proxy/calls`, `POST /__proxy/reset`.
+//! `GET /__proxy/calls`, `POST /__proxy/reset`, `POST /__proxy/ecs/fail-next` with
+//! `{"service":"api","failedTasks":3}`, `POST /__proxy/ecs/delay` with `{"ms":500}`.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -339,6 +340,17 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             }
             Err(e) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         },
+        ("POST", "/__proxy/ecs/fail-next") => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let service = v["service"].as_str().unwrap_or_default().to_string();
+            shared.state.lock().unwrap().ecs.fail_next.insert(service, v["failedTasks"].as_i64().unwrap_or(3));
+            StatusCode::NO_CONTENT.into_response()
+        }
+        ("POST", "/__proxy/ecs/delay") => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            shared.state.lock().unwrap().ecs.delay = Duration::from_millis(v["ms"].as_u64().unwrap_or(1000));
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("GET", "/__proxy/calls") => axum::Json(shared.state.lock().unwrap().calls.clone()).into_response(),
         ("POST", "/__proxy/reset") => {
             let mut s = shared.state.lock().unwrap();
