@@ -1,5 +1,6 @@
 //! The kube-rs runtime: one controller per kind in one process, behind a leader lease.
 
+mod batch;
 mod environment;
 pub mod leader;
 mod release;
@@ -62,6 +63,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Default intervals.
     pub settings: Settings,
+    /// Batched DescribeServices reads.
+    pub services: batch::ServiceReader,
     /// Consecutive failures per object, for backoff (reset on success).
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -75,6 +78,7 @@ impl Context {
             metrics,
             reporter: Reporter { controller: "shipshape".into(), instance: std::env::var("POD_NAME").ok() },
             settings,
+            services: batch::ServiceReader::start(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -210,8 +210,8 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
         Ok(a) => a,
         Err(e) => return Ok(fail(e)),
     };
-    let observed = match aws.ecs.describe_services(&cluster, std::slice::from_ref(&service)).await {
-        Ok(o) => o.into_iter().find(|(n, _)| *n == service).map(|(_, s)| s),
+    let observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service).await {
+        Ok(o) => o,
         Err(e) => return Ok(fail(e)),
     };
     let cfg = config(r, ctx);
