@@ -8,7 +8,8 @@
 //!
 //! `cargo bench --bench release_steady_state` (SHIPSHAPE_BENCH_SIZES=1000,5000).
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -16,25 +17,12 @@ use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus};
 use shipshape::aws::{AwsProvider, ServiceRequest, Target};
-use shipshape::controller::{self, RunConfig, Settings};
 use shipshape::core::analysis::Verdict;
 use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs};
 use shipshape::metrics::Metrics;
-use shipshape::testing::apiserver::ApiServer;
 use shipshape::testing::fakes::FakeAws;
 
 const DRIFT: u64 = 10;
-
-fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -152,28 +140,8 @@ async fn latencies(runs: usize) {
     );
 }
 
-fn reconciles(m: &Metrics) -> f64 {
-    m.render()
-        .lines()
-        .filter(|l| l.starts_with("shipshape_reconcile_total{controller=\"servicerelease\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn steady(n: usize) {
-    let server = ApiServer::start("127.0.0.1:0").await.unwrap();
-    let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
-    server.install_crds(&crds);
-    let ns = format!("bench{n}");
-    server.create_namespace(&ns);
-    let client = server.client().await;
-    Api::<shipshape::api::Environment>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": "Environment", "metadata": {"name": ns}, "spec": {"region": "eu-west-1", "ecsCluster": {"name": ns, "create": true}, "allowedNamespaces": [ns]}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    let (_server, client, ns) = common::cluster(n).await;
     let api: Api<ServiceRelease> = Api::namespaced(client.clone(), &ns);
     for i in 0..n {
         let r = json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": "ServiceRelease", "metadata": {"name": format!("svc{i}")}, "spec": {
@@ -182,17 +150,8 @@ async fn steady(n: usize) {
         }});
         api.create(&PostParams::default(), &serde_json::from_value(r).unwrap()).await.unwrap();
     }
-    let aws = FakeAws::new();
-    let metrics = Metrics::new();
-    let cfg = RunConfig {
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        settings: Settings::default(),
-        aws: Arc::new(aws.clone()),
-        metrics: metrics.clone(),
-        client: Some(client.clone()),
-    };
-    tokio::spawn(controller::run(cfg));
+    let (aws, metrics) = (FakeAws::new(), Metrics::new());
+    common::start_controller(client.clone(), aws.clone(), metrics.clone());
     let started = Instant::now();
     loop {
         let list = api.list(&ListParams::default()).await.unwrap();
@@ -206,45 +165,34 @@ async fn steady(n: usize) {
     let converge = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(DRIFT)).await;
     aws.reset_counts();
-    let r0 = reconciles(&metrics);
+    let r0 = common::reconciles(&metrics, "servicerelease");
     tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
     let (reads, writes) = aws.totals();
     let describes = aws.count("DescribeServices") as f64 / 2.0;
-    let per_sec = (reconciles(&metrics) - r0) / (2.0 * DRIFT as f64);
+    let per_sec = (common::reconciles(&metrics, "servicerelease") - r0) / (2.0 * DRIFT as f64);
     println!(
         "| {n} | {converge:.1} | {per_sec:.0} | {:.0} | {describes:.0} | {:.0} | {:.0} |",
         reads as f64 / 2.0,
         writes as f64 / 2.0,
-        rss_mib()
+        common::rss_mib()
     );
-    std::process::exit(if writes == 0 { 0 } else { 3 });
+    if writes > 0 {
+        std::process::exit(3);
+    }
 }
 
 fn main() {
-    if let Ok(n) = std::env::var("SHIPSHAPE_BENCH_ONE") {
+    if std::env::var("SHIPSHAPE_BENCH_ONE").is_err() {
         let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-        rt.block_on(steady(n.parse().unwrap()));
+        println!("Controller latency with in-memory AWS (2,000 runs)");
+        println!("| path | p50 | p99 |");
+        println!("|---|---:|---:|");
+        rt.block_on(latencies(2000));
+        println!();
+        println!("ServiceRelease steady state, in-memory AWS, drift interval {DRIFT}s");
+        println!("| releases | converge s | reconciles / s | AWS reads / interval | of which DescribeServices | AWS writes / interval | RSS MiB* |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
-    println!("Controller latency with in-memory AWS (2,000 runs)");
-    println!("| path | p50 | p99 |");
-    println!("|---|---:|---:|");
-    rt.block_on(latencies(2000));
-    let sizes: Vec<usize> = std::env::var("SHIPSHAPE_BENCH_SIZES")
-        .unwrap_or_else(|_| "1000,5000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    println!();
-    println!("ServiceRelease steady state, in-memory AWS, drift interval {DRIFT}s");
-    println!(
-        "| releases | converge s | reconciles / s | AWS reads / interval | of which DescribeServices | AWS writes / interval | RSS MiB* |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
-    let exe = std::env::current_exe().unwrap();
-    for n in sizes {
-        let status = std::process::Command::new(&exe).env("SHIPSHAPE_BENCH_ONE", n.to_string()).status().unwrap();
-        assert!(status.success(), "size {n} failed (exit 3: the steady state wrote to AWS)");
-    }
+    common::per_size("1000,5000", |n| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(steady(n)));
     println!("* includes the in-process test API server");
 }

@@ -1,0 +1,63 @@
+//! deploy/iam-policy.json grants exactly the AWS actions the code calls: the actions are
+//! derived from the SDK adapters' operation names, so a new call without a policy change
+//! (or a policy action no code uses) fails here.
+
+use std::collections::BTreeSet;
+
+/// The IAM action(s) an API operation needs. S3's differ from its operation names.
+fn actions(service: &str, op: &str) -> Vec<String> {
+    let s3 = |a: &str| vec![format!("s3:{a}")];
+    match (service, op) {
+        ("s3", "HeadBucket") => s3("ListBucket"),
+        ("s3", "GetBucketEncryption") => s3("GetEncryptionConfiguration"),
+        ("s3", "PutBucketEncryption") => s3("PutEncryptionConfiguration"),
+        ("s3", "GetPublicAccessBlock") => s3("GetBucketPublicAccessBlock"),
+        ("s3", "PutPublicAccessBlock" | "DeletePublicAccessBlock") => s3("PutBucketPublicAccessBlock"),
+        ("s3", "GetBucketLifecycleConfiguration") => s3("GetLifecycleConfiguration"),
+        ("s3", "PutBucketLifecycleConfiguration") => s3("PutLifecycleConfiguration"),
+        // RDS-managed master passwords are created in Secrets Manager on the caller's behalf.
+        ("rds", "CreateDBInstance") => {
+            vec!["rds:CreateDBInstance".into(), "secretsmanager:CreateSecret".into(), "secretsmanager:TagResource".into()]
+        }
+        // Task definitions name execution and task roles.
+        ("ecs", "RegisterTaskDefinition") => vec!["ecs:RegisterTaskDefinition".into(), "iam:PassRole".into()],
+        (service, op) => vec![format!("{service}:{op}")],
+    }
+}
+
+fn operations(file: &str) -> BTreeSet<String> {
+    let text = std::fs::read_to_string(format!("{}/src/aws/sdk/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut ops = BTreeSet::new();
+    for marker in ["call(\"", "map_err(\"", "let op = \""] {
+        for part in text.split(marker).skip(1) {
+            if let Some(op) = part.split('"').next().filter(|o| o.chars().all(|c| c.is_ascii_alphanumeric())) {
+                ops.insert(op.to_string());
+            }
+        }
+    }
+    ops
+}
+
+#[test]
+fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
+    let mut wanted = BTreeSet::new();
+    for (file, service) in [("ecs.rs", "ecs"), ("rds.rs", "rds"), ("s3.rs", "s3"), ("mod.rs", "sts")] {
+        for op in operations(file) {
+            wanted.extend(actions(service, &op));
+        }
+    }
+    // Assuming an Environment's roleArn is done by the SDK's credential provider.
+    wanted.insert("sts:AssumeRole".into());
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap()).unwrap();
+    let granted: BTreeSet<String> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
+        .collect();
+    let missing: Vec<_> = wanted.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&wanted).collect();
+    assert!(missing.is_empty() && unused.is_empty(), "deploy/iam-policy.json is off: missing {missing:?}, not used by the code {unused:?}");
+    assert!(wanted.len() > 30, "the scan found the adapters' operations: {wanted:?}");
+}
