@@ -327,3 +327,34 @@ async fn the_release_commands_act_through_annotations_and_status_prints_a_table(
     assert_ne!(code, 0);
     assert!(out.contains("no-such-release"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_killed_while_rolling_back_calls_the_rollback_once_and_never_redeploys_the_bad_sha() {
+    let mut s = setup_with_health().await;
+    let h = health();
+    h.set_error_rate(&s.svc, 0.0);
+    s.c.apply(&s.release("aaaa111", "")).success();
+    s.phase("Healthy").await;
+    let stable_td = s.get("{.status.stableTaskDefinitionArn}");
+    h.set_error_rate(&s.svc, 0.3);
+    s.c.apply(&s.release("bbbb222", &analysis(ERROR_RATE, "2m"))).success();
+    s.phase("Analyzing").await;
+    let bad_td = s.get("{.status.taskDefinitionArn}");
+    // The rollback's UpdateService hangs in the proxy; the controller dies while waiting.
+    s.p.inject("UpdateService", shipshape::testing::awsproxy::Fault::DelayMs(30_000), 1);
+    let before = s.p.count("UpdateService");
+    eventually(WAIT, "the rollback call", || (s.p.count("UpdateService") > before).then_some(())).await;
+    s.ctl.kill();
+    assert_eq!(s.get("{.status.phase}"), "RolledBack", "the decision was persisted before the call");
+    s.ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    eventually(WAIT, "service back on stable", || {
+        let td = futures::executor::block_on(s.service_task_definition());
+        (td == stable_td).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<_> = s.p.calls().into_iter().filter(|c| c.operation == "UpdateService").skip(before).collect();
+    assert!(after.iter().all(|c| c.task_definition.as_deref() == Some(stable_td.as_str())), "never back to {bad_td}: {after:?}");
+    assert_eq!(after.len(), 2, "the dropped call and its one re-issue: {after:?}");
+    assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted");
+}

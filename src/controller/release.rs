@@ -172,8 +172,28 @@ async fn task_definition(
     aws.ecs.register_task_definition(td, hash, tags).await
 }
 
+/// ECS calls decided by a step, carried out after the decision is persisted.
+struct Pending {
+    aws: AwsClients,
+    requests: Vec<(bool, ServiceRequest)>,
+    verdict_at: Instant,
+}
+
+impl Pending {
+    async fn execute(&self) -> Result<(), AwsError> {
+        for (create, req) in &self.requests {
+            if *create {
+                self.aws.ecs.create_service(req).await?;
+            } else {
+                self.aws.ecs.update_service(req).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 enum Outcome {
-    Stepped(Box<rollout::Step>),
+    Stepped(Box<rollout::Step>, Box<Pending>),
     Stalled(Readiness, Category),
     Waiting(String),
     Transient(AwsError),
@@ -237,33 +257,30 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
     let step = rollout::step(&st, &inputs);
     let network = env.spec.network.clone().unwrap_or_default();
     let ro = r.spec.rollout.clone();
-    for effect in &step.effects {
-        let (create, task_definition) = match effect {
-            Effect::CreateService { task_definition } => (true, task_definition.clone()),
-            Effect::UpdateService { task_definition } => (false, task_definition.clone()),
-        };
-        let req = ServiceRequest {
-            cluster: cluster.clone(),
-            name: service.clone(),
-            task_definition,
-            desired_count: r.spec.replicas,
-            subnets: network.subnets.clone(),
-            security_groups: network.security_groups.clone(),
-            assign_public_ip: network.assign_public_ip,
-            maximum_percent: 100 + ro.as_ref().map(|r| r.max_surge_percent).unwrap_or(100),
-            minimum_healthy_percent: ro.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
-            tags: tags.clone(),
-        };
-        let result = if create { aws.ecs.create_service(&req).await } else { aws.ecs.update_service(&req).await };
-        if let Err(e) = result {
-            return Ok(fail(e));
-        }
-    }
-    if let Some(why) = step.rolled_back {
-        ctx.metrics.rollback_seconds.observe(verdict_at.elapsed().as_secs_f64());
-        ctx.metrics.rollbacks.with_label_values(&[why]).inc();
-    }
-    Ok(Outcome::Stepped(Box::new(step)))
+    let requests = step
+        .effects
+        .iter()
+        .map(|effect| {
+            let (create, task_definition) = match effect {
+                Effect::CreateService { task_definition } => (true, task_definition.clone()),
+                Effect::UpdateService { task_definition } => (false, task_definition.clone()),
+            };
+            let req = ServiceRequest {
+                cluster: cluster.clone(),
+                name: service.clone(),
+                task_definition,
+                desired_count: r.spec.replicas,
+                subnets: network.subnets.clone(),
+                security_groups: network.security_groups.clone(),
+                assign_public_ip: network.assign_public_ip,
+                maximum_percent: 100 + ro.as_ref().map(|r| r.max_surge_percent).unwrap_or(100),
+                minimum_healthy_percent: ro.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
+                tags: tags.clone(),
+            };
+            (create, req)
+        })
+        .collect();
+    Ok(Outcome::Stepped(Box::new(step), Box::new(Pending { aws, requests, verdict_at })))
 }
 
 fn phase_word(p: Phase) -> &'static str {
@@ -304,21 +321,53 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
     let old_value = r.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let drift = r.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift);
     let mut new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..old.clone() };
+    let mut old_value = old_value;
+    let mut prev_conditions = old.conditions.clone();
     let (readiness, action, err) = match tenant::resolve(ctx, r.as_ref(), &r.spec.environment).await? {
         Err((stalled, category)) => {
             ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
             (stalled, Action::await_change(), None)
         }
         Ok(env) => match converge(&r, &env, ctx).await? {
-            Outcome::Stepped(step) => {
+            Outcome::Stepped(step, pending) => {
                 for (warning, reason, note) in &step.events {
                     info!(reason, note, "rollout");
                     ctx.event(r.as_ref(), *warning, reason, note.clone()).await;
                 }
-                ctx.reset_failures(r.as_ref());
                 new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..step.status.clone() };
                 export(ctx, &r, &old, &new);
-                (step.readiness.clone(), Action::requeue(step.requeue), None)
+                // Persist the decision before acting on it: a controller that dies between
+                // the two resumes from the decision (holding a rollback, say) instead of
+                // deciding again, so a rollback is called once and the bad SHA never returns.
+                if !pending.requests.is_empty() {
+                    let mut decided = new.clone();
+                    decided.conditions = next_conditions(&prev_conditions, &step.readiness, r.metadata.generation);
+                    let value = serde_json::to_value(&decided).expect("status serializes");
+                    status::write(&api, r.as_ref(), old_value.clone(), value.clone()).await?;
+                    old_value = Some(value);
+                    prev_conditions = decided.conditions;
+                }
+                match pending.execute().await {
+                    Ok(()) => {
+                        if let Some(why) = step.rolled_back {
+                            ctx.metrics.rollback_seconds.observe(pending.verdict_at.elapsed().as_secs_f64());
+                            ctx.metrics.rollbacks.with_label_values(&[why]).inc();
+                        }
+                        ctx.reset_failures(r.as_ref());
+                        (step.readiness.clone(), Action::requeue(step.requeue), None)
+                    }
+                    Err(e) if e.category().is_transient() => (
+                        Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },
+                        Action::await_change(),
+                        Some(Error::Aws(e)),
+                    ),
+                    Err(e) => {
+                        ctx.metrics.errors.with_label_values(&[CONTROLLER, e.category().label()]).inc();
+                        let action =
+                            requeue::after_failure(e.category(), 1, drift, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
+                        (stall_for(&e), action, None)
+                    }
+                }
             }
             Outcome::Waiting(why) => {
                 (Readiness::Reconciling { reason: reasons::WAITING_FOR_STACK, message: why }, Action::requeue(Duration::from_secs(5)), None)
@@ -341,7 +390,7 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
             ctx.event(r.as_ref(), true, reason, message.clone()).await;
         }
     }
-    new.conditions = next_conditions(&old.conditions, &readiness, r.metadata.generation);
+    new.conditions = next_conditions(&prev_conditions, &readiness, r.metadata.generation);
     status::write(&api, r.as_ref(), old_value, serde_json::to_value(&new).expect("status serializes")).await?;
     match err {
         Some(e) => Err(e),

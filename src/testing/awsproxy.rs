@@ -45,6 +45,9 @@ pub struct Call {
     pub operation: String,
     /// Whether the proxy answered it with an injected fault.
     pub faulted: bool,
+    /// The task definition of an ECS CreateService/UpdateService call.
+    #[serde(default)]
+    pub task_definition: Option<String>,
 }
 
 #[derive(Default)]
@@ -372,7 +375,11 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         let mut s = shared.state.lock().unwrap();
         let fault = s.faults.get_mut(&operation).and_then(VecDeque::pop_front);
         let faulted = matches!(fault, Some(f) if !matches!(f, Fault::DelayMs(_)));
-        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted });
+        let task_definition = (service == "ecs")
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .flatten()
+            .and_then(|v| v["taskDefinition"].as_str().map(String::from));
+        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted, task_definition });
         fault
     };
     match fault {
