@@ -50,6 +50,8 @@ async fn latencies(runs: usize) {
         arn: "arn".into(),
         task_definition: "td:2".into(),
         desired_count: 2,
+        maximum_percent: Some(200),
+        minimum_healthy_percent: Some(100),
         deployments: vec![DeploymentObs {
             id: "d2".into(),
             task_definition: "td:2".into(),
@@ -100,6 +102,7 @@ async fn latencies(runs: usize) {
                 spec_hash,
                 task_definition: td,
                 replicas: 2,
+                deployment_percents: (200, 100),
                 service: Some(&service),
                 paused: false,
                 frozen: false,

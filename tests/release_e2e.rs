@@ -358,3 +358,39 @@ async fn a_controller_killed_while_rolling_back_calls_the_rollback_once_and_neve
     assert_eq!(after.len(), 2, "the dropped call and its one re-issue: {after:?}");
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_changed_outside_shipshape_is_put_back_on_the_drift_interval() {
+    let s = setup("").await;
+    s.c.apply(&s.release("aaaa111", "  driftInterval: 2s\n")).success();
+    s.phase("Healthy").await;
+    let stable_td = s.get("{.status.stableTaskDefinitionArn}");
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    // Someone scales it down and loosens the deployment settings by hand.
+    let by_hand = shipshape::aws::ServiceRequest {
+        cluster: s.env.clone(),
+        name: s.svc.clone(),
+        task_definition: stable_td.clone(),
+        desired_count: 1,
+        subnets: vec![],
+        security_groups: vec![],
+        assign_public_ip: false,
+        maximum_percent: 150,
+        minimum_healthy_percent: 50,
+        tags: Default::default(),
+    };
+    aws.ecs.update_service(&by_hand).await.unwrap();
+    let before = s.p.count("UpdateService");
+    eventually(WAIT, "service put back", || (s.p.count("UpdateService") > before).then_some(())).await;
+    let put_back = s.p.calls().into_iter().filter(|c| c.operation == "UpdateService").last().unwrap();
+    assert_eq!(put_back.task_definition.as_deref(), Some(stable_td.as_str()));
+    let events = eventually(WAIT, "a DriftCorrected event", || {
+        let out = s.c.kubectl(&["get", "events", "-n", &s.ns]).stdout;
+        out.contains("DriftCorrected").then_some(out)
+    })
+    .await;
+    assert!(events.contains("with 2 tasks"), "{events}");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(s.p.count("UpdateService"), before + 1, "put back once, then left alone");
+}

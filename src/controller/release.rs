@@ -247,6 +247,10 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
         spec_hash: &hash,
         task_definition: &td_arn,
         replicas: r.spec.replicas,
+        deployment_percents: (
+            100 + r.spec.rollout.as_ref().map(|r| r.max_surge_percent).unwrap_or(100),
+            r.spec.rollout.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
+        ),
         service: observed.as_ref(),
         paused,
         frozen: env.spec.freeze,

@@ -35,6 +35,10 @@ pub struct ServiceObs {
     pub task_definition: String,
     /// Desired count.
     pub desired_count: i32,
+    /// deploymentConfiguration.maximumPercent, when ECS reports it.
+    pub maximum_percent: Option<i32>,
+    /// deploymentConfiguration.minimumHealthyPercent, when ECS reports it.
+    pub minimum_healthy_percent: Option<i32>,
     /// Deployments, newest first.
     pub deployments: Vec<DeploymentObs>,
 }
@@ -85,6 +89,8 @@ pub struct Inputs<'a> {
     pub task_definition: &'a str,
     /// Desired count.
     pub replicas: i32,
+    /// Declared (maximumPercent, minimumHealthyPercent).
+    pub deployment_percents: (i32, i32),
     /// The service, if it exists.
     pub service: Option<&'a ServiceObs>,
     /// spec.paused (or the pause annotation).
@@ -318,7 +324,11 @@ fn hold(c: &mut Ctx) {
     let want = c.st.task_definition_arn.clone().or(c.st.stable_task_definition_arn.clone());
     if let Some(want) = want {
         let count_drift = svc.desired_count != c.inp.replicas;
-        if (svc.task_definition != want || count_drift) && !c.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. })) {
+        let (max, min) = c.inp.deployment_percents;
+        let config_drift = svc.maximum_percent.is_some_and(|m| m != max) || svc.minimum_healthy_percent.is_some_and(|m| m != min);
+        if (svc.task_definition != want || count_drift || config_drift)
+            && !c.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. }))
+        {
             c.effects.push(Effect::UpdateService { task_definition: want.clone() });
             c.events.push((
                 false,

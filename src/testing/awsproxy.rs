@@ -65,11 +65,13 @@ struct EcsModel {
     services: HashMap<String, Vec<Deployment>>,
     fail_next: HashMap<String, i64>,
     counter: usize,
+    /// deploymentConfiguration as last set (moto accepts and drops it).
+    configs: HashMap<String, serde_json::Value>,
 }
 
 impl Default for EcsModel {
     fn default() -> Self {
-        EcsModel { delay: Duration::from_secs(1), services: HashMap::new(), fail_next: HashMap::new(), counter: 0 }
+        EcsModel { delay: Duration::from_secs(1), services: HashMap::new(), fail_next: HashMap::new(), counter: 0, configs: HashMap::new() }
     }
 }
 
@@ -439,6 +441,9 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
             let desired = req["desiredCount"].as_i64().or(resp["service"]["desiredCount"].as_i64()).unwrap_or(1);
             let force = req["forceNewDeployment"].as_bool().unwrap_or(false);
             state.ecs.deploy(&name, &td, desired, force);
+            if req["deploymentConfiguration"].is_object() {
+                state.ecs.configs.insert(name.clone(), req["deploymentConfiguration"].clone());
+            }
             if let Some((deps, running)) = state.ecs.render(&name) {
                 resp["service"]["deployments"] = serde_json::Value::Array(deps);
                 resp["service"]["runningCount"] = running.into();
@@ -451,6 +456,9 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
                     if let Some((deps, running)) = state.ecs.render(&name) {
                         svc["deployments"] = serde_json::Value::Array(deps);
                         svc["runningCount"] = running.into();
+                    }
+                    if let Some(config) = state.ecs.configs.get(&name) {
+                        svc["deploymentConfiguration"] = config.clone();
                     }
                 }
             }

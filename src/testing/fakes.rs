@@ -191,6 +191,8 @@ fn deploy(w: &mut World, r: &ServiceRequest) {
         ..Default::default()
     });
     svc.desired_count = r.desired_count;
+    svc.maximum_percent = Some(r.maximum_percent);
+    svc.minimum_healthy_percent = Some(r.minimum_healthy_percent);
     if changed {
         svc.task_definition = r.task_definition.clone();
         svc.deployments = vec![DeploymentObs {

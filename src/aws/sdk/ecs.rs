@@ -295,6 +295,8 @@ impl Ecs for SdkEcs {
                         arn: s.service_arn().unwrap_or_default().to_string(),
                         task_definition: s.task_definition().unwrap_or_default().to_string(),
                         desired_count: s.desired_count(),
+                        maximum_percent: s.deployment_configuration().and_then(|c| c.maximum_percent()),
+                        minimum_healthy_percent: s.deployment_configuration().and_then(|c| c.minimum_healthy_percent()),
                         deployments,
                     },
                 ));

@@ -45,7 +45,14 @@ impl World {
             if let Some(s) = &self.service {
                 deployments.extend(s.deployments.iter().take(1).map(|d| DeploymentObs { status: "ACTIVE".into(), ..d.clone() }));
             }
-            self.service = Some(ServiceObs { arn: "arn:svc".into(), task_definition: td, desired_count: replicas, deployments });
+            self.service = Some(ServiceObs {
+                arn: "arn:svc".into(),
+                task_definition: td,
+                desired_count: replicas,
+                maximum_percent: Some(200),
+                minimum_healthy_percent: Some(100),
+                deployments,
+            });
         }
         updates
     }
@@ -97,6 +104,7 @@ impl Run {
             spec_hash,
             task_definition: td,
             replicas: 2,
+            deployment_percents: (200, 100),
             service: self.world.service.as_ref(),
             paused: self.paused,
             frozen: self.frozen,
@@ -314,6 +322,11 @@ fn a_changed_task_definition_or_count_on_a_healthy_service_is_put_back() {
     r.world.service.as_mut().unwrap().desired_count = 7;
     let s = r.step(200, "aaaaaaa", None);
     assert_eq!(s.effects.len(), 1);
+    r.world.service.as_mut().unwrap().maximum_percent = Some(150);
+    let s = r.step(300, "aaaaaaa", None);
+    assert_eq!(s.effects.len(), 1, "deploymentConfiguration drift is put back too");
+    let s = r.step(400, "aaaaaaa", None);
+    assert_eq!(s.effects.len(), 0);
 }
 
 #[test]
