@@ -383,7 +383,7 @@ async fn a_service_changed_outside_shipshape_is_put_back_on_the_drift_interval()
     aws.ecs.update_service(&by_hand).await.unwrap();
     let before = s.p.count("UpdateService");
     eventually(WAIT, "service put back", || (s.p.count("UpdateService") > before).then_some(())).await;
-    let put_back = s.p.calls().into_iter().filter(|c| c.operation == "UpdateService").last().unwrap();
+    let put_back = s.p.calls().into_iter().rfind(|c| c.operation == "UpdateService").unwrap();
     assert_eq!(put_back.task_definition.as_deref(), Some(stable_td.as_str()));
     let events = eventually(WAIT, "a DriftCorrected event", || {
         let out = s.c.kubectl(&["get", "events", "-n", &s.ns]).stdout;
