@@ -11,25 +11,7 @@ const WAIT: Duration = Duration::from_secs(40);
 
 /// A VPC, subnet and security group in moto's EC2: Fargate services need them there.
 async fn network() -> (String, String) {
-    let http = reqwest::Client::new();
-    let call = |body: String| {
-        let http = http.clone();
-        async move {
-            http.post(support::moto())
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header(
-                    "authorization",
-                    "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/ec2/aws4_request, SignedHeaders=host, Signature=x",
-                )
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
-    };
+    let call = |body: String| async move { support::moto_query("ec2", &body).await };
     let between = |s: &str, a: &str, b: &str| s.split(a).nth(1).and_then(|r| r.split(b).next()).unwrap_or_default().to_string();
     let vpc = call("Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0/16".into()).await;
     let vpc = between(&vpc, "<vpcId>", "</vpcId>");

@@ -267,22 +267,6 @@ async fn a_manual_approval_stack_applies_only_the_approved_plan() {
     assert_eq!(c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.plan}"), "");
 }
 
-/// Posts a raw query-protocol call to moto and returns the body.
-async fn moto_query(body: &str) -> String {
-    let url = support::moto();
-    reqwest::Client::new()
-        .post(url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/rds/aws4_request, SignedHeaders=host, Signature=x")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_with_default_policies_snapshots_the_database_and_keeps_the_buckets() {
     let c = Cluster::start().await;
@@ -296,7 +280,8 @@ async fn deleting_with_default_policies_snapshots_the_database_and_keeps_the_buc
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_none_or(|d| d.status == "deleting"));
-    let snapshots = moto_query(&format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
+    let snapshots =
+        support::moto_query("rds", &format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
     assert!(snapshots.contains(&format!("{}-final-", n.db)), "{snapshots}");
     assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(), "buckets are retained by default");
     assert!(c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns]).code != 0, "outputs go with the stack");

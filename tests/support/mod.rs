@@ -65,6 +65,23 @@ pub fn moto() -> &'static str {
         .0
 }
 
+/// A raw query-protocol call (RDS, EC2, ...) straight to moto, for setup and checks the
+/// domain traits do not offer; returns the XML answer.
+pub async fn moto_query(service: &str, body: &str) -> String {
+    let auth = format!("AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/{service}/aws4_request, SignedHeaders=host, Signature=x");
+    reqwest::Client::new()
+        .post(moto())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", auth)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A unique lowercase suffix for names in a test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:06x}", rand::random::<u32>() & 0xffffff)
