@@ -80,6 +80,7 @@ pub struct EcsClusterSpec {
 
 /// Container Insights setting of an ECS cluster.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum ContainerInsights {
     /// `enabled`
     Enabled,

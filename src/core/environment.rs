@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn settings_of_an_adopted_cluster_are_left_alone() {
         let s = spec(
-            json!({"ecsCluster": {"name": "prod", "create": false, "capacityProviders": ["FARGATE_SPOT"], "containerInsights": "Enabled"}}),
+            json!({"ecsCluster": {"name": "prod", "create": false, "capacityProviders": ["FARGATE_SPOT"], "containerInsights": "enabled"}}),
         );
         let actions = plan(&s, "prod", &observed(Some(live(&owned()))), &[]).unwrap();
         assert_eq!(actions, vec![]);
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn drifted_settings_of_a_created_cluster_are_put_back() {
         let s = spec(
-            json!({"ecsCluster": {"name": "prod", "create": true, "capacityProviders": ["FARGATE", "FARGATE_SPOT"], "containerInsights": "Enabled"}}),
+            json!({"ecsCluster": {"name": "prod", "create": true, "capacityProviders": ["FARGATE", "FARGATE_SPOT"], "containerInsights": "enabled"}}),
         );
         let actions = plan(&s, "prod", &observed(Some(live(&owned()))), &[]).unwrap();
         assert_eq!(

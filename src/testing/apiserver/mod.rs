@@ -32,6 +32,23 @@ struct Shared {
     changes: broadcast::Sender<Arc<Change>>,
     bookmark_interval: Mutex<Duration>,
     addr: SocketAddr,
+    audit: Mutex<Vec<AuditRecord>>,
+}
+
+/// One resource request as the authorizer sees it: who (user agent), the RBAC verb, and
+/// what — the way a real API server's audit log records it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AuditRecord {
+    /// The client's user agent, e.g. `shipshape/0.1.0` or `kubectl/v1.31.0 (...)`.
+    pub user_agent: String,
+    /// RBAC verb: get, list, watch, create, update, patch, delete.
+    pub verb: String,
+    /// API group ("" for the core group).
+    pub group: String,
+    /// Resource plural, with `/subresource` when there is one (`servicereleases/status`).
+    pub resource: String,
+    /// Namespace ("" for cluster-scoped requests and requests across all namespaces).
+    pub namespace: String,
 }
 
 /// A running test API server.
@@ -47,8 +64,13 @@ impl ApiServer {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, _) = broadcast::channel(65_536);
-        let shared =
-            Arc::new(Shared { store: Mutex::new(Store::new()), changes: tx, bookmark_interval: Mutex::new(Duration::from_secs(5)), addr });
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::new()),
+            changes: tx,
+            bookmark_interval: Mutex::new(Duration::from_secs(5)),
+            addr,
+            audit: Mutex::new(Vec::new()),
+        });
         let mut server = ApiServer { shared: shared.clone(), stop: None };
         for ns in ["default", "kube-system"] {
             server.create_namespace(ns);
@@ -125,6 +147,11 @@ impl ApiServer {
     /// The current resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.store.lock().unwrap().rv
+    }
+
+    /// Every resource request so far (discovery and OpenAPI requests are not recorded).
+    pub fn audit_log(&self) -> Vec<AuditRecord> {
+        self.shared.audit.lock().unwrap().clone()
     }
 
     fn broadcast(&self, changes: Vec<Arc<Change>>) {
@@ -207,6 +234,28 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             return error_response(&ApiError::new(404, "NotFound", "the server could not find the requested resource"));
         }
     }
+    let is_watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    let verb = match (&method, target.name.is_some()) {
+        (&Method::GET, false) if is_watch => "watch",
+        (&Method::GET, false) => "list",
+        (&Method::GET, true) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, false) => "deletecollection",
+        (&Method::DELETE, true) => "delete",
+        _ => "unknown",
+    };
+    shared.audit.lock().unwrap().push(AuditRecord {
+        user_agent: headers.get("user-agent").and_then(|v| v.to_str().ok()).unwrap_or("").to_string(),
+        verb: verb.to_string(),
+        group: target.ty.group.clone(),
+        resource: match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.ty.plural),
+            None => target.ty.plural.clone(),
+        },
+        namespace: target.namespace.clone().unwrap_or_default(),
+    });
     let accept = headers.get("accept").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("application/json").to_string();
     let manager = query.get("fieldManager").cloned().unwrap_or_else(|| {
@@ -220,7 +269,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     let is_table = accept.contains("as=Table");
     let ns = target.namespace.clone().unwrap_or_default();
     let result: Result<(u16, Value), ApiError> = match (method.clone(), target.name.clone()) {
-        (Method::GET, None) if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) => {
+        (Method::GET, None) if is_watch => {
             return watch(shared, target, query, is_table);
         }
         (Method::GET, None) => list(&shared, &target, &query, is_table),
