@@ -376,3 +376,197 @@ async fn a_service_changed_outside_shipshape_is_put_back_on_the_drift_interval()
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(s.p.count("UpdateService"), before + 1, "put back once, then left alone");
 }
+
+/// kstatus, as Flux and cli-utils compute it for a custom resource, plus the stricter rule
+/// Flux applies to its own kinds (Current needs Ready=True): InProgress while the status
+/// speaks of an older generation or Reconciling=True, Failed when Stalled=True.
+fn kstatus(obj: &serde_json::Value) -> &'static str {
+    let cond = |t: &str| {
+        obj["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == t)
+            .map(|c| c["status"] == "True")
+            .unwrap_or(false)
+    };
+    if obj["status"]["observedGeneration"] != obj["metadata"]["generation"] {
+        "InProgress"
+    } else if cond("Stalled") {
+        "Failed"
+    } else if cond("Reconciling") || !cond("Ready") {
+        "InProgress"
+    } else {
+        "Current"
+    }
+}
+
+/// GitOps tools read kstatus: every status a ServiceRelease goes through, watched as the API
+/// server sends it, says InProgress while rolling out, Current when Healthy and Failed
+/// (Stalled, with the reason) when rolled back, failed or paused — and never two of
+/// Ready/Reconciling/Stalled at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_walks_through_every_phase_with_kstatus_conditions() {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, WatchStreamExt};
+    let s = setup_with_health().await;
+    let h = health();
+    h.set_error_rate(&s.svc, 0.0);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let api: kube::Api<shipshape::api::ServiceRelease> = kube::Api::namespaced(s.c.client().await, &s.ns);
+    let sink = seen.clone();
+    let watch = tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).applied_objects().boxed();
+        while let Some(Ok(r)) = stream.next().await {
+            sink.lock().unwrap().push(serde_json::to_value(&r).unwrap());
+        }
+    });
+    let a = analysis(ERROR_RATE, "2m");
+    s.c.apply(&s.release("aaaa111", &a)).success();
+    eventually(Duration::from_secs(60), "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    s.c.apply(&s.release("bbbb222", &format!("  paused: true\n{a}"))).success();
+    s.phase("Paused").await;
+    s.c.apply(&s.release("bbbb222", &a)).success();
+    eventually(WAIT, "v2 Healthy", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    h.set_error_rate(&s.svc, 0.5);
+    s.c.apply(&s.release("cccc333", &a)).success();
+    s.phase("RolledBack").await;
+    // A first release whose deployment fails has nothing to roll back to.
+    let first = format!("{svc}-new", svc = s.svc);
+    s.p.fail_next_deployment(&first, 2);
+    s.c.apply(&s.release("dddd444", "").replace(&format!("name: {}", s.svc), &format!("name: {first}"))).success();
+    eventually(WAIT, "Failed", || (s.c.jsonpath(&["release", &first, "-n", &s.ns], "{.status.phase}") == "Failed").then_some(())).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    watch.abort();
+
+    let seen = seen.lock().unwrap().clone();
+    let mut phases = std::collections::BTreeSet::new();
+    for obj in seen.iter().filter(|o| !o["status"].is_null()) {
+        let phase = obj["status"]["phase"].as_str().unwrap_or_default().to_string();
+        let trues: Vec<&str> = obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "True")
+            .map(|c| c["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(trues.len(), 1, "exactly one of Ready/Reconciling/Stalled is True: {phase} {trues:?}");
+        for c in obj["status"]["conditions"].as_array().unwrap() {
+            assert!(c["reason"].as_str().is_some_and(|r| !r.is_empty()) && c["lastTransitionTime"].is_string(), "{c}");
+        }
+        if obj["status"]["observedGeneration"] != obj["metadata"]["generation"] {
+            continue; // InProgress whatever the conditions say: they are about an older spec.
+        }
+        let want = match phase.as_str() {
+            "Pending" | "Progressing" | "Analyzing" => "InProgress",
+            "Healthy" => "Current",
+            "RolledBack" | "Failed" | "Paused" => "Failed",
+            other => panic!("unknown phase {other}"),
+        };
+        assert_eq!(kstatus(obj), want, "{phase}: {}", obj["status"]["conditions"]);
+        if want == "Failed" {
+            let stalled = obj["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Stalled").unwrap();
+            assert_eq!(stalled["reason"], if phase == "Failed" { "RolloutFailed" } else { phase.as_str() }, "{stalled}");
+            assert!(!stalled["message"].as_str().unwrap_or_default().is_empty());
+        }
+        phases.insert(phase);
+    }
+    for p in ["Progressing", "Analyzing", "Healthy", "Paused", "RolledBack", "Failed"] {
+        assert!(phases.contains(p), "never saw {p} with a current observedGeneration: {phases:?}");
+    }
+
+    // Argo CD's view through deploy/argocd/health.lua (run by Lua 5.1, as Argo CD's gopher-lua).
+    let with_status: Vec<&serde_json::Value> = seen.iter().filter(|o| !o["status"].is_null()).collect();
+    let argo = argocd_health(&with_status);
+    for (obj, got) in with_status.iter().zip(&argo) {
+        let want = match (kstatus(obj), obj["status"]["phase"].as_str()) {
+            ("Failed", Some("Paused")) if obj["status"]["observedGeneration"] == obj["metadata"]["generation"] => "Suspended",
+            ("Failed", _) => "Degraded",
+            ("Current", _) => "Healthy",
+            _ => "Progressing",
+        };
+        assert_eq!(got, want, "{}: {}", obj["status"]["phase"], obj["status"]["conditions"]);
+    }
+}
+
+fn lua_literal(v: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(a) => format!("{{{}}}", a.iter().map(lua_literal).collect::<Vec<_>>().join(", ")),
+        Value::Object(m) => {
+            format!("{{{}}}", m.iter().map(|(k, v)| format!("[{k:?}] = {}", lua_literal(v))).collect::<Vec<_>>().join(", "))
+        }
+    }
+}
+
+/// The Argo CD health status of each object, from deploy/argocd/health.lua.
+fn argocd_health(objs: &[&serde_json::Value]) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/argocd/health.lua");
+    let mut prog = format!("local check = assert(loadfile({script:?}))\n");
+    for o in objs {
+        prog.push_str(&format!("obj = {}\nprint(check().status)\n", lua_literal(o)));
+    }
+    let out = std::process::Command::new("lua5.1").args(["-e", &prog]).output().expect("lua5.1 runs (apt-get install lua5.1)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
+
+/// The chart's RBAC (as rendered in deploy/base) as (group, resource, verb).
+fn chart_rbac() -> std::collections::BTreeSet<(String, String, String)> {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base/shipshape.yaml")).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for doc in serde_yaml::Deserializer::from_str(&text) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] != "ClusterRole" && v["kind"] != "Role" {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        out.insert((g.as_str().unwrap().into(), r.as_str().unwrap().into(), verb.as_str().unwrap().into()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The Helm chart grants exactly what the controller asks for: every request of a full
+/// lifecycle (all three kinds created, a stack's outputs written and read, a rollout, a
+/// rollback, Events, the leader Lease, everything deleted) is allowed by the rules, and
+/// every rule was used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_exactly_the_requests_a_full_lifecycle_makes() {
+    let s = setup("").await;
+    let Some(server) = s.c.server() else { return }; // needs the test API server's audit log
+    let bucket = unique("rbac-assets");
+    s.c.apply(&format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  buckets:\n    - {{name: {bucket}, deletionPolicy: Delete}}\n",
+        ns = s.ns,
+        env = s.env
+    ))
+    .success();
+    s.c.apply(&s.release("aaaa111", "  stack: data\n")).success();
+    s.phase("Healthy").await;
+    s.p.fail_next_deployment(&s.svc, 2);
+    s.c.apply(&s.release("bbbb222", "  stack: data\n")).success();
+    s.phase("RolledBack").await;
+    for (kind, name) in [("release", s.svc.as_str()), ("stackspec", "data")] {
+        s.c.kubectl(&["delete", kind, name, "-n", &s.ns, "--timeout=40s"]).success();
+    }
+    s.c.kubectl(&["delete", "environment", &s.env, "--timeout=40s"]).success();
+
+    let used: std::collections::BTreeSet<(String, String, String)> =
+        server.audit_log().into_iter().filter(|a| a.user_agent.starts_with("shipshape/")).map(|a| (a.group, a.resource, a.verb)).collect();
+    let granted = chart_rbac();
+    let denied: Vec<_> = used.difference(&granted).collect();
+    assert!(denied.is_empty(), "requests the chart's RBAC would deny: {denied:?}\n{}", s.ctl.logs());
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(unused.is_empty(), "rules no request needed (grant less): {unused:?}\nused: {used:?}");
+}

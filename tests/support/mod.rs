@@ -189,6 +189,13 @@ impl Cluster {
         (a.to_string(), b.to_string())
     }
 
+    /// A kube client for this cluster.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
+        kube::Client::try_from(cfg).expect("client builds")
+    }
+
     /// A directory for this test's files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
