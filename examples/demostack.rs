@@ -1,6 +1,8 @@
 //! The demo's stand-ins for what cannot run here: the AWS test proxy in front of moto (ECS
 //! deployment dynamics, fault injection) and a small app exporter whose error rate you set,
-//! for Prometheus to scrape.
+//! for Prometheus to scrape: each scrape counts 100 more requests per service
+//! (`http_requests_total` by code, and an `http_request_duration_seconds` histogram with a
+//! p99 of 100 ms).
 //!
 //! `cargo run --example demostack -- --moto http://127.0.0.1:5000 --proxy-addr 127.0.0.1:5001 --exporter-addr 127.0.0.1:5002`
 //! then `curl -XPOST '127.0.0.1:5002/error-rate?service=backend&rate=0.2'`.
@@ -38,6 +40,17 @@ async fn metrics(State(rates): State<Rates>) -> String {
         out += &format!(
             "http_requests_total{{service=\"{svc}\",code=\"200\"}} {ok}\nhttp_requests_total{{service=\"{svc}\",code=\"500\"}} {err}\n"
         );
+    }
+    out += "# TYPE http_request_duration_seconds histogram\n";
+    for (svc, (_, ok, err)) in rates.lock().unwrap().iter() {
+        let n = ok + err;
+        // Of every 100 requests: 90 within 50 ms, 9 more within 100 ms, 1 within 250 ms.
+        for (le, share) in [("0.05", 0.90), ("0.1", 0.99), ("0.25", 1.0), ("+Inf", 1.0)] {
+            out +=
+                &format!("http_request_duration_seconds_bucket{{service=\"{svc}\",le=\"{le}\"}} {}\n", (n as f64 * share).round() as u64);
+        }
+        out += &format!("http_request_duration_seconds_sum{{service=\"{svc}\"}} {:.3}\n", n as f64 * 0.04);
+        out += &format!("http_request_duration_seconds_count{{service=\"{svc}\"}} {n}\n");
     }
     out
 }

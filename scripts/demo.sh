@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The newcomer's demo: a local Kubernetes API (the project's test API server), a local AWS
 # (moto, behind the project's AWS test proxy for ECS deployment dynamics), Prometheus when
-# installed, and the shipshape controller. kubectl applies a car-rental stack and release;
-# the release rolls forward to a second SHA, then a third SHA breaks its health and is
-# rolled back automatically. Stops everything it started.
+# installed, and the shipshape controller. kubectl applies the car-rental example
+# (deploy/examples/car-rental.yaml); the release rolls forward to a second SHA, then a third
+# SHA breaks its health and is rolled back automatically. Stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ t0=$(date +%s%N)
 now_ms() { echo $(( ($(date +%s%N) - t0) / 1000000 )); }
 step() { local ms; ms=$(now_ms); printf '\n\033[1m[%3d.%01ds] %s\033[0m\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
 work=$(mktemp -d)
+mkdir -p "$work/overlay"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -72,93 +73,77 @@ print(subnet, sg)
 PY
 )
 
-health=""; analysis=""
-if $have_prometheus; then
-  health="  health: { prometheus: { url: \"http://127.0.0.1:$prom_port\" } }"
-  analysis='  rollout:
-    progressDeadline: 2m
-    analysis:
-      warmup: 3s
-      interval: 2s
-      successfulRuns: 2
-      failureLimit: 1
-      queries:
-        - name: error-rate
-          prometheus: sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{service}}"}[5s]))
-          max: 0.01'
-fi
-manifest() { # manifest SHA: the car-rental example with demo-speed analysis and this machine's network
-  cat <<YAML
-apiVersion: v1
-kind: Namespace
-metadata: { name: car-rental }
----
-apiVersion: shipshape.dev/v1alpha1
-kind: Environment
-metadata: { name: prod }
-spec:
-  region: eu-west-1
-  accountId: "123456789012"
-  ecsCluster: { name: car-rental-prod, create: true, capacityProviders: [FARGATE] }
-  network: { subnets: [$subnet], securityGroups: [$sg], assignPublicIp: false }
-  allowedNamespaces: [car-rental]
-  tags: { Project: car-rental }
-$health
----
-apiVersion: shipshape.dev/v1alpha1
-kind: StackSpec
-metadata: { name: data, namespace: car-rental }
-spec:
-  environment: prod
-  outputs: car-rental-data
-  databases:
-    - { name: car-rental-db, engine: postgres, engineVersion: "16.4", instanceClass: db.t4g.micro, allocatedStorageGiB: 20 }
-  buckets:
-    - { name: car-rental-uploads-prod, versioning: true, lifecycle: [{ prefix: tmp/, expireDays: 7 }] }
----
-apiVersion: shipshape.dev/v1alpha1
-kind: ServiceRelease
-metadata: { name: backend, namespace: car-rental }
-spec:
-  environment: prod
-  stack: data
-  image: { repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/car-rental-backend, gitSha: "$1" }
-  task: { cpu: 512, memory: 1024, port: 3000, env: { NODE_ENV: production } }
-  replicas: 2
-$analysis
-YAML
-}
+# The car-rental example as it is in deploy/examples, with a kustomize overlay for this
+# machine: the emulated network, the local Prometheus, and demo-speed analysis (seconds
+# instead of minutes; the queries' rate windows shortened to match).
+cp deploy/examples/car-rental.yaml "$work/overlay/"
+{
+  echo "resources: [car-rental.yaml]"
+  echo "patches:"
+  echo "  - target: { kind: Environment, name: prod }"
+  echo "    patch: |-"
+  echo "      - { op: replace, path: /spec/network, value: { subnets: [$subnet], securityGroups: [$sg], assignPublicIp: false } }"
+  if $have_prometheus; then
+    echo "      - { op: replace, path: /spec/health/prometheus/url, value: \"http://127.0.0.1:$prom_port\" }"
+  else
+    echo "      - { op: remove, path: /spec/health }"
+  fi
+  echo "  - target: { kind: ServiceRelease, name: backend }"
+  echo "    patch: |-"
+  echo "      - { op: replace, path: /spec/rollout/progressDeadline, value: 2m }"
+  if $have_prometheus; then
+    echo "      - { op: replace, path: /spec/rollout/analysis/warmup, value: 3s }"
+    echo "      - { op: replace, path: /spec/rollout/analysis/interval, value: 2s }"
+    echo "      - { op: replace, path: /spec/rollout/analysis/successfulRuns, value: 2 }"
+    for i in 0 1; do
+      q=$(grep -E '^ +prometheus: ' deploy/examples/car-rental.yaml | sed -n "$((i + 1))p" | sed -e 's/^ *prometheus: //' -e 's/\[1m\]/[5s]/g')
+      echo "      - op: replace"
+      echo "        path: /spec/rollout/analysis/queries/$i/prometheus"
+      echo "        value: '$q'"
+    done
+  else
+    echo "      - { op: remove, path: /spec/rollout/analysis }"
+  fi
+} >"$work/overlay/kustomization.yaml"
+release() { kubectl get release backend -n car-rental -o jsonpath="$1"; }
+set_sha() { kubectl patch release backend -n car-rental --type merge -p "{\"spec\":{\"image\":{\"gitSha\":\"$1\"}}}" >/dev/null; }
 
-step "kubectl apply: Environment, StackSpec (Postgres + bucket) and ServiceRelease backend@3f9c2a1d"
-manifest 3f9c2a1d | kubectl apply -f -
-wait_for 90 '{.status.phase}' Healthy
-kubectl get env,stack,release -A
-echo "  outputs injected into the task: $(kubectl get cm car-rental-data -n car-rental -o jsonpath='{.data}' | cut -c1-110)..."
-
-step "Roll forward: gitSha 3f9c2a1d -> 7b41e0c2"
+step "kubectl apply -k: deploy/examples/car-rental.yaml (Environment, StackSpec: Postgres + uploads bucket, ServiceRelease backend@3f9c2a1d)"
+echo "  overlay for this machine: local network$($have_prometheus && echo ', local Prometheus, analysis warmup 3s / interval 2s / 2 passing rounds')"
 start=$(now_ms)
-manifest 7b41e0c2 | kubectl apply -f - >/dev/null
+kubectl apply -k "$work/overlay" | sed 's/^/  /'
+wait_for 90 '{.status.phase}' Healthy
+echo "  Healthy in $(( ($(now_ms) - start) / 1000 ))s: ECS cluster, RDS instance, S3 bucket, task definition and Fargate service created"
+kubectl get env,stack,release -A | sed 's/^/  /'
+echo "  StackSpec outputs (ConfigMap car-rental-data, injected into the task): $(kubectl get cm car-rental-data -n car-rental -o jsonpath='{.data}' | cut -c1-100)..."
+
+step "Roll forward: gitSha 3f9c2a1d -> 7b41e0c2 (kubectl patch, as a GitOps commit would)"
+start=$(now_ms)
+set_sha 7b41e0c2
 wait_for 60 '{.status.stableSha}' 7b41e0c2
-echo "  promoted in $(( ($(now_ms) - start) / 1000 ))s (ECS deployment completed$($have_prometheus && echo ', 2 passing analysis rounds'))"
-./target/debug/shipshape status -n car-rental
+echo "  promoted in $(( ($(now_ms) - start) / 1000 ))s: ECS deployment COMPLETED$($have_prometheus && echo ', then 2 passing rounds of error-rate and p99 latency')"
+./target/debug/shipshape status -n car-rental | sed 's/^/  /'
 
 if $have_prometheus; then
-  step "Break it: 9d0e5f11 serves 25% errors (the exporter's error rate goes up as it deploys)"
+  step "Break it: 9d0e5f11 serves 25% errors"
   curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0.25" >/dev/null
 else
   step "Break it: 9d0e5f11's ECS deployment fails (3 tasks do not start)"
   curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/fail-next" -d '{"service":"backend","failedTasks":3}' >/dev/null
 fi
 start=$(now_ms)
-manifest 9d0e5f11 | kubectl apply -f - >/dev/null
+set_sha 9d0e5f11
 wait_for 90 '{.status.phase}' RolledBack
-echo "  rolled back automatically $(( ($(now_ms) - start) / 1000 ))s after the apply; the service runs 7b41e0c2's task definition again"
-./target/debug/shipshape status -n car-rental
-kubectl get release backend -n car-rental -o jsonpath='  Stalled: {.status.conditions[?(@.type=="Stalled")].reason}: {.status.conditions[?(@.type=="Stalled")].message}{"\n"}'
+echo "  rolled back automatically $(( ($(now_ms) - start) / 1000 ))s after the change; the service runs 7b41e0c2's task definition again"
+./target/debug/shipshape status -n car-rental | sed 's/^/  /'
+echo "  $(release '{.status.conditions[?(@.type=="Stalled")].reason}'): $(release '{.status.conditions[?(@.type=="Stalled")].message}')"
 echo "  history:"
-kubectl get release backend -n car-rental -o jsonpath='{range .status.history[*]}    {.sha}  {.outcome}  {.reason}{"\n"}{end}'
+release '{range .status.history[*]}    {.sha}  {.outcome}  {.reason}{"\n"}{end}'
+echo "  events:"
+kubectl get events -n car-rental -o jsonpath='{range .items[?(@.involvedObject.name=="backend")]}    {.type}  {.reason}  {.message}{"\n"}{end}' | tail -4 | cut -c1-150
 
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
+echo "  (dashboards and alerts over these: deploy/monitoring/)"
 
 step "Done; stopping everything the demo started"

@@ -21,6 +21,17 @@ fn committed_crds_match_the_generator() {
 }
 
 #[test]
+fn the_field_reference_is_generated_from_the_crds() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/reference.md")).unwrap_or_default();
+    assert!(committed == shipshape::api::reference::markdown(), "docs/reference.md is stale: `cargo run -q --example crdgen`");
+    for field in
+        ["spec.image.gitSha", "spec.rollout.analysis.queries[].prometheus", "spec.buckets[].lifecycle[].transitions[].storageClass"]
+    {
+        assert!(committed.contains(&format!("`{field}`")), "{field} missing from the reference");
+    }
+}
+
+#[test]
 fn crds_declare_short_names_category_status_and_printer_columns() {
     for crd in shipshape::api::crds() {
         let names = &crd.spec.names;

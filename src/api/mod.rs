@@ -3,6 +3,7 @@
 mod common;
 mod environment;
 pub mod reasons;
+pub mod reference;
 mod release;
 mod stack;
 

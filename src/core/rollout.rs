@@ -390,13 +390,19 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     }
 }
 
+/// The measurement of a round worth showing (`shipshape status`, LAST MEASUREMENT): the
+/// first failing one, else the first that did not pass (inconclusive, invalid), else the last.
+fn headline(round: &[Measurement]) -> Option<&Measurement> {
+    round.iter().find(|m| m.verdict == "Fail").or_else(|| round.iter().find(|m| m.verdict != "Pass")).or(round.last())
+}
+
 fn analyze(c: &mut Ctx) {
     let inp = c.inp;
     let cfg = inp.config;
     let Some((verdict, measurements)) = inp.round.clone() else {
         return;
     };
-    c.st.last_measurement = measurements.last().cloned().or(c.st.last_measurement.take());
+    c.st.last_measurement = headline(&measurements).cloned().or(c.st.last_measurement.take());
     let rs = c.st.rollout.as_mut().expect("analyzing has a rollout");
     rs.last_measured_at = Some(inp.now);
     rs.measurements.extend(measurements);

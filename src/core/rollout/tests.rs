@@ -362,3 +362,13 @@ fn a_manual_rollback_points_back_at_stable() {
     assert_eq!(s.status.phase, Phase::RolledBack);
     assert_eq!(s.status.handled_commands.get("rollback").map(String::as_str), Some("now"));
 }
+
+#[test]
+fn the_headline_measurement_of_a_round_is_the_failing_one() {
+    let m = |q: &str, v: &str| Measurement { at: t(0), query: q.into(), value: Some(0.0), verdict: v.into() };
+    let round = [m("error-rate", "Fail"), m("latency", "Pass"), m("jobs", "Inconclusive")];
+    assert_eq!(headline(&round).unwrap().query, "error-rate");
+    assert_eq!(headline(&round[1..]).unwrap().query, "jobs");
+    assert_eq!(headline(&round[1..2]).unwrap().query, "latency");
+    assert!(headline(&[]).is_none());
+}

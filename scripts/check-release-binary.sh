@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the binary the Dockerfile ships (scripts/release-build.sh) and checks what the
+# image relies on, without a Docker engine:
+#   - it starts: `--version` names the crate version, `crd` prints the three CRDs;
+#   - it links only against libraries gcr.io/distroless/cc-debian12 has (glibc, libgcc)
+#     and needs no newer glibc than Debian 12's 2.36;
+#   - it runs as the image's user (65532) with nothing writable, serving /readyz against a
+#     test API server (when target/debug/examples/devcluster is built, as after cargo test).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=$(scripts/release-build.sh | tail -1)
+version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+out=$("$bin" --version)
+[ "$out" = "shipshape $version" ] || { echo "--version printed '$out', want 'shipshape $version'"; exit 1; }
+n=$("$bin" crd | grep -c '^kind: CustomResourceDefinition$')
+[ "$n" = 3 ] || { echo "crd printed $n CRDs"; exit 1; }
+diff <("$bin" crd) <(cat crds/*.yaml) >/dev/null || { echo "crd output differs from crds/"; exit 1; }
+
+allowed="libc.so.6 libm.so.6 libgcc_s.so.1 ld-linux-x86-64.so.2 libpthread.so.0 libdl.so.2 librt.so.1"
+for lib in $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p'); do
+  case " $allowed " in *" $lib "*) ;; *) echo "links against $lib, which distroless/cc does not have"; exit 1 ;; esac
+done
+glibc=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
+[ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)" = 2.36 ] || { echo "needs glibc $glibc > 2.36"; exit 1; }
+
+if [ -x target/debug/examples/devcluster ] && command -v setpriv >/dev/null; then
+  work=$(mktemp -d); chmod 755 "$work"
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+  port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+  api=$(port); metrics=$(port)
+  target/debug/examples/devcluster --addr "127.0.0.1:$api" --kubeconfig "$work/kubeconfig" >"$work/api.log" 2>&1 & pids+=($!)
+  for _ in $(seq 100); do [ -s "$work/kubeconfig" ] && break; sleep 0.1; done
+  chmod 644 "$work/kubeconfig"; cp "$bin" "$work/shipshape"; chmod 755 "$work/shipshape"
+  (cd / && exec setpriv --reuid 65532 --regid 65532 --clear-groups env -i KUBECONFIG="$work/kubeconfig" POD_NAMESPACE=default \
+    AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x SHIPSHAPE_LOG_FORMAT=json \
+    "$work/shipshape" controller --metrics-addr "127.0.0.1:$metrics") >"$work/controller.log" 2>&1 & pids+=($!)
+  ok=false
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$metrics/readyz" >/dev/null 2>&1 && { ok=true; break; }; sleep 0.1; done
+  $ok || { echo "the release binary, as uid 65532, did not become ready:"; cat "$work/controller.log"; exit 1; }
+  echo "release binary: ready as uid 65532 (json logs: $(head -c 120 "$work/controller.log"))"
+fi
+echo "release binary OK: $("$bin" --version), $(du -h "$bin" | cut -f1), links: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')glibc >= $glibc"
