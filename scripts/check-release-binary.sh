@@ -8,7 +8,7 @@
 #     test API server (when target/debug/examples/devcluster is built, as after cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=$(scripts/release-build.sh | tail -1)
+bin=${SHIPSHAPE_RELEASE_BIN:-$(scripts/release-build.sh | tail -1)}
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
 out=$("$bin" --version)

@@ -15,8 +15,20 @@ mkdir -p "$work/overlay"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 1 150); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1"; return 1; }
+# Ports below Linux's ephemeral range (32768+), so no outgoing connection takes one between
+# picking it and the server binding it.
+free_ports() { python3 -c '
+import random, socket, sys
+ports = []
+while len(ports) < int(sys.argv[1]):
+    p = random.randint(20000, 32000); s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        if p not in ports: ports.append(p)
+    except OSError: pass
+    finally: s.close()
+print(*ports)' "$1"; }
+wait_http() { for _ in $(seq 1 150); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1"; tail -n 5 "$work"/*.log; return 1; }
 wait_for() { # wait_for SECONDS JSONPATH VALUE: a release field reaches a value
   local deadline=$(( $(date +%s) + $1 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
@@ -28,15 +40,17 @@ wait_for() { # wait_for SECONDS JSONPATH VALUE: a release field reaches a value
 
 step "Building shipshape and the local stand-ins"
 cargo build -q --bin shipshape --example devcluster --example demostack
+built_ms=$(now_ms)
+echo "  built in $((built_ms / 1000))s"
 if ! command -v moto_server >/dev/null; then
   step "Installing the AWS emulator (pip install 'moto[server]')"
   pip install -q 'moto[server]'
 fi
 have_prometheus=false
-if command -v prometheus >/dev/null; then have_prometheus=true; fi
+if [ "${DEMO_NO_PROMETHEUS:-0}" != 1 ] && command -v prometheus >/dev/null; then have_prometheus=true; fi
 
 step "Starting moto + AWS proxy, the test API server, $($have_prometheus && echo 'Prometheus, ')and the controller"
-moto_port=$(free_port); proxy_port=$(free_port); app_port=$(free_port); api_port=$(free_port); prom_port=$(free_port); metrics_port=$(free_port)
+read -r moto_port proxy_port app_port api_port prom_port metrics_port < <(free_ports 6)
 moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/"
 ./target/debug/examples/demostack --moto "http://127.0.0.1:$moto_port" --proxy-addr "127.0.0.1:$proxy_port" --exporter-addr "127.0.0.1:$app_port" >"$work/stack.log" 2>&1 & pids+=($!)
@@ -146,4 +160,4 @@ step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
 echo "  (dashboards and alerts over these: deploy/monitoring/)"
 
-step "Done; stopping everything the demo started"
+step "Done in $(( ($(now_ms) - built_ms) / 1000 ))s after the build; stopping everything the demo started"

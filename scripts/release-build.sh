@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked --bin shipshape
-echo "target/release/shipshape"
+echo "${CARGO_TARGET_DIR:-target}/release/shipshape"
