@@ -108,6 +108,11 @@ struct ControllerArgs {
     /// AWS calls per second per environment and service.
     #[arg(long, default_value_t = 20)]
     aws_rate: u32,
+    /// Reconcile only the Environments, StackSpecs and ServiceReleases whose labels match
+    /// this selector (e.g. `shipshape.dev/instance=blue`), so several controllers can share
+    /// one cluster; empty: all of them.
+    #[arg(long, env = "SHIPSHAPE_WATCH_LABEL_SELECTOR", default_value = "")]
+    watch_label_selector: String,
 }
 
 fn default_identity() -> String {
@@ -163,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
                 aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
                 metrics,
                 client: None,
+                label_selector: Some(args.watch_label_selector.clone()).filter(|s| !s.is_empty()),
             })
             .await;
             if let Err(e) = &result {

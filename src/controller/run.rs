@@ -34,6 +34,8 @@ pub struct RunConfig {
     pub metrics: Metrics,
     /// A Kubernetes client to use instead of KUBECONFIG / in-cluster config (benchmarks, tests).
     pub client: Option<Client>,
+    /// Only objects whose labels match this selector are reconciled (None: all).
+    pub label_selector: Option<String>,
 }
 
 async fn log_result<K, E>(controller: &'static str, res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>)
@@ -75,6 +77,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             Client::try_from(config)?
         }
     };
+    if let Some(selector) = &cfg.label_selector {
+        // A selector the API server refuses would leave every watch retrying in the background.
+        Api::<Environment>::all(client.clone())
+            .list_metadata(&kube::api::ListParams::default().labels(selector).limit(1))
+            .await
+            .map_err(|e| anyhow::anyhow!("--watch-label-selector {selector:?}: {e}"))?;
+    }
     let metrics = cfg.metrics.clone();
     let ready = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -146,7 +155,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     }
 
     let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone()));
-    let wc = watcher::Config::default();
+    let wc = match &cfg.label_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(environment::reconcile, environment::on_error, ctx.clone())
