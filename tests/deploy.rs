@@ -9,11 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use support::Cluster;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use support::{root, Cluster};
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -131,13 +127,13 @@ fn optional_pieces_render_when_enabled() {
 
 #[test]
 fn the_kustomize_base_builds() {
-    let out = run(Command::new("kubectl").args(["kustomize", "deploy/base"]).current_dir(root()));
+    let out = run(Command::new(support::kubectl_path()).args(["kustomize", "deploy/base"]).current_dir(root()));
     let d = docs(&out);
     assert_eq!(find(&d, "Namespace")[0]["metadata"]["name"], "shipshape");
     assert_eq!(find(&d, "Deployment")[0]["metadata"]["namespace"], "shipshape");
 }
 
-/// Every example is accepted by an API server holding the CRDs (schema, formats, CEL), and
+/// Every example is accepted by the real API server holding the CRDs (schema, formats, CEL), and
 /// hangs together: each StackSpec/ServiceRelease names an Environment of the same file that
 /// lets its namespace deploy, and each `stack` exists.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

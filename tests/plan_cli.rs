@@ -65,7 +65,7 @@ async fn plan_lists_exactly_the_changed_fields_exits_by_the_result_and_never_wri
 
     // Let the controller make it so, then plan the same manifests: nothing to do.
     c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
-    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).success();
+    c.apply(&std::fs::read_to_string(&file).unwrap()).success();
     eventually(Duration::from_secs(40), "stack Ready", || (c.condition(&["stack", "data", "-n", &ns], "Ready").0 == "True").then_some(()))
         .await;
     let (code, out, err) = tokio::task::spawn_blocking({

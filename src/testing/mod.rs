@@ -1,5 +1,4 @@
-//! Test support: the test API server and in-memory fakes (feature `test-support`).
+//! Test support: the AWS test proxy and in-memory AWS fakes (feature `test-support`).
 
-pub mod apiserver;
 pub mod awsproxy;
 pub mod fakes;

@@ -1,6 +1,6 @@
-//! Test harness: the API server (in-process, or a real cluster when
-//! `SHIPSHAPE_E2E_KUBECONFIG` is set), moto behind `AWS_ENDPOINT_URL`, the real controller
-//! binary, kubectl.
+//! Test harness: a real Kubernetes control plane (scripts/control-plane.sh; or the cluster
+//! of `SHIPSHAPE_E2E_KUBECONFIG`), moto behind `AWS_ENDPOINT_URL`, Prometheus, the real
+//! controller binary running as the chart's ServiceAccount, the pinned kubectl.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use shipshape::aws::sdk::SdkProvider;
 use shipshape::aws::{AwsClients, AwsProvider, Ecs, Target};
 use shipshape::metrics::Metrics;
-use shipshape::testing::apiserver::ApiServer;
 use shipshape::testing::awsproxy::AwsProxy;
 
 /// A free loopback port.
@@ -82,6 +81,40 @@ pub async fn moto_query(service: &str, body: &str) -> String {
         .unwrap()
 }
 
+/// A raw JSON-protocol ECS call straight to moto (e.g. `DescribeTaskDefinition`), for checks
+/// the domain traits do not offer.
+pub async fn moto_ecs(operation: &str, body: serde_json::Value) -> serde_json::Value {
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/ecs/aws4_request, SignedHeaders=host, Signature=x";
+    reqwest::Client::new()
+        .post(moto())
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{operation}"))
+        .header("authorization", auth)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// A VPC, subnet and security group in moto's EC2: Fargate services need them there.
+pub async fn network() -> (String, String) {
+    let call = |body: String| async move { moto_query("ec2", &body).await };
+    let between = |s: &str, a: &str, b: &str| s.split(a).nth(1).and_then(|r| r.split(b).next()).unwrap_or_default().to_string();
+    let vpc = call("Action=CreateVpc&Version=2016-11-15&CidrBlock=10.0.0.0/16".into()).await;
+    let vpc = between(&vpc, "<vpcId>", "</vpcId>");
+    let subnet =
+        call(format!("Action=CreateSubnet&Version=2016-11-15&VpcId={vpc}&CidrBlock=10.0.1.0/24&AvailabilityZone=eu-west-1a")).await;
+    let subnet = between(&subnet, "<subnetId>", "</subnetId>");
+    let sg =
+        call(format!("Action=CreateSecurityGroup&Version=2016-11-15&VpcId={vpc}&GroupName={}&GroupDescription=test", unique("sg"))).await;
+    let sg = between(&sg, "<groupId>", "</groupId>");
+    assert!(subnet.starts_with("subnet-") && sg.starts_with("sg-"), "{subnet} {sg}");
+    (subnet, sg)
+}
+
 /// A unique lowercase suffix for names in a test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:06x}", rand::random::<u32>() & 0xffffff)
@@ -110,42 +143,108 @@ pub async fn proxy() -> AwsProxy {
     AwsProxy::start("127.0.0.1:0", moto()).await.unwrap()
 }
 
-/// A Kubernetes API: the in-process test server, or a real cluster.
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Kubernetes API of this test binary: the pinned etcd + kube-apiserver +
+/// kube-controller-manager (scripts/control-plane.sh, stopped when the test process exits),
+/// or the cluster of `SHIPSHAPE_E2E_KUBECONFIG`; shipshape installed on it as the README
+/// says (deploy/base, server-side), and a kubeconfig of the chart's ServiceAccount.
+pub struct ControlPlane {
+    /// Admin kubeconfig (system:masters): what the tests act as.
+    pub admin: PathBuf,
+    /// The chart's ServiceAccount `shipshape/shipshape` (a TokenRequest token): what the
+    /// controller under test runs as, so the real authorizer checks every request.
+    pub controller: PathBuf,
+    /// The pinned kubectl.
+    pub kubectl: PathBuf,
+    /// Our own control plane's state directory (audit.log, component logs); None for an
+    /// existing cluster.
+    pub dir: Option<PathBuf>,
+}
+
+/// The ServiceAccount the chart creates, as the API server names it.
+pub const CONTROLLER_USER: &str = "system:serviceaccount:shipshape:shipshape";
+
+fn script(args: &[&str]) -> String {
+    let out = Command::new(root().join("scripts/control-plane.sh"))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("scripts/control-plane.sh {args:?}: {e}"));
+    assert!(out.status.success(), "scripts/control-plane.sh {args:?} failed (see its output above)");
+    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_string()
+}
+
+/// The pinned kubectl (built with the control plane on first use).
+pub fn kubectl_path() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| PathBuf::from(script(&["bin"])).join("kubectl")).clone()
+}
+
+/// This test binary's control plane (started on first use).
+pub fn control_plane() -> &'static ControlPlane {
+    static CP: OnceLock<ControlPlane> = OnceLock::new();
+    CP.get_or_init(|| {
+        let (admin, dir) = match std::env::var("SHIPSHAPE_E2E_KUBECONFIG") {
+            Ok(kc) => (PathBuf::from(kc), None),
+            Err(_) => {
+                let dir = std::env::temp_dir().join(format!("shipshape-e2e-{}", std::process::id()));
+                let admin = script(&["up", dir.to_str().unwrap(), &std::process::id().to_string()]);
+                (PathBuf::from(admin), Some(dir))
+            }
+        };
+        let state = dir.clone().unwrap_or_else(|| tempfile::tempdir().unwrap().keep());
+        let controller = state.join("shipshape.kubeconfig");
+        script(&["install", admin.to_str().unwrap(), controller.to_str().unwrap()]);
+        ControlPlane { admin, controller, kubectl: kubectl_path(), dir }
+    })
+}
+
+/// The label that scopes a test: its objects carry it and its controller watches only
+/// objects that do (`--watch-label-selector`), so tests sharing a control plane never see
+/// each other's objects.
+pub const TEST_LABEL: &str = "e2e.shipshape.dev/test";
+
+/// One test's view of the control plane: its own label, Lease and files.
 pub struct Cluster {
-    server: Option<ApiServer>,
+    cp: &'static ControlPlane,
+    /// This test's id (label value, Lease name).
+    pub id: String,
     dir: tempfile::TempDir,
-    /// kubeconfig path.
+    /// Admin kubeconfig path.
     pub kubeconfig: PathBuf,
 }
 
 impl Cluster {
-    /// The test API server with the CRDs, or the cluster of `SHIPSHAPE_E2E_KUBECONFIG`
-    /// (CRDs applied from crds/).
+    /// The control plane of this test binary, scoped to a new test.
     pub async fn start() -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        if let Ok(kc) = std::env::var("SHIPSHAPE_E2E_KUBECONFIG") {
-            let c = Cluster { server: None, kubeconfig: PathBuf::from(kc), dir };
-            c.kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds")]).success();
-            return c;
-        }
-        let server = ApiServer::start("127.0.0.1:0").await.unwrap();
-        let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
-        server.install_crds(&crds);
-        let kubeconfig = dir.path().join("kubeconfig");
-        server.write_kubeconfig(&kubeconfig).unwrap();
-        Cluster { server: Some(server), dir, kubeconfig }
+        let cp = tokio::task::spawn_blocking(control_plane).await.expect("control plane starts");
+        Cluster { cp, id: unique("t"), dir: tempfile::tempdir().unwrap(), kubeconfig: cp.admin.clone() }
     }
 
-    /// Runs kubectl against this cluster.
+    /// The control plane under this test.
+    pub fn control_plane(&self) -> &'static ControlPlane {
+        self.cp
+    }
+
+    /// Runs the pinned kubectl against this cluster as admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         self.kubectl_stdin(args, "")
     }
 
-    /// Runs kubectl with `stdin`.
+    /// Runs the pinned kubectl as admin with `stdin`.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new("kubectl")
+        self.kubectl_as(&self.kubeconfig, args, stdin)
+    }
+
+    /// Runs the pinned kubectl with another kubeconfig (e.g. the controller's identity).
+    pub fn kubectl_as(&self, kubeconfig: &Path, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(&self.cp.kubectl)
             .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -160,9 +259,30 @@ impl Cluster {
         }
     }
 
-    /// `kubectl apply -f -`.
+    /// `kubectl apply -f -` of `yaml`, every shipshape.dev object labelled with this test's
+    /// label (so this test's controller, and only it, reconciles them).
     pub fn apply(&self, yaml: &str) -> Output {
-        self.kubectl_stdin(&["apply", "-f", "-"], yaml)
+        self.kubectl_stdin(&["apply", "-f", "-"], &self.labelled(yaml))
+    }
+
+    /// `yaml` with this test's label on every shipshape.dev object.
+    pub fn labelled(&self, yaml: &str) -> String {
+        let mut out = String::new();
+        for doc in serde_yaml::Deserializer::from_str(yaml) {
+            let mut v: serde_json::Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
+            if v.is_null() {
+                continue;
+            }
+            if v["apiVersion"].as_str().is_some_and(|a| a.starts_with("shipshape.dev/")) {
+                v["metadata"]["labels"][TEST_LABEL] = serde_json::Value::String(self.id.clone());
+            }
+            // As JSON (valid YAML): re-emitted YAML would leave `"on"` bare, which kubectl's
+            // YAML 1.1 parser reads as a boolean.
+            out.push_str("---\n");
+            out.push_str(&serde_json::to_string(&v).unwrap());
+            out.push('\n');
+        }
+        out
     }
 
     /// A JSONPath read of one object (`kubectl get KIND NAME -o jsonpath=...`), "" if missing.
@@ -189,7 +309,7 @@ impl Cluster {
         (a.to_string(), b.to_string())
     }
 
-    /// A kube client for this cluster.
+    /// An admin kube client for this cluster.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
         let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig loads");
@@ -201,9 +321,10 @@ impl Cluster {
         self.dir.path()
     }
 
-    /// The in-process server (None against a real cluster).
-    pub fn server(&self) -> Option<&ApiServer> {
-        self.server.as_ref()
+    /// kube-apiserver's audit log so far (our own control plane only).
+    pub fn audit_log(&self) -> Option<Vec<serde_json::Value>> {
+        let text = std::fs::read_to_string(self.cp.dir.as_ref()?.join("audit.log")).ok()?;
+        Some(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
     }
 }
 
@@ -243,24 +364,28 @@ impl Controller {
     }
 
     /// Starts the controller binary against `cluster`, with AWS at `endpoint` (moto, or the
-    /// AWS test proxy in front of it).
+    /// AWS test proxy in front of it), as the chart's ServiceAccount, watching only this
+    /// test's objects, on this test's Lease.
     pub fn start_at(cluster: &Cluster, endpoint: &str, extra: &[&str]) -> Controller {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = cluster.dir().join(format!("controller-{port}.log"));
         let file = std::fs::File::create(&log).unwrap();
+        let selector = format!("{TEST_LABEL}={}", cluster.id);
+        let lease = format!("shipshape-{}", cluster.id);
         let child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
             .arg("controller")
             .args(["--metrics-addr", &metrics_addr, "--identity", &format!("test-{port}")])
+            .args(["--watch-label-selector", &selector, "--lease-name", &lease, "--lease-namespace", "shipshape"])
             .args(extra)
             .args(if extra.contains(&"--lease-duration") { vec![] } else { vec!["--lease-duration", "4s"] })
             .args(if extra.contains(&"--lease-retry-period") { vec![] } else { vec!["--lease-retry-period", "500ms"] })
-            .env("KUBECONFIG", &cluster.kubeconfig)
+            .env("KUBECONFIG", &cluster.control_plane().controller)
             .env("AWS_ENDPOINT_URL", endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "eu-west-1")
-            .env("RUST_LOG", "info,shipshape=debug")
+            .env("RUST_LOG", std::env::var("SHIPSHAPE_TEST_LOG").unwrap_or_else(|_| "info,shipshape=debug".into()))
             .stdout(file.try_clone().unwrap())
             .stderr(file)
             .spawn()
@@ -272,6 +397,11 @@ impl Controller {
             std::thread::sleep(Duration::from_millis(50));
         }
         c
+    }
+
+    /// The process id (None once killed).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// The controller's metrics text.
