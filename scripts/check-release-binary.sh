@@ -4,8 +4,9 @@
 #   - it starts: `--version` names the crate version, `crd` prints the three CRDs;
 #   - it links only against libraries gcr.io/distroless/cc-debian12 has (glibc, libgcc)
 #     and needs no newer glibc than Debian 12's 2.36;
-#   - it runs as the image's user (65532) with nothing writable, serving /readyz against a
-#     test API server (when target/debug/examples/devcluster is built, as after cargo test).
+#   - it runs as the image's user (65532) with nothing writable, with the chart's
+#     ServiceAccount token against the real control plane (scripts/control-plane.sh):
+#     /readyz answers and it takes the leader Lease.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SHIPSHAPE_RELEASE_BIN:-$(scripts/release-build.sh | tail -1)}
@@ -24,21 +25,27 @@ done
 glibc=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -1)
 [ "$(printf '%s\n2.36\n' "$glibc" | sort -V | tail -1)" = 2.36 ] || { echo "needs glibc $glibc > 2.36"; exit 1; }
 
-if [ -x target/debug/examples/devcluster ] && command -v setpriv >/dev/null; then
+if command -v setpriv >/dev/null; then
   work=$(mktemp -d); chmod 755 "$work"
   pids=()
-  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; scripts/control-plane.sh down "$work/cp" 2>/dev/null || true; rm -rf "$work"' EXIT
   port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-  api=$(port); metrics=$(port)
-  target/debug/examples/devcluster --addr "127.0.0.1:$api" --kubeconfig "$work/kubeconfig" >"$work/api.log" 2>&1 & pids+=($!)
-  for _ in $(seq 100); do [ -s "$work/kubeconfig" ] && break; sleep 0.1; done
+  metrics=$(port)
+  # The real control plane with shipshape installed as the README says; the binary runs with
+  # the chart's ServiceAccount token, as in a pod.
+  admin=$(scripts/control-plane.sh up "$work/cp" $$)
+  scripts/control-plane.sh install "$admin" "$work/kubeconfig" >/dev/null
   chmod 644 "$work/kubeconfig"; cp "$bin" "$work/shipshape"; chmod 755 "$work/shipshape"
-  (cd / && exec setpriv --reuid 65532 --regid 65532 --clear-groups env -i KUBECONFIG="$work/kubeconfig" POD_NAMESPACE=default \
+  (cd / && exec setpriv --reuid 65532 --regid 65532 --clear-groups env -i KUBECONFIG="$work/kubeconfig" POD_NAMESPACE=shipshape \
     AWS_REGION=eu-west-1 AWS_ACCESS_KEY_ID=x AWS_SECRET_ACCESS_KEY=x SHIPSHAPE_LOG_FORMAT=json \
     "$work/shipshape" controller --metrics-addr "127.0.0.1:$metrics") >"$work/controller.log" 2>&1 & pids+=($!)
   ok=false
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$metrics/readyz" >/dev/null 2>&1 && { ok=true; break; }; sleep 0.1; done
   $ok || { echo "the release binary, as uid 65532, did not become ready:"; cat "$work/controller.log"; exit 1; }
-  echo "release binary: ready as uid 65532 (json logs: $(head -c 120 "$work/controller.log"))"
+  # It leads: the Lease in its namespace names it.
+  leader() { local m; m=$(curl -fs "http://127.0.0.1:$metrics/metrics" || true); grep -q '^shipshape_leader 1' <<<"$m"; }
+  for _ in $(seq 100); do leader && break; sleep 0.1; done
+  leader || { echo "the release binary did not take the Lease:"; cat "$work/controller.log"; exit 1; }
+  echo "release binary: ready and leading as uid 65532 on kube-apiserver $("$(scripts/control-plane.sh bin)/kubectl" --kubeconfig "$admin" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') (json logs: $(head -c 120 "$work/controller.log"))"
 fi
 echo "release binary OK: $("$bin" --version), $(du -h "$bin" | cut -f1), links: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')glibc >= $glibc"

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# The newcomer's demo: a local Kubernetes API (the project's test API server), a local AWS
-# (moto, behind the project's AWS test proxy for ECS deployment dynamics), Prometheus when
-# installed, and the shipshape controller. kubectl applies the car-rental example
-# (deploy/examples/car-rental.yaml); the release rolls forward to a second SHA, then a third
-# SHA breaks its health and is rolled back automatically. Stops everything it started.
+# The newcomer's demo: a real Kubernetes control plane (etcd, kube-apiserver and
+# kube-controller-manager of the pinned version, scripts/control-plane.sh; built once, about
+# 10 minutes), a local AWS (moto, behind the project's AWS test proxy for ECS deployment
+# dynamics), Prometheus when installed, and the shipshape controller running as the chart's
+# ServiceAccount. kubectl applies the car-rental example (deploy/examples/car-rental.yaml);
+# the release rolls forward to a second SHA, then a third SHA breaks its health and is
+# rolled back automatically. Stops everything it started.
+#
+#   bash scripts/demo.sh                     # on a control plane of its own
+#   bash scripts/demo.sh --existing-cluster  # on the cluster of $KUBECONFIG (kind, a test
+#                                            # cluster): installs deploy/base there, runs the
+#                                            # controller locally, deletes what it applied
 set -euo pipefail
 cd "$(dirname "$0")/.."
+existing=false
+[ "${1:-}" = "--existing-cluster" ] && existing=true
 
 t0=$(date +%s%N)
 now_ms() { echo $(( ($(date +%s%N) - t0) / 1000000 )); }
@@ -13,7 +22,20 @@ step() { local ms; ms=$(now_ms); printf '\n\033[1m[%3d.%01ds] %s\033[0m\n' $((ms
 work=$(mktemp -d)
 mkdir -p "$work/overlay"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+applied=false
+admin=""
+cleanup() {
+  if $existing && $applied; then
+    # The controller is still running: its finalizers let the objects go, the release and
+    # the stack before the Environment their cleanup needs.
+    kubectl --kubeconfig "$admin" delete servicerelease,stackspec --all -n car-rental --wait=true --timeout=60s >/dev/null 2>&1 || true
+    kubectl --kubeconfig "$admin" delete -k "$work/overlay" --wait=true --timeout=60s >/dev/null 2>&1 || true
+  fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  $existing || scripts/control-plane.sh down "$work/cp" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 # Ports below Linux's ephemeral range (32768+), so no outgoing connection takes one between
 # picking it and the server binding it.
@@ -38,8 +60,10 @@ wait_for() { # wait_for SECONDS JSONPATH VALUE: a release field reaches a value
   echo "timed out waiting for $2 = $3"; ./target/debug/shipshape status -n car-rental; tail -20 "$work/controller.log"; return 1
 }
 
-step "Building shipshape and the local stand-ins"
-cargo build -q --bin shipshape --example devcluster --example demostack
+step "Building shipshape and the local stand-ins$([ -f "$(scripts/control-plane.sh cache-dir)/.complete" ] || $existing || echo ' (and, this once, the Kubernetes control plane: about 5 min)')"
+cargo build -q --bin shipshape --example demostack
+# The pinned kubectl, for the demo and for you (built with the control plane).
+PATH="$(scripts/control-plane.sh bin):$PATH"
 built_ms=$(now_ms)
 echo "  built in $((built_ms / 1000))s"
 if ! command -v moto_server >/dev/null; then
@@ -49,13 +73,23 @@ fi
 have_prometheus=false
 if [ "${DEMO_NO_PROMETHEUS:-0}" != 1 ] && command -v prometheus >/dev/null; then have_prometheus=true; fi
 
-step "Starting moto + AWS proxy, the test API server, $($have_prometheus && echo 'Prometheus, ')and the controller"
-read -r moto_port proxy_port app_port api_port prom_port metrics_port < <(free_ports 6)
+if $existing; then
+  admin=${KUBECONFIG:-$HOME/.kube/config}
+  step "Using the cluster of $admin ($(kubectl --kubeconfig "$admin" config current-context))"
+else
+  step "Starting Kubernetes $(scripts/control-plane.sh version | cut -d' ' -f1): etcd, kube-apiserver, kube-controller-manager on loopback"
+  admin=$(scripts/control-plane.sh up "$work/cp" $$)
+  echo "  ready; kubeconfig $admin"
+fi
+echo "  installing shipshape as the README says: kubectl apply --server-side -k deploy/base (CRDs, ServiceAccount, RBAC)"
+scripts/control-plane.sh install "$admin" "$work/shipshape.kubeconfig" >/dev/null
+echo "  the controller runs as $(kubectl --kubeconfig "$work/shipshape.kubeconfig" auth whoami -o jsonpath='{.status.userInfo.username}') (a token from the TokenRequest API)"
+
+step "Starting moto + AWS proxy, $($have_prometheus && echo 'Prometheus, ')and the controller"
+read -r moto_port proxy_port app_port prom_port metrics_port < <(free_ports 5)
 moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/"
 ./target/debug/examples/demostack --moto "http://127.0.0.1:$moto_port" --proxy-addr "127.0.0.1:$proxy_port" --exporter-addr "127.0.0.1:$app_port" >"$work/stack.log" 2>&1 & pids+=($!)
-./target/debug/examples/devcluster --addr "127.0.0.1:$api_port" --kubeconfig "$work/kubeconfig" >"$work/api.log" 2>&1 & pids+=($!)
-wait_http "http://127.0.0.1:$api_port/version"
 wait_http "http://127.0.0.1:$app_port/metrics"
 if $have_prometheus; then
   cat >"$work/prometheus.yml" <<YAML
@@ -70,9 +104,11 @@ else
   echo "  Prometheus is not installed (apt-get install prometheus): health is judged on ECS deployments only,"
   echo "  and the demo breaks the third release's ECS deployment instead of its error rate."
 fi
-export KUBECONFIG="$work/kubeconfig" AWS_ENDPOINT_URL="http://127.0.0.1:$proxy_port" \
-  AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=eu-west-1
-./target/debug/shipshape controller --metrics-addr "127.0.0.1:$metrics_port" >"$work/controller.log" 2>&1 & pids+=($!)
+export AWS_ENDPOINT_URL="http://127.0.0.1:$proxy_port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=eu-west-1
+KUBECONFIG="$work/shipshape.kubeconfig" ./target/debug/shipshape controller --metrics-addr "127.0.0.1:$metrics_port" \
+  --lease-namespace shipshape >"$work/controller.log" 2>&1 & pids+=($!)
+# You (kubectl, shipshape status) act as the cluster's admin; the controller as itself.
+export KUBECONFIG="$admin"
 wait_http "http://127.0.0.1:$metrics_port/readyz"
 curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/null
 
@@ -126,6 +162,7 @@ step "kubectl apply -k: deploy/examples/car-rental.yaml (Environment, StackSpec:
 echo "  overlay for this machine: local network$($have_prometheus && echo ', local Prometheus, analysis warmup 3s / interval 2s / 2 passing rounds')"
 start=$(now_ms)
 kubectl apply -k "$work/overlay" | sed 's/^/  /'
+applied=true
 wait_for 90 '{.status.phase}' Healthy
 echo "  Healthy in $(( ($(now_ms) - start) / 1000 ))s: ECS cluster, RDS instance, S3 bucket, task definition and Fargate service created"
 kubectl get env,stack,release -A | sed 's/^/  /'
