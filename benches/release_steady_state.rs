@@ -1,25 +1,25 @@
-//! ServiceRelease figures, with in-memory AWS:
-//! 1. seconds from a breaching measurement to the rollback's UpdateService call, and from
+//! ServiceRelease figures:
+//! 1. with in-memory AWS, seconds from a breaching measurement to the rollback's UpdateService call, and from
 //!    an observed spec change to the UpdateService call (the controller's own share:
 //!    state machine + AWS call; p50/p99 over many runs);
-//! 2. steady state of N releases (default 1,000 and 5,000): reconciles per second, AWS
-//!    reads per drift interval (DescribeServices batched 10 per call), writes (must be 0),
-//!    RSS. The controller runs in-process with the test API server, so RSS includes it.
+//! 2. N releases (default 100 and 500) applied at once to the real control plane, the
+//!    controller binary in its own process as the chart's ServiceAccount, AWS = moto behind
+//!    the AWS test proxy: seconds to converge, phases at the end, AWS calls per converged
+//!    release, then per drift interval AWS calls by operation, writes (must be 0), API
+//!    requests (kube-apiserver's audit log), the controller's CPU and RSS.
 //!
-//! `cargo bench --bench release_steady_state` (SHIPSHAPE_BENCH_SIZES=1000,5000).
+//! `cargo bench --bench release_steady_state` (SHIPSHAPE_BENCH_SIZES=100,500).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, ListParams};
 use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus};
 use shipshape::aws::{AwsProvider, ServiceRequest, Target};
 use shipshape::core::analysis::Verdict;
 use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs};
-use shipshape::metrics::Metrics;
 use shipshape::testing::fakes::FakeAws;
 
 const DRIFT: u64 = 10;
@@ -144,40 +144,49 @@ async fn latencies(runs: usize) {
 }
 
 async fn steady(n: usize) {
-    let (_server, client, ns) = common::cluster(n).await;
-    let api: Api<ServiceRelease> = Api::namespaced(client.clone(), &ns);
-    for i in 0..n {
-        let r = json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": "ServiceRelease", "metadata": {"name": format!("svc{i}")}, "spec": {
-            "environment": ns, "driftInterval": format!("{DRIFT}s"),
-            "image": {"repository": "r", "gitSha": "abcdef1"}, "task": {"cpu": 256, "memory": 512},
-        }});
-        api.create(&PostParams::default(), &serde_json::from_value(r).unwrap()).await.unwrap();
+    let b = common::Bench::new(n).await;
+    let docs: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: abcdef1}}\n  task: {{cpu: 256, memory: 512}}\n",
+                ns = b.ns,
+                env = b.env
+            )
+        })
+        .collect();
+    b.apply_all(&docs);
+    let ctl = b.controller(&[]);
+    let pid = ctl.pid().unwrap();
+    let healthy = |r: &ServiceRelease| r.status.as_ref().is_some_and(|s| s.phase == Phase::Healthy);
+    let converge = b.converge::<ServiceRelease>(n, Duration::from_secs(900), healthy).await;
+    let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let mut phases = std::collections::BTreeMap::<String, usize>::new();
+    for r in &list.items {
+        let p = r.status.as_ref().map(|s| format!("{:?}", s.phase)).unwrap_or_else(|| "none".into());
+        *phases.entry(p).or_default() += 1;
     }
-    let (aws, metrics) = (FakeAws::new(), Metrics::new());
-    common::start_controller(client.clone(), aws.clone(), metrics.clone());
-    let started = Instant::now();
-    loop {
-        let list = api.list(&ListParams::default()).await.unwrap();
-        let healthy = list.items.iter().filter(|r| r.status.as_ref().is_some_and(|s| s.phase == Phase::Healthy)).count();
-        if healthy == n {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(900), "only {healthy}/{n} Healthy");
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let converge = started.elapsed().as_secs_f64();
+    let phases: Vec<String> = phases.iter().map(|(p, c)| format!("{c} {p}")).collect();
+    let converge_calls = b.proxy.calls().len() as f64 / n as f64;
+    // Let the first drift pass after convergence settle, then measure two intervals.
     tokio::time::sleep(Duration::from_secs(DRIFT)).await;
-    aws.reset_counts();
-    let r0 = common::reconciles(&metrics, "servicerelease");
+    b.proxy.reset();
+    let (api0, cpu0) = (b.api_requests(), common::cpu_seconds(pid));
     tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
-    let (reads, writes) = aws.totals();
-    let describes = aws.count("DescribeServices") as f64 / 2.0;
-    let per_sec = (common::reconciles(&metrics, "servicerelease") - r0) / (2.0 * DRIFT as f64);
+    let calls = b.proxy.calls();
+    let writes = b.proxy.writes().len();
+    let per = |op: &str| calls.iter().filter(|c| c.operation == op).count() as f64 / 2.0;
+    let api_per = (b.api_requests() - api0) as f64 / 2.0;
+    let cpu = common::cpu_seconds(pid) - cpu0;
     println!(
-        "| {n} | {converge:.1} | {per_sec:.0} | {:.0} | {describes:.0} | {:.0} | {:.0} |",
-        reads as f64 / 2.0,
+        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {:.0} |",
+        phases.join(", "),
+        calls.len() as f64 / 2.0,
+        per("DescribeServices"),
+        per("GetCallerIdentity"),
         writes as f64 / 2.0,
-        common::rss_mib()
+        cpu / 2.0,
+        common::rss_mib(pid)
     );
     if writes > 0 {
         std::process::exit(3);
@@ -185,17 +194,18 @@ async fn steady(n: usize) {
 }
 
 fn main() {
+    std::env::set_var("SHIPSHAPE_TEST_LOG", "info");
     if std::env::var("SHIPSHAPE_BENCH_ONE").is_err() {
-        let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+        let rt = common::runtime();
         println!("Controller latency with in-memory AWS (2,000 runs)");
         println!("| path | p50 | p99 |");
         println!("|---|---:|---:|");
         rt.block_on(latencies(2000));
         println!();
-        println!("ServiceRelease steady state, in-memory AWS, drift interval {DRIFT}s");
-        println!("| releases | converge s | reconciles / s | AWS reads / interval | of which DescribeServices | AWS writes / interval | RSS MiB* |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("ServiceRelease on the real control plane: N releases in one `kubectl apply --server-side`, the controller");
+        println!("binary in its own process as the chart's ServiceAccount, AWS = moto behind the test proxy, drift interval {DRIFT}s");
+        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval | CPU s / interval | RSS MiB |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
-    common::per_size("1000,5000", |n| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(steady(n)));
-    println!("* includes the in-process test API server");
+    common::per_size("100,500", |n| common::runtime().block_on(steady(n)));
 }

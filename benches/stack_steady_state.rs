@@ -1,64 +1,52 @@
-//! Steady state of N StackSpecs (one database and one bucket each) against in-memory AWS:
-//! per drift interval, AWS reads and writes (writes must be 0), reconciles, CPU per
-//! reconcile and RSS. The controller runs in-process with the test API server, so CPU and
-//! RSS include the API server's share: read them as upper bounds.
+//! N StackSpecs (one database and one bucket each) applied at once to the real control
+//! plane, the controller binary in its own process as the chart's ServiceAccount, AWS = moto
+//! behind the AWS test proxy: seconds to converge, then per drift interval AWS reads and
+//! writes (writes must be 0), API requests (kube-apiserver's audit log), the controller's
+//! CPU per reconcile and RSS.
 //!
-//! `cargo bench --bench stack_steady_state` (SHIPSHAPE_BENCH_SIZES=100,500,1000).
+//! `cargo bench --bench stack_steady_state` (SHIPSHAPE_BENCH_SIZES=50,200).
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::json;
 use shipshape::api::StackSpec;
-use shipshape::metrics::Metrics;
-use shipshape::testing::fakes::FakeAws;
 
 const DRIFT: u64 = 10;
 
 async fn run(n: usize) {
-    let (_server, client, ns) = common::cluster(n).await;
-    let stacks: Api<StackSpec> = Api::namespaced(client.clone(), &ns);
-    for i in 0..n {
-        let s = json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": "StackSpec", "metadata": {"name": format!("s{i}")}, "spec": {
-            "environment": ns, "driftInterval": format!("{DRIFT}s"),
-            "databases": [{"name": format!("db-{n}-{i}"), "engine": "postgres", "engineVersion": "16.4", "instanceClass": "db.t4g.micro", "allocatedStorageGiB": 20}],
-            "buckets": [{"name": format!("bucket-{n}-{i}"), "versioning": true}],
-        }});
-        stacks.create(&PostParams::default(), &serde_json::from_value(s).unwrap()).await.unwrap();
-    }
-    let (aws, metrics) = (FakeAws::new(), Metrics::new());
-    common::start_controller(client.clone(), aws.clone(), metrics.clone());
-    let started = Instant::now();
-    loop {
-        let list = stacks.list(&ListParams::default()).await.unwrap();
-        let ready = list
-            .items
-            .iter()
-            .filter(|s| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")))
-            .count();
-        if ready == n {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(600), "only {ready}/{n} Ready");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let converge = started.elapsed().as_secs_f64();
+    let b = common::Bench::new(n).await;
+    let docs: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: s{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  databases:\n    - {{name: db-{n}-{i}, engine: postgres, engineVersion: \"16.4\", instanceClass: db.t4g.micro, allocatedStorageGiB: 20}}\n  buckets:\n    - {{name: bucket-{n}-{i}, versioning: true}}\n",
+                ns = b.ns,
+                env = b.env
+            )
+        })
+        .collect();
+    b.apply_all(&docs);
+    let ctl = b.controller(&[]);
+    let pid = ctl.pid().unwrap();
+    let ready = |s: &StackSpec| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let converge = b.converge::<StackSpec>(n, Duration::from_secs(900), ready).await;
+    let converge_calls = b.proxy.calls().len() as f64 / n as f64;
     // Let the first drift pass after convergence settle, then measure two intervals.
     tokio::time::sleep(Duration::from_secs(DRIFT)).await;
-    aws.reset_counts();
-    let (cpu0, rec0) = (common::cpu_seconds(), common::reconciles(&metrics, "stackspec"));
+    b.proxy.reset();
+    let reconciles = || ctl.metric("shipshape_reconcile_total", &["stackspec"]);
+    let (api0, cpu0, rec0) = (b.api_requests(), common::cpu_seconds(pid), reconciles());
     tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
-    let (reads, writes) = aws.totals();
-    let (cpu1, rec1) = (common::cpu_seconds(), common::reconciles(&metrics, "stackspec"));
+    let (calls, writes) = (b.proxy.calls().len(), b.proxy.writes().len());
+    let (cpu1, rec1) = (common::cpu_seconds(pid), reconciles());
     let cpu_ms = if rec1 > rec0 { (cpu1 - cpu0) * 1000.0 / (rec1 - rec0) } else { 0.0 };
     println!(
-        "| {n} | {converge:.1} | {:.0} | {:.0} | {:.0} | {cpu_ms:.2} | {:.0} |",
-        reads as f64 / 2.0,
+        "| {n} | {converge:.1} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu_ms:.2} | {:.0} |",
+        calls as f64 / 2.0,
         writes as f64 / 2.0,
         (rec1 - rec0) / 2.0,
-        common::rss_mib()
+        (b.api_requests() - api0) as f64 / 2.0,
+        common::rss_mib(pid)
     );
     if writes > 0 {
         std::process::exit(3);
@@ -66,11 +54,12 @@ async fn run(n: usize) {
 }
 
 fn main() {
+    std::env::set_var("SHIPSHAPE_TEST_LOG", "info");
     if std::env::var("SHIPSHAPE_BENCH_ONE").is_err() {
-        println!("StackSpec steady state, in-memory AWS, drift interval {DRIFT}s (1 database + 1 bucket per StackSpec)");
-        println!("| StackSpecs | converge s | AWS reads / interval | AWS writes / interval | reconciles / interval | CPU ms / reconcile* | RSS MiB* |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("StackSpec on the real control plane, the controller binary in its own process, AWS = moto behind the test proxy,");
+        println!("drift interval {DRIFT}s (1 database + 1 bucket per StackSpec)");
+        println!("| StackSpecs | converge s | AWS calls / stack to converge | AWS calls / interval | AWS writes / interval | reconciles / interval | API requests / interval | CPU ms / reconcile | RSS MiB |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
-    common::per_size("100,500,1000", |n| tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run(n)));
-    println!("* includes the in-process test API server");
+    common::per_size("50,200", |n| common::runtime().block_on(run(n)));
 }

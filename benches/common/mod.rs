@@ -1,57 +1,84 @@
-//! What the steady-state benchmarks share: an in-process test API server with one
-//! Environment, the controller running in-process against in-memory AWS, and the
-//! per-size process runner.
+//! What the benchmarks share: the real control plane of tests/support (etcd, kube-apiserver,
+//! kube-controller-manager of the pinned version), moto behind the AWS test proxy, and the
+//! release `shipshape` binary running in its own process as the chart's ServiceAccount, so
+//! converge time, RSS, CPU, API and AWS requests are the controller's own.
 #![allow(dead_code)]
 
-use std::sync::Arc;
+#[path = "../../tests/support/mod.rs"]
+pub mod support;
 
-use kube::api::{Api, PostParams};
-use kube::Client;
-use serde_json::json;
-use shipshape::controller::{self, RunConfig, Settings};
-use shipshape::metrics::Metrics;
-use shipshape::testing::apiserver::ApiServer;
-use shipshape::testing::fakes::FakeAws;
+use std::time::{Duration, Instant};
 
-/// The test API server, a client, and a namespace `bench<n>` with an Environment of that name.
-pub async fn cluster(n: usize) -> (ApiServer, Client, String) {
-    let server = ApiServer::start("127.0.0.1:0").await.unwrap();
-    let crds: Vec<serde_json::Value> = shipshape::api::crds().iter().map(|c| serde_json::to_value(c).unwrap()).collect();
-    server.install_crds(&crds);
-    let ns = format!("bench{n}");
-    server.create_namespace(&ns);
-    let client = server.client().await;
-    let env = json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": "Environment", "metadata": {"name": ns},
-        "spec": {"region": "eu-west-1", "ecsCluster": {"name": ns, "create": true}, "allowedNamespaces": [ns]}});
-    Api::<shipshape::api::Environment>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(env).unwrap())
-        .await
-        .unwrap();
-    (server, client, ns)
+use kube::api::{Api, ListParams};
+use shipshape::testing::awsproxy::AwsProxy;
+use support::{Cluster, Controller};
+
+/// One size's world: a control plane, an AWS proxy, a namespace and its Environment.
+pub struct Bench {
+    /// The control plane, scoped to this run.
+    pub c: Cluster,
+    /// The AWS test proxy the controller talks to (call counts).
+    pub proxy: AwsProxy,
+    /// Namespace of the objects.
+    pub ns: String,
+    /// Environment name.
+    pub env: String,
 }
 
-/// Starts the controller in-process (no leader election) against `aws`.
-pub fn start_controller(client: Client, aws: FakeAws, metrics: Metrics) {
-    let cfg = RunConfig {
-        metrics_addr: "127.0.0.1:0".parse().unwrap(),
-        lease: None,
-        settings: Settings::default(),
-        aws: Arc::new(aws),
-        metrics,
-        client: Some(client),
-    };
-    tokio::spawn(controller::run(cfg));
+impl Bench {
+    /// A namespace `bench<n>` and an Environment of that name with a Fargate network.
+    pub async fn new(n: usize) -> Bench {
+        let c = Cluster::start().await;
+        let proxy = support::proxy().await;
+        proxy.set_deployment_delay(Duration::from_millis(500));
+        let (subnet, sg) = support::network().await;
+        let ns = format!("bench{n}");
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {ns}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {ns}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n"
+        ))
+        .success();
+        Bench { c, proxy, env: ns.clone(), ns }
+    }
+
+    /// Applies `docs` (YAML documents) in one `kubectl apply --server-side`, as a GitOps
+    /// tool re-applying a repository would.
+    pub fn apply_all(&self, docs: &[String]) {
+        let yaml = self.c.labelled(&docs.join("---\n"));
+        self.c.kubectl_stdin(&["apply", "--server-side", "-f", "-"], &yaml).success();
+    }
+
+    /// Starts the controller binary (its own process) against the proxy.
+    pub fn controller(&self, extra: &[&str]) -> Controller {
+        Controller::start_at(&self.c, &self.proxy.url(), extra)
+    }
+
+    /// Waits until `done(list)` counts `n`, polling every second; returns the seconds taken.
+    pub async fn converge<K>(&self, n: usize, timeout: Duration, done: impl Fn(&K) -> bool) -> f64
+    where
+        K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        let api: Api<K> = Api::namespaced(self.c.client().await, &self.ns);
+        let started = Instant::now();
+        loop {
+            let list = api.list(&ListParams::default()).await.unwrap();
+            let count = list.items.iter().filter(|o| done(o)).count();
+            if count >= n || started.elapsed() > timeout {
+                return started.elapsed().as_secs_f64();
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// Requests the controller's identity has made to the API server so far (audit log).
+    pub fn api_requests(&self) -> usize {
+        self.c.audit_log().unwrap_or_default().iter().filter(|e| e["user"]["username"] == support::CONTROLLER_USER).count()
+    }
 }
 
-/// Reconciles so far by one controller.
-pub fn reconciles(m: &Metrics, controller: &str) -> f64 {
-    let prefix = format!("shipshape_reconcile_total{{controller=\"{controller}\"");
-    m.render().lines().filter(|l| l.starts_with(&prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
-/// Resident memory of this process.
-pub fn rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// Resident memory of a process, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))
@@ -61,9 +88,9 @@ pub fn rss_mib() -> f64 {
         / 1024.0
 }
 
-/// CPU seconds (user + system) of this process.
-pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// CPU seconds (user + system) of a process.
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / 100.0
@@ -74,8 +101,8 @@ pub fn sizes(default: &str) -> Vec<usize> {
     std::env::var("SHIPSHAPE_BENCH_SIZES").unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
 }
 
-/// Runs each size in a fresh process (so one size's controller cannot skew the next);
-/// the child runs `one(n)` and prints its table row.
+/// Runs each size in a fresh process (its own control plane and controller, so one size
+/// cannot skew the next); the child runs `one(n)` and prints its table row.
 pub fn per_size(default: &str, one: impl Fn(usize)) {
     if let Ok(n) = std::env::var("SHIPSHAPE_BENCH_ONE") {
         one(n.parse().unwrap());
@@ -86,4 +113,9 @@ pub fn per_size(default: &str, one: impl Fn(usize)) {
         let status = std::process::Command::new(&exe).env("SHIPSHAPE_BENCH_ONE", n.to_string()).status().unwrap();
         assert!(status.success(), "size {n} failed (exit 3: the steady state wrote to AWS)");
     }
+}
+
+/// A tokio runtime for one size.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
 }
