@@ -40,6 +40,7 @@ fn cfg() -> Config {
         has_analysis: true,
         history_limit: 10,
         drift_interval: Duration::from_secs(60),
+        on_unavailable: Default::default(),
     }
 }
 
@@ -52,6 +53,8 @@ async fn latencies(runs: usize) {
         desired_count: 2,
         maximum_percent: Some(200),
         minimum_healthy_percent: Some(100),
+        tags: Default::default(),
+        network: None,
         deployments: vec![DeploymentObs {
             id: "d2".into(),
             task_definition: "td:2".into(),
@@ -77,6 +80,9 @@ async fn latencies(runs: usize) {
             deployed_at: Some(Utc::now()),
             last_measured_at: None,
             invalid_query: None,
+            analysis_unavailable: None,
+            unavailable_since: None,
+            deadline_extension_seconds: 0,
         }),
         ..Default::default()
     };
@@ -104,6 +110,7 @@ async fn latencies(runs: usize) {
                 replicas: 2,
                 deployment_percents: (200, 100),
                 service: Some(&service),
+                network: &Default::default(),
                 paused: false,
                 frozen: false,
                 commands: &commands,
@@ -112,7 +119,7 @@ async fn latencies(runs: usize) {
             };
             let step = rollout::step(status, &inputs);
             for e in &step.effects {
-                let Effect::UpdateService { task_definition } = e else { continue };
+                let (Effect::UpdateService { task_definition } | Effect::RollBack { task_definition }) = e else { continue };
                 let req = ServiceRequest {
                     cluster: "c".into(),
                     name: format!("s{i}"),
@@ -124,6 +131,7 @@ async fn latencies(runs: usize) {
                     maximum_percent: 200,
                     minimum_healthy_percent: 100,
                     tags: Default::default(),
+                    client_token: String::new(),
                 };
                 clients.ecs.update_service(&req).await.unwrap();
             }

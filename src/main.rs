@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use shipshape::api::GoDuration;
+use shipshape::api::parse_duration;
 use shipshape::aws::sdk::SdkProvider;
 use shipshape::controller::{self, LeaseConfig, RunConfig, Settings};
 use shipshape::metrics::Metrics;
 use shipshape::telemetry::{self, LogFormat};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "shipshape", version, about = "Keeps a team's AWS footprint (ECS, RDS, S3) in its declared state from Kubernetes")]
@@ -94,17 +95,17 @@ struct ControllerArgs {
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
     /// How long a lease is valid without renewal.
-    #[arg(long, default_value = "15s")]
-    lease_duration: GoDuration,
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
     /// How often the leader renews and followers retry.
-    #[arg(long, default_value = "2s")]
-    lease_retry_period: GoDuration,
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    lease_retry_period: Duration,
     /// Default ECS drift interval (Environment, ServiceRelease).
-    #[arg(long, default_value = "60s")]
-    ecs_drift_interval: GoDuration,
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    ecs_drift_interval: Duration,
     /// Default RDS/S3 drift interval (StackSpec).
-    #[arg(long, default_value = "5m")]
-    stack_drift_interval: GoDuration,
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    stack_drift_interval: Duration,
     /// AWS calls per second per environment and service.
     #[arg(long, default_value_t = 20)]
     aws_rate: u32,
@@ -158,13 +159,13 @@ async fn main() -> anyhow::Result<()> {
                 name: args.lease_name.clone(),
                 namespace: args.lease_namespace.clone(),
                 identity: args.identity.clone().unwrap_or_else(default_identity),
-                duration: args.lease_duration.duration(),
-                retry_period: args.lease_retry_period.duration(),
+                duration: args.lease_duration,
+                retry_period: args.lease_retry_period,
             });
             let result = controller::run(RunConfig {
                 metrics_addr: args.metrics_addr,
                 lease,
-                settings: Settings { ecs_drift: args.ecs_drift_interval.duration(), stack_drift: args.stack_drift_interval.duration() },
+                settings: Settings { ecs_drift: args.ecs_drift_interval, stack_drift: args.stack_drift_interval },
                 aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
                 metrics,
                 client: None,

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// All metrics of one controller process.
@@ -36,6 +37,8 @@ pub struct Metrics {
     pub analysis_value: GaugeVec,
     /// Seconds from the failing verdict to the rollback's UpdateService call.
     pub rollback_seconds: Histogram,
+    /// Rollback calls ECS refused (the bad SHA may still be serving; retried).
+    pub rollback_failures: IntCounter,
 }
 
 impl Metrics {
@@ -79,6 +82,8 @@ impl Metrics {
                 .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .unwrap();
+        let rollback_failures = IntCounter::new("rollback_failures_total", "Rollback calls ECS refused (retried with backoff)").unwrap();
+        registry.register(Box::new(rollback_failures.clone())).unwrap();
         for g in [&release_phase, &release_info] {
             registry.register(Box::new(g.clone())).unwrap();
         }
@@ -104,6 +109,7 @@ impl Metrics {
             rollbacks,
             analysis_value,
             rollback_seconds,
+            rollback_failures,
         }
     }
 

@@ -201,7 +201,8 @@ fn assert_subset(want: &Value, got: &Value, at: &str) {
 fn registered_metrics() -> BTreeSet<String> {
     let src = read("src/metrics.rs");
     let mut names = BTreeSet::new();
-    for part in src.split("Opts::new(\"").skip(1).chain(src.split("IntGauge::new(\"").skip(1)) {
+    let parts = ["Opts::new(\"", "IntGauge::new(\"", "IntCounter::new(\""].into_iter().flat_map(|m| src.split(m).skip(1));
+    for part in parts {
         names.insert(format!("shipshape_{}", part.split('"').next().unwrap()));
     }
     names

@@ -2,14 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, GoDuration};
+use super::{bounds, duration_rule, Condition, GoDuration};
 
 /// Where a team's services run: AWS region and account, ECS cluster, network and tenancy.
-#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[kube(
     group = "shipshape.dev",
     version = "v1alpha1",
@@ -23,11 +23,17 @@ use super::{Condition, GoDuration};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.accountId) || (has(self.accountId) && self.accountId == oldSelf.accountId)").message(
+    "accountId cannot be changed or removed once set: the Environment's databases and services live in that account; create a new Environment for another account"
+))]
 pub struct EnvironmentSpec {
-    /// AWS region, e.g. eu-west-1.
-    #[schemars(length(min = 1))]
+    /// AWS region, e.g. eu-west-1 (immutable).
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "region is immutable: the Environment's databases, buckets and services live in that region, and a new region would get new, empty ones; create a new Environment instead"
+    ))]
     pub region: String,
-    /// Refuse to act when the AWS caller identity belongs to another account.
+    /// Refuse to act when the AWS caller identity belongs to another account (immutable once set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[0-9]{12}$"))]
     pub account_id: Option<String>,
@@ -56,16 +62,20 @@ pub struct EnvironmentSpec {
     #[serde(default)]
     pub deletion_policy: EnvironmentDeletionPolicy,
     /// How often the cluster is re-read to correct drift (default 60s).
+    #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,
 }
 
 /// The ECS cluster of an environment.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EcsClusterSpec {
-    /// Cluster name.
-    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"))]
+    /// Cluster name (immutable).
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"), length(max = 255))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "ecsCluster.name is immutable: the services of this Environment run in that cluster; create a new Environment for another cluster"
+    ))]
     pub name: String,
     /// Create the cluster (true) or adopt an existing one (false).
     #[serde(default)]

@@ -22,6 +22,9 @@ pub const MANAGED_BY_TAG: &str = "shipshape.dev/managed-by";
 pub const OWNER_TAG: &str = "shipshape.dev/owner";
 /// Value of [`MANAGED_BY_TAG`].
 pub const MANAGED_BY: &str = "shipshape";
+/// Annotation allowing an object to adopt existing AWS resources that no shipshape object
+/// owns (`"true"`); never another owner's.
+pub const ADOPT_ANNOTATION: &str = "shipshape.dev/adopt";
 
 /// The finalizer of a kind: `<plural>.shipshape.dev/cleanup`.
 pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {

@@ -63,3 +63,11 @@ pub const INVALID_QUERY: &str = "InvalidQuery";
 pub const PAUSED: &str = "Paused";
 /// The release waits for its StackSpec to be Ready.
 pub const WAITING_FOR_STACK: &str = "WaitingForStack";
+/// A rollback is being carried out (ECS has not accepted it yet).
+pub const ROLLING_BACK: &str = "RollingBack";
+/// ECS refused the rollback (the bad SHA may still be serving); retried with backoff.
+pub const ROLLBACK_FAILED: &str = "RollbackFailed";
+/// The metrics backend cannot answer (down, 401/403, 5xx, timeout): the rollout holds.
+pub const ANALYSIS_UNAVAILABLE: &str = "AnalysisUnavailable";
+/// A deleting Environment waits for the StackSpecs and ServiceReleases that use it.
+pub const WAITING_FOR_DEPENDENTS: &str = "WaitingForDependents";

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, GitSha, GoDuration};
+use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
 
 /// One ECS service at one git SHA.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -26,14 +26,17 @@ use super::{Condition, GitSha, GoDuration};
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.service) == has(oldSelf.service) && (!has(self.service) || self.service == oldSelf.service)").message(
+    "service is immutable: another name would create a second ECS service and leave the old one running unmanaged; create a new ServiceRelease instead"
+))]
 pub struct ServiceReleaseSpec {
     /// Name of the Environment (immutable).
     #[x_kube(validation = Rule::new("self == oldSelf").message("environment is immutable; create a new ServiceRelease instead"))]
     #[schemars(length(min = 1))]
     pub environment: String,
-    /// ECS service name (default: metadata.name).
+    /// ECS service name (default: metadata.name; immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"))]
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"), length(max = 255))]
     pub service: Option<String>,
     /// A StackSpec to wait for and whose outputs join the container env.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,6 +60,7 @@ pub struct ServiceReleaseSpec {
     #[schemars(range(min = 1, max = 100))]
     pub history_limit: i32,
     /// How often the ECS service is re-read to correct drift (default 60s).
+    #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,
 }
@@ -131,16 +135,18 @@ pub struct SecretEnv {
 }
 
 /// A container health check.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthCheck {
     /// Command, e.g. ["CMD-SHELL", "curl -f http://localhost:3000/health || exit 1"].
     #[schemars(length(min = 1))]
     pub command: Vec<String>,
     /// Between checks.
+    #[x_kube(validation = duration_rule(bounds::HEALTH_CHECK_INTERVAL, "healthCheck.interval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<GoDuration>,
     /// Per check.
+    #[x_kube(validation = duration_rule(bounds::HEALTH_CHECK_TIMEOUT, "healthCheck.timeout"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<GoDuration>,
     /// Failures before unhealthy.
@@ -148,12 +154,13 @@ pub struct HealthCheck {
     #[schemars(range(min = 1, max = 10))]
     pub retries: Option<i32>,
     /// Grace period after start.
+    #[x_kube(validation = duration_rule(bounds::HEALTH_CHECK_START_PERIOD, "healthCheck.startPeriod"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<GoDuration>,
 }
 
 /// How a rollout proceeds and is judged.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
     /// Extra tasks during a deployment, in percent of replicas.
@@ -165,6 +172,7 @@ pub struct RolloutSpec {
     #[schemars(range(min = 0, max = 100))]
     pub min_healthy_percent: i32,
     /// Fail the rollout when it has not become Healthy in this time (default 10m).
+    #[x_kube(validation = duration_rule(bounds::PROGRESS_DEADLINE, "progressDeadline"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress_deadline: Option<GoDuration>,
     /// Metric analysis.
@@ -173,6 +181,21 @@ pub struct RolloutSpec {
     /// Point the service back at the stable task definition on failure (default true).
     #[serde(default = "default_true")]
     pub auto_rollback: bool,
+    /// What a round does when the metrics backend cannot answer (down, 401/403, 5xx,
+    /// timeout): `Hold` (default) waits, with the progress deadline extended by the outage;
+    /// `Rollback` counts it as a failed round.
+    #[serde(default)]
+    pub on_analysis_unavailable: UnavailablePolicy,
+}
+
+/// What an analysis round does when the metrics backend cannot answer.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum UnavailablePolicy {
+    /// Hold the rollout where it is until the backend answers; never roll back for it.
+    #[default]
+    Hold,
+    /// Count the round as failed (subject to failureLimit).
+    Rollback,
 }
 
 fn default_surge() -> i32 {
@@ -183,13 +206,15 @@ fn default_min_healthy() -> i32 {
 }
 
 /// Metric analysis of a rollout.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisSpec {
     /// Wait after the deployment completes before the first measurement.
+    #[x_kube(validation = duration_rule(bounds::WARMUP, "warmup"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup: Option<GoDuration>,
     /// Between measurement rounds (default 30s).
+    #[x_kube(validation = duration_rule(bounds::ANALYSIS_INTERVAL, "analysis.interval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<GoDuration>,
     /// Passing rounds in a row needed to promote.
@@ -260,7 +285,10 @@ pub enum Phase {
     Analyzing,
     /// Promoted: this SHA is stable.
     Healthy,
-    /// Failed and pointed back at the stable SHA.
+    /// Failed; the service is being pointed back at the stable task definition (ECS has
+    /// not accepted that yet).
+    RollingBack,
+    /// Failed and pointed back at the stable SHA (ECS accepted it).
     RolledBack,
     /// Failed with nothing to roll back to.
     Failed,
@@ -312,6 +340,29 @@ pub struct ServiceReleaseStatus {
     /// Last values of the command annotations acted on (retry, rollback, promote).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub handled_commands: std::collections::BTreeMap<String, String>,
+    /// A rollback decided and not yet accepted by ECS (phase RollingBack).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackStatus>,
+}
+
+/// A rollback under way: decided, persisted, then carried out until ECS accepts it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackStatus {
+    /// The stable task definition the service goes back to.
+    pub task_definition_arn: String,
+    /// Why the rollout failed.
+    pub reason: String,
+    /// What triggered it: analysis, deployment_failed, deadline, manual.
+    pub trigger: String,
+    /// When it was decided.
+    pub requested_at: DateTime<Utc>,
+    /// The last error from ECS, while it refuses the rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Attempts that failed so far.
+    #[serde(default)]
+    pub failed_attempts: i32,
 }
 
 /// The rollout being judged.
@@ -349,6 +400,19 @@ pub struct RolloutStatus {
     /// Set while a query is invalid: the rollout holds (no rollback, no deadline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalid_query: Option<String>,
+    /// Set while the metrics backend cannot answer: why (the rollout holds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis_unavailable: Option<String>,
+    /// Since when the backend has not answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unavailable_since: Option<DateTime<Utc>>,
+    /// Seconds the progress deadline was extended by past outages of the backend.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deadline_extension_seconds: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// One measurement of one query.
@@ -359,10 +423,13 @@ pub struct Measurement {
     pub at: DateTime<Utc>,
     /// Query name.
     pub query: String,
+    /// The series judged (its labels), when the query returned several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
     /// Value, when there was a sample.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
-    /// Pass, Fail or Inconclusive.
+    /// Pass, Fail, Inconclusive, Invalid or Unavailable.
     pub verdict: String,
 }
 

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, GoDuration};
+use super::{bounds, duration_rule, Condition, GoDuration};
 
 /// RDS databases and S3 buckets kept in their declared state, with outputs for services.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
@@ -29,11 +29,21 @@ pub struct StackSpecSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("environment is immutable; create a new StackSpec instead"))]
     #[schemars(length(min = 1))]
     pub environment: String,
-    /// RDS database instances.
+    /// RDS database instances. An entry cannot be renamed or removed: a renamed one would be
+    /// a new, empty database with the outputs pointing at it and the old one left running
+    /// unmanaged (delete the StackSpec to let its deletion policies apply).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("oldSelf.all(o, self.exists(d, d.name == o.name))").message(
+        "a database cannot be renamed or removed from a StackSpec: a renamed entry would be a new, empty database and the old one would keep running unmanaged; add a new entry beside it, or delete the StackSpec (its deletion policies apply)"
+    ))]
     pub databases: Vec<DatabaseSpec>,
-    /// S3 buckets.
+    /// S3 buckets. An entry cannot be renamed or removed (as for databases).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(validation = Rule::new("oldSelf.all(o, self.exists(b, b.name == o.name))").message(
+        "a bucket cannot be renamed or removed from a StackSpec: the outputs would point at a new, empty bucket and the old one would be left unmanaged; add a new entry beside it, or delete the StackSpec (its deletion policies apply)"
+    ))]
     pub buckets: Vec<BucketSpec>,
     /// Name of a ConfigMap the controller writes with endpoints, ports and bucket names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,6 +52,7 @@ pub struct StackSpecSpec {
     #[serde(default)]
     pub approval: Approval,
     /// How often RDS and S3 are re-read to correct drift (default 5m).
+    #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,
 }
@@ -60,8 +71,8 @@ pub enum Approval {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
-    /// DB instance identifier.
-    #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"))]
+    /// DB instance identifier (immutable: see `databases`).
+    #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9-]{0,62}$"), length(max = 63))]
     pub name: String,
     /// Database engine.
     pub engine: Engine,
@@ -87,6 +98,9 @@ pub struct DatabaseSpec {
     /// RDS deletion protection.
     #[serde(default)]
     pub deletion_protection: bool,
+    /// Reachable from the internet (default false: only from inside the Environment's VPC).
+    #[serde(default)]
+    pub publicly_accessible: bool,
     /// Master user name.
     #[serde(default = "default_master_username")]
     #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9_]{0,15}$"))]
@@ -137,8 +151,8 @@ pub enum DatabaseDeletionPolicy {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketSpec {
-    /// Bucket name (globally unique).
-    #[schemars(pattern(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    /// Bucket name (globally unique; immutable: see `buckets`).
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"), length(max = 63))]
     pub name: String,
     /// Object versioning.
     #[serde(default)]

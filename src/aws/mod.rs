@@ -16,7 +16,7 @@ use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
 use crate::core::rollout::ServiceObs;
-use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
+use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
 use crate::core::taskdef::TaskDefinitionSpec;
 use crate::metrics::Metrics;
 
@@ -109,9 +109,17 @@ pub trait Ecs: Send + Sync {
         spec_hash: &str,
         tags: &BTreeMap<String, String>,
     ) -> Result<String, AwsError>;
-    /// Services by name (missing ones are left out); at most 10 names per call, as in ECS.
+    /// Services by name, with their tags (missing ones are left out); at most 10 names per
+    /// call, as in ECS.
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError>;
-    /// Creates a Fargate service.
+    /// The tags of the newest revision of a task definition family, None when the family
+    /// has no revision.
+    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError>;
+    /// The task definition itself when it is ACTIVE; when it was deregistered (INACTIVE, so
+    /// no service may be pointed at it), a new revision registered with the same content
+    /// and tags. Returns the ARN to use.
+    async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError>;
+    /// Creates a Fargate service (idempotent through `client_token`).
     async fn create_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
     /// Points a service at a task definition and count.
     async fn update_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
@@ -140,6 +148,9 @@ pub struct ServiceRequest {
     pub minimum_healthy_percent: i32,
     /// Tags (on create).
     pub tags: BTreeMap<String, String>,
+    /// CreateService's idempotency token (at most 36 characters): a retried create after a
+    /// lost answer finds its own service instead of failing.
+    pub client_token: String,
 }
 
 /// The STS operations shipshape uses.
@@ -154,8 +165,17 @@ pub trait Sts: Send + Sync {
 pub trait Rds: Send + Sync {
     /// The instance, or None when missing.
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError>;
-    /// Creates an instance (master password managed by RDS in Secrets Manager).
-    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Creates an instance (master password managed by RDS in Secrets Manager), in the
+    /// placement's subnet group and security groups when there is one. A create retried
+    /// after a lost answer that finds the instance with its owner tag is a success.
+    async fn create_db_instance(
+        &self,
+        spec: &DatabaseSpec,
+        tags: &BTreeMap<String, String>,
+        placement: Option<&Placement>,
+    ) -> Result<(), AwsError>;
+    /// Creates the DB subnet group of a placement, or sets its subnets when they differ.
+    async fn ensure_db_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Modifies an instance, applied immediately.
     async fn modify_db_instance(&self, name: &str, modify: &DbModify) -> Result<(), AwsError>;
     /// Adds or overwrites tags.

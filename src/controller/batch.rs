@@ -124,6 +124,7 @@ mod tests {
                 maximum_percent: 200,
                 minimum_healthy_percent: 100,
                 tags: Default::default(),
+                client_token: String::new(),
             };
             clients.ecs.create_service(&req).await.unwrap();
         }

@@ -10,8 +10,8 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{error_policy, key_of, next_conditions, record, stall_for, status, stored_reason, Context, Error};
-use crate::api::{finalizer_name, owner_of, reasons, Environment, EnvironmentStatus};
+use super::{error_policy, invalid_spec, key_of, next_conditions, record, stall_for, status, stored_reason, Context, Error};
+use crate::api::{finalizer_name, owner_of, reasons, Environment, EnvironmentStatus, ServiceRelease, StackSpec};
 use crate::aws::{AwsClients, NewCluster, Target};
 use crate::core::conditions::Readiness;
 use crate::core::environment::{self as plan, Action as Step, Observed};
@@ -55,6 +55,7 @@ struct Converged {
 }
 
 enum Failure {
+    Invalid(crate::core::spec::InvalidSpec),
     Refused(plan::Refusal),
     Aws(crate::aws::AwsError),
 }
@@ -119,8 +120,12 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
     let old_status = env.status.clone().unwrap_or_default();
     let old_value = env.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = env.metadata.generation;
-    let drift = env.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift);
-    let outcome = converge(&env, ctx).await;
+    let checked = crate::core::spec::drift_interval(env.spec.drift_interval.as_ref(), ctx.settings.ecs_drift);
+    let drift = checked.clone().unwrap_or(ctx.settings.ecs_drift);
+    let outcome = match checked {
+        Ok(_) => converge(&env, ctx).await,
+        Err(e) => Err(Failure::Invalid(e)),
+    };
     let mut new_status = EnvironmentStatus { observed_generation: generation, ..old_status.clone() };
     let (readiness, action, err) = match outcome {
         Ok(done) => {
@@ -146,6 +151,10 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
             ctx.reset_failures(env.as_ref());
             let msg = format!("ECS cluster {} is in its declared state", env.spec.ecs_cluster.name);
             (Readiness::Ready { reason: reasons::RECONCILED, message: msg }, Action::requeue(drift), None)
+        }
+        Err(Failure::Invalid(e)) => {
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::InvalidSpec.label()]).inc();
+            (invalid_spec(&e), Action::await_change(), None)
         }
         Err(Failure::Refused(r)) => {
             ctx.metrics.errors.with_label_values(&[CONTROLLER, r.category.label()]).inc();
@@ -176,7 +185,40 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// The StackSpecs and ServiceReleases that name an Environment, as `Kind ns/name`.
+async fn dependents(ctx: &Context, env: &str) -> Result<Vec<String>, kube::Error> {
+    let lp = kube::api::ListParams::default();
+    let mut out = vec![];
+    for s in Api::<StackSpec>::all(ctx.client.clone()).list(&lp).await?.items.iter().filter(|s| s.spec.environment == env) {
+        out.push(format!("StackSpec {}", key_of(s)));
+    }
+    for r in Api::<ServiceRelease>::all(ctx.client.clone()).list(&lp).await?.items.iter().filter(|r| r.spec.environment == env) {
+        out.push(format!("ServiceRelease {}", key_of(r)));
+    }
+    Ok(out)
+}
+
 async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
+    // Whatever runs in the Environment goes first: their own cleanup (final snapshots,
+    // deletion policies) needs it, and it starts no new rollout meanwhile.
+    let waiting = dependents(ctx, &env.name_any()).await?;
+    if !waiting.is_empty() {
+        let shown: Vec<&str> = waiting.iter().take(10).map(String::as_str).collect();
+        let more = if waiting.len() > shown.len() { format!(" and {} more", waiting.len() - shown.len()) } else { String::new() };
+        let message =
+            format!("waiting for {} object(s) that use this Environment to be deleted first: {}{more}", waiting.len(), shown.join(", "));
+        let api: Api<Environment> = Api::all(ctx.client.clone());
+        let old = env.status.clone().unwrap_or_default();
+        let old_value = env.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+        let readiness = Readiness::Reconciling { reason: reasons::WAITING_FOR_DEPENDENTS, message: message.clone() };
+        if stored_reason(&old.conditions).as_deref() != Some(reasons::WAITING_FOR_DEPENDENTS) {
+            ctx.event(env.as_ref(), false, reasons::WAITING_FOR_DEPENDENTS, message.clone()).await;
+        }
+        let new = EnvironmentStatus { conditions: next_conditions(&old.conditions, &readiness, env.metadata.generation), ..old };
+        status::write(&api, env.as_ref(), old_value, serde_json::to_value(&new).unwrap_or(Value::Null)).await?;
+        // Kept: rechecked when a dependent goes (watched) and at the slow interval.
+        return Err(Error::Refused { category: Category::Conflict, message });
+    }
     let owner = owner_of(env.as_ref());
     if env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Retain || !env.spec.ecs_cluster.create {
         ctx.event(
@@ -193,6 +235,7 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
     let observed = match observe(env.as_ref(), &aws).await {
         Ok(o) => o,
         Err(Failure::Aws(e)) => return Err(e.into()),
+        Err(Failure::Invalid(e)) => return Err(Error::Refused { category: Category::InvalidSpec, message: e.to_string() }),
         Err(Failure::Refused(r)) => {
             let msg = format!("{} To delete this Environment without touching AWS, set deletionPolicy: Retain.", r.message);
             ctx.event(env.as_ref(), true, r.reason, msg.clone()).await;

@@ -189,6 +189,11 @@ fn stall_for(e: &AwsError) -> Readiness {
     Readiness::Stalled { reason, message: e.to_string() }
 }
 
+/// The stalled verdict for a spec the schema let through but shipshape cannot use.
+fn invalid_spec(e: &crate::core::spec::InvalidSpec) -> Readiness {
+    Readiness::Stalled { reason: reasons::INVALID_SPEC, message: format!("{e}; fix the spec (nothing else is affected)") }
+}
+
 /// The namespaced name of an object, for logs.
 fn key_of<K: ResourceExt>(obj: &K) -> String {
     match obj.namespace() {

@@ -15,16 +15,17 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{environment, error_policy, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
+use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
 use crate::api::{
     condition_types, finalizer_name, owner_of, reasons, Environment, Measurement, Phase, ServiceRelease, ServiceReleaseStatus, StackSpec,
-    MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
+    ADOPT_ANNOTATION, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
 };
 use crate::aws::{AwsClients, AwsError, ServiceRequest};
 use crate::core::analysis::{self, QueryResult, Verdict};
 use crate::core::conditions::Readiness;
+use crate::core::ownership::{self, Ownership};
 use crate::core::requeue::{self, Category};
-use crate::core::rollout::{self, Commands, Config, Effect};
+use crate::core::rollout::{self, Commands, Config, Effect, Network};
 use crate::core::taskdef::TaskDefinitionSpec;
 use crate::health::prometheus::Prometheus;
 
@@ -48,6 +49,7 @@ pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Resul
         match event {
             Finalizer::Apply(r) => apply(r, &ctx).await,
             Finalizer::Cleanup(r) => {
+                forget(&ctx, &r);
                 // The ECS service keeps running: deleting a release must not take production down.
                 let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
                 ctx.event(
@@ -70,23 +72,6 @@ pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Resul
 /// Requeue after failure.
 pub fn on_error(release: Arc<ServiceRelease>, err: &Error, ctx: Arc<Context>) -> Action {
     error_policy(release, err, ctx, CONTROLLER)
-}
-
-fn config(r: &ServiceRelease, ctx: &Context) -> Config {
-    let ro = r.spec.rollout.clone();
-    let an = ro.as_ref().and_then(|r| r.analysis.clone());
-    let d = |x: Option<&crate::api::GoDuration>, default: u64| x.map(|d| d.duration()).unwrap_or(Duration::from_secs(default));
-    Config {
-        warmup: d(an.as_ref().and_then(|a| a.warmup.as_ref()), 0),
-        interval: d(an.as_ref().and_then(|a| a.interval.as_ref()), 30),
-        successful_runs: an.as_ref().map(|a| a.successful_runs).unwrap_or(3),
-        failure_limit: an.as_ref().map(|a| a.failure_limit).unwrap_or(1),
-        progress_deadline: d(ro.as_ref().and_then(|r| r.progress_deadline.as_ref()), 600),
-        auto_rollback: ro.as_ref().map(|r| r.auto_rollback).unwrap_or(true),
-        has_analysis: an.as_ref().is_some_and(|a| !a.queries.is_empty()),
-        history_limit: r.spec.history_limit.max(1) as usize,
-        drift_interval: r.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift),
-    }
 }
 
 fn commands(r: &ServiceRelease, st: &ServiceReleaseStatus) -> Commands {
@@ -114,81 +99,107 @@ async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTree
         return Ok(Err(format!("StackSpec {ns}/{name} is not Ready yet")));
     }
     let Some(cm) = &stack.spec.outputs else { return Ok(Ok(BTreeMap::new())) };
-    let data = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(cm).await?.and_then(|c| c.data).unwrap_or_default();
-    Ok(Ok(data))
+    // Only the StackSpec's own outputs, complete: a missing ConfigMap (not written yet, or
+    // deleted by hand) or one someone else owns is waited for, never read as empty — that
+    // would roll out a task definition without its database and bucket variables.
+    let Some(config_map) = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(cm).await? else {
+        return Ok(Err(format!(
+            "the outputs ConfigMap {ns}/{cm} of StackSpec {name} does not exist yet; waiting for the StackSpec to write it"
+        )));
+    };
+    let owned = stack.uid().is_some_and(|uid| config_map.owner_references().iter().any(|o| o.uid == uid && o.kind == "StackSpec"));
+    if !owned {
+        return Ok(Err(format!(
+            "ConfigMap {ns}/{cm} is not the outputs of StackSpec {name} (it is not owned by it); waiting for the StackSpec to own and write it"
+        )));
+    }
+    Ok(Ok(config_map.data.unwrap_or_default()))
 }
 
-/// One analysis round: every query, judged.
+/// One analysis round: every query, judged series by series.
 async fn measure(r: &ServiceRelease, env: &Environment, ctx: &Context, sha: &str) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
-    let prom = env.spec.health.as_ref().and_then(|h| h.prometheus.as_ref()).map(|p| Prometheus::new(&p.url));
+    let prom = match env.spec.health.as_ref().and_then(|h| h.prometheus.as_ref()) {
+        Some(p) => Prometheus::new(&p.url),
+        None => Err(format!("Environment {} has no health.prometheus.url", env.name_any())),
+    };
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
     let ns = r.namespace().unwrap_or_default();
     let mut verdicts = vec![];
     let mut measurements = vec![];
     for q in &queries {
         let result = match &prom {
-            Some(p) => p.query(&analysis::render(&q.prometheus, &service, &ns, sha)).await,
-            None => QueryResult::Unreachable(format!("Environment {} has no health.prometheus.url", env.name_any())),
+            Ok(p) => p.query(&analysis::render(&q.prometheus, &service, &ns, sha)).await,
+            Err(why) => QueryResult::Unavailable(why.clone()),
         };
-        let value = match result {
-            QueryResult::Value(v) => Some(v),
-            _ => None,
-        };
-        if let Some(v) = value {
+        let judged = analysis::judge(q, &result);
+        if let Some(v) = judged.value {
             ctx.metrics.analysis_value.with_label_values(&[&ns, &r.name_any(), &q.name]).set(v);
         }
-        let verdict = analysis::judge(q, &result);
         measurements.push(Measurement {
             at: chrono::Utc::now(),
             query: q.name.clone(),
-            value: value.filter(|v| v.is_finite()),
-            verdict: verdict.word().into(),
+            series: judged.series.clone().filter(|s| !s.is_empty()),
+            value: judged.value.filter(|v| v.is_finite()),
+            verdict: judged.verdict.word().into(),
         });
-        verdicts.push(verdict);
+        verdicts.push(judged.verdict);
     }
     (analysis::round(&verdicts), measurements)
 }
 
-/// The task definition ARN for `td`, registering it once per content hash.
-async fn task_definition(
+/// The task definition already registered for this content hash, if any: from status, or
+/// found by its hash tag in ECS.
+async fn known_task_definition(
     aws: &AwsClients,
     st: &ServiceReleaseStatus,
     td: &TaskDefinitionSpec,
     hash: &str,
-    tags: &BTreeMap<String, String>,
-) -> Result<String, AwsError> {
+) -> Result<Option<String>, AwsError> {
     if let Some(arn) = st.rollout.as_ref().filter(|r| r.spec_hash == hash).and_then(|r| r.task_definition_arn.clone()) {
-        return Ok(arn);
+        return Ok(Some(arn));
     }
     if st.stable_spec_hash.as_deref() == Some(hash) {
         if let Some(arn) = &st.stable_task_definition_arn {
-            return Ok(arn.clone());
+            return Ok(Some(arn.clone()));
         }
     }
-    if let Some(arn) = aws.ecs.find_task_definition(&td.family, hash).await? {
-        return Ok(arn);
-    }
-    aws.ecs.register_task_definition(td, hash, tags).await
+    aws.ecs.find_task_definition(&td.family, hash).await
 }
 
 /// ECS calls decided by a step, carried out after the decision is persisted.
 struct Pending {
     aws: AwsClients,
-    requests: Vec<(bool, ServiceRequest)>,
+    requests: Vec<(Effect, ServiceRequest)>,
     verdict_at: Instant,
+    /// What the status verdict needs after the calls.
+    frozen: bool,
+    cfg: Config,
 }
 
 impl Pending {
-    async fn execute(&self) -> Result<(), AwsError> {
-        for (create, req) in &self.requests {
-            if *create {
-                self.aws.ecs.create_service(req).await?;
-            } else {
-                self.aws.ecs.update_service(req).await?;
+    fn rollback(&self) -> bool {
+        self.requests.iter().any(|(e, _)| matches!(e, Effect::RollBack { .. }))
+    }
+
+    /// Makes the calls in order. A rollback first makes sure its stable task definition is
+    /// ACTIVE (registering its content again if it was deregistered) and returns the task
+    /// definition the service was pointed at.
+    async fn execute(&self) -> Result<Option<String>, AwsError> {
+        let mut rolled_back_to = None;
+        for (effect, req) in &self.requests {
+            match effect {
+                Effect::CreateService { .. } => self.aws.ecs.create_service(req).await?,
+                Effect::UpdateService { .. } => self.aws.ecs.update_service(req).await?,
+                Effect::RollBack { task_definition } => {
+                    let active = self.aws.ecs.ensure_task_definition_active(task_definition).await?;
+                    let req = ServiceRequest { task_definition: active.clone(), ..req.clone() };
+                    self.aws.ecs.update_service(&req).await?;
+                    rolled_back_to = Some(active);
+                }
             }
         }
-        Ok(())
+        Ok(rolled_back_to)
     }
 }
 
@@ -199,7 +210,7 @@ enum Outcome {
     Transient(AwsError),
 }
 
-async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Result<Outcome, Error> {
+async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome, Error> {
     let outputs = match stack_outputs(r, ctx).await? {
         Ok(o) => o,
         Err(why) => return Ok(Outcome::Waiting(why)),
@@ -221,26 +232,76 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
     let st = r.status.clone().unwrap_or_default();
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
     let cluster = env.spec.ecs_cluster.name.clone();
+    let owner = owner_of(r);
     let mut tags = env.spec.tags.clone();
     tags.insert(MANAGED_BY_TAG.into(), MANAGED_BY.into());
-    tags.insert(OWNER_TAG.into(), owner_of(r));
-    let td = TaskDefinitionSpec::new(&service, &r.spec, &outputs);
-    let hash = td.hash();
-    let td_arn = match task_definition(&aws, &st, &td, &hash, &tags).await {
-        Ok(a) => a,
-        Err(e) => return Ok(fail(e)),
-    };
-    let observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service).await {
+    tags.insert(OWNER_TAG.into(), owner.clone());
+    let adopt = r.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    let conflict = |message: String| Outcome::Stalled(Readiness::Stalled { reason: reasons::CONFLICT, message }, Category::Conflict);
+
+    // Whose the service is decides everything else: no ECS write before it is known ours.
+    let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service).await {
         Ok(o) => o,
         Err(e) => return Ok(fail(e)),
     };
-    let cfg = config(r, ctx);
+    if let Some(svc) = observed.as_mut() {
+        let what = format!("ECS service {service} in cluster {cluster}");
+        match ownership::check(&what, &svc.tags, &owner, adopt, "ServiceRelease") {
+            Ownership::Conflict(message) => return Ok(conflict(message)),
+            Ownership::Adopt => {
+                if let Err(e) = aws.ecs.tag_resource(&svc.arn, &tags).await {
+                    return Ok(fail(e));
+                }
+                svc.tags.extend(tags.clone());
+                ctx.event(r, false, reasons::ADOPTED, format!("adopted {what} (shipshape.dev/adopt); it now carries owner tag {owner}"))
+                    .await;
+            }
+            Ownership::Ours => {
+                // Environment tags edited since: the service gets them (others' tags stay).
+                let missing = ownership::missing_tags(&tags, &svc.tags);
+                if !missing.is_empty() {
+                    if let Err(e) = aws.ecs.tag_resource(&svc.arn, &missing).await {
+                        return Ok(fail(e));
+                    }
+                    svc.tags.extend(missing);
+                }
+            }
+        }
+    }
+
+    let td = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region);
+    let hash = td.hash();
+    let td_arn = match known_task_definition(&aws, &st, &td, &hash).await {
+        Ok(Some(arn)) => arn,
+        Ok(None) => {
+            // A new revision goes into a family only if the family is ours (or new).
+            match aws.ecs.task_definition_family_tags(&td.family).await {
+                Ok(Some(family_tags)) => {
+                    let what = format!("task definition family {}", td.family);
+                    if let Ownership::Conflict(message) = ownership::check(&what, &family_tags, &owner, adopt, "ServiceRelease") {
+                        return Ok(conflict(message));
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(fail(e)),
+            }
+            match aws.ecs.register_task_definition(&td, &hash, &tags).await {
+                Ok(arn) => arn,
+                Err(e) => return Ok(fail(e)),
+            }
+        }
+        Err(e) => return Ok(fail(e)),
+    };
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let round = if rollout::measurement_due(&st, now, &cfg) { Some(measure(r, env, ctx, &sha).await) } else { None };
+    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &sha).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
+    // A deleting Environment starts no new rollout (rollbacks still happen).
+    let frozen = env.spec.freeze || env.metadata.deletion_timestamp.is_some();
     let paused = r.spec.paused || r.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
+    let network = env.spec.network.clone().unwrap_or_default();
+    let desired_network = Network::new(network.subnets.clone(), network.security_groups.clone(), network.assign_public_ip);
     let inputs = rollout::Inputs {
         now,
         sha: &sha,
@@ -252,22 +313,24 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
             r.spec.rollout.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
         ),
         service: observed.as_ref(),
+        network: &desired_network,
         paused,
-        frozen: env.spec.freeze,
+        frozen,
         commands: &cmds,
         round,
-        config: &cfg,
+        config: cfg,
     };
     let step = rollout::step(&st, &inputs);
-    let network = env.spec.network.clone().unwrap_or_default();
     let ro = r.spec.rollout.clone();
+    let token = client_token(r, &hash);
     let requests = step
         .effects
         .iter()
         .map(|effect| {
-            let (create, task_definition) = match effect {
-                Effect::CreateService { task_definition } => (true, task_definition.clone()),
-                Effect::UpdateService { task_definition } => (false, task_definition.clone()),
+            let task_definition = match effect {
+                Effect::CreateService { task_definition }
+                | Effect::UpdateService { task_definition }
+                | Effect::RollBack { task_definition } => task_definition.clone(),
             };
             let req = ServiceRequest {
                 cluster: cluster.clone(),
@@ -280,11 +343,37 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context) -> Resul
                 maximum_percent: 100 + ro.as_ref().map(|r| r.max_surge_percent).unwrap_or(100),
                 minimum_healthy_percent: ro.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
                 tags: tags.clone(),
+                client_token: token.clone(),
             };
-            (create, req)
+            (effect.clone(), req)
         })
         .collect();
-    Ok(Outcome::Stepped(Box::new(step), Box::new(Pending { aws, requests, verdict_at })))
+    let pending = Pending { aws, requests, verdict_at, frozen, cfg: cfg.clone() };
+    Ok(Outcome::Stepped(Box::new(step), Box::new(pending)))
+}
+
+/// CreateService's idempotency token for this release and spec: a create retried after a
+/// lost answer is the same request (36 characters at most, as ECS allows).
+fn client_token(r: &ServiceRelease, spec_hash: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}/{spec_hash}", r.uid().unwrap_or_default()));
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The desired SHA of a release, as text.
+fn sha_of(r: &ServiceRelease) -> String {
+    r.spec.image.git_sha.to_string()
+}
+
+/// The static label of a rollback trigger (metric label values are static words).
+fn rollback_reason(trigger: &str) -> &'static str {
+    match trigger {
+        "analysis" => "analysis",
+        "deployment_failed" => "deployment_failed",
+        "deadline" => "deadline",
+        "manual" => "manual",
+        _ => "other",
+    }
 }
 
 fn phase_word(p: Phase) -> &'static str {
@@ -293,15 +382,41 @@ fn phase_word(p: Phase) -> &'static str {
         Phase::Progressing => "Progressing",
         Phase::Analyzing => "Analyzing",
         Phase::Healthy => "Healthy",
+        Phase::RollingBack => "RollingBack",
         Phase::RolledBack => "RolledBack",
         Phase::Failed => "Failed",
         Phase::Paused => "Paused",
     }
 }
 
+const PHASES: [Phase; 8] = [
+    Phase::Pending,
+    Phase::Progressing,
+    Phase::Analyzing,
+    Phase::Healthy,
+    Phase::RollingBack,
+    Phase::RolledBack,
+    Phase::Failed,
+    Phase::Paused,
+];
+
+/// Drops every series of a deleted release, so no alert fires for a release that is gone.
+fn forget(ctx: &Context, r: &ServiceRelease) {
+    let (ns, name) = (r.namespace().unwrap_or_default(), r.name_any());
+    for p in PHASES {
+        let _ = ctx.metrics.release_phase.remove_label_values(&[&ns, &name, phase_word(p)]);
+    }
+    let st = r.status.clone().unwrap_or_default();
+    let (cur, stable) = (st.current_sha.unwrap_or_default(), st.stable_sha.unwrap_or_default());
+    let _ = ctx.metrics.release_info.remove_label_values(&[&ns, &name, &cur, &stable]);
+    for q in r.spec.rollout.iter().filter_map(|ro| ro.analysis.as_ref()).flat_map(|a| &a.queries) {
+        let _ = ctx.metrics.analysis_value.remove_label_values(&[&ns, &name, &q.name]);
+    }
+}
+
 fn export(ctx: &Context, r: &ServiceRelease, old: &ServiceReleaseStatus, new: &ServiceReleaseStatus) {
     let (ns, name) = (r.namespace().unwrap_or_default(), r.name_any());
-    for p in [Phase::Pending, Phase::Progressing, Phase::Analyzing, Phase::Healthy, Phase::RolledBack, Phase::Failed, Phase::Paused] {
+    for p in PHASES {
         ctx.metrics.release_phase.with_label_values(&[&ns, &name, phase_word(p)]).set(i64::from(new.phase == p));
     }
     let sha = |s: &ServiceReleaseStatus| (s.current_sha.clone().unwrap_or_default(), s.stable_sha.clone().unwrap_or_default());
@@ -323,16 +438,21 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
     let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
     let old = r.status.clone().unwrap_or_default();
     let old_value = r.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
-    let drift = r.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.ecs_drift);
+    let checked = crate::core::spec::release(&r.spec, ctx.settings.ecs_drift);
+    let drift = checked.as_ref().map(|c| c.drift_interval).unwrap_or(ctx.settings.ecs_drift);
     let mut new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..old.clone() };
     let mut old_value = old_value;
     let mut prev_conditions = old.conditions.clone();
-    let (readiness, action, err) = match tenant::resolve(ctx, r.as_ref(), &r.spec.environment).await? {
+    let resolved = match checked {
+        Err(e) => Err((invalid_spec(&e), Category::InvalidSpec)),
+        Ok(cfg) => tenant::resolve(ctx, r.as_ref(), &r.spec.environment).await?.map(|env| (env, cfg)),
+    };
+    let (readiness, action, err) = match resolved {
         Err((stalled, category)) => {
             ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
             (stalled, Action::await_change(), None)
         }
-        Ok(env) => match converge(&r, &env, ctx).await? {
+        Ok((env, cfg)) => match converge(&r, &env, ctx, &cfg).await? {
             Outcome::Stepped(step, pending) => {
                 for (warning, reason, note) in &step.events {
                     info!(reason, note, "rollout");
@@ -352,13 +472,42 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                     prev_conditions = decided.conditions;
                 }
                 match pending.execute().await {
-                    Ok(()) => {
-                        if let Some(why) = step.rolled_back {
-                            ctx.metrics.rollback_seconds.observe(pending.verdict_at.elapsed().as_secs_f64());
-                            ctx.metrics.rollbacks.with_label_values(&[why]).inc();
+                    Ok(Some(td)) => {
+                        // ECS accepted the rollback: only now is the release RolledBack.
+                        let (accepted, events) = rollout::rollback_accepted(&new, &td, chrono::Utc::now(), pending.cfg.history_limit);
+                        let trigger = new.rollback.as_ref().map(|rb| rb.trigger.clone()).unwrap_or_default();
+                        ctx.metrics.rollback_seconds.observe(pending.verdict_at.elapsed().as_secs_f64());
+                        ctx.metrics.rollbacks.with_label_values(&[rollback_reason(&trigger)]).inc();
+                        for (warning, reason, note) in &events {
+                            info!(reason, note, "rollout");
+                            ctx.event(r.as_ref(), *warning, reason, note.clone()).await;
                         }
+                        let before = new.clone();
+                        new = accepted;
+                        export(ctx, &r, &before, &new);
+                        ctx.reset_failures(r.as_ref());
+                        let (readiness, requeue) = rollout::readiness(&new, &sha_of(&r), pending.frozen, chrono::Utc::now(), &pending.cfg);
+                        (readiness, Action::requeue(requeue), None)
+                    }
+                    Ok(None) => {
                         ctx.reset_failures(r.as_ref());
                         (step.readiness.clone(), Action::requeue(step.requeue), None)
+                    }
+                    Err(e) if pending.rollback() => {
+                        // ECS refused the rollback: the bad SHA may still serve. Say so, count
+                        // it, and try again with backoff until ECS accepts it.
+                        new = rollout::rollback_refused(&new, &e.to_string());
+                        ctx.metrics.rollback_failures.inc();
+                        ctx.metrics.errors.with_label_values(&[CONTROLLER, e.category().label()]).inc();
+                        let attempt = new.rollback.as_ref().map(|rb| rb.failed_attempts).unwrap_or(1);
+                        let wait = requeue::backoff(
+                            u32::try_from(attempt).unwrap_or(1),
+                            Duration::from_secs(1),
+                            Duration::from_secs(60),
+                            rand::random(),
+                        );
+                        let (readiness, _) = rollout::readiness(&new, &sha_of(&r), pending.frozen, chrono::Utc::now(), &pending.cfg);
+                        (readiness, Action::requeue(wait), None)
                     }
                     Err(e) if e.category().is_transient() => (
                         Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },

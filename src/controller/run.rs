@@ -159,7 +159,18 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
+    // A deleting Environment waits for its StackSpecs and ServiceReleases: their deletion
+    // wakes it (and nothing else of theirs does).
+    fn when_deleted(meta: &kube::api::ObjectMeta, env: &str) -> Vec<ObjectRef<Environment>> {
+        if meta.deletion_timestamp.is_some() {
+            vec![ObjectRef::new(env)]
+        } else {
+            vec![]
+        }
+    }
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
+        .watches(Api::<StackSpec>::all(client.clone()), wc.clone(), |s| when_deleted(&s.metadata, &s.spec.environment))
+        .watches(Api::<ServiceRelease>::all(client.clone()), wc.clone(), |r| when_deleted(&r.metadata, &r.spec.environment))
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(environment::reconcile, environment::on_error, ctx.clone())
         .for_each(|res| log_result(environment::CONTROLLER, res));

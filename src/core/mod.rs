@@ -3,8 +3,10 @@
 pub mod analysis;
 pub mod conditions;
 pub mod environment;
+pub mod ownership;
 pub mod requeue;
 pub mod rollout;
+pub mod spec;
 pub mod stack;
 pub mod taskdef;
 pub mod tenancy;

@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 
 use super::analysis::Verdict;
 use super::conditions::Readiness;
-use crate::api::{reasons, HistoryEntry, Measurement, Outcome, Phase, RolloutStatus, ServiceReleaseStatus};
+use crate::api::{
+    reasons, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus, UnavailablePolicy,
+};
 
 /// One ECS deployment of the service.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -41,6 +43,32 @@ pub struct ServiceObs {
     pub minimum_healthy_percent: Option<i32>,
     /// Deployments, newest first.
     pub deployments: Vec<DeploymentObs>,
+    /// Tags (`shipshape.dev/owner` says whose it is).
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// awsvpc placement as ECS reports it (subnets, security groups, public IP), when it does.
+    pub network: Option<Network>,
+}
+
+/// awsvpc placement of a service.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Network {
+    /// Subnet ids, sorted.
+    pub subnets: Vec<String>,
+    /// Security group ids, sorted.
+    pub security_groups: Vec<String>,
+    /// Public IP assigned.
+    pub assign_public_ip: bool,
+}
+
+impl Network {
+    /// A placement with its lists sorted, so equal placements compare equal.
+    pub fn new(mut subnets: Vec<String>, mut security_groups: Vec<String>, assign_public_ip: bool) -> Network {
+        subnets.sort();
+        subnets.dedup();
+        security_groups.sort();
+        security_groups.dedup();
+        Network { subnets, security_groups, assign_public_ip }
+    }
 }
 
 /// Rollout settings from the spec, with defaults applied.
@@ -64,6 +92,8 @@ pub struct Config {
     pub history_limit: usize,
     /// Steady-state recheck.
     pub drift_interval: Duration,
+    /// What a round does when the metrics backend cannot answer.
+    pub on_unavailable: UnavailablePolicy,
 }
 
 /// Commands from annotations, already filtered to the ones not yet acted on.
@@ -93,6 +123,8 @@ pub struct Inputs<'a> {
     pub deployment_percents: (i32, i32),
     /// The service, if it exists.
     pub service: Option<&'a ServiceObs>,
+    /// The Environment's awsvpc placement.
+    pub network: &'a Network,
     /// spec.paused (or the pause annotation).
     pub paused: bool,
     /// The Environment's freeze.
@@ -112,6 +144,10 @@ pub enum Effect {
     CreateService { task_definition: String },
     /// Point the service at this task definition (and the desired count).
     UpdateService { task_definition: String },
+    /// Point the service back at this stable task definition (made ACTIVE again first if it
+    /// was deregistered). Only when ECS accepts it is the release RolledBack
+    /// ([`rollback_accepted`]).
+    RollBack { task_definition: String },
 }
 
 /// What a step decided.
@@ -127,7 +163,7 @@ pub struct Step {
     pub readiness: Readiness,
     /// When to be woken.
     pub requeue: Duration,
-    /// Set when this step rolls back: why (a static word for the metric).
+    /// Set when this step decides a rollback: why (a static word for the metric).
     pub rolled_back: Option<&'static str>,
 }
 
@@ -139,14 +175,63 @@ pub fn measurement_due(status: &ServiceReleaseStatus, now: DateTime<Utc>, cfg: &
     let Some(deployed) = r.deployed_at else {
         return false;
     };
-    if now < deployed + to_chrono(cfg.warmup) {
+    if after(deployed, cfg.warmup).is_none_or(|t| now < t) {
         return false;
     }
-    r.last_measured_at.is_none_or(|t| now >= t + to_chrono(cfg.interval))
+    r.last_measured_at.is_none_or(|t| after(t, cfg.interval).is_some_and(|due| now >= due))
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+/// `t + d`, or None when that is past what a timestamp can hold (never, in effect).
+fn after(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
+    chrono::Duration::from_std(d).ok().and_then(|d| t.checked_add_signed(d))
+}
+
+/// ECS accepted the rollback to `task_definition` (the stable one, or the revision that
+/// replaced it when it had been deregistered): the release is RolledBack, with its history
+/// entry and Event.
+pub fn rollback_accepted(
+    prev: &ServiceReleaseStatus,
+    task_definition: &str,
+    now: DateTime<Utc>,
+    history_limit: usize,
+) -> (ServiceReleaseStatus, Vec<(bool, &'static str, String)>) {
+    let mut st = prev.clone();
+    let Some(rb) = st.rollback.take() else { return (st, vec![]) };
+    st.phase = Phase::RolledBack;
+    st.current_sha = st.stable_sha.clone();
+    st.task_definition_arn = Some(task_definition.to_string());
+    st.stable_task_definition_arn = Some(task_definition.to_string());
+    let stable = st.stable_sha.clone().unwrap_or_default();
+    let msg = match st.rollout.take() {
+        Some(r) => {
+            let msg = format!("{} rolled back to {stable}: {}", r.sha, rb.reason);
+            st.history.insert(
+                0,
+                HistoryEntry {
+                    sha: r.sha,
+                    task_definition_arn: r.task_definition_arn,
+                    outcome: Outcome::RolledBack,
+                    started_at: r.started_at,
+                    finished_at: Some(now),
+                    reason: rb.reason.clone(),
+                },
+            );
+            st.history.truncate(history_limit.max(1));
+            msg
+        }
+        None => format!("rolled back to {stable}: {}", rb.reason),
+    };
+    (st, vec![(true, reasons::ROLLED_BACK, msg)])
+}
+
+/// ECS refused the rollback: the release stays RollingBack, with the error for status.
+pub fn rollback_refused(prev: &ServiceReleaseStatus, error: &str) -> ServiceReleaseStatus {
+    let mut st = prev.clone();
+    if let Some(rb) = st.rollback.as_mut() {
+        rb.error = Some(error.chars().take(1000).collect());
+        rb.failed_attempts = rb.failed_attempts.saturating_add(1);
+    }
+    st
 }
 
 const MEASUREMENTS_KEPT: usize = 20;
@@ -197,6 +282,9 @@ impl Ctx<'_, '_> {
             deployed_at: None,
             last_measured_at: None,
             invalid_query: None,
+            analysis_unavailable: None,
+            unavailable_since: None,
+            deadline_extension_seconds: 0,
         });
         self.st.phase = Phase::Progressing;
         self.st.current_sha = Some(inp.sha.to_string());
@@ -205,7 +293,7 @@ impl Ctx<'_, '_> {
     }
 
     fn promote(&mut self, reason: String) {
-        let r = self.st.rollout.clone().expect("promote needs a rollout");
+        let Some(r) = self.st.rollout.clone() else { return };
         self.st.stable_sha = Some(r.sha.clone());
         self.st.stable_task_definition_arn = r.task_definition_arn.clone();
         self.st.stable_spec_hash = Some(r.spec_hash.clone());
@@ -215,22 +303,32 @@ impl Ctx<'_, '_> {
         self.finish_rollout(Outcome::Promoted, reason);
     }
 
+    /// Decides a rollback to `stable_td`: persisted as RollingBack, carried out by the
+    /// RollBack effect, RolledBack only once ECS accepts it.
+    fn roll_back(&mut self, stable_td: String, reason: String, why: &'static str) {
+        let sha = self.st.rollout.as_ref().map(|r| r.sha.clone()).or(self.st.current_sha.clone()).unwrap_or_default();
+        self.effects.push(Effect::RollBack { task_definition: stable_td.clone() });
+        self.st.phase = Phase::RollingBack;
+        self.rolled_back = Some(why);
+        let stable = self.st.stable_sha.clone().unwrap_or_default();
+        self.events.push((true, reasons::ROLLING_BACK, format!("rolling {sha} back to {stable}: {reason}")));
+        self.st.rollback = Some(RollbackStatus {
+            task_definition_arn: stable_td,
+            reason,
+            trigger: why.to_string(),
+            requested_at: self.inp.now,
+            error: None,
+            failed_attempts: 0,
+        });
+    }
+
     /// The rollout failed: roll back to stable when there is one (and autoRollback), else Failed.
     fn fail(&mut self, reason: String, why: &'static str) {
-        let r = self.st.rollout.clone().expect("fail needs a rollout");
+        let Some(r) = self.st.rollout.clone() else { return };
         self.st.rejected_spec_hash = Some(r.spec_hash.clone());
         let stable = self.st.stable_task_definition_arn.clone().filter(|s| Some(s) != r.task_definition_arn.as_ref());
         match stable {
-            Some(stable_td) if self.inp.config.auto_rollback => {
-                self.effects.push(Effect::UpdateService { task_definition: stable_td.clone() });
-                self.st.phase = Phase::RolledBack;
-                self.st.current_sha = self.st.stable_sha.clone();
-                self.st.task_definition_arn = Some(stable_td);
-                self.rolled_back = Some(why);
-                let msg = format!("{} rolled back to {}: {reason}", r.sha, self.st.stable_sha.clone().unwrap_or_default());
-                self.events.push((true, reasons::ROLLED_BACK, msg));
-                self.finish_rollout(Outcome::RolledBack, reason);
-            }
+            Some(stable_td) if self.inp.config.auto_rollback => self.roll_back(stable_td, reason, why),
             _ => {
                 self.st.phase = Phase::Failed;
                 let msg = if self.st.stable_sha.is_none() {
@@ -258,6 +356,22 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
         c.st.rejected_spec_hash = None;
     }
 
+    // A rollback decided earlier comes first, whatever else changed: carried out until ECS
+    // accepts it. A service already on the stable task definition means an earlier call
+    // went through (the controller stopped before recording it).
+    if let Some(rb) = c.st.rollback.clone() {
+        if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn) {
+            let (st, events) = rollback_accepted(&c.st, &rb.task_definition_arn, inp.now, inp.config.history_limit);
+            c.st = st;
+            c.events.extend(events);
+        } else {
+            c.st.phase = Phase::RollingBack;
+            c.effects.push(Effect::RollBack { task_definition: rb.task_definition_arn });
+        }
+        let (readiness, requeue) = verdict(&c.st, inp);
+        return Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: None };
+    }
+
     // A rollout whose spec is no longer the desired one is superseded.
     if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) {
         c.finish_rollout(Outcome::Superseded, "the spec changed before it finished".into());
@@ -273,18 +387,15 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
         if let (Some(stable_td), Some(current)) = (c.st.stable_task_definition_arn.clone(), c.st.task_definition_arn.clone()) {
             if stable_td != current || c.st.stable_spec_hash.as_deref() == Some(inp.spec_hash) {
                 // Back to stable, and the desired spec is not retried until it changes.
-                c.effects.push(Effect::UpdateService { task_definition: stable_td.clone() });
                 c.st.rejected_spec_hash = Some(inp.spec_hash.to_string());
-                c.st.phase = Phase::RolledBack;
-                c.st.current_sha = c.st.stable_sha.clone();
-                c.st.task_definition_arn = Some(stable_td);
-                c.rolled_back = Some("manual");
-                c.events.push((true, reasons::ROLLED_BACK, "rolled back by hand".into()));
+                c.roll_back(stable_td, "rolled back by hand".into(), "manual");
             }
         }
     }
 
-    if let Some(r) = c.st.rollout.clone() {
+    if c.st.rollback.is_some() {
+        // Decided this step: nothing else until ECS accepts it.
+    } else if let Some(r) = c.st.rollout.clone() {
         advance(&mut c, r);
     } else {
         idle(&mut c);
@@ -326,7 +437,9 @@ fn hold(c: &mut Ctx) {
         let count_drift = svc.desired_count != c.inp.replicas;
         let (max, min) = c.inp.deployment_percents;
         let config_drift = svc.maximum_percent.is_some_and(|m| m != max) || svc.minimum_healthy_percent.is_some_and(|m| m != min);
-        if (svc.task_definition != want || count_drift || config_drift)
+        // A network ECS reports and the Environment's differ: an Environment edit, or drift.
+        let network_drift = svc.network.as_ref().is_some_and(|n| n != c.inp.network);
+        if (svc.task_definition != want || count_drift || config_drift || network_drift)
             && !c.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. }))
         {
             c.effects.push(Effect::UpdateService { task_definition: want.clone() });
@@ -344,8 +457,12 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     let inp = c.inp;
     let cfg = inp.config;
     let td = r.task_definition_arn.clone().unwrap_or_default();
-    // The deadline holds while a query is invalid: a broken query is not the release's fault.
-    if r.invalid_query.is_none() && inp.now >= r.started_at + to_chrono(cfg.progress_deadline) {
+    // The deadline holds while a query is invalid or the metrics backend cannot answer
+    // (neither is the release's fault), and past outages extend it.
+    let extension = Duration::from_secs(u64::try_from(r.deadline_extension_seconds).unwrap_or(0));
+    let deadline = cfg.progress_deadline.checked_add(extension).unwrap_or(cfg.progress_deadline);
+    let holding = r.invalid_query.is_some() || r.analysis_unavailable.is_some();
+    if !holding && after(r.started_at, deadline).is_some_and(|deadline| inp.now >= deadline) {
         let why = match c.st.phase {
             Phase::Analyzing => "no conclusive analysis",
             _ => "the ECS deployment did not complete",
@@ -403,12 +520,29 @@ fn analyze(c: &mut Ctx) {
         return;
     };
     c.st.last_measurement = headline(&measurements).cloned().or(c.st.last_measurement.take());
-    let rs = c.st.rollout.as_mut().expect("analyzing has a rollout");
+    let Some(rs) = c.st.rollout.as_mut() else { return };
     rs.last_measured_at = Some(inp.now);
     rs.measurements.extend(measurements);
     let excess = rs.measurements.len().saturating_sub(MEASUREMENTS_KEPT);
     rs.measurements.drain(..excess);
     rs.invalid_query = None;
+    let verdict = match verdict {
+        Verdict::Unavailable(why) if cfg.on_unavailable == UnavailablePolicy::Rollback => {
+            Verdict::Fail(format!("{why} (onAnalysisUnavailable: Rollback)"))
+        }
+        Verdict::Unavailable(why) => {
+            // Hold: nothing counted, the deadline waits for the backend.
+            rs.analysis_unavailable = Some(why);
+            rs.unavailable_since.get_or_insert(inp.now);
+            return;
+        }
+        other => other,
+    };
+    rs.analysis_unavailable = None;
+    if let Some(since) = rs.unavailable_since.take() {
+        let outage = (inp.now - since).num_seconds().max(0);
+        rs.deadline_extension_seconds = rs.deadline_extension_seconds.saturating_add(outage);
+    }
     match verdict {
         Verdict::Pass => {
             rs.successes += 1;
@@ -424,20 +558,47 @@ fn analyze(c: &mut Ctx) {
                 c.fail(reason, "analysis");
             }
         }
-        Verdict::Inconclusive(_) => {}
+        Verdict::Inconclusive(_) | Verdict::Unavailable(_) => {}
         Verdict::Invalid(reason) => rs.invalid_query = Some(reason),
     }
 }
 
 /// Conditions and the wake-up time for a status.
 fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
-    let cfg = inp.config;
-    let sha = inp.sha;
+    readiness(st, inp.sha, inp.frozen, inp.now, inp.config)
+}
+
+/// Conditions and the wake-up time for a status, given the desired SHA and whether the
+/// Environment is frozen.
+pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTime<Utc>, cfg: &Config) -> (Readiness, Duration) {
     match st.phase {
         Phase::Healthy => (
             Readiness::Ready { reason: reasons::RECONCILED, message: format!("{} is stable", st.stable_sha.clone().unwrap_or_default()) },
             cfg.drift_interval,
         ),
+        Phase::RollingBack => {
+            let rb = st.rollback.as_ref();
+            let stable = st.stable_sha.clone().unwrap_or_default();
+            match rb.and_then(|r| r.error.clone()) {
+                Some(e) => (
+                    Readiness::Stalled {
+                        reason: reasons::ROLLBACK_FAILED,
+                        message: format!(
+                            "rolling {sha} back to {stable} failed: {e}; the service may still run {sha}; retrying (attempt {})",
+                            rb.map(|r| r.failed_attempts).unwrap_or(0) + 1
+                        ),
+                    },
+                    Duration::from_secs(2),
+                ),
+                None => (
+                    Readiness::Reconciling {
+                        reason: reasons::ROLLING_BACK,
+                        message: format!("rolling {sha} back to {stable}: {}", rb.map(|r| r.reason.clone()).unwrap_or_default()),
+                    },
+                    Duration::from_secs(2),
+                ),
+            }
+        }
         Phase::RolledBack => {
             let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
             let msg = format!(
@@ -456,7 +617,7 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
             (Readiness::Stalled { reason: reasons::ROLLOUT_FAILED, message }, cfg.drift_interval)
         }
         Phase::Paused => {
-            let who = if inp.frozen { "the Environment is frozen" } else { "the release is paused" };
+            let who = if frozen { "the Environment is frozen (or being deleted)" } else { "the release is paused" };
             (Readiness::Stalled { reason: reasons::PAUSED, message: format!("{sha} is not rolled out: {who}") }, cfg.drift_interval)
         }
         Phase::Progressing | Phase::Pending => (
@@ -465,6 +626,17 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
         ),
         Phase::Analyzing => {
             let r = st.rollout.as_ref();
+            if let Some(why) = r.and_then(|r| r.analysis_unavailable.clone()) {
+                return (
+                    Readiness::Stalled {
+                        reason: reasons::ANALYSIS_UNAVAILABLE,
+                        message: format!(
+                            "{why}; the rollout holds (onAnalysisUnavailable: Hold) and resumes when the backend answers; the progress deadline is extended by the outage"
+                        ),
+                    },
+                    cfg.interval,
+                );
+            }
             if let Some(q) = r.and_then(|r| r.invalid_query.clone()) {
                 return (
                     Readiness::Stalled {
@@ -477,10 +649,13 @@ fn verdict(st: &ServiceReleaseStatus, inp: &Inputs) -> (Readiness, Duration) {
             let (ok, need) = (r.map(|r| r.successes).unwrap_or(0), cfg.successful_runs);
             let next = r
                 .and_then(|r| {
-                    let after_warmup = r.deployed_at? + to_chrono(cfg.warmup);
-                    let after_last = r.last_measured_at.map(|t| t + to_chrono(cfg.interval)).unwrap_or(after_warmup);
+                    let after_warmup = after(r.deployed_at?, cfg.warmup)?;
+                    let after_last = match r.last_measured_at {
+                        Some(t) => after(t, cfg.interval)?,
+                        None => after_warmup,
+                    };
                     let at = after_warmup.max(after_last);
-                    (at - inp.now).to_std().ok()
+                    (at - now).to_std().ok()
                 })
                 .unwrap_or(Duration::from_millis(200))
                 .max(Duration::from_millis(200));

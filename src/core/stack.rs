@@ -48,6 +48,38 @@ pub struct ObservedDatabase {
     pub port: Option<i32>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Reachable from the internet.
+    pub publicly_accessible: bool,
+    /// VPC security group ids, sorted.
+    pub vpc_security_groups: Vec<String>,
+    /// DB subnet group name.
+    pub subnet_group: Option<String>,
+}
+
+/// Where an Environment's databases go: a DB subnet group made from its subnets, and its
+/// security groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The DB subnet group's name (`shipshape-<environment>`).
+    pub subnet_group: String,
+    /// The Environment's subnets.
+    pub subnets: Vec<String>,
+    /// The Environment's security groups, sorted.
+    pub security_groups: Vec<String>,
+}
+
+impl Placement {
+    /// The placement of an Environment named `environment` with `subnets` and
+    /// `security_groups`; None without subnets (databases then go to the default VPC).
+    pub fn of(environment: &str, subnets: &[String], security_groups: &[String]) -> Option<Placement> {
+        if subnets.is_empty() {
+            return None;
+        }
+        let mut sgs = security_groups.to_vec();
+        sgs.sort();
+        sgs.dedup();
+        Some(Placement { subnet_group: format!("shipshape-{environment}"), subnets: subnets.to_vec(), security_groups: sgs })
+    }
 }
 
 /// An S3 bucket as AWS reports it.
@@ -97,13 +129,20 @@ pub struct DbModify {
     pub backup_retention_days: Option<i32>,
     /// New deletion protection.
     pub deletion_protection: Option<bool>,
+    /// New public accessibility.
+    pub publicly_accessible: Option<bool>,
+    /// New VPC security groups.
+    pub vpc_security_groups: Option<Vec<String>>,
 }
 
 /// One change to make in AWS.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
-    /// CreateDBInstance.
-    CreateDatabase { spec: DatabaseSpec, tags: BTreeMap<String, String> },
+    /// CreateDBSubnetGroup, or ModifyDBSubnetGroup to the Environment's subnets.
+    EnsureSubnetGroup { placement: Placement, tags: BTreeMap<String, String> },
+    /// CreateDBInstance (in the placement's subnet group and security groups, when the
+    /// Environment has a network).
+    CreateDatabase { spec: DatabaseSpec, tags: BTreeMap<String, String>, placement: Option<Placement> },
     /// ModifyDBInstance (applied immediately).
     ModifyDatabase { name: String, modify: DbModify },
     /// AddTagsToResource.
@@ -243,6 +282,8 @@ pub struct Context<'a> {
     pub region: &'a str,
     /// Whether the StackSpec carries `shipshape.dev/adopt: "true"`.
     pub adopt: bool,
+    /// The Environment's network for databases (None: the account's default VPC).
+    pub placement: Option<&'a Placement>,
 }
 
 fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
@@ -254,27 +295,15 @@ fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<S
 }
 
 fn ownership(kind: &str, name: &str, tags: &BTreeMap<String, String>, ctx: &Context) -> Option<Refusal> {
-    match tags.get(OWNER_TAG) {
-        Some(o) if o == ctx.owner => None,
-        Some(other) => Some(Refusal {
-            reason: reasons::CONFLICT,
-            message: format!("{kind} {name} already exists and belongs to {other} (tag {OWNER_TAG}); pick another name"),
-            category: Category::Conflict,
-        }),
-        None if ctx.adopt => None,
-        None => Some(Refusal {
-            reason: reasons::CONFLICT,
-            message: format!(
-                "{kind} {name} already exists and is not managed by shipshape; to adopt it, annotate the StackSpec with shipshape.dev/adopt: \"true\""
-            ),
-            category: Category::Conflict,
-        }),
+    match super::ownership::check(&format!("{kind} {name}"), tags, ctx.owner, ctx.adopt, "StackSpec") {
+        super::ownership::Ownership::Conflict(message) => {
+            Some(Refusal { reason: reasons::CONFLICT, message, category: Category::Conflict })
+        }
+        _ => None,
     }
 }
 
-fn missing_tags(desired: &BTreeMap<String, String>, observed: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    desired.iter().filter(|(k, v)| observed.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect()
-}
+use super::ownership::missing_tags;
 
 /// Splits "16.4" or "8.0.35" into numbers for comparison.
 fn version(v: &str) -> Vec<u64> {
@@ -317,7 +346,11 @@ pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, c
     }
     let Some(db) = observed else {
         plan.create = true;
-        plan.steps.push(Step::CreateDatabase { spec: spec.clone(), tags });
+        if let Some(p) = ctx.placement {
+            // The Environment's subnet group carries the Environment's own tags.
+            plan.steps.push(Step::EnsureSubnetGroup { placement: p.clone(), tags: ctx.env_tags.clone() });
+        }
+        plan.steps.push(Step::CreateDatabase { spec: spec.clone(), tags, placement: ctx.placement.cloned() });
         return plan;
     };
     if let Some(r) = ownership("Database", &spec.name, &db.tags, ctx) {
@@ -389,6 +422,15 @@ pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, c
     if spec.deletion_protection != db.deletion_protection {
         change("deletionProtection", db.deletion_protection.to_string(), spec.deletion_protection.to_string());
         m.deletion_protection = Some(spec.deletion_protection);
+    }
+    if spec.publicly_accessible != db.publicly_accessible {
+        change("publiclyAccessible", db.publicly_accessible.to_string(), spec.publicly_accessible.to_string());
+        m.publicly_accessible = Some(spec.publicly_accessible);
+    }
+    // Security groups follow the Environment's (the subnet group is fixed at creation).
+    if let Some(p) = ctx.placement.filter(|p| !p.security_groups.is_empty() && p.security_groups != db.vpc_security_groups) {
+        change("securityGroups", db.vpc_security_groups.join(","), p.security_groups.join(","));
+        m.vpc_security_groups = Some(p.security_groups.clone());
     }
     if m != DbModify::default() {
         if db.status == "available" {

@@ -38,11 +38,16 @@ pub struct TaskDefinitionSpec {
     pub health_check: Option<HealthCheck>,
     /// Log group.
     pub log_group: Option<String>,
+    /// The region of the log group (the Environment's), for the awslogs driver; only with a
+    /// log group, so task definitions without one hash as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_region: Option<String>,
 }
 
 impl TaskDefinitionSpec {
-    /// Builds it from the spec and the StackSpec outputs (spec env wins on a clash).
-    pub fn new(service: &str, spec: &ServiceReleaseSpec, outputs: &BTreeMap<String, String>) -> Self {
+    /// Builds it from the spec, the StackSpec outputs (spec env wins on a clash) and the
+    /// Environment's region.
+    pub fn new(service: &str, spec: &ServiceReleaseSpec, outputs: &BTreeMap<String, String>, region: &str) -> Self {
         let mut env = outputs.clone();
         env.extend(spec.task.env.clone());
         TaskDefinitionSpec {
@@ -58,6 +63,7 @@ impl TaskDefinitionSpec {
             task_role_arn: spec.task.task_role_arn.clone(),
             health_check: spec.task.health_check.clone(),
             log_group: spec.task.log_group.clone(),
+            log_region: spec.task.log_group.as_ref().map(|_| region.to_string()),
         }
     }
 
@@ -85,19 +91,32 @@ mod tests {
     #[test]
     fn the_image_tag_is_the_sha_and_spec_env_wins_over_outputs() {
         let outputs = [("DB_HOST".to_string(), "db".to_string()), ("NODE_ENV".to_string(), "dev".to_string())].into();
-        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("NODE_ENV", "production")]), &outputs);
+        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("NODE_ENV", "production")]), &outputs, "eu-west-1");
         assert_eq!(td.image, "r:3f9c2a1");
         assert_eq!(td.env.get("NODE_ENV").map(String::as_str), Some("production"));
         assert_eq!(td.env.get("DB_HOST").map(String::as_str), Some("db"));
     }
 
+    /// Task definitions registered before the log region existed keep their hash (no
+    /// rollout of every release on upgrade).
+    #[test]
+    fn a_task_definition_without_a_log_group_hashes_as_before() {
+        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &BTreeMap::new(), "eu-west-1");
+        assert_eq!(td.log_region, None);
+        assert!(!serde_json::to_string(&td).unwrap().contains("log_region"));
+    }
+
     #[test]
     fn the_hash_changes_with_content_only() {
         let none = BTreeMap::new();
-        let a = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none).hash();
-        assert_eq!(a, TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none).hash());
-        assert_ne!(a, TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "2")]), &none).hash(), "env only is a new rollout");
-        assert_ne!(a, TaskDefinitionSpec::new("api", &spec("abcdef1", &[("A", "1")]), &none).hash());
+        let a = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").hash();
+        assert_eq!(a, TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").hash());
+        assert_ne!(
+            a,
+            TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "2")]), &none, "eu-west-1").hash(),
+            "env only is a new rollout"
+        );
+        assert_ne!(a, TaskDefinitionSpec::new("api", &spec("abcdef1", &[("A", "1")]), &none, "eu-west-1").hash());
         assert_eq!(a.len(), 16);
     }
 }

@@ -1,10 +1,17 @@
-//! Instant queries against the Prometheus HTTP API (`/api/v1/query`).
+//! Instant queries against the Prometheus HTTP API (`/api/v1/query`). Everything Prometheus
+//! sends is untrusted: the answer is read up to a size limit and parsed without panics, and
+//! a backend that cannot answer is told apart from a query that is wrong.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::core::analysis::QueryResult;
+
+/// The largest answer read (a query returning more series than that should aggregate).
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+/// How long one query may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Prometheus server.
 #[derive(Clone)]
@@ -31,42 +38,158 @@ struct Data {
     result: serde_json::Value,
 }
 
+/// What a status code says about the backend, before the body is read.
+fn unavailable_status(code: u16) -> Option<&'static str> {
+    match code {
+        401 => Some("Prometheus refused the request: 401 Unauthorized (credentials missing or wrong)"),
+        403 => Some("Prometheus refused the request: 403 Forbidden (the credentials lack access)"),
+        404 => Some("no Prometheus query API at this URL: 404 Not Found (check health.prometheus.url)"),
+        407 | 429 => Some("Prometheus (or a proxy in front of it) refused the request for now"),
+        500..=599 => Some("Prometheus failed to answer"),
+        _ => None,
+    }
+}
+
+/// The labels of a series as PromQL writes them: `{a="b",c="d"}` ("" without labels).
+fn labels(metric: &serde_json::Value) -> String {
+    let Some(m) = metric.as_object().filter(|m| !m.is_empty()) else { return String::new() };
+    let pairs: Vec<String> = m.iter().map(|(k, v)| format!("{k}={:?}", v.as_str().unwrap_or_default())).collect();
+    format!("{{{}}}", pairs.join(","))
+}
+
+/// A sample's value (`[<time>, "<value>"]`); NaN when unreadable, which judges as no data.
+fn value(sample: &serde_json::Value) -> f64 {
+    sample.get(1).and_then(|v| v.as_str()).and_then(|s| s.parse::<f64>().ok()).unwrap_or(f64::NAN)
+}
+
+/// Parses an answer body (any bytes) into a result.
+pub fn parse(code: u16, body: &[u8]) -> QueryResult {
+    let parsed: Result<Response, _> = serde_json::from_slice(body);
+    if let Some(why) = unavailable_status(code) {
+        let detail =
+            parsed.ok().and_then(|r| r.error).map(|e| format!(": {}", e.chars().take(300).collect::<String>())).unwrap_or_default();
+        return QueryResult::Unavailable(format!("{why}{detail}"));
+    }
+    let body = match parsed {
+        Ok(b) => b,
+        Err(e) => return QueryResult::Unavailable(format!("HTTP {code}: not a Prometheus API answer ({e})")),
+    };
+    if body.status != "success" {
+        let msg: String = body.error.unwrap_or_default().chars().take(500).collect();
+        return match body.error_type.as_deref() {
+            Some("bad_data") | Some("execution") => QueryResult::Invalid(msg),
+            other => QueryResult::Unavailable(format!("HTTP {code}: {} error: {msg}", other.unwrap_or("unknown"))),
+        };
+    }
+    let Some(data) = body.data else { return QueryResult::NoData };
+    match data.result_type.as_str() {
+        "vector" => {
+            let samples: Vec<(String, f64)> =
+                data.result.as_array().into_iter().flatten().map(|s| (labels(&s["metric"]), value(&s["value"]))).collect();
+            if samples.is_empty() {
+                QueryResult::NoData
+            } else {
+                QueryResult::Samples(samples)
+            }
+        }
+        "scalar" => QueryResult::Samples(vec![(String::new(), value(&data.result))]),
+        other => QueryResult::Invalid(format!("the query returns a {other}; analysis needs a scalar or an instant vector")),
+    }
+}
+
 impl Prometheus {
     /// A client for the server at `base` (e.g. http://prometheus.monitoring:9090).
-    pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("http client");
-        Prometheus { http, base: base.trim_end_matches('/').to_string() }
+    pub fn new(base: &str) -> Result<Self, String> {
+        let http = reqwest::Client::builder().timeout(TIMEOUT).build().map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(Prometheus { http, base: base.trim_end_matches('/').to_string() })
     }
 
-    /// Runs an instant query. One sample is a value (the first, when a query returns
-    /// several series); none is no data; a 4xx with `bad_data` is an invalid query.
+    /// Runs an instant query.
     pub async fn query(&self, promql: &str) -> QueryResult {
         let url = format!("{}/api/v1/query", self.base);
-        let resp = match self.http.get(&url).query(&[("query", promql)]).send().await {
+        let mut resp = match self.http.get(&url).query(&[("query", promql)]).send().await {
             Ok(r) => r,
-            Err(e) => return QueryResult::Unreachable(format!("{url}: {e}")),
+            Err(e) if e.is_timeout() => return QueryResult::Unavailable(format!("{url}: no answer within {}s", TIMEOUT.as_secs())),
+            Err(e) => return QueryResult::Unavailable(format!("{url}: cannot reach Prometheus: {e}")),
         };
-        let code = resp.status();
-        let body: Response = match resp.json().await {
-            Ok(b) => b,
-            Err(e) => return QueryResult::Unreachable(format!("{url}: HTTP {code}: unreadable answer: {e}")),
-        };
-        if body.status != "success" {
-            let msg = body.error.unwrap_or_default();
-            return match body.error_type.as_deref() {
-                Some("bad_data") | Some("execution") => QueryResult::Invalid(msg),
-                _ => QueryResult::Unreachable(format!("{url}: {msg}")),
-            };
+        let code = resp.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                        return QueryResult::Invalid(format!(
+                            "the answer is larger than {} MiB: aggregate the query (sum, max, topk)",
+                            MAX_ANSWER_BYTES / 1024 / 1024
+                        ));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) if e.is_timeout() => return QueryResult::Unavailable(format!("{url}: no answer within {}s", TIMEOUT.as_secs())),
+                Err(e) => return QueryResult::Unavailable(format!("{url}: answer cut off: {e}")),
+            }
         }
-        let Some(data) = body.data else { return QueryResult::NoData };
-        let sample = match data.result_type.as_str() {
-            "vector" => data.result.as_array().and_then(|a| a.first()).map(|s| s["value"][1].clone()),
-            "scalar" => Some(data.result[1].clone()),
-            other => return QueryResult::Invalid(format!("the query returns a {other}; analysis needs a scalar or an instant vector")),
-        };
-        match sample.and_then(|v| v.as_str().and_then(|s| s.parse::<f64>().ok())) {
-            Some(v) => QueryResult::Value(v),
-            None => QueryResult::NoData,
+        match parse(code, &body) {
+            QueryResult::Unavailable(why) => QueryResult::Unavailable(format!("{url}: {why}")),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_series_of_a_vector_is_returned_with_its_labels() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"az":"a"},"value":[1,"0.01"]},{"metric":{"az":"b"},"value":[1,"0.5"]},{"metric":{},"value":[1,"NaN"]}]}}"#;
+        let QueryResult::Samples(s) = parse(200, body) else { panic!() };
+        assert_eq!(s[0], (r#"{az="a"}"#.to_string(), 0.01));
+        assert_eq!(s[1], (r#"{az="b"}"#.to_string(), 0.5));
+        assert!(s[2].0.is_empty() && s[2].1.is_nan());
+        assert_eq!(parse(200, br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#), QueryResult::NoData);
+        assert_eq!(
+            parse(200, br#"{"status":"success","data":{"resultType":"scalar","result":[1,"2"]}}"#),
+            QueryResult::Samples(vec![(String::new(), 2.0)])
+        );
+    }
+
+    #[test]
+    fn a_broken_query_is_invalid_but_a_backend_failure_is_unavailable() {
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#;
+        assert_eq!(parse(400, bad), QueryResult::Invalid("parse error at char 5".into()));
+        let exec = br#"{"status":"error","errorType":"execution","error":"many-to-many matching"}"#;
+        assert!(matches!(parse(422, exec), QueryResult::Invalid(_)));
+        for (code, body) in [
+            (401, &b"Unauthorized"[..]),
+            (403, b"forbidden"),
+            (500, b"oops"),
+            (503, br#"{"status":"error","errorType":"timeout","error":"query timed out"}"#),
+            (502, b"<html>bad gateway</html>"),
+            (200, b"not json"),
+        ] {
+            assert!(matches!(parse(code, body), QueryResult::Unavailable(_)), "{code}");
+        }
+        let QueryResult::Unavailable(m) = parse(401, b"") else { panic!() };
+        assert!(m.contains("401 Unauthorized"), "{m}");
+        let range = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(matches!(parse(200, range), QueryResult::Invalid(_)));
+    }
+
+    proptest::proptest! {
+        /// Whatever Prometheus (or something pretending to be it) answers: no panic.
+        #[test]
+        fn any_answer_parses_without_panicking(code in 100u16..600, body in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let _ = parse(code, &body);
+        }
+
+        /// Any JSON-shaped answer: no panic.
+        #[test]
+        fn any_json_answer_parses_without_panicking(code in 100u16..600, result in "\\PC{0,80}", kind in "(vector|scalar|matrix|string|x)") {
+            let body = format!(r#"{{"status":"success","data":{{"resultType":"{kind}","result":{result}}}}}"#);
+            let _ = parse(code, body.as_bytes());
         }
     }
 }

@@ -389,6 +389,11 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         Some(f) => return fault_response(&service, &operation, f),
         None => {}
     }
+    if service == "ecs" && (operation == "CreateService" || operation == "UpdateService") {
+        if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
+            return refusal;
+        }
+    }
     let url = format!("{}{}", shared.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     let mut req = shared.http.request(method.clone(), &url).body(body.to_vec());
     for (k, v) in headers.iter() {
@@ -420,6 +425,34 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         }
     }
     out
+}
+
+/// ECS refuses to point a service at a deregistered (INACTIVE) task definition ("you can't
+/// use an INACTIVE task definition revision to run new tasks or create new services, and you
+/// can't update an existing service to reference an INACTIVE task definition revision": ECS
+/// developer guide, Deregistering a task definition revision); moto does not. The answer
+/// ECS gives: ClientException, 400.
+async fn inactive_task_definition(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let req: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let td = req["taskDefinition"].as_str()?;
+    let mut describe = shared
+        .http
+        .post(format!("{}/", shared.upstream))
+        .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition")
+        .body(serde_json::json!({"taskDefinition": td}).to_string());
+    for (k, v) in headers.iter() {
+        if k == "authorization" || k == "content-type" {
+            describe = describe.header(k, v);
+        }
+    }
+    let answer: serde_json::Value = describe.send().await.ok()?.json().await.ok()?;
+    if answer["taskDefinition"]["status"] != "INACTIVE" {
+        return None;
+    }
+    let body = serde_json::json!({"__type": "ClientException", "message": format!("TaskDefinition is inactive: {td}")}).to_string();
+    let mut r = (StatusCode::BAD_REQUEST, body).into_response();
+    r.headers_mut().insert("content-type", "application/x-amz-json-1.1".parse().ok()?);
+    Some(r)
 }
 
 /// Records deployments on CreateService/UpdateService and shows them in DescribeServices.

@@ -10,8 +10,11 @@ use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use crate::aws::{AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3};
 use crate::core::environment::ObservedCluster;
 use crate::core::rollout::{DeploymentObs, ServiceObs};
-use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase};
+use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
 use crate::core::taskdef::TaskDefinitionSpec;
+
+/// (arn, family, spec hash, tags, active).
+type TaskDefinition = (String, String, String, BTreeMap<String, String>, bool);
 
 #[derive(Default)]
 struct World {
@@ -19,7 +22,7 @@ struct World {
     databases: BTreeMap<String, ObservedDatabase>,
     buckets: BTreeMap<String, ObservedBucket>,
     objects: BTreeMap<String, usize>,
-    task_definitions: Vec<(String, String, String)>,
+    task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
     calls: HashMap<String, usize>,
@@ -115,6 +118,10 @@ impl Ecs for FakeAws {
     }
     async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("TagResource", |w| {
+            if let Some(s) = w.services.values_mut().find(|s| s.arn == arn) {
+                s.tags.extend(tags.clone());
+                return Ok(());
+            }
             let c = w.clusters.values_mut().find(|c| c.arn == arn).ok_or_else(|| not_found("TagResource", arn))?;
             c.tags.extend(tags.clone());
             Ok(())
@@ -148,24 +155,28 @@ impl Ecs for FakeAws {
     }
     async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError> {
         self.call("ListTaskDefinitions", |w| {
-            Ok(w.task_definitions.iter().rev().find(|(_, f, h)| f == family && h == spec_hash).map(|(a, _, _)| a.clone()))
+            Ok(w.task_definitions.iter().rev().find(|t| t.1 == family && t.2 == spec_hash && t.4).map(|t| t.0.clone()))
         })
     }
     async fn register_task_definition(
         &self,
         td: &TaskDefinitionSpec,
         spec_hash: &str,
-        _tags: &BTreeMap<String, String>,
+        tags: &BTreeMap<String, String>,
     ) -> Result<String, AwsError> {
-        self.call("RegisterTaskDefinition", |w| {
-            let revision = w.task_definitions.iter().filter(|(_, f, _)| *f == td.family).count() + 1;
-            let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{}:{revision}", td.family);
-            w.task_definitions.push((arn.clone(), td.family.clone(), spec_hash.to_string()));
-            Ok(arn)
-        })
+        self.call("RegisterTaskDefinition", |w| Ok(register(w, &td.family, spec_hash, tags)))
     }
     async fn describe_services(&self, _cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError> {
         self.call("DescribeServices", |w| Ok(names.iter().filter_map(|n| w.services.get(n).map(|s| (n.clone(), s.clone()))).collect()))
+    }
+    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        self.call("DescribeTaskDefinition", |w| Ok(w.task_definitions.iter().rev().find(|t| t.1 == family).map(|t| t.3.clone())))
+    }
+    async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError> {
+        self.call("DescribeTaskDefinition", |w| {
+            let t = w.task_definitions.iter().find(|t| t.0 == arn).cloned().ok_or_else(|| not_found("DescribeTaskDefinition", arn))?;
+            Ok(if t.4 { arn.to_string() } else { register(w, &t.1, &t.2, &t.3) })
+        })
     }
     async fn create_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
         self.call("CreateService", |w| {
@@ -181,6 +192,13 @@ impl Ecs for FakeAws {
     }
 }
 
+fn register(w: &mut World, family: &str, spec_hash: &str, tags: &BTreeMap<String, String>) -> String {
+    let revision = w.task_definitions.iter().filter(|t| t.1 == family).count() + 1;
+    let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task-definition/{family}:{revision}");
+    w.task_definitions.push((arn.clone(), family.to_string(), spec_hash.to_string(), tags.clone(), true));
+    arn
+}
+
 /// The fake's ECS: a new deployment per task definition change, COMPLETED at once.
 fn deploy(w: &mut World, r: &ServiceRequest) {
     let changed = w.services.get(&r.name).is_none_or(|s| s.task_definition != r.task_definition);
@@ -188,8 +206,10 @@ fn deploy(w: &mut World, r: &ServiceRequest) {
     let id = format!("ecs-svc/{}", w.deployments);
     let svc = w.services.entry(r.name.clone()).or_insert_with(|| ServiceObs {
         arn: format!("arn:aws:ecs:eu-west-1:123456789012:service/{}/{}", r.cluster, r.name),
+        tags: r.tags.clone(),
         ..Default::default()
     });
+    svc.network = Some(crate::core::rollout::Network::new(r.subnets.clone(), r.security_groups.clone(), r.assign_public_ip));
     svc.desired_count = r.desired_count;
     svc.maximum_percent = Some(r.maximum_percent);
     svc.minimum_healthy_percent = Some(r.minimum_healthy_percent);
@@ -210,7 +230,15 @@ impl Rds for FakeAws {
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError> {
         self.call("DescribeDBInstances", |w| Ok(w.databases.get(name).cloned()))
     }
-    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+    async fn ensure_db_subnet_group(&self, _placement: &Placement, _tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("DescribeDBSubnetGroups", |_| Ok(()))
+    }
+    async fn create_db_instance(
+        &self,
+        spec: &DatabaseSpec,
+        tags: &BTreeMap<String, String>,
+        placement: Option<&Placement>,
+    ) -> Result<(), AwsError> {
         self.call("CreateDBInstance", |w| {
             if w.databases.contains_key(&spec.name) {
                 return Err(AwsError::Conflict { op: "CreateDBInstance", message: "DBInstanceAlreadyExists".into() });
@@ -236,6 +264,9 @@ impl Rds for FakeAws {
                     endpoint: Some(format!("{}.fake.eu-west-1.rds.amazonaws.com", spec.name)),
                     port: Some(port),
                     tags: tags.clone(),
+                    publicly_accessible: spec.publicly_accessible,
+                    vpc_security_groups: placement.map(|p| p.security_groups.clone()).unwrap_or_default(),
+                    subnet_group: placement.map(|p| p.subnet_group.clone()),
                 },
             );
             Ok(())

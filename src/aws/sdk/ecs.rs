@@ -6,13 +6,14 @@ use async_trait::async_trait;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, ClusterField, ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
     DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LogConfiguration, LogDriver,
-    NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, SortOrder, Tag, TaskDefinitionField, TransportProtocol,
+    NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, ServiceField, SortOrder, Tag, TaskDefinitionField,
+    TaskDefinitionStatus, TransportProtocol,
 };
 
 use super::map_err;
 use crate::aws::{AwsError, Caller, Ecs, NewCluster, ServiceRequest};
 use crate::core::environment::ObservedCluster;
-use crate::core::rollout::{DeploymentObs, ServiceObs};
+use crate::core::rollout::{DeploymentObs, Network, ServiceObs};
 use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
 
 pub(super) struct SdkEcs {
@@ -28,6 +29,26 @@ impl SdkEcs {
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect()
+}
+
+fn network_configuration(op: &'static str, r: &ServiceRequest) -> Result<NetworkConfiguration, AwsError> {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(r.subnets.clone()))
+        .set_security_groups(Some(r.security_groups.clone()))
+        .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+        .build()
+        .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
+    Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
+}
+
+/// ECS's answer to DescribeTaskDefinition of a family without revisions.
+fn no_such_task_definition(e: &AwsError) -> bool {
+    matches!(e, AwsError::NotFound { .. })
+        || matches!(e, AwsError::Invalid { message, .. } if message.contains("Unable to describe task definition"))
 }
 
 #[async_trait]
@@ -200,7 +221,7 @@ impl Ecs for SdkEcs {
         let health = match &td.health_check {
             None => None,
             Some(h) => {
-                let secs = |d: &Option<crate::api::GoDuration>| d.as_ref().map(|d| d.duration().as_secs() as i32);
+                let secs = |d: &Option<crate::api::GoDuration>| d.as_ref().and_then(|d| i32::try_from(d.parsed().ok()?.as_secs()).ok());
                 Some(
                     HealthCheck::builder()
                         .set_command(Some(h.command.clone()))
@@ -214,9 +235,11 @@ impl Ecs for SdkEcs {
             }
         };
         let logs = td.log_group.as_ref().map(|g| {
+            // awslogs needs the region (ECS refuses the task otherwise).
             LogConfiguration::builder()
                 .log_driver(LogDriver::Awslogs)
                 .options("awslogs-group", g)
+                .options("awslogs-region", td.log_region.as_deref().unwrap_or_default())
                 .options("awslogs-stream-prefix", &td.family)
                 .build()
         });
@@ -269,6 +292,7 @@ impl Ecs for SdkEcs {
                         .describe_services()
                         .cluster(cluster)
                         .set_services(Some(chunk.to_vec()))
+                        .include(ServiceField::Tags)
                         .send()
                         .await
                         .map_err(|e| map_err("DescribeServices", e))
@@ -298,6 +322,14 @@ impl Ecs for SdkEcs {
                         maximum_percent: s.deployment_configuration().and_then(|c| c.maximum_percent()),
                         minimum_healthy_percent: s.deployment_configuration().and_then(|c| c.minimum_healthy_percent()),
                         deployments,
+                        tags: tag_map(s.tags()),
+                        network: s.network_configuration().and_then(|n| n.awsvpc_configuration()).map(|v| {
+                            Network::new(
+                                v.subnets().to_vec(),
+                                v.security_groups().to_vec(),
+                                v.assign_public_ip() == Some(&AssignPublicIp::Enabled),
+                            )
+                        }),
                     },
                 ));
             }
@@ -305,14 +337,82 @@ impl Ecs for SdkEcs {
         Ok(out)
     }
 
+    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+        let op = "DescribeTaskDefinition";
+        let out = self
+            .caller
+            .call(op, || async {
+                self.client
+                    .describe_task_definition()
+                    .task_definition(family)
+                    .include(TaskDefinitionField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await;
+        match out {
+            Ok(o) => Ok(Some(tag_map(o.tags()))),
+            Err(e) if no_such_task_definition(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError> {
+        let op = "DescribeTaskDefinition";
+        let out = self
+            .caller
+            .call(op, || async {
+                self.client
+                    .describe_task_definition()
+                    .task_definition(arn)
+                    .include(TaskDefinitionField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await?;
+        let Some(td) = out.task_definition() else {
+            return Err(AwsError::NotFound { op, message: format!("task definition {arn}") });
+        };
+        if td.status() == Some(&TaskDefinitionStatus::Active) {
+            return Ok(arn.to_string());
+        }
+        // Deregistered: ECS still describes it, and refuses to point a service at it
+        // (ECS developer guide, "Deregistering an Amazon ECS task definition revision").
+        // The same content as a new revision is the same release.
+        let op = "RegisterTaskDefinition";
+        let registered = self
+            .caller
+            .call(op, || async {
+                self.client
+                    .register_task_definition()
+                    .set_family(td.family().map(String::from))
+                    .set_container_definitions(Some(td.container_definitions().to_vec()))
+                    .set_cpu(td.cpu().map(String::from))
+                    .set_memory(td.memory().map(String::from))
+                    .set_network_mode(td.network_mode().cloned())
+                    .set_requires_compatibilities(Some(td.requires_compatibilities().to_vec()))
+                    .set_execution_role_arn(td.execution_role_arn().map(String::from))
+                    .set_task_role_arn(td.task_role_arn().map(String::from))
+                    .set_volumes(Some(td.volumes().to_vec()))
+                    .set_runtime_platform(td.runtime_platform().cloned())
+                    .set_tags((!out.tags().is_empty()).then(|| out.tags().to_vec()))
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await?;
+        registered
+            .task_definition()
+            .and_then(|t| t.task_definition_arn())
+            .map(String::from)
+            .ok_or_else(|| AwsError::Invalid { op, message: "no task definition ARN in the answer".into() })
+    }
+
     async fn create_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
         let op = "CreateService";
-        let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(r.subnets.clone()))
-            .set_security_groups(Some(r.security_groups.clone()))
-            .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
-            .build()
-            .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
+        let network = network_configuration(op, r)?;
         self.caller
             .call(op, || async {
                 self.client
@@ -322,10 +422,11 @@ impl Ecs for SdkEcs {
                     .task_definition(&r.task_definition)
                     .desired_count(r.desired_count)
                     .launch_type(LaunchType::Fargate)
-                    .network_configuration(NetworkConfiguration::builder().awsvpc_configuration(vpc.clone()).build())
+                    .network_configuration(network.clone())
                     .deployment_configuration(deployment_configuration(r))
                     .propagate_tags(PropagateTags::Service)
                     .set_tags(Some(tags_of(&r.tags)))
+                    .client_token(&r.client_token)
                     .send()
                     .await
                     .map_err(|e| map_err(op, e))
@@ -335,6 +436,7 @@ impl Ecs for SdkEcs {
     }
 
     async fn update_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
+        let network = network_configuration("UpdateService", r)?;
         self.caller
             .call("UpdateService", || async {
                 self.client
@@ -343,6 +445,7 @@ impl Ecs for SdkEcs {
                     .service(&r.name)
                     .task_definition(&r.task_definition)
                     .desired_count(r.desired_count)
+                    .network_configuration(network.clone())
                     .deployment_configuration(deployment_configuration(r))
                     .send()
                     .await

@@ -10,67 +10,160 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_config::{retry::RetryConfig, BehaviorVersion, Region};
+use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
 use super::{AwsClients, AwsError, AwsProvider, Caller, Sts, Target};
 use crate::metrics::Metrics;
 
+/// What an AWS error means for the controller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The caller lacks a permission: recheck slowly.
+    AccessDenied,
+    /// Slow down and retry.
+    Throttled,
+    /// The thing does not exist.
+    NotFound,
+    /// Exists, or in a state that forbids the call.
+    Conflict,
+    /// AWS refuses the request as made: permanent until the spec (or AWS) changes.
+    Invalid,
+    /// Network, timeout or a failure on AWS's side: retry.
+    Transient,
+}
+
+/// Every AWS error code shipshape knows, and what it means. The table is the documentation:
+/// each row is tested (`every_known_code_is_classified_as_the_table_says`).
+pub const ERROR_CODES: &[(&str, Kind)] = &[
+    ("AccessDenied", Kind::AccessDenied),
+    ("AccessDeniedException", Kind::AccessDenied),
+    ("UnauthorizedOperation", Kind::AccessDenied),
+    ("UnrecognizedClientException", Kind::AccessDenied),
+    ("InvalidClientTokenId", Kind::AccessDenied),
+    ("ExpiredToken", Kind::AccessDenied),
+    ("ExpiredTokenException", Kind::AccessDenied),
+    ("AllAccessDisabled", Kind::AccessDenied),
+    ("KMSKeyNotAccessibleFault", Kind::AccessDenied),
+    ("Throttling", Kind::Throttled),
+    ("ThrottlingException", Kind::Throttled),
+    ("TooManyRequestsException", Kind::Throttled),
+    ("RequestLimitExceeded", Kind::Throttled),
+    ("SlowDown", Kind::Throttled),
+    ("RequestThrottled", Kind::Throttled),
+    ("ClusterNotFoundException", Kind::NotFound),
+    ("ServiceNotFoundException", Kind::NotFound),
+    ("ServiceNotActiveException", Kind::NotFound),
+    ("ResourceNotFoundException", Kind::NotFound),
+    ("NotFoundException", Kind::NotFound),
+    ("NotFound", Kind::NotFound),
+    ("NoSuchBucket", Kind::NotFound),
+    ("NoSuchKey", Kind::NotFound),
+    ("DBInstanceNotFound", Kind::NotFound),
+    ("DBInstanceNotFoundFault", Kind::NotFound),
+    ("DBSubnetGroupNotFoundFault", Kind::NotFound),
+    ("DBSnapshotNotFound", Kind::NotFound),
+    // S3's "this configuration is not set" answers.
+    ("ServerSideEncryptionConfigurationNotFoundError", Kind::NotFound),
+    ("NoSuchPublicAccessBlockConfiguration", Kind::NotFound),
+    ("NoSuchLifecycleConfiguration", Kind::NotFound),
+    ("NoSuchTagSet", Kind::NotFound),
+    ("ClusterContainsServicesException", Kind::Conflict),
+    ("ClusterContainsTasksException", Kind::Conflict),
+    ("ClusterContainsContainerInstancesException", Kind::Conflict),
+    ("ResourceInUseException", Kind::Conflict),
+    ("UpdateInProgressException", Kind::Conflict),
+    ("InvalidDBInstanceState", Kind::Conflict),
+    ("InvalidDBInstanceStateFault", Kind::Conflict),
+    ("DBInstanceAlreadyExists", Kind::Conflict),
+    ("DBInstanceAlreadyExistsFault", Kind::Conflict),
+    ("DBSubnetGroupAlreadyExists", Kind::Conflict),
+    ("DBSubnetGroupAlreadyExistsFault", Kind::Conflict),
+    ("BucketAlreadyExists", Kind::Conflict),
+    ("BucketAlreadyOwnedByYou", Kind::Conflict),
+    ("BucketNotEmpty", Kind::Conflict),
+    ("OperationAborted", Kind::Conflict),
+    ("InvalidBucketState", Kind::Conflict),
+    ("InvalidParameterException", Kind::Invalid),
+    ("ClientException", Kind::Invalid),
+    ("ValidationException", Kind::Invalid),
+    ("ValidationError", Kind::Invalid),
+    ("InvalidParameterValue", Kind::Invalid),
+    ("InvalidParameterCombination", Kind::Invalid),
+    ("InvalidRequest", Kind::Invalid),
+    ("MalformedXML", Kind::Invalid),
+    ("InvalidBucketName", Kind::Invalid),
+    ("StorageQuotaExceeded", Kind::Invalid),
+    ("InstanceQuotaExceeded", Kind::Invalid),
+    ("LimitExceededException", Kind::Invalid),
+    ("PlatformUnknownException", Kind::Invalid),
+    ("PlatformTaskDefinitionIncompatibilityException", Kind::Invalid),
+    ("UnsupportedFeatureException", Kind::Invalid),
+    ("InvalidSubnet", Kind::Invalid),
+    ("InvalidVPCNetworkStateFault", Kind::Invalid),
+    ("DBSubnetGroupDoesNotCoverEnoughAZs", Kind::Invalid),
+    ("DBSubnetQuotaExceededFault", Kind::Invalid),
+    ("StorageTypeNotSupported", Kind::Invalid),
+    ("InvalidDBSubnetGroupStateFault", Kind::Invalid),
+    ("InternalError", Kind::Transient),
+    ("InternalFailure", Kind::Transient),
+    ("ServerException", Kind::Transient),
+    ("ServiceUnavailable", Kind::Transient),
+    ("ServiceUnavailableException", Kind::Transient),
+    ("RequestTimeout", Kind::Transient),
+    ("RequestTimeoutException", Kind::Transient),
+];
+
+/// What an error code (and the HTTP status, when there was an answer) means. A code not in
+/// [`ERROR_CODES`] is judged by its status: 4xx is AWS refusing the request as made
+/// (permanent: retrying the same request cannot succeed), 429 a throttle, 408 and 5xx
+/// transient, no status (network, timeout) transient.
+pub fn classify(code: &str, status: Option<u16>) -> Kind {
+    if let Some((_, kind)) = ERROR_CODES.iter().find(|(c, _)| *c == code) {
+        return *kind;
+    }
+    match status {
+        Some(429) => Kind::Throttled,
+        Some(408) => Kind::Transient,
+        Some(403) => Kind::AccessDenied,
+        Some(404) => Kind::NotFound,
+        Some(400..=499) => Kind::Invalid,
+        _ => Kind::Transient,
+    }
+}
+
 /// Maps an SDK error to a domain error by its AWS error code and HTTP status.
-pub(crate) fn map_err<E, R>(op: &'static str, err: SdkError<E, R>) -> AwsError
+pub(crate) fn map_err<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
-    let (code, message) = match &err {
-        SdkError::ServiceError(ctx) => (ctx.err().code().unwrap_or("").to_string(), ctx.err().message().unwrap_or("").to_string()),
+    let (code, message, status) = match &err {
+        SdkError::ServiceError(ctx) => {
+            (ctx.err().code().unwrap_or("").to_string(), ctx.err().message().unwrap_or("").to_string(), Some(ctx.raw().status().as_u16()))
+        }
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => return AwsError::Transient { op, message: format!("{err}") },
-        other => (other.code().unwrap_or("").to_string(), format!("{}", aws_sdk_sts::error::DisplayErrorContext(other))),
+        SdkError::ResponseError(ctx) => {
+            (String::new(), format!("{}", aws_sdk_sts::error::DisplayErrorContext(&err)), Some(ctx.raw().status().as_u16()))
+        }
+        other => (other.code().unwrap_or("").to_string(), format!("{}", aws_sdk_sts::error::DisplayErrorContext(other)), None),
     };
-    let message = match (code.is_empty(), message.is_empty()) {
+    // What AWS says can be long (S3 returns whole XML bodies): status messages stay short.
+    let message: String = match (code.is_empty(), message.is_empty()) {
         (_, true) => code.clone(),
         (true, false) => message,
         (false, false) => format!("{code}: {message}"),
-    };
-    match code.as_str() {
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnrecognizedClientException" | "InvalidClientTokenId" | "ExpiredToken" | "AllAccessDisabled" => {
-            AwsError::AccessDenied { op, message }
-        }
-        "Throttling" | "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" | "SlowDown" | "RequestThrottled" => AwsError::Throttled { op, message },
-        "ClusterNotFoundException" | "ResourceNotFoundException" | "NotFoundException" | "NotFound"
-        | "NoSuchBucket"
-        | "DBInstanceNotFound"
-        | "DBInstanceNotFoundFault"
-        // S3's "this configuration is not set" answers.
-        | "ServerSideEncryptionConfigurationNotFoundError"
-        | "NoSuchPublicAccessBlockConfiguration"
-        | "NoSuchLifecycleConfiguration"
-        | "NoSuchTagSet" => {
-            AwsError::NotFound { op, message }
-        }
-        "ClusterContainsServicesException"
-        | "ClusterContainsTasksException"
-        | "ClusterContainsContainerInstancesException"
-        | "ResourceInUseException"
-        | "UpdateInProgressException"
-        | "InvalidDBInstanceState"
-        | "InvalidDBInstanceStateFault"
-        | "DBInstanceAlreadyExists"
-        | "BucketAlreadyExists"
-        | "BucketAlreadyOwnedByYou"
-        | "BucketNotEmpty"
-        | "OperationAborted" => AwsError::Conflict { op, message },
-        "InvalidParameterException"
-        | "ClientException"
-        | "ValidationException"
-        | "InvalidParameterValue"
-        | "InvalidParameterCombination"
-        | "InvalidRequest"
-        | "MalformedXML"
-        | "InvalidBucketName"
-        | "StorageQuotaExceeded"
-        | "InstanceQuotaExceeded" => AwsError::Invalid { op, message },
-        _ => AwsError::Transient { op, message },
+    }
+    .chars()
+    .take(500)
+    .collect();
+    match classify(&code, status) {
+        Kind::AccessDenied => AwsError::AccessDenied { op, message },
+        Kind::Throttled => AwsError::Throttled { op, message },
+        Kind::NotFound => AwsError::NotFound { op, message },
+        Kind::Conflict => AwsError::Conflict { op, message },
+        Kind::Invalid => AwsError::Invalid { op, message },
+        Kind::Transient => AwsError::Transient { op, message },
     }
 }
 
@@ -145,5 +238,43 @@ impl AwsProvider for SdkProvider {
         };
         cache.insert(target.clone(), clients.clone());
         Ok(clients)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_code_is_classified_as_the_table_says() {
+        for (code, kind) in ERROR_CODES {
+            for status in [None, Some(400), Some(500)] {
+                assert_eq!(classify(code, status), *kind, "{code} {status:?}");
+            }
+        }
+        let mut codes: Vec<&str> = ERROR_CODES.iter().map(|(c, _)| *c).collect();
+        codes.sort();
+        codes.dedup();
+        assert_eq!(codes.len(), ERROR_CODES.len(), "each code once");
+    }
+
+    /// Unknown codes used to be retried forever as transient; a 4xx is AWS refusing the
+    /// request as made, so it is permanent (Stalled, no hot loop).
+    #[test]
+    fn unknown_codes_are_judged_by_their_status() {
+        assert_eq!(classify("SomeNewValidationFault", Some(400)), Kind::Invalid);
+        assert_eq!(classify("SomethingMissing", Some(404)), Kind::NotFound);
+        assert_eq!(classify("Nope", Some(403)), Kind::AccessDenied);
+        assert_eq!(classify("", Some(429)), Kind::Throttled);
+        assert_eq!(classify("InternalServerError", Some(500)), Kind::Transient);
+        assert_eq!(classify("", Some(503)), Kind::Transient);
+        assert_eq!(classify("", None), Kind::Transient);
+    }
+
+    #[test]
+    fn the_errors_named_in_the_trust_issue_are_permanent() {
+        for code in ["ServiceNotFoundException", "ServiceNotActiveException", "DBSubnetGroupNotFoundFault"] {
+            assert_ne!(classify(code, Some(400)), Kind::Transient, "{code}");
+        }
     }
 }

@@ -7,8 +7,9 @@ use aws_sdk_rds::types::Tag;
 
 use super::map_err;
 use crate::api::DatabaseSpec;
+use crate::api::OWNER_TAG;
 use crate::aws::{AwsError, Caller, Rds};
-use crate::core::stack::{DbModify, ObservedDatabase};
+use crate::core::stack::{DbModify, ObservedDatabase, Placement};
 
 pub(super) struct SdkRds {
     client: aws_sdk_rds::Client,
@@ -18,6 +19,12 @@ pub(super) struct SdkRds {
 impl SdkRds {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
         SdkRds { client: aws_sdk_rds::Client::new(conf), caller }
+    }
+
+    /// Whether the instance exists and carries `owner` as its owner tag.
+    async fn owned_by(&self, name: &str, owner: Option<&String>) -> Result<bool, AwsError> {
+        let observed = self.describe_db_instance(name).await?;
+        Ok(owner.is_some() && observed.is_some_and(|db| db.tags.get(OWNER_TAG) == owner))
     }
 }
 
@@ -63,12 +70,87 @@ impl Rds for SdkRds {
                 .iter()
                 .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
                 .collect(),
+            publicly_accessible: db.publicly_accessible().unwrap_or_default(),
+            vpc_security_groups: {
+                let mut sgs: Vec<String> =
+                    db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(String::from)).collect();
+                sgs.sort();
+                sgs
+            },
+            subnet_group: db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(String::from),
         }))
     }
 
-    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    async fn ensure_db_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let name = placement.subnet_group.as_str();
+        let found = self
+            .caller
+            .call("DescribeDBSubnetGroups", || async {
+                self.client
+                    .describe_db_subnet_groups()
+                    .db_subnet_group_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("DescribeDBSubnetGroups", e))
+            })
+            .await;
+        let existing = match found {
+            Ok(o) => o.db_subnet_groups().first().cloned(),
+            Err(AwsError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let Some(group) = existing else {
+            let description = format!("shipshape: the subnets of Environment {}", name.trim_start_matches("shipshape-"));
+            let r = self
+                .caller
+                .call("CreateDBSubnetGroup", || async {
+                    self.client
+                        .create_db_subnet_group()
+                        .db_subnet_group_name(name)
+                        .db_subnet_group_description(&description)
+                        .set_subnet_ids(Some(placement.subnets.clone()))
+                        .set_tags(Some(tags_of(tags)))
+                        .send()
+                        .await
+                        .map_err(|e| map_err("CreateDBSubnetGroup", e))
+                })
+                .await;
+            return match r {
+                // Created by an earlier attempt, or by another StackSpec of the Environment.
+                Err(AwsError::Conflict { .. }) => Ok(()),
+                other => other.map(|_| ()),
+            };
+        };
+        let mut have: Vec<String> = group.subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect();
+        let mut want = placement.subnets.clone();
+        have.sort();
+        want.sort();
+        if have == want {
+            return Ok(());
+        }
         self.caller
+            .call("ModifyDBSubnetGroup", || async {
+                self.client
+                    .modify_db_subnet_group()
+                    .db_subnet_group_name(name)
+                    .set_subnet_ids(Some(placement.subnets.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| map_err("ModifyDBSubnetGroup", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_db_instance(
+        &self,
+        spec: &DatabaseSpec,
+        tags: &BTreeMap<String, String>,
+        placement: Option<&Placement>,
+    ) -> Result<(), AwsError> {
+        let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let r = self
+            .caller
             .call("CreateDBInstance", || async {
                 self.client
                     .create_db_instance()
@@ -83,13 +165,20 @@ impl Rds for SdkRds {
                     .deletion_protection(spec.deletion_protection)
                     .master_username(&spec.master_username)
                     .manage_master_user_password(true)
+                    .publicly_accessible(spec.publicly_accessible)
+                    .set_db_subnet_group_name(placement.map(|p| p.subnet_group.clone()))
+                    .set_vpc_security_group_ids(placement.map(|p| p.security_groups.clone()).filter(|g| !g.is_empty()))
                     .set_tags(Some(tags_of(tags)))
                     .send()
                     .await
                     .map_err(|e| map_err("CreateDBInstance", e))
             })
-            .await
-            .map(|_| ())
+            .await;
+        match r {
+            // A retried create meeting its own earlier success: the instance carries our owner tag.
+            Err(AwsError::Conflict { .. }) if self.owned_by(&spec.name, tags.get(OWNER_TAG)).await? => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     async fn modify_db_instance(&self, name: &str, m: &DbModify) -> Result<(), AwsError> {
@@ -106,6 +195,8 @@ impl Rds for SdkRds {
                     .allow_major_version_upgrade(m.allow_major_version_upgrade)
                     .set_backup_retention_period(m.backup_retention_days)
                     .set_deletion_protection(m.deletion_protection)
+                    .set_publicly_accessible(m.publicly_accessible)
+                    .set_vpc_security_group_ids(m.vpc_security_groups.clone())
                     .send()
                     .await
                     .map_err(|e| map_err("ModifyDBInstance", e))

@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{environment, error_policy, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
+use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
 use crate::api::{finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus, StackSpec, StackSpecStatus};
 use crate::aws::{AwsClients, AwsError};
 use crate::core::conditions::Readiness;
@@ -27,8 +27,7 @@ use crate::core::stack::{self as plan, Observed, StackPlan, Step};
 pub const CONTROLLER: &str = "stackspec";
 /// Annotation approving a Manual plan: its value is the plan hash.
 pub const APPROVE_ANNOTATION: &str = "shipshape.dev/approve";
-/// Annotation allowing adoption of existing, unowned resources.
-pub const ADOPT_ANNOTATION: &str = "shipshape.dev/adopt";
+pub use crate::api::ADOPT_ANNOTATION;
 
 /// Reconciles one StackSpec.
 #[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
@@ -68,7 +67,9 @@ pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, Aw
 pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> StackPlan {
     let adopt = stack.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
     let owner = owner_of(stack);
-    let ctx = plan::Context { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt };
+    let network = env.spec.network.clone().unwrap_or_default();
+    let placement = plan::Placement::of(&env.name_any(), &network.subnets, &network.security_groups);
+    let ctx = plan::Context { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt, placement: placement.as_ref() };
     plan::plan(&stack.spec.databases, &stack.spec.buckets, observed, &ctx)
 }
 
@@ -77,7 +78,8 @@ async fn execute(p: &StackPlan, aws: &AwsClients) -> Result<(), AwsError> {
     for r in &p.resources {
         for step in &r.steps {
             match step {
-                Step::CreateDatabase { spec, tags } => aws.rds.create_db_instance(spec, tags).await?,
+                Step::EnsureSubnetGroup { placement, tags } => aws.rds.ensure_db_subnet_group(placement, tags).await?,
+                Step::CreateDatabase { spec, tags, placement } => aws.rds.create_db_instance(spec, tags, placement.as_ref()).await?,
                 Step::ModifyDatabase { name, modify } => aws.rds.modify_db_instance(name, modify).await?,
                 Step::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
                 Step::CreateBucket { name, region } => aws.s3.create_bucket(name, region).await?,
@@ -188,8 +190,14 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     let old = stack.status.clone().unwrap_or_default();
     let old_value = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = stack.metadata.generation;
-    let drift_every = stack.spec.drift_interval.as_ref().map(|d| d.duration()).unwrap_or(ctx.settings.stack_drift);
     let mut new = StackSpecStatus { observed_generation: generation, ..old.clone() };
+    let drift_every = match crate::core::spec::drift_interval(stack.spec.drift_interval.as_ref(), ctx.settings.stack_drift) {
+        Ok(d) => d,
+        Err(e) => {
+            ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::InvalidSpec.label()]).inc();
+            return finish(ctx, &api, &stack, old, old_value, new, invalid_spec(&e), Action::await_change(), None).await;
+        }
+    };
     let env = match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {
         Ok(env) => env,
         Err((stalled, category)) => {

@@ -16,6 +16,7 @@ fn cfg(has_analysis: bool) -> Config {
         has_analysis,
         history_limit: 10,
         drift_interval: Duration::from_secs(60),
+        on_unavailable: UnavailablePolicy::Hold,
     }
 }
 
@@ -31,7 +32,9 @@ impl World {
         let mut updates = 0;
         for e in effects {
             let td = match e {
-                Effect::CreateService { task_definition } | Effect::UpdateService { task_definition } => task_definition.clone(),
+                Effect::CreateService { task_definition }
+                | Effect::UpdateService { task_definition }
+                | Effect::RollBack { task_definition } => task_definition.clone(),
             };
             updates += 1;
             self.n += 1;
@@ -52,6 +55,8 @@ impl World {
                 maximum_percent: Some(200),
                 minimum_healthy_percent: Some(100),
                 deployments,
+                tags: Default::default(),
+                network: None,
             });
         }
         updates
@@ -75,6 +80,8 @@ struct Run {
     commands: Commands,
     last: Option<Step>,
     updates: usize,
+    /// ECS refuses rollbacks (as the controller would see UpdateService fail).
+    refuse_rollback: Option<String>,
 }
 
 impl Run {
@@ -88,6 +95,7 @@ impl Run {
             commands: Default::default(),
             last: None,
             updates: 0,
+            refuse_rollback: None,
         }
     }
     fn step(&mut self, now: i64, sha: &str, round: Option<Verdict>) -> &Step {
@@ -95,8 +103,12 @@ impl Run {
         self.step_spec(now, sha, &spec_hash, &td, round)
     }
     fn step_spec(&mut self, now: i64, sha: &str, spec_hash: &str, td: &str, round: Option<Verdict>) -> &Step {
-        let round = round
-            .map(|v| (v.clone(), vec![Measurement { at: t(now), query: "error-rate".into(), value: Some(0.0), verdict: v.word().into() }]));
+        let round = round.map(|v| {
+            (
+                v.clone(),
+                vec![Measurement { at: t(now), query: "error-rate".into(), series: None, value: Some(0.0), verdict: v.word().into() }],
+            )
+        });
         let commands = std::mem::take(&mut self.commands);
         let inp = Inputs {
             now: t(now),
@@ -106,6 +118,7 @@ impl Run {
             replicas: 2,
             deployment_percents: (200, 100),
             service: self.world.service.as_ref(),
+            network: &Network::default(),
             paused: self.paused,
             frozen: self.frozen,
             commands: &commands,
@@ -113,8 +126,21 @@ impl Run {
             config: &self.cfg,
         };
         let s = step(&self.status, &inp);
-        self.updates += self.world.apply(&s.effects, 2);
         self.status = s.status.clone();
+        let rollback = s.effects.iter().find_map(|e| match e {
+            Effect::RollBack { task_definition } => Some(task_definition.clone()),
+            _ => None,
+        });
+        // What the controller does with a rollback: the call, then RolledBack only if ECS
+        // accepted it.
+        match (&rollback, &self.refuse_rollback) {
+            (Some(_), Some(err)) => self.status = rollback_refused(&self.status, err),
+            (Some(td), None) => {
+                self.updates += self.world.apply(&s.effects, 2);
+                self.status = rollback_accepted(&self.status, td, t(now), self.cfg.history_limit).0;
+            }
+            (None, _) => self.updates += self.world.apply(&s.effects, 2),
+        }
         self.last = Some(s);
         self.last.as_ref().unwrap()
     }
@@ -177,12 +203,17 @@ fn failing_analysis_rolls_back_to_the_stable_task_definition_and_is_not_retried(
     let s = r.step(111, "ccccccc", Some(fail())).clone();
     assert_eq!(s.status.phase, Phase::Analyzing, "failureLimit 1 tolerates one failed round");
     let s = r.step(116, "ccccccc", Some(fail())).clone();
-    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
-    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert_eq!(s.status.phase, Phase::RollingBack, "decided, not yet accepted by ECS");
+    assert_eq!(s.status.current_sha.as_deref(), Some("ccccccc"), "the bad SHA serves until ECS accepts");
     assert_eq!(s.rolled_back, Some("analysis"));
-    assert_eq!(s.status.current_sha.as_deref(), Some("aaaaaaa"));
-    assert_eq!(s.status.history[0].outcome, Outcome::RolledBack);
-    assert!(s.status.history[0].reason.contains("error-rate = 0.2"));
+    assert!(matches!(&s.readiness, Readiness::Reconciling { reason, .. } if *reason == reasons::ROLLING_BACK));
+    // ECS accepted it (the Run plays the controller).
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert_eq!(r.status.current_sha.as_deref(), Some("aaaaaaa"));
+    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    assert!(r.status.history[0].reason.contains("error-rate = 0.2"));
+    let s = r.step(120, "ccccccc", None).clone();
     let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
     assert_eq!(*reason, reasons::ROLLED_BACK);
     assert!(message.contains("error-rate = 0.2 is above max 0.01"), "{message}");
@@ -208,9 +239,9 @@ fn a_failed_ecs_deployment_rolls_back() {
     r.step(100, "ddddddd", None);
     r.world.complete("FAILED");
     let s = r.step(105, "ddddddd", None);
-    assert_eq!(s.status.phase, Phase::RolledBack);
-    assert!(s.status.history[0].reason.contains("FAILED"));
     assert_eq!(s.rolled_back, Some("deployment_failed"));
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert!(r.status.history[0].reason.contains("FAILED"));
 }
 
 #[test]
@@ -225,9 +256,9 @@ fn no_data_holds_the_rollout_until_the_deadline_then_rolls_back() {
         let s = r.step(now, "eeeeeee", Some(Verdict::Inconclusive("error-rate returned no data".into())));
         assert_eq!(s.status.phase, Phase::Analyzing);
     }
-    let s = r.step(161, "eeeeeee", None);
-    assert_eq!(s.status.phase, Phase::RolledBack);
-    assert!(s.status.history[0].reason.contains("progressDeadline"));
+    r.step(161, "eeeeeee", None);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert!(r.status.history[0].reason.contains("progressDeadline"));
 }
 
 #[test]
@@ -273,8 +304,8 @@ fn paused_and_frozen_releases_start_nothing_but_rollbacks_still_happen() {
     r.step(121, "bbbbbbb", None);
     r.frozen = true;
     r.step(131, "bbbbbbb", Some(Verdict::Fail("x".into())));
-    let s = r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
-    assert_eq!(s.status.phase, Phase::RolledBack, "a freeze never blocks a rollback");
+    r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
+    assert_eq!(r.status.phase, Phase::RolledBack, "a freeze never blocks a rollback");
 }
 
 #[test]
@@ -287,7 +318,7 @@ fn an_env_only_change_is_a_new_rollout_and_its_rollback_restores_the_old_task_de
     r.step_spec(101, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", None);
     r.step_spec(111, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", Some(Verdict::Fail("x".into())));
     let s = r.step_spec(116, "aaaaaaa", "hash-aaaaaaa-env2", "arn:td/aaaaaaa:2", Some(Verdict::Fail("x".into())));
-    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
 }
 
 #[test]
@@ -358,17 +389,119 @@ fn a_manual_rollback_points_back_at_stable() {
     r.step(100, "bbbbbbb", None);
     r.commands.rollback = Some("now".into());
     let s = r.step(101, "bbbbbbb", None);
-    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
-    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
     assert_eq!(s.status.handled_commands.get("rollback").map(String::as_str), Some("now"));
+    assert_eq!(r.status.phase, Phase::RolledBack);
 }
 
 #[test]
 fn the_headline_measurement_of_a_round_is_the_failing_one() {
-    let m = |q: &str, v: &str| Measurement { at: t(0), query: q.into(), value: Some(0.0), verdict: v.into() };
+    let m = |q: &str, v: &str| Measurement { at: t(0), query: q.into(), series: None, value: Some(0.0), verdict: v.into() };
     let round = [m("error-rate", "Fail"), m("latency", "Pass"), m("jobs", "Inconclusive")];
     assert_eq!(headline(&round).unwrap().query, "error-rate");
     assert_eq!(headline(&round[1..]).unwrap().query, "jobs");
     assert_eq!(headline(&round[1..2]).unwrap().query, "latency");
     assert!(headline(&[]).is_none());
+}
+
+/// ECS refuses the rollback (the stable task definition's role is gone, AccessDenied): the
+/// status never says RolledBack, says why, and every step retries until ECS accepts it.
+#[test]
+fn a_refused_rollback_is_never_reported_as_rolled_back_and_is_retried() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "ccccccc", None);
+    r.refuse_rollback = Some("UpdateService: access denied".into());
+    r.step(111, "ccccccc", Some(Verdict::Fail("x".into())));
+    r.step(116, "ccccccc", Some(Verdict::Fail("x".into())));
+    assert_eq!(r.status.phase, Phase::RollingBack);
+    assert_eq!(r.status.current_sha.as_deref(), Some("ccccccc"));
+    for now in [120, 125, 130] {
+        let s = r.step(now, "ccccccc", None).clone();
+        assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }], "retried");
+        let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+        assert_eq!(*reason, reasons::ROLLBACK_FAILED);
+        assert!(message.contains("access denied") && message.contains("may still run ccccccc"), "{message}");
+        assert_eq!(r.status.phase, Phase::RollingBack);
+        assert!(r.status.history.iter().all(|h| h.outcome != Outcome::RolledBack));
+    }
+    // A new spec waits for the rollback: nothing else happens first.
+    let s = r.step(131, "ddddddd", None).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
+    r.refuse_rollback = None;
+    r.step(140, "ccccccc", None);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert_eq!(r.status.history.iter().filter(|h| h.outcome == Outcome::RolledBack).count(), 1);
+}
+
+/// A controller stopped after ECS accepted the rollback but before recording it: the next
+/// step sees the service on the stable task definition and records RolledBack without a
+/// second call.
+#[test]
+fn a_rollback_ecs_already_accepted_is_recorded_without_a_second_call() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "ccccccc", None);
+    r.step(111, "ccccccc", Some(Verdict::Fail("x".into())));
+    r.refuse_rollback = Some("the controller died".into());
+    r.step(116, "ccccccc", Some(Verdict::Fail("x".into())));
+    // The call reached ECS after all.
+    r.world.apply(&[Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }], 2);
+    r.refuse_rollback = None;
+    let s = r.step(120, "ccccccc", None).clone();
+    assert_eq!(s.effects, vec![]);
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert_eq!(s.events.iter().filter(|e| e.1 == reasons::ROLLED_BACK).count(), 1);
+}
+
+fn unavailable() -> Verdict {
+    Verdict::Unavailable("metrics backend unavailable for error-rate: connection refused".into())
+}
+
+/// Prometheus down: the rollout holds (no rollback, even past the deadline), says why, and
+/// the deadline is extended by the outage once it answers again.
+#[test]
+fn an_unavailable_metrics_backend_holds_the_rollout_and_extends_the_deadline() {
+    let mut r = Run::new(true);
+    r.cfg.progress_deadline = Duration::from_secs(60);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "bbbbbbb", None);
+    r.step(111, "bbbbbbb", Some(Verdict::Pass));
+    for now in [120, 150, 200, 300] {
+        let s = r.step(now, "bbbbbbb", Some(unavailable())).clone();
+        assert_eq!(s.effects, vec![], "never rolled back because the backend is down");
+        assert_eq!(s.status.phase, Phase::Analyzing);
+        let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+        assert_eq!(*reason, reasons::ANALYSIS_UNAVAILABLE);
+        assert!(message.contains("connection refused"), "{message}");
+    }
+    // Back after a 190 s outage (120 → 310): the deadline (100 + 60) moves to 350.
+    let s = r.step(310, "bbbbbbb", Some(Verdict::Inconclusive("no data".into()))).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing);
+    assert_eq!(s.status.rollout.as_ref().map(|r| r.deadline_extension_seconds), Some(190));
+    assert_eq!(r.step(340, "bbbbbbb", None).status.phase, Phase::Analyzing);
+    r.step(351, "bbbbbbb", None);
+    assert_eq!(r.status.phase, Phase::RolledBack, "the extended deadline still applies");
+}
+
+/// `onAnalysisUnavailable: Rollback`: an unavailable round counts as a failed one.
+#[test]
+fn with_the_rollback_policy_an_unavailable_round_counts_as_failed() {
+    let mut r = Run::new(true);
+    r.cfg.on_unavailable = UnavailablePolicy::Rollback;
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    r.step(101, "bbbbbbb", None);
+    r.step(111, "bbbbbbb", Some(unavailable()));
+    assert_eq!(r.status.phase, Phase::Analyzing, "failureLimit 1");
+    r.step(116, "bbbbbbb", Some(unavailable()));
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert!(r.status.history[0].reason.contains("onAnalysisUnavailable: Rollback"), "{}", r.status.history[0].reason);
 }

@@ -55,7 +55,7 @@ fn live_bucket() -> ObservedBucket {
 
 fn with<R>(adopt: bool, f: impl FnOnce(&Context) -> R) -> R {
     let env_tags: BTreeMap<String, String> = [("Project".to_string(), "car-rental".to_string())].into();
-    f(&Context { owner: "car-rental/data", env_tags: &env_tags, region: "eu-west-1", adopt })
+    f(&Context { owner: "car-rental/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: None })
 }
 
 #[test]

@@ -1,0 +1,125 @@
+//! What the schema cannot check (or what a stored object may have escaped): every duration
+//! within its field's bounds, the git SHA's form. Pure. A spec that fails here is refused
+//! with `Stalled=True, reason InvalidSpec` naming each problem, and stalls only itself.
+
+use std::time::Duration;
+
+use crate::api::{bounds, GoDuration, ServiceReleaseSpec};
+
+use super::rollout::Config;
+
+/// Every problem found in a spec, each naming its field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid spec: {}", .0.join("; "))]
+pub struct InvalidSpec(pub Vec<String>);
+
+fn collect<T>(problems: &mut Vec<String>, r: Result<T, impl ToString>) -> Option<T> {
+    r.map_err(|e| problems.push(e.to_string())).ok()
+}
+
+/// The drift interval of any kind: its own `spec.driftInterval`, else `default`.
+pub fn drift_interval(d: Option<&GoDuration>, default: Duration) -> Result<Duration, InvalidSpec> {
+    GoDuration::get_or(d, "spec.driftInterval", bounds::DRIFT_INTERVAL, default).map_err(|e| InvalidSpec(vec![e.to_string()]))
+}
+
+/// A ServiceRelease's rollout settings with defaults applied, or every problem in it.
+pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Config, InvalidSpec> {
+    let mut p = vec![];
+    collect(&mut p, spec.image.git_sha.check().map_err(|e| format!("spec.image.gitSha: {e}")));
+    let ro = spec.rollout.as_ref();
+    let an = ro.and_then(|r| r.analysis.as_ref());
+    let warmup = collect(
+        &mut p,
+        GoDuration::get_or(an.and_then(|a| a.warmup.as_ref()), "spec.rollout.analysis.warmup", bounds::WARMUP, Duration::ZERO),
+    );
+    let interval = collect(
+        &mut p,
+        GoDuration::get_or(
+            an.and_then(|a| a.interval.as_ref()),
+            "spec.rollout.analysis.interval",
+            bounds::ANALYSIS_INTERVAL,
+            Duration::from_secs(30),
+        ),
+    );
+    let deadline = collect(
+        &mut p,
+        GoDuration::get_or(
+            ro.and_then(|r| r.progress_deadline.as_ref()),
+            "spec.rollout.progressDeadline",
+            bounds::PROGRESS_DEADLINE,
+            Duration::from_secs(600),
+        ),
+    );
+    let drift =
+        collect(&mut p, GoDuration::get_or(spec.drift_interval.as_ref(), "spec.driftInterval", bounds::DRIFT_INTERVAL, default_drift));
+    if let Some(h) = &spec.task.health_check {
+        for (d, field, b) in [
+            (&h.interval, "spec.task.healthCheck.interval", bounds::HEALTH_CHECK_INTERVAL),
+            (&h.timeout, "spec.task.healthCheck.timeout", bounds::HEALTH_CHECK_TIMEOUT),
+            (&h.start_period, "spec.task.healthCheck.startPeriod", bounds::HEALTH_CHECK_START_PERIOD),
+        ] {
+            collect(&mut p, GoDuration::get_or(d.as_ref(), field, b, Duration::ZERO));
+        }
+    }
+    match (warmup, interval, deadline, drift) {
+        (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
+            warmup,
+            interval,
+            successful_runs: an.map(|a| a.successful_runs).unwrap_or(3).max(1),
+            failure_limit: an.map(|a| a.failure_limit).unwrap_or(1).max(0),
+            progress_deadline,
+            auto_rollback: ro.map(|r| r.auto_rollback).unwrap_or(true),
+            has_analysis: an.is_some_and(|a| !a.queries.is_empty()),
+            history_limit: usize::try_from(spec.history_limit).unwrap_or(1).max(1),
+            drift_interval,
+            on_unavailable: ro.map(|r| r.on_analysis_unavailable).unwrap_or_default(),
+        }),
+        _ => Err(InvalidSpec(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(extra: serde_json::Value) -> ServiceReleaseSpec {
+        let mut base =
+            json!({"environment": "prod", "image": {"repository": "r", "gitSha": "3f9c2a1d"}, "task": {"cpu": 256, "memory": 512}});
+        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        serde_json::from_value(base).unwrap()
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = release(&spec(json!({})), Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            (c.warmup, c.interval, c.progress_deadline, c.drift_interval),
+            (Duration::ZERO, Duration::from_secs(30), Duration::from_secs(600), Duration::from_secs(60))
+        );
+    }
+
+    #[test]
+    fn every_problem_is_named_with_its_field() {
+        let s = spec(json!({
+            "image": {"repository": "r", "gitSha": "NOT-A-SHA"},
+            "driftInterval": "99999999999999999999h",
+            "rollout": {"progressDeadline": "25h", "analysis": {"interval": "0s"}},
+            "task": {"cpu": 256, "memory": 512, "healthCheck": {"command": ["x"], "timeout": "1h"}},
+        }));
+        let e = release(&s, Duration::from_secs(60)).unwrap_err();
+        let text = e.to_string();
+        for field in [
+            "spec.image.gitSha",
+            "spec.driftInterval: `99999999999999999999h` is too long",
+            "spec.rollout.progressDeadline: `25h` is out of range",
+            "spec.rollout.analysis.interval",
+            "spec.task.healthCheck.timeout",
+        ] {
+            assert!(text.contains(field), "{field} missing from: {text}");
+        }
+        assert_eq!(e.0.len(), 5);
+    }
+}
