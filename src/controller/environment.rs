@@ -81,6 +81,9 @@ async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure
     let steps = plan::plan(&env.spec, &owner_of(env), &observed, &managed).map_err(Failure::Refused)?;
     let name = &env.spec.ecs_cluster.name;
     let mut arn = observed.cluster.as_ref().filter(|c| c.is_live()).map(|c| c.arn.clone()).unwrap_or_default();
+    if !steps.is_empty() && ctx.may_act().is_err() {
+        return Err(Failure::Aws(crate::aws::AwsError::Transient { op: "leadership", message: "not the leader: nothing written".into() }));
+    }
     for step in &steps {
         match step {
             Step::CreateCluster { name, tags, capacity_providers, container_insights } => {
@@ -243,6 +246,7 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
         }
     };
     if plan::should_delete_cluster(&env.spec, &owner, observed.cluster.as_ref()) {
+        ctx.may_act()?;
         match aws.ecs.delete_cluster(&env.spec.ecs_cluster.name).await {
             Ok(()) | Err(crate::aws::AwsError::NotFound { .. }) => {}
             Err(e) => {

@@ -67,12 +67,21 @@ pub struct Context {
     pub services: batch::ServiceReader,
     /// Consecutive failures per object, for backoff (reset on success).
     failures: Mutex<HashMap<String, u32>>,
+    /// This replica's leadership, when elected (None: a single replica acts unconditionally).
+    pub leadership: Option<Arc<leader::Leadership>>,
 }
 
 impl Context {
     /// A new context.
-    pub fn new(client: Client, aws: Arc<dyn AwsProvider>, metrics: Metrics, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        aws: Arc<dyn AwsProvider>,
+        metrics: Metrics,
+        settings: Settings,
+        leadership: Option<Arc<leader::Leadership>>,
+    ) -> Self {
         Context {
+            leadership,
             client,
             aws,
             metrics,
@@ -89,12 +98,21 @@ impl Context {
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(note),
+            note: Some(event_note(note)),
             action: "Reconcile".into(),
             secondary: None,
         };
         if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+
+    /// Ok while this replica may act (it leads, renewed recently); checked before every AWS
+    /// write, so a replica paused past its lease never acts on a stale decision.
+    pub fn may_act(&self) -> Result<(), Error> {
+        match &self.leadership {
+            Some(l) if !l.is_valid() => Err(Error::NotLeader),
+            _ => Ok(()),
         }
     }
 
@@ -112,6 +130,21 @@ impl Context {
         *n += 1;
         *n
     }
+}
+
+/// The API server refuses an Event whose note is longer than 1 KiB (events.k8s.io/v1
+/// validation: `note` at most 1024 bytes): cut longer ones at a character boundary.
+pub fn event_note(note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note;
+    }
+    let suffix = "…";
+    let mut end = MAX - suffix.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{suffix}", &note[..end])
 }
 
 /// A reconcile failure the runtime retries.
@@ -134,13 +167,16 @@ pub enum Error {
     /// Finalizer helper failure.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
+    /// This replica no longer (or not yet again) holds a valid lease: nothing is written.
+    #[error("not the leader: leadership lapsed, nothing written")]
+    NotLeader,
 }
 
 impl Error {
     /// The static category of the failure.
     pub fn category(&self) -> Category {
         match self {
-            Error::Kube(_) => Category::Transient,
+            Error::Kube(_) | Error::NotLeader => Category::Transient,
             Error::Aws(e) => e.category(),
             Error::Refused { category, .. } => *category,
             Error::Finalizer(e) => match e.as_ref() {
@@ -205,3 +241,19 @@ fn key_of<K: ResourceExt>(obj: &K) -> String {
 pub use run::{run, RunConfig};
 
 mod run;
+
+#[cfg(test)]
+mod tests {
+    use super::event_note;
+
+    #[test]
+    fn event_notes_fit_the_api_servers_1_kib_limit() {
+        assert_eq!(event_note("short".into()), "short");
+        for n in [1024, 1025, 5000] {
+            for c in ["a", "é", "日"] {
+                let note = event_note(c.repeat(n));
+                assert!(note.len() <= 1024, "{c} x {n}: {}", note.len());
+            }
+        }
+    }
+}

@@ -249,6 +249,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
         match ownership::check(&what, &svc.tags, &owner, adopt, "ServiceRelease") {
             Ownership::Conflict(message) => return Ok(conflict(message)),
             Ownership::Adopt => {
+                ctx.may_act()?;
                 if let Err(e) = aws.ecs.tag_resource(&svc.arn, &tags).await {
                     return Ok(fail(e));
                 }
@@ -260,6 +261,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
                 // Environment tags edited since: the service gets them (others' tags stay).
                 let missing = ownership::missing_tags(&tags, &svc.tags);
                 if !missing.is_empty() {
+                    ctx.may_act()?;
                     if let Err(e) = aws.ecs.tag_resource(&svc.arn, &missing).await {
                         return Ok(fail(e));
                     }
@@ -285,6 +287,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
                 Ok(None) => {}
                 Err(e) => return Ok(fail(e)),
             }
+            ctx.may_act()?;
             match aws.ecs.register_task_definition(&td, &hash, &tags).await {
                 Ok(arn) => arn,
                 Err(e) => return Ok(fail(e)),
@@ -438,6 +441,8 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
     let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
     let old = r.status.clone().unwrap_or_default();
     let old_value = r.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    // Rollout decisions are written with the object's resourceVersion (fencing).
+    let mut resource_version = r.resource_version();
     let checked = crate::core::spec::release(&r.spec, ctx.settings.ecs_drift);
     let drift = checked.as_ref().map(|c| c.drift_interval).unwrap_or(ctx.settings.ecs_drift);
     let mut new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..old.clone() };
@@ -466,11 +471,12 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                 if !pending.requests.is_empty() {
                     let mut decided = new.clone();
                     decided.conditions = next_conditions(&prev_conditions, &step.readiness, r.metadata.generation);
-                    let value = serde_json::to_value(&decided).expect("status serializes");
-                    status::write(&api, r.as_ref(), old_value.clone(), value.clone()).await?;
+                    let value = serde_json::to_value(&decided).unwrap_or(Value::Null);
+                    status::write_at(&api, r.as_ref(), &mut resource_version, old_value.clone(), value.clone()).await?;
                     old_value = Some(value);
                     prev_conditions = decided.conditions;
                 }
+                ctx.may_act()?;
                 match pending.execute().await {
                     Ok(Some(td)) => {
                         // ECS accepted the rollback: only now is the release RolledBack.
@@ -544,7 +550,7 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
         }
     }
     new.conditions = next_conditions(&prev_conditions, &readiness, r.metadata.generation);
-    status::write(&api, r.as_ref(), old_value, serde_json::to_value(&new).expect("status serializes")).await?;
+    status::write_at(&api, r.as_ref(), &mut resource_version, old_value, serde_json::to_value(&new).unwrap_or(Value::Null)).await?;
     match err {
         Some(e) => Err(e),
         None => Ok(action),

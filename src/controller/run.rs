@@ -5,7 +5,7 @@ use axum::http::header::{HeaderValue, USER_AGENT};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::reflector::ObjectRef;
@@ -14,6 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::leader::Leadership;
 use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings};
 use crate::api::{Environment, ServiceRelease, StackSpec};
 use crate::aws::AwsProvider;
@@ -103,13 +104,20 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     ready.store(true, Ordering::Relaxed);
 
     let lost = Arc::new(AtomicBool::new(false));
+    let (lost_tx, lost_rx) = watch::channel(false);
     let elector = cfg.lease.clone().map(|lc| Arc::new(Elector::new(client.clone(), lc)));
-    if let Some(elector) = &elector {
+    // Valid for 2/3 of a lease after each renewal: a replica that cannot renew in time
+    // stops acting before another could take the lease.
+    let leadership = cfg.lease.as_ref().map(|lc| Arc::new(Leadership::new(lc.duration.mul_f64(2.0 / 3.0))));
+    if let (Some(elector), Some(leadership)) = (&elector, &leadership) {
         let lc = elector.config().clone();
         info!(lease = %lc.name, identity = %lc.identity, "waiting for leadership");
         loop {
             match elector.try_acquire_or_renew().await {
-                Ok(true) => break,
+                Ok(true) => {
+                    leadership.renewed();
+                    break;
+                }
                 Ok(false) => {}
                 Err(e) => warn!(error = %e, "lease round failed"),
             }
@@ -124,37 +132,38 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         }
         info!(identity = %lc.identity, "became leader");
         metrics.leader.set(1);
-        let (elector, stop_tx, lost, stop_rx) = (elector.clone(), stop_tx.clone(), lost.clone(), stop_rx.clone());
+        let (elector, stop_tx, lost, stop_rx, leadership) =
+            (elector.clone(), stop_tx.clone(), lost.clone(), stop_rx.clone(), leadership.clone());
         tokio::spawn(async move {
             // Renew well inside the lease; give up (and stop acting) before it can expire.
-            let deadline = lc.duration.mul_f64(2.0 / 3.0);
-            let mut last_renewed = Instant::now();
             loop {
                 tokio::select! {
                     _ = stopped(stop_rx.clone()) => return,
                     _ = tokio::time::sleep(lc.retry_period) => {}
                 }
+                if !leadership.is_valid() {
+                    error!("could not renew the lease in time: stopping");
+                    break;
+                }
                 match elector.try_acquire_or_renew().await {
-                    Ok(true) => last_renewed = Instant::now(),
+                    Ok(true) => leadership.renewed(),
                     Ok(false) => {
                         error!("another replica holds the lease: stopping");
                         break;
                     }
                     Err(e) => warn!(error = %e, "lease renewal failed"),
                 }
-                if last_renewed.elapsed() > deadline {
-                    error!("could not renew the lease in time: stopping");
-                    break;
-                }
             }
+            leadership.lose();
             lost.store(true, Ordering::Relaxed);
+            let _ = lost_tx.send(true);
             let _ = stop_tx.send(true);
         });
     } else {
         metrics.leader.set(1);
     }
 
-    let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone()));
+    let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone()));
     let wc = match &cfg.label_selector {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
@@ -208,8 +217,15 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .for_each(|res| log_result(release::CONTROLLER, res));
 
     info!("controllers running");
-    futures::join!(environments, stacks, releases);
-    info!("controllers stopped");
+    let controllers = async {
+        futures::join!(environments, stacks, releases);
+    };
+    tokio::select! {
+        _ = controllers => info!("controllers stopped"),
+        // Leadership lost: in-flight reconciles are cancelled where they wait, not finished
+        // (a deposed leader must not complete a decision the new leader may be making).
+        _ = stopped(lost_rx) => error!("leadership lost: in-flight reconciles cancelled"),
+    }
 
     if let Some(elector) = &elector {
         if !lost.load(Ordering::Relaxed) {

@@ -33,6 +33,33 @@ pub fn needs_patch(old: Option<&Value>, new: &Value) -> bool {
     a != b
 }
 
+/// Writes `status` of `obj` like [`write`], with `resource_version` as a precondition: a
+/// writer acting on a stale object (a deposed leader, a reconcile that raced an edit) gets
+/// 409 Conflict and re-reads, instead of overwriting a newer decision. `resource_version` is
+/// updated to the object's new version after a write.
+pub async fn write_at<K>(
+    api: &Api<K>,
+    obj: &K,
+    resource_version: &mut Option<String>,
+    old: Option<Value>,
+    status: Value,
+) -> Result<bool, kube::Error>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    if !needs_patch(old.as_ref(), &status) {
+        return Ok(false);
+    }
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let mut patch = json!({"apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status});
+    if let Some(rv) = resource_version.as_ref() {
+        patch["metadata"] = json!({"resourceVersion": rv});
+    }
+    let written = api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(patch)).await?;
+    *resource_version = written.meta().resource_version.clone();
+    Ok(true)
+}
+
 /// Writes `status` of `obj` when it differs from the stored one in more than timestamps.
 /// Returns whether a patch was sent.
 pub async fn write<K>(api: &Api<K>, obj: &K, old: Option<Value>, status: Value) -> Result<bool, kube::Error>

@@ -54,6 +54,7 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
         return stalled(ctx, &stack, r.reason, r.message, r.category).await;
     }
     let owner = owner_of(stack.as_ref());
+    ctx.may_act()?;
     if let Some((reason, message)) = delete_databases(ctx, &stack, &aws, &owner).await? {
         return stalled(ctx, &stack, reason, message, Category::InvalidSpec).await;
     }

@@ -127,6 +127,7 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result
     if stack.spec.approval == Approval::Manual && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash()) {
         return Ok(Outcome::AwaitingApproval(p));
     }
+    ctx.may_act()?;
     if let Err(e) = execute(&p, &aws).await {
         return Ok(failure(e));
     }
