@@ -100,8 +100,9 @@ pub trait Ecs: Send + Sync {
     async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError>;
     /// Deletes a cluster.
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError>;
-    /// A registered task definition of `family` carrying the content-hash tag, if any.
-    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError>;
+    /// A registered task definition of `family` carrying the content-hash tag and `owner`'s
+    /// owner tag, if any (never another owner's revision, whatever its hash tag says).
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError>;
     /// Registers a task definition tagged with its content hash; returns its ARN.
     async fn register_task_definition(
         &self,

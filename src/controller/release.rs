@@ -155,6 +155,7 @@ async fn known_task_definition(
     st: &ServiceReleaseStatus,
     td: &TaskDefinitionSpec,
     hash: &str,
+    owner: &str,
 ) -> Result<Option<String>, AwsError> {
     if let Some(arn) = st.rollout.as_ref().filter(|r| r.spec_hash == hash).and_then(|r| r.task_definition_arn.clone()) {
         return Ok(Some(arn));
@@ -164,7 +165,7 @@ async fn known_task_definition(
             return Ok(Some(arn.clone()));
         }
     }
-    aws.ecs.find_task_definition(&td.family, hash).await
+    aws.ecs.find_task_definition(&td.family, hash, owner).await
 }
 
 /// ECS calls decided by a step, carried out after the decision is persisted.
@@ -183,23 +184,45 @@ impl Pending {
     }
 
     /// Makes the calls in order. A rollback first makes sure its stable task definition is
-    /// ACTIVE (registering its content again if it was deregistered) and returns the task
-    /// definition the service was pointed at.
-    async fn execute(&self) -> Result<Option<String>, AwsError> {
-        let mut rolled_back_to = None;
+    /// ACTIVE (registering its content again if it was deregistered). Returns the task
+    /// definition a rollback uses (also when ECS then refuses the rollback, so a retry does
+    /// not register it again) and the outcome.
+    async fn execute(&self) -> (Option<String>, Result<(), AwsError>) {
+        let mut rollback_to = None;
         for (effect, req) in &self.requests {
-            match effect {
-                Effect::CreateService { .. } => self.aws.ecs.create_service(req).await?,
-                Effect::UpdateService { .. } => self.aws.ecs.update_service(req).await?,
-                Effect::RollBack { task_definition } => {
-                    let active = self.aws.ecs.ensure_task_definition_active(task_definition).await?;
-                    let req = ServiceRequest { task_definition: active.clone(), ..req.clone() };
-                    self.aws.ecs.update_service(&req).await?;
-                    rolled_back_to = Some(active);
-                }
+            let done = match effect {
+                Effect::CreateService { .. } => self.create(req).await,
+                Effect::UpdateService { .. } => self.aws.ecs.update_service(req).await,
+                Effect::RollBack { task_definition } => match self.aws.ecs.ensure_task_definition_active(task_definition).await {
+                    Ok(active) => {
+                        rollback_to = Some(active.clone());
+                        self.aws.ecs.update_service(&ServiceRequest { task_definition: active, ..req.clone() }).await
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = done {
+                return (rollback_to, Err(e));
             }
         }
-        Ok(rolled_back_to)
+        (rollback_to, Ok(()))
+    }
+
+    /// CreateService; a create retried after a lost answer that finds the service with our
+    /// owner tag is a success.
+    async fn create(&self, req: &ServiceRequest) -> Result<(), AwsError> {
+        match self.aws.ecs.create_service(req).await {
+            Err(e @ (AwsError::Invalid { .. } | AwsError::Conflict { .. })) => {
+                let existing = self.aws.ecs.describe_services(&req.cluster, std::slice::from_ref(&req.name)).await?;
+                let ours = existing.iter().any(|(_, s)| s.tags.get(OWNER_TAG) == req.tags.get(OWNER_TAG));
+                if ours {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
     }
 }
 
@@ -273,17 +296,21 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
 
     let td = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region);
     let hash = td.hash();
-    let td_arn = match known_task_definition(&aws, &st, &td, &hash).await {
+    let td_arn = match known_task_definition(&aws, &st, &td, &hash, &owner).await {
         Ok(Some(arn)) => arn,
         Ok(None) => {
-            // A new revision goes into a family only if the family is ours (or new).
+            // A family is account-wide: releases of the same service name in two clusters of
+            // one account share it, each deploying only revisions with its own owner tag. A
+            // family someone manages by hand (no owner tag) gets no revision of ours unless
+            // adopted.
             match aws.ecs.task_definition_family_tags(&td.family).await {
-                Ok(Some(family_tags)) => {
-                    let what = format!("task definition family {}", td.family);
-                    if let Ownership::Conflict(message) = ownership::check(&what, &family_tags, &owner, adopt, "ServiceRelease") {
-                        return Ok(conflict(message));
-                    }
+                Ok(Some(family_tags)) if !family_tags.contains_key(OWNER_TAG) && !adopt => {
+                    return Ok(conflict(format!(
+                        "task definition family {} already exists and is not managed by shipshape; to adopt it, annotate the ServiceRelease with shipshape.dev/adopt: \"true\"",
+                        td.family
+                    )));
                 }
+                Ok(Some(_)) => {}
                 Ok(None) => {}
                 Err(e) => return Ok(fail(e)),
             }
@@ -477,7 +504,8 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                     prev_conditions = decided.conditions;
                 }
                 ctx.may_act()?;
-                match pending.execute().await {
+                let (rollback_to, result) = pending.execute().await;
+                match result.map(|()| rollback_to.clone()) {
                     Ok(Some(td)) => {
                         // ECS accepted the rollback: only now is the release RolledBack.
                         let (accepted, events) = rollout::rollback_accepted(&new, &td, chrono::Utc::now(), pending.cfg.history_limit);
@@ -502,7 +530,7 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                     Err(e) if pending.rollback() => {
                         // ECS refused the rollback: the bad SHA may still serve. Say so, count
                         // it, and try again with backoff until ECS accepts it.
-                        new = rollout::rollback_refused(&new, &e.to_string());
+                        new = rollout::rollback_refused(&new, &e.to_string(), rollback_to.as_deref());
                         ctx.metrics.rollback_failures.inc();
                         ctx.metrics.errors.with_label_values(&[CONTROLLER, e.category().label()]).inc();
                         let attempt = new.rollback.as_ref().map(|rb| rb.failed_attempts).unwrap_or(1);

@@ -224,12 +224,16 @@ pub fn rollback_accepted(
     (st, vec![(true, reasons::ROLLED_BACK, msg)])
 }
 
-/// ECS refused the rollback: the release stays RollingBack, with the error for status.
-pub fn rollback_refused(prev: &ServiceReleaseStatus, error: &str) -> ServiceReleaseStatus {
+/// ECS refused the rollback: the release stays RollingBack, with the error for status. When
+/// the stable task definition had to be registered again (`active`), the retry uses that one.
+pub fn rollback_refused(prev: &ServiceReleaseStatus, error: &str, active: Option<&str>) -> ServiceReleaseStatus {
     let mut st = prev.clone();
     if let Some(rb) = st.rollback.as_mut() {
         rb.error = Some(error.chars().take(1000).collect());
         rb.failed_attempts = rb.failed_attempts.saturating_add(1);
+        if let Some(td) = active {
+            rb.task_definition_arn = td.to_string();
+        }
     }
     st
 }

@@ -48,6 +48,9 @@ pub struct Call {
     /// The task definition of an ECS CreateService/UpdateService call.
     #[serde(default)]
     pub task_definition: Option<String>,
+    /// The caller's access key id (from the SigV4 credential scope): tells callers apart.
+    #[serde(default)]
+    pub access_key: String,
 }
 
 #[derive(Default)]
@@ -381,7 +384,14 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .flatten()
             .and_then(|v| v["taskDefinition"].as_str().map(String::from));
-        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted, task_definition });
+        let access_key = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or("")
+            .to_string();
+        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted, task_definition, access_key });
         fault
     };
     match fault {

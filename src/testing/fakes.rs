@@ -153,9 +153,13 @@ impl Ecs for FakeAws {
             Ok(())
         })
     }
-    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError> {
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError> {
         self.call("ListTaskDefinitions", |w| {
-            Ok(w.task_definitions.iter().rev().find(|t| t.1 == family && t.2 == spec_hash && t.4).map(|t| t.0.clone()))
+            Ok(w.task_definitions
+                .iter()
+                .rev()
+                .find(|t| t.1 == family && t.2 == spec_hash && t.4 && t.3.get(crate::api::OWNER_TAG).map(String::as_str) == Some(owner))
+                .map(|t| t.0.clone()))
         })
     }
     async fn register_task_definition(

@@ -367,6 +367,12 @@ impl Controller {
     /// AWS test proxy in front of it), as the chart's ServiceAccount, watching only this
     /// test's objects, on this test's Lease.
     pub fn start_at(cluster: &Cluster, endpoint: &str, extra: &[&str]) -> Controller {
+        Self::start_as(cluster, endpoint, extra, "test")
+    }
+
+    /// [`Controller::start_at`] with its own AWS access key id, so the AWS test proxy tells
+    /// its calls apart from another replica's.
+    pub fn start_as(cluster: &Cluster, endpoint: &str, extra: &[&str], access_key: &str) -> Controller {
         let port = free_port();
         let metrics_addr = format!("127.0.0.1:{port}");
         let log = cluster.dir().join(format!("controller-{port}.log"));
@@ -382,7 +388,7 @@ impl Controller {
             .args(if extra.contains(&"--lease-retry-period") { vec![] } else { vec!["--lease-retry-period", "500ms"] })
             .env("KUBECONFIG", &cluster.control_plane().controller)
             .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_ACCESS_KEY_ID", access_key)
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", "eu-west-1")
             .env("RUST_LOG", std::env::var("SHIPSHAPE_TEST_LOG").unwrap_or_else(|_| "info,shipshape=debug".into()))
@@ -426,6 +432,31 @@ impl Controller {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Sends a signal (STOP, CONT, ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        if let Some(pid) = self.pid() {
+            Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().unwrap();
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Some(status) = self.child.as_mut()?.try_wait().ok().flatten() {
+                self.child = None;
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        None
     }
 
     /// Sends SIGTERM and waits for exit; returns the exit code.
@@ -477,7 +508,71 @@ type Rates = std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (
 pub struct Health {
     /// Prometheus base URL.
     pub prometheus: String,
+    /// The exporter's address (host:port).
+    pub exporter: String,
     rates: Rates,
+}
+
+/// A Prometheus of one test's own (scraping the binary's exporter every second), which the
+/// test can stop and start again on the same port and data, as an outage of the metrics
+/// backend.
+pub struct OwnPrometheus {
+    /// Base URL.
+    pub url: String,
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl OwnPrometheus {
+    /// Starts one scraping `health()`'s exporter.
+    pub fn start() -> OwnPrometheus {
+        let h = health();
+        let dir = tempfile::tempdir().unwrap().keep();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{}']}}]\n", h.exporter),
+        )
+        .unwrap();
+        let port = free_port();
+        let mut p = OwnPrometheus { url: format!("http://127.0.0.1:{port}"), port, dir, child: None };
+        p.resume();
+        p
+    }
+
+    /// Stops it (SIGKILL): queries fail with connection refused.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn resume(&mut self) {
+        let log = std::fs::File::create(self.dir.join("prometheus.log")).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", self.dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", self.dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus starts (apt-get install prometheus)");
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        let start = Instant::now();
+        while http_get(&addr, "/-/ready").is_none_or(|(c, _)| c != 200) {
+            assert!(start.elapsed() < Duration::from_secs(30), "prometheus did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for OwnPrometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl Health {
@@ -541,6 +636,6 @@ pub fn health() -> &'static Health {
             assert!(start.elapsed() < Duration::from_secs(30), "prometheus did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Health { prometheus: format!("http://{addr}"), rates }
+        Health { prometheus: format!("http://{addr}"), exporter: format!("127.0.0.1:{exporter_port}"), rates }
     })
 }

@@ -11,6 +11,7 @@ use aws_sdk_ecs::types::{
 };
 
 use super::map_err;
+use crate::api::OWNER_TAG;
 use crate::aws::{AwsError, Caller, Ecs, NewCluster, ServiceRequest};
 use crate::core::environment::ObservedCluster;
 use crate::core::rollout::{DeploymentObs, Network, ServiceObs};
@@ -170,7 +171,7 @@ impl Ecs for SdkEcs {
             .map(|_| ())
     }
 
-    async fn find_task_definition(&self, family: &str, spec_hash: &str) -> Result<Option<String>, AwsError> {
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError> {
         let list = self
             .caller
             .call("ListTaskDefinitions", || async {
@@ -197,7 +198,12 @@ impl Ecs for SdkEcs {
                         .map_err(|e| map_err("DescribeTaskDefinition", e))
                 })
                 .await?;
-            if out.tags().iter().any(|t| t.key() == Some(SPEC_HASH_TAG) && t.value() == Some(spec_hash)) {
+            let tags = tag_map(out.tags());
+            let family_matches = out.task_definition().and_then(|t| t.family()) == Some(family);
+            if family_matches
+                && tags.get(SPEC_HASH_TAG).map(String::as_str) == Some(spec_hash)
+                && tags.get(OWNER_TAG).map(String::as_str) == Some(owner)
+            {
                 return Ok(Some(arn.clone()));
             }
         }

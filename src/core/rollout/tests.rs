@@ -134,7 +134,7 @@ impl Run {
         // What the controller does with a rollback: the call, then RolledBack only if ECS
         // accepted it.
         match (&rollback, &self.refuse_rollback) {
-            (Some(_), Some(err)) => self.status = rollback_refused(&self.status, err),
+            (Some(_), Some(err)) => self.status = rollback_refused(&self.status, err, None),
             (Some(td), None) => {
                 self.updates += self.world.apply(&s.effects, 2);
                 self.status = rollback_accepted(&self.status, td, t(now), self.cfg.history_limit).0;
