@@ -354,3 +354,49 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
     .await;
     assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_none());
 }
+
+/// CreateDBInstance and CreateBucket reach AWS but their answers are lost (a 500 after the
+/// fact): the retries meet the resources they created, recognise them by their owner tag
+/// (or S3's BucketAlreadyOwnedByYou) and go on, instead of stalling as a Conflict.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_recognised_by_its_retry_as_its_own() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    setup(&c, &n);
+    p.inject("CreateDBInstance", shipshape::testing::awsproxy::Fault::LostAnswer, 1);
+    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::LostAnswer, 1);
+    c.apply(&stack(&n, "", "", "")).success();
+    assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
+    assert_eq!(p.count("CreateDBInstance"), 2, "the lost one and its retry: {:?}", p.calls());
+    let (s, _) = c.condition(&["stackspec", "data", "-n", &n.ns], "Stalled");
+    assert_eq!(s, "False");
+}
+
+/// With an Environment network, a database goes into a DB subnet group made from its
+/// subnets, with its security groups, and is not reachable from the internet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_is_placed_in_the_environments_subnets_and_security_groups_and_is_not_public() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = names();
+    let (subnet, sg) = support::network().await;
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n",
+        ns = n.ns,
+        env = n.env
+    ))
+    .success();
+    c.apply(&stack(&n, "", "", "")).success();
+    assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
+    let db = support::moto_query("rds", &format!("Action=DescribeDBInstances&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
+    assert!(db.contains(&format!("<DBSubnetGroupName>shipshape-{}</DBSubnetGroupName>", n.env)), "{db}");
+    assert!(db.contains(&format!("<VpcSecurityGroupId>{sg}</VpcSecurityGroupId>")), "{db}");
+    assert!(db.contains("<PubliclyAccessible>false</PubliclyAccessible>"), "{db}");
+    let group =
+        support::moto_query("rds", &format!("Action=DescribeDBSubnetGroups&Version=2014-10-31&DBSubnetGroupName=shipshape-{}", n.env))
+            .await;
+    assert!(group.contains(&subnet), "{group}");
+}

@@ -351,3 +351,71 @@ async fn deleting_an_environment_waits_for_what_runs_in_it_and_a_deleted_release
     let metrics = ctl.scrape().unwrap();
     assert!(!metrics.contains(&format!("namespace=\"{ns}\"")), "no series left for the deleted release: {metrics}");
 }
+
+/// A release naming a StackSpec whose outputs ConfigMap is missing (deleted by hand, not
+/// written yet) waits for it, instead of rolling out a task definition without the
+/// database and bucket variables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_waits_for_missing_stack_outputs_instead_of_rolling_out_without_them() {
+    let w = world(1, "").await;
+    let _ctl = Controller::start_at(&w.c, &w.p.url(), &[]);
+    let ns = w.ns[0].clone();
+    let bucket = unique("outputs");
+    w.c.apply(&format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {}\n  outputs: data-out\n  driftInterval: 1h\n  buckets: [{{name: {bucket}}}]\n",
+        w.env
+    ))
+    .success();
+    w.c.apply(&w.release(&ns, "api", "aaaa111", "  stack: data\n")).success();
+    w.phase(&ns, "api", "Healthy").await;
+    w.c.kubectl(&["delete", "configmap", "data-out", "-n", &ns]).success();
+    let registered = w.p.count("RegisterTaskDefinition");
+    w.c.apply(&w.release(&ns, "api", "bbbb222", "  stack: data\n")).success();
+    let message = eventually(WAIT, "WaitingForStack", || {
+        let (s, r) = w.c.condition(&["release", "api", "-n", &ns], "Reconciling");
+        (s == "True" && r == "WaitingForStack").then(|| w.get(&ns, "api", "{.status.conditions[?(@.type==\"Reconciling\")].message}"))
+    })
+    .await;
+    assert!(message.contains("data-out") && message.contains("does not exist"), "{message}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(w.p.count("RegisterTaskDefinition"), registered, "nothing rolled out without the outputs");
+    assert_eq!(w.get(&ns, "api", "{.status.stableSha}"), "aaaa111");
+    // The StackSpec writes them again (any change wakes it): the rollout goes on, with them.
+    w.c.kubectl(&["annotate", "stackspec", "data", "-n", &ns, "touch=1"]).success();
+    eventually(WAIT, "v2 promoted", || (w.get(&ns, "api", "{.status.stableSha}") == "bbbb222").then_some(())).await;
+    let td = w.get(&ns, "api", "{.status.stableTaskDefinitionArn}");
+    let described = support::moto_ecs("DescribeTaskDefinition", serde_json::json!({"taskDefinition": td})).await;
+    let env = described["taskDefinition"]["containerDefinitions"][0]["environment"].to_string();
+    assert!(env.contains(&bucket), "{env}");
+}
+
+/// What the Environment says reaches a running service: a tag added to the Environment is
+/// put on the service, a new security group goes out with the next UpdateService, and the
+/// awslogs driver names the region.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_edits_reach_the_running_service_and_logs_name_their_region() {
+    let w = world(1, "").await;
+    let _ctl = Controller::start_at(&w.c, &w.p.url(), &[]);
+    let ns = w.ns[0].clone();
+    w.c.apply(&w.release(&ns, "api", "aaaa111", "  driftInterval: 2s\n").replace("memory: 512}", "memory: 512, logGroup: /ecs/api}"))
+        .success();
+    w.phase(&ns, "api", "Healthy").await;
+    let td = w.get(&ns, "api", "{.status.stableTaskDefinitionArn}");
+    let described = support::moto_ecs("DescribeTaskDefinition", serde_json::json!({"taskDefinition": td})).await;
+    let logs = &described["taskDefinition"]["containerDefinitions"][0]["logConfiguration"]["options"];
+    assert_eq!(logs["awslogs-region"], "eu-west-1", "{logs}");
+    assert_eq!(logs["awslogs-group"], "/ecs/api");
+
+    let (subnet, sg2) = support::network().await;
+    let patch = format!(r#"{{"spec":{{"tags":{{"Team":"payments"}},"network":{{"subnets":["{subnet}"],"securityGroups":["{sg2}"]}}}}}}"#);
+    w.c.kubectl(&["patch", "environment", &w.env, "--type", "merge", "-p", &patch]).success();
+    let updates = w.p.calls().len();
+    eventually(WAIT, "the service tagged and moved", || {
+        let svc = futures::executor::block_on(w.service("api"))?;
+        let network = svc.network?;
+        (svc.tags.get("Team").map(String::as_str) == Some("payments") && network.security_groups == vec![sg2.clone()]).then_some(())
+    })
+    .await;
+    let update = w.p.calls().into_iter().skip(updates).find(|c| c.operation == "UpdateService").expect("an UpdateService");
+    assert_eq!(update.task_definition.as_deref(), Some(td.as_str()), "same task definition, new placement");
+}

@@ -181,7 +181,7 @@ impl Elector {
                 spec.acquire_time = Some(MicroTime(now));
                 spec.renew_time = Some(MicroTime(now));
                 spec.lease_duration_seconds = Some(secs);
-                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
             }
         }
         // The resourceVersion read above makes this a compare-and-swap: a 409 means another

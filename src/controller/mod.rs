@@ -127,7 +127,7 @@ impl Context {
     fn bump_failures<K: Resource<DynamicType = ()>>(&self, obj: &K) -> u32 {
         let mut f = self.failures.lock().unwrap();
         let n = f.entry(Self::failure_key(obj)).or_insert(0);
-        *n += 1;
+        *n = n.saturating_add(1);
         *n
     }
 }

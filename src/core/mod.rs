@@ -4,6 +4,8 @@ pub mod analysis;
 pub mod conditions;
 pub mod environment;
 pub mod ownership;
+#[cfg(test)]
+mod properties;
 pub mod requeue;
 pub mod rollout;
 pub mod spec;

@@ -549,7 +549,7 @@ fn analyze(c: &mut Ctx) {
     }
     match verdict {
         Verdict::Pass => {
-            rs.successes += 1;
+            rs.successes = rs.successes.saturating_add(1);
             if rs.successes >= cfg.successful_runs {
                 let n = rs.successes;
                 c.promote(format!("{n} passing analysis rounds in a row"));
@@ -557,7 +557,7 @@ fn analyze(c: &mut Ctx) {
         }
         Verdict::Fail(reason) => {
             rs.successes = 0;
-            rs.failures += 1;
+            rs.failures = rs.failures.saturating_add(1);
             if rs.failures > cfg.failure_limit {
                 c.fail(reason, "analysis");
             }
@@ -589,7 +589,7 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                         reason: reasons::ROLLBACK_FAILED,
                         message: format!(
                             "rolling {sha} back to {stable} failed: {e}; the service may still run {sha}; retrying (attempt {})",
-                            rb.map(|r| r.failed_attempts).unwrap_or(0) + 1
+                            rb.map(|r| r.failed_attempts).unwrap_or(0).saturating_add(1)
                         ),
                     },
                     Duration::from_secs(2),

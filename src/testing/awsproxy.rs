@@ -34,6 +34,9 @@ pub enum Fault {
     AccessDenied,
     /// Forward after this many milliseconds.
     DelayMs(u64),
+    /// Forward (AWS does it), then answer 500 as if the answer were lost on the way back: a
+    /// retry meets its own earlier success.
+    LostAnswer,
 }
 
 /// One call the proxy saw.
@@ -304,7 +307,9 @@ fn fault_response(service: &str, operation: &str, fault: Fault) -> Response {
             "AccessDenied",
             format!("User: arn:aws:sts::123456789012:assumed-role/shipshape/test is not authorized to perform: {service}:{operation}"),
         ),
-        Fault::DelayMs(_) => unreachable!("delays are forwarded"),
+        Fault::DelayMs(_) | Fault::LostAnswer => {
+            (500, "ServerException", "InternalFailure", "InternalError", "We encountered an internal error. Please try again.".to_string())
+        }
     };
     let (status, content_type, body) = match service {
         "ecs" => (status, "application/x-amz-json-1.1", serde_json::json!({"__type": json_type, "message": message}).to_string()),
@@ -380,6 +385,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         let mut s = shared.state.lock().unwrap();
         let fault = s.faults.get_mut(&operation).and_then(VecDeque::pop_front);
         let faulted = matches!(fault, Some(f) if !matches!(f, Fault::DelayMs(_)));
+
         let task_definition = (service == "ecs")
             .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
             .flatten()
@@ -394,8 +400,10 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted, task_definition, access_key });
         fault
     };
+    let mut lost = false;
     match fault {
         Some(Fault::DelayMs(ms)) => tokio::time::sleep(Duration::from_millis(ms)).await,
+        Some(Fault::LostAnswer) => lost = true,
         Some(f) => return fault_response(&service, &operation, f),
         None => {}
     }
@@ -420,6 +428,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
     if service == "ecs" && status.is_success() {
         bytes = ecs_overlay(&shared, &operation, &body, bytes);
+    }
+    if lost {
+        return fault_response(&service, &operation, Fault::ServerError);
     }
     if operation == "GetBucketVersioning" && status.is_success() {
         // moto names the root GetBucketVersioningResponse; S3 (and the SDK's parser) say
