@@ -18,12 +18,14 @@ pub async fn resolve<K: Resource<DynamicType = ()>>(
 ) -> Result<Result<Environment, (Readiness, Category)>, kube::Error> {
     let namespace = obj.meta().namespace.clone().unwrap_or_default();
     let env = Api::<Environment>::all(ctx.client.clone()).get_opt(env_name).await?;
-    match tenancy::check(env_name, env.as_ref().map(|e| &e.spec), &namespace) {
-        Ok(()) => Ok(Ok(env.expect("checked above"))),
-        Err(e @ TenancyError::NotFound(_)) => {
+    let checked = tenancy::check(env_name, env.as_ref().map(|e| &e.spec), &namespace);
+    match (checked, env) {
+        (Ok(()), Some(env)) => Ok(Ok(env)),
+        (Ok(()), None) | (Err(TenancyError::NotFound(_)), _) => {
+            let e = TenancyError::NotFound(env_name.to_string());
             Ok(Err((Readiness::Stalled { reason: reasons::ENVIRONMENT_NOT_FOUND, message: e.to_string() }, Category::InvalidSpec)))
         }
-        Err(e @ TenancyError::NotAllowed { .. }) => {
+        (Err(e @ TenancyError::NotAllowed { .. }), _) => {
             Ok(Err((Readiness::Stalled { reason: reasons::ENVIRONMENT_NOT_ALLOWED, message: e.to_string() }, Category::NotAllowed)))
         }
     }

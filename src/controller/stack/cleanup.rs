@@ -39,14 +39,15 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
     }
     let env = Api::<Environment>::all(ctx.client.clone()).get_opt(&stack.spec.environment).await?;
     let ns = stack.namespace().unwrap_or_default();
-    let env = match tenancy::check(&stack.spec.environment, env.as_ref().map(|e| &e.spec), &ns) {
-        Ok(()) => env.expect("checked"),
-        Err(e) => {
+    let env = match (tenancy::check(&stack.spec.environment, env.as_ref().map(|e| &e.spec), &ns), env) {
+        (Ok(()), Some(env)) => env,
+        (Err(e), _) => {
             let message = format!(
                 "cannot delete this StackSpec's AWS resources: {e}. Nothing was deleted; restore access, or set every deletionPolicy to Retain to let the StackSpec go"
             );
             return stalled(ctx, &stack, reasons::ENVIRONMENT_NOT_FOUND, message, Category::InvalidSpec).await;
         }
+        (Ok(()), None) => return Err(Error::Refused { category: Category::Transient, message: "environment vanished".into() }),
     };
     let aws = ctx.aws.clients(&environment::target(&env)).await?;
     let caller = aws.sts.caller_account().await?;
