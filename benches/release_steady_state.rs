@@ -61,6 +61,7 @@ async fn latencies(runs: usize) {
             status: "PRIMARY".into(),
             rollout_state: "COMPLETED".into(),
             failed_tasks: 0,
+            updated_at: None,
         }],
     };
     let analyzing = ServiceReleaseStatus {

@@ -248,26 +248,51 @@ pub trait AwsProvider: Send + Sync {
     async fn clients(&self, target: &Target) -> Result<AwsClients, AwsError>;
 }
 
-/// The one path every AWS call takes: a rate limiter per (environment, service), retries of
-/// throttles and transient failures with jittered backoff, and a metric per attempt.
+/// The one path every AWS call takes: rate limiters per (environment, service) — one for
+/// reads, one for writes, so a rollback's UpdateService never waits behind a queue of drift
+/// reads —, retries of throttles and transient failures with jittered backoff, and a metric
+/// per attempt. A throttle slows every later call of that (environment, service) down for a
+/// while: AWS throttles per account and Region, so the whole Environment backs off together.
 pub struct Caller {
     service: &'static str,
-    limiter: DefaultDirectRateLimiter,
+    reads: DefaultDirectRateLimiter,
+    writes: DefaultDirectRateLimiter,
     metrics: Metrics,
     attempts: u32,
     base_delay: Duration,
+    /// Until when calls wait after a throttle (shared by every caller of the Environment's service).
+    slow_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Whether an operation changes something (a write) or only reads.
+pub fn is_write(op: &str) -> bool {
+    !["Describe", "Get", "List", "Head"].iter().any(|p| op.starts_with(p))
 }
 
 impl Caller {
-    /// A caller for one (environment, service) allowing `per_second` calls.
+    /// A caller for one (environment, service) allowing `per_second` reads and as many writes.
     pub fn new(service: &'static str, per_second: u32, metrics: Metrics) -> Self {
-        let rate = NonZeroU32::new(per_second.max(1)).unwrap();
+        let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
         Caller {
             service,
-            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            reads: RateLimiter::direct(Quota::per_second(rate)),
+            writes: RateLimiter::direct(Quota::per_second(rate)),
             metrics,
             attempts: 4,
             base_delay: Duration::from_millis(200),
+            slow_until: std::sync::Mutex::new(None),
+        }
+    }
+
+    async fn wait_turn(&self, op: &str) {
+        let pause = self.slow_until.lock().ok().and_then(|s| *s).and_then(|until| until.checked_duration_since(std::time::Instant::now()));
+        if let Some(p) = pause {
+            tokio::time::sleep(p).await;
+        }
+        if is_write(op) {
+            self.writes.until_ready().await;
+        } else {
+            self.reads.until_ready().await;
         }
     }
 
@@ -279,7 +304,7 @@ impl Caller {
     {
         let mut attempt = 1;
         loop {
-            self.limiter.until_ready().await;
+            self.wait_turn(op).await;
             let result = f().await;
             let outcome = match &result {
                 Ok(_) => "ok",
@@ -288,6 +313,11 @@ impl Caller {
             self.metrics.aws_requests.with_label_values(&[self.service, op, outcome]).inc();
             if matches!(result, Err(AwsError::Throttled { .. })) {
                 self.metrics.aws_throttles.with_label_values(&[self.service, op]).inc();
+                let wait = backoff(attempt, self.base_delay, Duration::from_secs(5), rand::random());
+                if let Ok(mut s) = self.slow_until.lock() {
+                    let until = std::time::Instant::now() + wait;
+                    *s = Some(s.map_or(until, |prev| prev.max(until)));
+                }
             }
             match result {
                 Err(e) if e.retryable() && attempt < self.attempts => {
@@ -297,5 +327,35 @@ impl Caller {
                 other => return other,
             }
         }
+    }
+}
+
+/// The caller identity, asked once per Environment and then remembered for a while (it
+/// changes only with the credentials): every reconcile used to call GetCallerIdentity.
+pub struct CachedSts {
+    inner: Arc<dyn Sts>,
+    ttl: Duration,
+    cached: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+}
+
+impl CachedSts {
+    /// Remembers `inner`'s answer for `ttl`.
+    pub fn new(inner: Arc<dyn Sts>, ttl: Duration) -> Self {
+        CachedSts { inner, ttl, cached: tokio::sync::Mutex::new(None) }
+    }
+}
+
+#[async_trait]
+impl Sts for CachedSts {
+    async fn caller_account(&self) -> Result<String, AwsError> {
+        let mut cached = self.cached.lock().await;
+        if let Some((account, at)) = cached.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(account.clone());
+            }
+        }
+        let account = self.inner.caller_account().await?;
+        *cached = Some((account.clone(), std::time::Instant::now()));
+        Ok(account)
     }
 }

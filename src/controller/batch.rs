@@ -1,10 +1,13 @@
-//! DescribeServices batching: releases reconciled at about the same time share calls, up to
-//! 10 services per call as ECS allows, so N releases cost about N/10 reads per drift
-//! interval instead of N.
+//! DescribeServices batching that actually batches: ECS answers up to 10 services per
+//! call, so every call is filled — with the services asked for in a short window and, to
+//! fill it, the services of the same cluster read longest ago — and every answer is kept.
+//! A drift check accepts an answer younger than half its interval (usually one a
+//! neighbour's call brought in), so N releases cost about N/10 reads per interval however
+//! their reconciles are spread in time; a rollout in flight always reads afresh.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,10 +24,23 @@ struct Request {
     reply: Reply,
 }
 
+/// (environment, cluster, service).
+type Key = (String, String, String);
+
+/// What was last read of each service, and when.
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<Key, (Option<ServiceObs>, Instant)>,
+}
+
+/// How long an unasked-for answer is kept (a service nobody reconciles any more is dropped).
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
 /// Collects service reads for a short window and answers them with batched calls.
 #[derive(Clone)]
 pub struct ServiceReader {
     tx: mpsc::Sender<Request>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 /// How long the first request of a batch waits for company.
@@ -36,6 +52,8 @@ impl ServiceReader {
     /// Starts the batching task (on the current runtime).
     pub fn start() -> Self {
         let (tx, mut rx) = mpsc::channel::<Request>(4096);
+        let cache: Arc<Mutex<Cache>> = Arc::default();
+        let shared = cache.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -54,16 +72,39 @@ impl ServiceReader {
                 for r in batch {
                     groups.entry((r.environment.clone(), r.cluster.clone())).or_default().push(r);
                 }
-                for ((_, cluster), requests) in groups {
-                    tokio::spawn(flush(cluster, requests));
+                for ((environment, cluster), requests) in groups {
+                    tokio::spawn(flush(shared.clone(), environment, cluster, requests));
                 }
             }
         });
-        ServiceReader { tx }
+        ServiceReader { tx, cache }
     }
 
-    /// The service `name` in `cluster`, read together with others of the same environment.
-    pub async fn describe(&self, ecs: Arc<dyn Ecs>, environment: &str, cluster: &str, name: &str) -> Result<Option<ServiceObs>, AwsError> {
+    /// Forgets what was read of a service: after shipshape changes it, the next read asks ECS.
+    pub fn forget(&self, environment: &str, cluster: &str, name: &str) {
+        if let Ok(mut c) = self.cache.lock() {
+            c.entries.remove(&(environment.to_string(), cluster.to_string(), name.to_string()));
+        }
+    }
+
+    /// The service `name` in `cluster` as ECS reported it at most `max_age` ago (zero: read
+    /// now), read together with others of the same environment and cluster.
+    pub async fn describe(
+        &self,
+        ecs: Arc<dyn Ecs>,
+        environment: &str,
+        cluster: &str,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<Option<ServiceObs>, AwsError> {
+        let key: Key = (environment.into(), cluster.into(), name.into());
+        if !max_age.is_zero() {
+            if let Some((obs, at)) = self.cache.lock().ok().and_then(|c| c.entries.get(&key).cloned()) {
+                if at.elapsed() <= max_age {
+                    return Ok(obs);
+                }
+            }
+        }
         let (reply, rx) = oneshot::channel();
         let req = Request { ecs: ecs.clone(), environment: environment.into(), cluster: cluster.into(), name: name.into(), reply };
         if self.tx.send(req).await.is_err() {
@@ -77,20 +118,46 @@ impl ServiceReader {
     }
 }
 
-async fn flush(cluster: String, mut requests: Vec<Request>) {
+async fn flush(cache: Arc<Mutex<Cache>>, environment: String, cluster: String, mut requests: Vec<Request>) {
     let Some(ecs) = requests.first().map(|r| r.ecs.clone()) else { return };
     requests.sort_by(|a, b| a.name.cmp(&b.name));
     let mut names: Vec<String> = requests.iter().map(|r| r.name.clone()).collect();
     names.dedup();
+    // Fill the last call with the services of this cluster read longest ago.
+    let room = (PER_CALL - names.len() % PER_CALL) % PER_CALL;
+    if room > 0 {
+        if let Ok(mut c) = cache.lock() {
+            c.entries.retain(|_, (_, at)| at.elapsed() < FORGET_AFTER);
+            let mut stale: Vec<(&Key, Instant)> = c
+                .entries
+                .iter()
+                .filter(|(k, _)| k.0 == environment && k.1 == cluster && !names.contains(&k.2))
+                .map(|(k, (_, at))| (k, *at))
+                .collect();
+            stale.sort_by_key(|(_, at)| *at);
+            names.extend(stale.into_iter().take(room).map(|(k, _)| k.2.clone()));
+        }
+    }
     let mut found: HashMap<String, ServiceObs> = HashMap::new();
     let mut failure = None;
+    let mut read = vec![];
     for chunk in names.chunks(PER_CALL) {
         match ecs.describe_services(&cluster, chunk).await {
-            Ok(list) => found.extend(list),
+            Ok(list) => {
+                found.extend(list);
+                read.extend(chunk.iter().cloned());
+            }
             Err(e) => {
                 failure = Some(e);
                 break;
             }
+        }
+    }
+    if let Ok(mut c) = cache.lock() {
+        let now = Instant::now();
+        for name in read {
+            let obs = found.get(&name).cloned();
+            c.entries.insert((environment.clone(), cluster.clone(), name), (obs, now));
         }
     }
     for r in requests {
@@ -131,11 +198,16 @@ mod tests {
         let reader = ServiceReader::start();
         let reads = (0..25).map(|i| {
             let (reader, ecs) = (reader.clone(), clients.ecs.clone());
-            async move { reader.describe(ecs, "e", "c", &format!("s{i}")).await }
+            async move { reader.describe(ecs, "e", "c", &format!("s{i}"), Duration::ZERO).await }
         });
         let results = futures::future::join_all(reads).await;
         assert!(results.iter().all(|r| r.as_ref().is_ok_and(|s| s.is_some())));
         assert_eq!(aws.count("DescribeServices"), 3);
-        assert!(reader.describe(clients.ecs.clone(), "e", "c", "missing").await.unwrap().is_none());
+        assert!(reader.describe(clients.ecs.clone(), "e", "c", "missing", Duration::ZERO).await.unwrap().is_none());
+        // The first call was filled up with other services; a drift check accepting answers
+        // a minute old reads nothing at all.
+        let before = aws.count("DescribeServices");
+        assert!(reader.describe(clients.ecs.clone(), "e", "c", "s7", Duration::from_secs(60)).await.unwrap().is_some());
+        assert_eq!(aws.count("DescribeServices"), before);
     }
 }

@@ -19,11 +19,13 @@ use kube::runtime::finalizer;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Mutex;
 
-use crate::api::{reasons, Condition};
+use crate::api::{reasons, Condition, Environment, StackSpec};
 use crate::aws::{AwsError, AwsProvider};
 use crate::core::conditions::{self, Readiness};
 use crate::core::requeue::{self, Category};
 use crate::metrics::Metrics;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::reflector::{self, ObjectRef, Store};
 
 pub use environment::target as environment_target;
 
@@ -51,6 +53,43 @@ impl Default for Settings {
     }
 }
 
+/// The caches reconciles read instead of asking the API server.
+#[derive(Clone)]
+pub struct Stores {
+    /// Every Environment.
+    pub environments: Store<Environment>,
+    /// The outputs ConfigMaps (labelled `shipshape.dev/managed-by: shipshape`).
+    pub outputs: Store<ConfigMap>,
+    /// The StackSpecs this controller reconciles.
+    pub stacks: Store<StackSpec>,
+}
+
+impl Stores {
+    /// Empty caches (for code that runs without watches).
+    pub fn empty() -> Self {
+        Stores { environments: reflector::store().0, outputs: reflector::store().0, stacks: reflector::store().0 }
+    }
+
+    /// An Environment by name.
+    pub fn environment(&self, name: &str) -> Option<Arc<Environment>> {
+        self.environments.get(&ObjectRef::new(name))
+    }
+
+    /// A StackSpec by namespace and name.
+    pub fn stack(&self, namespace: &str, name: &str) -> Option<Arc<StackSpec>> {
+        self.stacks.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// An outputs ConfigMap by namespace and name.
+    pub fn output(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
+        self.outputs.get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
+/// At most this many drift checks (reconciles with nothing in flight) run at once; rollout
+/// work (a spec change, a rollout or rollback in flight, a command) takes no slot.
+pub const DRIFT_SLOTS: usize = 16;
+
 /// What every reconcile gets.
 pub struct Context {
     /// Kubernetes client.
@@ -69,6 +108,12 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// This replica's leadership, when elected (None: a single replica acts unconditionally).
     pub leadership: Option<Arc<leader::Leadership>>,
+    /// The caches.
+    pub stores: Stores,
+    /// Slots for drift checks (see [`DRIFT_SLOTS`]).
+    pub drift_slots: tokio::sync::Semaphore,
+    /// One Prometheus client (connection pool) per URL.
+    prometheus: Mutex<HashMap<String, crate::health::prometheus::Prometheus>>,
 }
 
 impl Context {
@@ -79,13 +124,18 @@ impl Context {
         metrics: Metrics,
         settings: Settings,
         leadership: Option<Arc<leader::Leadership>>,
+        stores: Stores,
     ) -> Self {
+        let reporter = Reporter { controller: "shipshape".into(), instance: std::env::var("POD_NAME").ok() };
         Context {
             leadership,
+            stores,
+            drift_slots: tokio::sync::Semaphore::new(DRIFT_SLOTS),
+            prometheus: Mutex::new(HashMap::new()),
             client,
             aws,
             metrics,
-            reporter: Reporter { controller: "shipshape".into(), instance: std::env::var("POD_NAME").ok() },
+            reporter,
             settings,
             services: batch::ServiceReader::start(),
             failures: Mutex::new(HashMap::new()),
@@ -94,6 +144,10 @@ impl Context {
 
     /// Publishes an Event about `obj`; failures are logged, never fatal.
     pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        // A recorder per Event on purpose: kube's Recorder turns a repeat of the same reason
+        // on the same object into a series of the *first* Event, keeping its note, so a
+        // second DriftCorrected (another field) or Progressing (another SHA) would show the
+        // old text.
         let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
@@ -105,6 +159,17 @@ impl Context {
         if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
+    }
+
+    /// The Prometheus client for `url`, made once and kept.
+    pub fn prometheus(&self, url: &str) -> Result<crate::health::prometheus::Prometheus, String> {
+        let mut all = self.prometheus.lock().map_err(|_| "Prometheus clients poisoned".to_string())?;
+        if let Some(p) = all.get(url) {
+            return Ok(p.clone());
+        }
+        let p = crate::health::prometheus::Prometheus::new(url)?;
+        all.insert(url.to_string(), p.clone());
+        Ok(p)
     }
 
     /// Ok while this replica may act (it leads, renewed recently); checked before every AWS

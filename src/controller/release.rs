@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -17,7 +16,7 @@ use tracing::{info, instrument};
 
 use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
 use crate::api::{
-    condition_types, finalizer_name, owner_of, reasons, Environment, Measurement, Phase, ServiceRelease, ServiceReleaseStatus, StackSpec,
+    condition_types, finalizer_name, owner_of, reasons, Environment, Measurement, Phase, ServiceRelease, ServiceReleaseStatus,
     ADOPT_ANNOTATION, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
 };
 use crate::aws::{AwsClients, AwsError, ServiceRequest};
@@ -27,7 +26,6 @@ use crate::core::ownership::{self, Ownership};
 use crate::core::requeue::{self, Category};
 use crate::core::rollout::{self, Commands, Config, Effect, Network};
 use crate::core::taskdef::TaskDefinitionSpec;
-use crate::health::prometheus::Prometheus;
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "servicerelease";
@@ -44,6 +42,8 @@ pub const PAUSED_ANNOTATION: &str = "shipshape.dev/paused";
 #[instrument(skip_all, fields(release = %format!("{}/{}", release.namespace().unwrap_or_default(), release.name_any())))]
 pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    // Drift checks share a few slots; rollout work never waits for one.
+    let _slot = if rollout_critical(&release) { None } else { ctx.drift_slots.acquire().await.ok() };
     let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
     let result = finalizer(&api, &finalizer_name::<ServiceRelease>(), release, |event| async {
         match event {
@@ -88,7 +88,7 @@ fn commands(r: &ServiceRelease, st: &ServiceReleaseStatus) -> Commands {
 async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTreeMap<String, String>, String>, kube::Error> {
     let Some(name) = &r.spec.stack else { return Ok(Ok(BTreeMap::new())) };
     let ns = r.namespace().unwrap_or_default();
-    let Some(stack) = Api::<StackSpec>::namespaced(ctx.client.clone(), &ns).get_opt(name).await? else {
+    let Some(stack) = ctx.stores.stack(&ns, name) else {
         return Ok(Err(format!("StackSpec {ns}/{name} does not exist yet")));
     };
     let ready = stack
@@ -102,7 +102,7 @@ async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTree
     // Only the StackSpec's own outputs, complete: a missing ConfigMap (not written yet, or
     // deleted by hand) or one someone else owns is waited for, never read as empty — that
     // would roll out a task definition without its database and bucket variables.
-    let Some(config_map) = Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns).get_opt(cm).await? else {
+    let Some(config_map) = ctx.stores.output(&ns, cm) else {
         return Ok(Err(format!(
             "the outputs ConfigMap {ns}/{cm} of StackSpec {name} does not exist yet; waiting for the StackSpec to write it"
         )));
@@ -113,14 +113,14 @@ async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTree
             "ConfigMap {ns}/{cm} is not the outputs of StackSpec {name} (it is not owned by it); waiting for the StackSpec to own and write it"
         )));
     }
-    Ok(Ok(config_map.data.unwrap_or_default()))
+    Ok(Ok(config_map.data.clone().unwrap_or_default()))
 }
 
 /// One analysis round: every query, judged series by series.
 async fn measure(r: &ServiceRelease, env: &Environment, ctx: &Context, sha: &str) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
     let prom = match env.spec.health.as_ref().and_then(|h| h.prometheus.as_ref()) {
-        Some(p) => Prometheus::new(&p.url),
+        Some(p) => ctx.prometheus(&p.url),
         None => Err(format!("Environment {} has no health.prometheus.url", env.name_any())),
     };
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
@@ -171,6 +171,9 @@ async fn known_task_definition(
 /// ECS calls decided by a step, carried out after the decision is persisted.
 struct Pending {
     aws: AwsClients,
+    environment: String,
+    cluster: String,
+    service: String,
     requests: Vec<(Effect, ServiceRequest)>,
     verdict_at: Instant,
     /// What the status verdict needs after the calls.
@@ -263,7 +266,10 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     let conflict = |message: String| Outcome::Stalled(Readiness::Stalled { reason: reasons::CONFLICT, message }, Category::Conflict);
 
     // Whose the service is decides everything else: no ECS write before it is known ours.
-    let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service).await {
+    // A rollout in flight reads afresh; a drift check takes an answer younger than half its
+    // interval (one a batched call of a neighbour brought in).
+    let max_age = if rollout_critical(r) { Duration::ZERO } else { cfg.drift_interval / 2 };
+    let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service, max_age).await {
         Ok(o) => o,
         Err(e) => return Ok(fail(e)),
     };
@@ -277,6 +283,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
                     return Ok(fail(e));
                 }
                 svc.tags.extend(tags.clone());
+                ctx.services.forget(&env.name_any(), &cluster, &service);
                 ctx.event(r, false, reasons::ADOPTED, format!("adopted {what} (shipshape.dev/adopt); it now carries owner tag {owner}"))
                     .await;
             }
@@ -289,6 +296,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
                         return Ok(fail(e));
                     }
                     svc.tags.extend(missing);
+                    ctx.services.forget(&env.name_any(), &cluster, &service);
                 }
             }
         }
@@ -378,8 +386,23 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
             (effect.clone(), req)
         })
         .collect();
-    let pending = Pending { aws, requests, verdict_at, frozen, cfg: cfg.clone() };
+    let pending = Pending { aws, environment: env.name_any(), cluster, service, requests, verdict_at, frozen, cfg: cfg.clone() };
     Ok(Outcome::Stepped(Box::new(step), Box::new(pending)))
+}
+
+/// Whether a reconcile of `r` is rollout work (a spec not yet acted on, a rollout or
+/// rollback in flight, a command, a deletion) rather than a drift check.
+fn rollout_critical(r: &ServiceRelease) -> bool {
+    let Some(st) = r.status.as_ref() else { return true };
+    let fresh_command = [RETRY_ANNOTATION, ROLLBACK_ANNOTATION, PROMOTE_ANNOTATION].iter().any(|a| {
+        let name = a.trim_start_matches("shipshape.dev/");
+        r.annotations().get(*a).is_some_and(|v| st.handled_commands.get(name) != Some(v))
+    });
+    r.metadata.deletion_timestamp.is_some()
+        || st.observed_generation != r.metadata.generation
+        || st.rollback.is_some()
+        || fresh_command
+        || matches!(st.phase, Phase::Pending | Phase::Progressing | Phase::Analyzing | Phase::RollingBack)
 }
 
 /// CreateService's idempotency token for this release and spec: a create retried after a
@@ -505,6 +528,10 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                 }
                 ctx.may_act()?;
                 let (rollback_to, result) = pending.execute().await;
+                if !pending.requests.is_empty() {
+                    // What was read of the service before this write is no longer true.
+                    ctx.services.forget(&pending.environment, &pending.cluster, &pending.service);
+                }
                 match result.map(|()| rollback_to.clone()) {
                     Ok(Some(td)) => {
                         // ECS accepted the rollback: only now is the release RolledBack.

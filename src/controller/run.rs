@@ -8,15 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{watcher, Controller};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{controller, predicates, watcher, Controller, Predicate, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::leader::Leadership;
-use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings};
-use crate::api::{Environment, ServiceRelease, StackSpec};
+use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings, Stores};
+use crate::api::{Environment, ServiceRelease, StackSpec, MANAGED_BY, MANAGED_BY_TAG};
 use crate::aws::AwsProvider;
 use crate::http::{self, Health};
 use crate::metrics::Metrics;
@@ -48,6 +49,22 @@ where
         Ok((obj, _)) => tracing::debug!(controller, object = %obj, "reconciled"),
         Err(e) => tracing::debug!(controller, error = %e, "reconcile error"),
     }
+}
+
+/// At most this many reconciles run at once; drift checks take a slot of their own besides
+/// (see `Context::drift_slots`), so rollout work never waits behind them.
+const MAX_CONCURRENT_RECONCILES: u16 = 64;
+
+/// Drops what no reconcile reads before an object goes into a cache.
+fn trim<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+}
+
+/// What wakes a reconcile of the object itself: its spec (generation, which deletion bumps
+/// too), its annotations (the release commands, adoption, approval) and its finalizers —
+/// never its own status writes.
+fn own_changes<K: kube::Resource>() -> impl kube::runtime::Predicate<K> {
+    predicates::generation.combine(predicates::annotations).combine(predicates::finalizers)
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -163,11 +180,40 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         metrics.leader.set(1);
     }
 
-    let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone()));
     let wc = match &cfg.label_selector {
         Some(selector) => watcher::Config::default().labels(selector),
         None => watcher::Config::default(),
     };
+    // Reads come from these caches, kept by watches: a reconcile that changes nothing makes
+    // no API request. managedFields are dropped: nothing reads them, and they are most of a
+    // stored object's size.
+    let (environments_store, env_writer) = reflector::store::<Environment>();
+    let (outputs_store, outputs_writer) = reflector::store::<ConfigMap>();
+    let (stacks_store, stacks_writer) = reflector::store::<StackSpec>();
+    let (releases_store, releases_writer) = reflector::store::<ServiceRelease>();
+    // Every Environment (a release may name one whatever its labels), and the outputs
+    // ConfigMaps (labelled managed-by shipshape).
+    tokio::spawn(
+        watcher(Api::<Environment>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .modify(trim)
+            .reflect(env_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    tokio::spawn(
+        watcher(Api::<ConfigMap>::all(client.clone()), watcher::Config::default().labels(&format!("{MANAGED_BY_TAG}={MANAGED_BY}")))
+            .default_backoff()
+            .modify(trim)
+            .reflect(outputs_writer)
+            .for_each(|_| futures::future::ready(())),
+    );
+    let stores = Stores { environments: environments_store.clone(), outputs: outputs_store.clone(), stacks: stacks_store.clone() };
+    let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone(), stores));
+    // Nothing starts before the caches hold what the API server has.
+    if environments_store.wait_until_ready().await.is_err() || outputs_store.wait_until_ready().await.is_err() {
+        anyhow::bail!("a cache stopped before it was filled");
+    }
+
     // A deleting Environment waits for its StackSpecs and ServiceReleases: their deletion
     // wakes it (and nothing else of theirs does).
     fn when_deleted(meta: &kube::api::ObjectMeta, env: &str) -> Vec<ObjectRef<Environment>> {
@@ -177,19 +223,34 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             vec![]
         }
     }
+    let concurrency = controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES);
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
+        .with_config(concurrency.clone())
         .watches(Api::<StackSpec>::all(client.clone()), wc.clone(), |s| when_deleted(&s.metadata, &s.spec.environment))
         .watches(Api::<ServiceRelease>::all(client.clone()), wc.clone(), |r| when_deleted(&r.metadata, &r.spec.environment))
         .graceful_shutdown_on(stopped(stop_rx.clone()))
         .run(environment::reconcile, environment::on_error, ctx.clone())
         .for_each(|res| log_result(environment::CONTROLLER, res));
 
-    let stacks = Controller::new(Api::<StackSpec>::all(client.clone()), wc.clone());
-    let stack_store = stacks.store();
-    let stacks = stacks
-        .watches(Api::<Environment>::all(client.clone()), wc.clone(), move |env| {
+    // An Environment's spec change (not its status) wakes what uses it, once.
+    let environment_changes = || {
+        watcher(Api::<Environment>::all(client.clone()), wc.clone())
+            .default_backoff()
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default())
+    };
+    let stack_trigger = watcher(Api::<StackSpec>::all(client.clone()), wc.clone())
+        .default_backoff()
+        .modify(trim)
+        .reflect(stacks_writer)
+        .applied_objects()
+        .predicate_filter(own_changes(), Default::default());
+    let stack_index = stacks_store.clone();
+    let stacks = Controller::for_stream(stack_trigger, stacks_store.clone())
+        .with_config(concurrency.clone())
+        .watches_stream(environment_changes(), move |env| {
             let name = env.name_any();
-            stack_store
+            stack_index
                 .state()
                 .into_iter()
                 .filter(|s| s.spec.environment == name)
@@ -200,12 +261,18 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .run(stack::reconcile, stack::on_error, ctx.clone())
         .for_each(|res| log_result(stack::CONTROLLER, res));
 
-    let releases = Controller::new(Api::<ServiceRelease>::all(client.clone()), wc.clone());
-    let release_store = releases.store();
-    let releases = releases
-        .watches(Api::<Environment>::all(client.clone()), wc.clone(), move |env| {
+    let release_trigger = watcher(Api::<ServiceRelease>::all(client.clone()), wc.clone())
+        .default_backoff()
+        .modify(trim)
+        .reflect(releases_writer)
+        .applied_objects()
+        .predicate_filter(own_changes(), Default::default());
+    let release_index = releases_store.clone();
+    let releases = Controller::for_stream(release_trigger, releases_store.clone())
+        .with_config(concurrency)
+        .watches_stream(environment_changes(), move |env| {
             let name = env.name_any();
-            release_store
+            release_index
                 .state()
                 .into_iter()
                 .filter(|r| r.spec.environment == name)

@@ -1,7 +1,6 @@
 //! What StackSpecs and ServiceReleases share: resolving their Environment under the
 //! tenancy rules, before any AWS call.
 
-use kube::api::Api;
 use kube::Resource;
 
 use super::Context;
@@ -17,7 +16,8 @@ pub async fn resolve<K: Resource<DynamicType = ()>>(
     env_name: &str,
 ) -> Result<Result<Environment, (Readiness, Category)>, kube::Error> {
     let namespace = obj.meta().namespace.clone().unwrap_or_default();
-    let env = Api::<Environment>::all(ctx.client.clone()).get_opt(env_name).await?;
+    // From the cache: a reconcile that changes nothing asks the API server nothing.
+    let env = ctx.stores.environment(env_name).map(|e| e.as_ref().clone());
     let checked = tenancy::check(env_name, env.as_ref().map(|e| &e.spec), &namespace);
     match (checked, env) {
         (Ok(()), Some(env)) => Ok(Ok(env)),

@@ -84,7 +84,7 @@ prop_compose! {
         state in prop_oneof![Just("IN_PROGRESS"), Just("COMPLETED"), Just("FAILED"), Just("?")],
         failed in any::<i32>(),
     ) -> DeploymentObs {
-        DeploymentObs { id: format!("d-{td}"), task_definition: td.into(), status: status.into(), rollout_state: state.into(), failed_tasks: failed }
+        DeploymentObs { id: format!("d-{td}"), task_definition: td.into(), status: status.into(), rollout_state: state.into(), failed_tasks: failed, updated_at: None }
     }
 }
 

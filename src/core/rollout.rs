@@ -26,6 +26,9 @@ pub struct DeploymentObs {
     pub rollout_state: String,
     /// Tasks that failed to start.
     pub failed_tasks: i32,
+    /// When ECS last changed the deployment (for a COMPLETED one: when it completed), as
+    /// ECS reports it: a deadline is judged on this, not on when the controller looked.
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 /// The ECS service as observed.
@@ -465,8 +468,21 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     // (neither is the release's fault), and past outages extend it.
     let extension = Duration::from_secs(u64::try_from(r.deadline_extension_seconds).unwrap_or(0));
     let deadline = cfg.progress_deadline.checked_add(extension).unwrap_or(cfg.progress_deadline);
+    let deadline_at = after(r.started_at, deadline);
     let holding = r.invalid_query.is_some() || r.analysis_unavailable.is_some();
-    if !holding && after(r.started_at, deadline).is_some_and(|deadline| inp.now >= deadline) {
+    // What ECS reports decides, not when the controller got round to looking: a deployment
+    // that completed before the deadline is never failed for a late read.
+    let completed_in_time = c.st.phase != Phase::Analyzing
+        && inp.service.is_some_and(|svc| {
+            svc.task_definition == td
+                && svc.deployments.iter().any(|d| {
+                    d.task_definition == td
+                        && d.status == "PRIMARY"
+                        && d.rollout_state == "COMPLETED"
+                        && d.updated_at.is_some_and(|at| deadline_at.is_none_or(|deadline| at <= deadline))
+                })
+        });
+    if !holding && !completed_in_time && deadline_at.is_some_and(|deadline| inp.now >= deadline) {
         let why = match c.st.phase {
             Phase::Analyzing => "no conclusive analysis",
             _ => "the ECS deployment did not complete",

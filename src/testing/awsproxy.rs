@@ -128,11 +128,15 @@ impl EcsModel {
             _ => "IN_PROGRESS",
         };
         let running = if state == "COMPLETED" { primary.desired } else { 0 };
+        let delay = self.delay.as_secs_f64();
         let dep = |d: &Deployment, status: &str, state: &str, running: i64| {
+            // ECS's updatedAt: when the deployment last changed — for a finished one, when
+            // it completed (or failed).
+            let updated = if state == "IN_PROGRESS" { d.created_epoch } else { d.created_epoch + delay };
             serde_json::json!({
                 "id": d.id, "status": status, "taskDefinition": d.task_definition, "desiredCount": d.desired,
                 "pendingCount": d.desired - running, "runningCount": running, "failedTasks": if state == "FAILED" { d.fail.unwrap_or(0) } else { 0 },
-                "createdAt": d.created_epoch, "updatedAt": d.created_epoch, "launchType": "FARGATE",
+                "createdAt": d.created_epoch, "updatedAt": updated, "launchType": "FARGATE",
                 "rolloutState": state, "rolloutStateReason": format!("ECS deployment {}", state.to_lowercase().replace('_', " ")),
             })
         };
@@ -161,7 +165,7 @@ pub struct AwsProxy {
 
 /// Operations that change something in AWS (used to count writes).
 pub fn is_write(operation: &str) -> bool {
-    !["Describe", "Get", "List", "Head"].iter().any(|p| operation.starts_with(p))
+    crate::aws::is_write(operation)
 }
 
 impl AwsProxy {

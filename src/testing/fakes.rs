@@ -225,6 +225,7 @@ fn deploy(w: &mut World, r: &ServiceRequest) {
             status: "PRIMARY".into(),
             rollout_state: "COMPLETED".into(),
             failed_tasks: 0,
+            updated_at: Some(chrono::Utc::now()),
         }];
     }
 }

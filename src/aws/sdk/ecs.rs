@@ -317,6 +317,7 @@ impl Ecs for SdkEcs {
                         status: d.status().unwrap_or_default().to_string(),
                         rollout_state: d.rollout_state().map(|r| r.as_str().to_string()).unwrap_or_default(),
                         failed_tasks: d.failed_tasks(),
+                        updated_at: d.updated_at().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
                     })
                     .collect();
                 out.push((

@@ -14,8 +14,9 @@ use aws_sdk_sts::config::http::HttpResponse;
 use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
 use tokio::sync::Mutex;
 
-use super::{AwsClients, AwsError, AwsProvider, Caller, Sts, Target};
+use super::{AwsClients, AwsError, AwsProvider, CachedSts, Caller, Sts, Target};
 use crate::metrics::Metrics;
+use std::time::Duration;
 
 /// What an AWS error means for the controller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +235,11 @@ impl AwsProvider for SdkProvider {
             ecs: Arc::new(ecs::SdkEcs::new(&conf, caller("ecs"))),
             rds: Arc::new(rds::SdkRds::new(&conf, caller("rds"))),
             s3: Arc::new(s3::SdkS3::new(&conf, path_style, caller("s3"))),
-            sts: Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
+            // The caller identity changes only with the credentials (refreshed hourly at most).
+            sts: Arc::new(CachedSts::new(
+                Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
+                Duration::from_secs(600),
+            )),
         };
         cache.insert(target.clone(), clients.clone());
         Ok(clients)

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::super::{environment, Context, Error};
 use super::{finish, outputs, CONTROLLER};
-use crate::api::{owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, Environment, StackSpec, StackSpecStatus, OWNER_TAG};
+use crate::api::{owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, StackSpec, StackSpecStatus, OWNER_TAG};
 use crate::aws::{AwsClients, BucketDeletion};
 use crate::core::conditions::Readiness;
 use crate::core::requeue::Category;
@@ -37,7 +37,7 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
         }
         return Ok(Action::await_change());
     }
-    let env = Api::<Environment>::all(ctx.client.clone()).get_opt(&stack.spec.environment).await?;
+    let env = ctx.stores.environment(&stack.spec.environment).map(|e| e.as_ref().clone());
     let ns = stack.namespace().unwrap_or_default();
     let env = match (tenancy::check(&stack.spec.environment, env.as_ref().map(|e| &e.spec), &ns), env) {
         (Ok(()), Some(env)) => env,

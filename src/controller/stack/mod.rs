@@ -33,6 +33,10 @@ pub use crate::api::ADOPT_ANNOTATION;
 #[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
 pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    // A drift check (nothing changed in the spec) takes one of the drift slots.
+    let drift = stack.metadata.deletion_timestamp.is_none()
+        && stack.status.as_ref().is_some_and(|s| s.observed_generation == stack.metadata.generation);
+    let _slot = if drift { ctx.drift_slots.acquire().await.ok() } else { None };
     let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     let result = finalizer(&api, &finalizer_name::<StackSpec>(), stack, |event| async {
         match event {

@@ -58,7 +58,13 @@ pub async fn write(ctx: &Context, stack: &StackSpec, env: &Environment, observed
     let ns = stack.namespace().unwrap_or_default();
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let uid = stack.uid().unwrap_or_default();
-    if let Some(existing) = api.get_opt(name).await.map_err(OutputError::Kube)? {
+    // The cache holds the ConfigMaps shipshape labelled; one it does not hold is read
+    // directly, in case someone else's of that name is in the way.
+    let existing = match ctx.stores.output(&ns, name) {
+        Some(cm) => Some(cm.as_ref().clone()),
+        None => api.get_opt(name).await.map_err(OutputError::Kube)?,
+    };
+    if let Some(existing) = existing {
         let ours = existing.owner_references().iter().any(|o| o.uid == uid);
         if !ours {
             return Err(OutputError::Conflict(format!(

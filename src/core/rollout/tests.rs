@@ -44,6 +44,7 @@ impl World {
                 status: "PRIMARY".into(),
                 rollout_state: "IN_PROGRESS".into(),
                 failed_tasks: 0,
+                updated_at: None,
             }];
             if let Some(s) = &self.service {
                 deployments.extend(s.deployments.iter().take(1).map(|d| DeploymentObs { status: "ACTIVE".into(), ..d.clone() }));
@@ -60,6 +61,13 @@ impl World {
             });
         }
         updates
+    }
+    /// The deployment finishes as `state`, ECS saying it did at `at`.
+    fn complete_at(&mut self, state: &str, at: DateTime<Utc>) {
+        self.complete(state);
+        if let Some(d) = self.service.as_mut().and_then(|s| s.deployments.first_mut()) {
+            d.updated_at = Some(at);
+        }
     }
     fn complete(&mut self, state: &str) {
         if let Some(d) = self.service.as_mut().and_then(|s| s.deployments.first_mut()) {
@@ -504,4 +512,27 @@ fn with_the_rollback_policy_an_unavailable_round_counts_as_failed() {
     r.step(116, "bbbbbbb", Some(unavailable()));
     assert_eq!(r.status.phase, Phase::RolledBack);
     assert!(r.status.history[0].reason.contains("onAnalysisUnavailable: Rollback"), "{}", r.status.history[0].reason);
+}
+
+/// A controller starved by load reads the service long after the deadline: a deployment
+/// ECS says completed in time goes on to analysis; one that completed late does not.
+#[test]
+fn a_deployment_completed_before_its_deadline_is_never_failed_however_late_it_is_read() {
+    let mut r = Run::new(true);
+    r.cfg.progress_deadline = Duration::from_secs(60);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.world.complete_at("COMPLETED", t(130));
+    let s = r.step(900, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing, "completed at 130, deadline 160: judged on what ECS says");
+    assert_eq!(s.effects, vec![]);
+
+    let mut late = Run::new(true);
+    late.cfg.progress_deadline = Duration::from_secs(60);
+    late.promote(0, "aaaaaaa");
+    late.step(100, "ccccccc", None);
+    late.world.complete_at("COMPLETED", t(200));
+    late.step(900, "ccccccc", None);
+    assert_eq!(late.status.phase, Phase::RolledBack, "completed after the deadline");
+    assert!(late.status.history[0].reason.contains("progressDeadline"));
 }
