@@ -175,6 +175,20 @@ async fn steady(n: usize) {
         let p = r.status.as_ref().map(|s| format!("{:?}", s.phase)).unwrap_or_else(|| "none".into());
         *phases.entry(p).or_default() += 1;
     }
+    if phases.len() > 1 || !phases.contains_key("Healthy") {
+        // Not converged: what did the controller run into?
+        let logs = ctl.logs();
+        let mut seen = std::collections::BTreeSet::new();
+        for line in logs.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
+            let key: String = line.chars().skip(30).take(160).collect();
+            if seen.insert(key.clone()) && seen.len() <= 40 {
+                eprintln!("controller: {key}");
+            }
+        }
+        for r in list.items.iter().filter(|r| r.status.as_ref().is_none_or(|s| s.phase != Phase::Healthy)).take(5) {
+            eprintln!("not Healthy: {}: {:?}", r.metadata.name.clone().unwrap_or_default(), r.status.as_ref().map(|s| &s.conditions));
+        }
+    }
     let phases: Vec<String> = phases.iter().map(|(p, c)| format!("{c} {p}")).collect();
     let converge_calls = b.proxy.calls().len() as f64 / n as f64;
     // Let the first drift pass after convergence settle, then measure two intervals.

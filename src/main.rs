@@ -114,6 +114,11 @@ struct ControllerArgs {
     /// one cluster; empty: all of them.
     #[arg(long, env = "SHIPSHAPE_WATCH_LABEL_SELECTOR", default_value = "")]
     watch_label_selector: String,
+    /// This process's shard, N/M: it reconciles the StackSpecs and ServiceReleases whose
+    /// namespace hashes to N (shard 0 also the Environments) and holds the Lease
+    /// `<lease-name>-N`. Default: the only shard.
+    #[arg(long, env = "SHIPSHAPE_SHARD", default_value = "0/1")]
+    shard: controller::Shard,
 }
 
 fn default_identity() -> String {
@@ -156,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
             telemetry::init(args.log_format);
             let metrics = Metrics::new();
             let lease = args.leader_elect.then(|| LeaseConfig {
-                name: args.lease_name.clone(),
+                name: args.shard.lease_name(&args.lease_name),
                 namespace: args.lease_namespace.clone(),
                 identity: args.identity.clone().unwrap_or_else(default_identity),
                 duration: args.lease_duration,
@@ -170,6 +175,7 @@ async fn main() -> anyhow::Result<()> {
                 metrics,
                 client: None,
                 label_selector: Some(args.watch_label_selector.clone()).filter(|s| !s.is_empty()),
+                shard: args.shard,
             })
             .await;
             if let Err(e) = &result {

@@ -268,3 +268,24 @@ fn every_dashboard_and_alert_query_parses_and_uses_only_metrics_the_controller_e
         }
     }
 }
+
+/// `shards: 3` renders one Deployment (and PodDisruptionBudget) per shard, each passing
+/// `--shard N/3` and selecting only its own pods; one shard renders as before.
+#[test]
+fn shards_render_a_deployment_each() {
+    let d = docs(&helm(&["template", "shipshape", "charts/shipshape", "--namespace", "ops", "--set", "shards=3"]));
+    let deployments = find(&d, "Deployment");
+    assert_eq!(deployments.len(), 3);
+    for (i, dep) in deployments.iter().enumerate() {
+        assert_eq!(dep["metadata"]["name"], format!("shipshape-shard-{i}"));
+        let args: Vec<&str> =
+            dep["spec"]["template"]["spec"]["containers"][0]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+        assert!(args.contains(&format!("--shard={i}/3").as_str()), "{args:?}");
+        assert_eq!(dep["spec"]["selector"]["matchLabels"]["shipshape.dev/shard"], i.to_string());
+    }
+    assert_eq!(find(&d, "PodDisruptionBudget").len(), 3);
+    let one = docs(&read("deploy/base/shipshape.yaml"));
+    let dep = find(&one, "Deployment")[0];
+    assert_eq!(dep["metadata"]["name"], "shipshape");
+    assert!(dep["spec"]["selector"]["matchLabels"].get("shipshape.dev/shard").is_none(), "an upgrade keeps the selector");
+}

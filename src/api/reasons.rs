@@ -71,3 +71,5 @@ pub const ROLLBACK_FAILED: &str = "RollbackFailed";
 pub const ANALYSIS_UNAVAILABLE: &str = "AnalysisUnavailable";
 /// A deleting Environment waits for the StackSpecs and ServiceReleases that use it.
 pub const WAITING_FOR_DEPENDENTS: &str = "WaitingForDependents";
+/// A release waits for its Environment to be Ready (its ECS cluster).
+pub const WAITING_FOR_ENVIRONMENT: &str = "WaitingForEnvironment";

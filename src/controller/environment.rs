@@ -25,6 +25,22 @@ pub fn target(env: &Environment) -> Target {
     Target { environment: env.name_any(), region: env.spec.region.clone(), role_arn: env.spec.role_arn.clone() }
 }
 
+/// Whether the Environment's ECS cluster has been created (or found) yet. Only a cluster
+/// never seen makes its releases wait: later trouble with the Environment must not block a
+/// rollback.
+pub fn has_cluster(env: &Environment) -> bool {
+    env.status.as_ref().and_then(|s| s.cluster_arn.as_deref()).is_some_and(|a| !a.is_empty())
+}
+
+/// What about an Environment its tenants care about: its spec, and whether its cluster is
+/// there (a change of either wakes them; other status changes do not).
+pub fn tenant_view(env: &Environment) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (env.metadata.generation, has_cluster(env)).hash(&mut h);
+    Some(h.finish())
+}
+
 /// Reconciles one Environment.
 #[instrument(skip_all, fields(environment = %env.name_any()))]
 pub async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action, Error> {

@@ -4,6 +4,7 @@ mod batch;
 mod environment;
 pub mod leader;
 mod release;
+pub mod shard;
 mod stack;
 pub mod status;
 mod tenant;
@@ -36,6 +37,7 @@ pub mod release_annotations {
     };
 }
 pub use leader::{Elector, LeaseConfig};
+pub use shard::Shard;
 pub use stack::{observe as observe_stack, plan_for as plan_stack};
 
 /// Intervals that apply when a resource does not set its own.

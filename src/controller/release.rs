@@ -237,6 +237,11 @@ enum Outcome {
 }
 
 async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome, Error> {
+    // The Environment's cluster first: a release applied with its Environment waits for
+    // the cluster instead of meeting ClusterNotFound (the cluster's arrival wakes it).
+    if !crate::controller::environment::has_cluster(env) {
+        return Ok(Outcome::Waiting(format!("Environment {} has no ECS cluster yet; waiting for it", env.name_any())));
+    }
     let outputs = match stack_outputs(r, ctx).await? {
         Ok(o) => o,
         Err(why) => return Ok(Outcome::Waiting(why)),
@@ -584,7 +589,8 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                 }
             }
             Outcome::Waiting(why) => {
-                (Readiness::Reconciling { reason: reasons::WAITING_FOR_STACK, message: why }, Action::requeue(Duration::from_secs(5)), None)
+                let reason = if why.starts_with("Environment") { reasons::WAITING_FOR_ENVIRONMENT } else { reasons::WAITING_FOR_STACK };
+                (Readiness::Reconciling { reason, message: why }, Action::requeue(Duration::from_secs(5)), None)
             }
             Outcome::Stalled(stalled, category) => {
                 ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{controller, predicates, watcher, Controller, Predicate, WatchStreamExt};
@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::leader::Leadership;
-use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings, Stores};
+use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings, Shard, Stores};
 use crate::api::{Environment, ServiceRelease, StackSpec, MANAGED_BY, MANAGED_BY_TAG};
 use crate::aws::AwsProvider;
 use crate::http::{self, Health};
@@ -38,6 +38,8 @@ pub struct RunConfig {
     pub client: Option<Client>,
     /// Only objects whose labels match this selector are reconciled (None: all).
     pub label_selector: Option<String>,
+    /// This process's shard (the default: the only one).
+    pub shard: Shard,
 }
 
 async fn log_result<K, E>(controller: &'static str, res: Result<(ObjectRef<K>, kube::runtime::controller::Action), E>)
@@ -223,6 +225,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             vec![]
         }
     }
+    let shard = cfg.shard;
     let concurrency = controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES);
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
         .with_config(concurrency.clone())
@@ -232,18 +235,20 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .run(environment::reconcile, environment::on_error, ctx.clone())
         .for_each(|res| log_result(environment::CONTROLLER, res));
 
-    // An Environment's spec change (not its status) wakes what uses it, once.
+    // An Environment's spec change, or its readiness changing, wakes what uses it, once;
+    // its other status writes do not.
     let environment_changes = || {
         watcher(Api::<Environment>::all(client.clone()), wc.clone())
             .default_backoff()
             .touched_objects()
-            .predicate_filter(predicates::generation, Default::default())
+            .predicate_filter(environment::tenant_view, Default::default())
     };
     let stack_trigger = watcher(Api::<StackSpec>::all(client.clone()), wc.clone())
         .default_backoff()
         .modify(trim)
         .reflect(stacks_writer)
         .applied_objects()
+        .try_filter(move |s| futures::future::ready(shard.owns(s.metadata.namespace.as_deref())))
         .predicate_filter(own_changes(), Default::default());
     let stack_index = stacks_store.clone();
     let stacks = Controller::for_stream(stack_trigger, stacks_store.clone())
@@ -253,7 +258,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             stack_index
                 .state()
                 .into_iter()
-                .filter(|s| s.spec.environment == name)
+                .filter(|s| s.spec.environment == name && shard.owns(s.metadata.namespace.as_deref()))
                 .map(|s| ObjectRef::from_obj(s.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -266,6 +271,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .modify(trim)
         .reflect(releases_writer)
         .applied_objects()
+        .try_filter(move |r| futures::future::ready(shard.owns(r.metadata.namespace.as_deref())))
         .predicate_filter(own_changes(), Default::default());
     let release_index = releases_store.clone();
     let releases = Controller::for_stream(release_trigger, releases_store.clone())
@@ -275,7 +281,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             release_index
                 .state()
                 .into_iter()
-                .filter(|r| r.spec.environment == name)
+                .filter(|r| r.spec.environment == name && shard.owns(r.metadata.namespace.as_deref()))
                 .map(|r| ObjectRef::from_obj(r.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -284,6 +290,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .for_each(|res| log_result(release::CONTROLLER, res));
 
     info!("controllers running");
+    // Environments are cluster-scoped: shard 0 reconciles them.
+    let environments = async move {
+        if shard.owns(None) {
+            environments.await;
+        }
+    };
     let controllers = async {
         futures::join!(environments, stacks, releases);
     };
