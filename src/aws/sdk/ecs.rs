@@ -26,6 +26,25 @@ impl SdkEcs {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
         SdkEcs { client: aws_sdk_ecs::Client::new(conf), caller }
     }
+
+    /// A task definition (an ARN, or a family for its newest revision) with its tags.
+    async fn describe_task_definition(
+        &self,
+        id: &str,
+    ) -> Result<aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput, AwsError> {
+        let op = "DescribeTaskDefinition";
+        self.caller
+            .call(op, || async {
+                self.client
+                    .describe_task_definition()
+                    .task_definition(id)
+                    .include(TaskDefinitionField::Tags)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await
+    }
 }
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -186,18 +205,7 @@ impl Ecs for SdkEcs {
             })
             .await?;
         for arn in list.task_definition_arns() {
-            let out = self
-                .caller
-                .call("DescribeTaskDefinition", || async {
-                    self.client
-                        .describe_task_definition()
-                        .task_definition(arn)
-                        .include(TaskDefinitionField::Tags)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DescribeTaskDefinition", e))
-                })
-                .await?;
+            let out = self.describe_task_definition(arn).await?;
             let tags = tag_map(out.tags());
             let family_matches = out.task_definition().and_then(|t| t.family()) == Some(family);
             if family_matches
@@ -345,20 +353,7 @@ impl Ecs for SdkEcs {
     }
 
     async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-        let op = "DescribeTaskDefinition";
-        let out = self
-            .caller
-            .call(op, || async {
-                self.client
-                    .describe_task_definition()
-                    .task_definition(family)
-                    .include(TaskDefinitionField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
-            .await;
-        match out {
+        match self.describe_task_definition(family).await {
             Ok(o) => Ok(Some(tag_map(o.tags()))),
             Err(e) if no_such_task_definition(&e) => Ok(None),
             Err(e) => Err(e),
@@ -366,21 +361,9 @@ impl Ecs for SdkEcs {
     }
 
     async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError> {
-        let op = "DescribeTaskDefinition";
-        let out = self
-            .caller
-            .call(op, || async {
-                self.client
-                    .describe_task_definition()
-                    .task_definition(arn)
-                    .include(TaskDefinitionField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
-            .await?;
+        let out = self.describe_task_definition(arn).await?;
         let Some(td) = out.task_definition() else {
-            return Err(AwsError::NotFound { op, message: format!("task definition {arn}") });
+            return Err(AwsError::NotFound { op: "DescribeTaskDefinition", message: format!("task definition {arn}") });
         };
         if td.status() == Some(&TaskDefinitionStatus::Active) {
             return Ok(arn.to_string());
