@@ -8,8 +8,9 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source edits reuse the cached dependency layer.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src benches examples tests \
- && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
+COPY testkit/Cargo.toml testkit/
+RUN mkdir -p src benches examples tests testkit/src \
+ && echo 'fn main() {}' > src/main.rs && touch src/lib.rs testkit/src/lib.rs \
  && for b in stack_steady_state release_steady_state; do echo 'fn main() {}' > benches/$b.rs; done \
  && cargo fetch --locked
 COPY . .

@@ -15,12 +15,13 @@ mod common;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::support::Controller;
 use kube::api::{Api, ListParams};
 use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus};
 use shipshape::aws::{AwsProvider, ServiceRequest, Target};
 use shipshape::core::analysis::Verdict;
 use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs};
-use shipshape::testing::fakes::FakeAws;
+use shipshape_testkit::fakes::FakeAws;
 
 const DRIFT: u64 = 10;
 
@@ -152,17 +153,49 @@ async fn latencies(runs: usize) {
     );
 }
 
-async fn steady(n: usize) {
-    let b = common::Bench::new(n).await;
-    let docs: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: abcdef1}}\n  task: {{cpu: 256, memory: 512}}\n",
-                ns = b.ns,
-                env = b.env
-            )
+/// Release `svc<i>` of the bench's namespace at `sha`.
+fn release(b: &common::Bench, i: usize, sha: &str) -> String {
+    format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: {sha}}}\n  task: {{cpu: 256, memory: 512}}\n",
+        ns = b.ns,
+        env = b.env
+    )
+}
+
+/// The bucket bound under which a fraction `q` of a histogram's observations fall (from the
+/// controller's /metrics: `<name>_bucket{le="…"}` lines).
+fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
+    let mut buckets: Vec<(f64, f64)> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix(&format!("{name}_bucket{{le=\"")))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, count.trim().parse().ok()?))
         })
         .collect();
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap());
+    let total = buckets.last()?.1;
+    (total > 0.0).then(|| buckets.iter().find(|(_, c)| *c >= q * total).map(|(le, _)| *le)).flatten()
+}
+
+/// For each service, seconds from its first UpdateService (the bad SHA) plus the ECS
+/// deployment delay (when ECS reports FAILED) to the next one (the rollback).
+fn rollback_latencies(calls: &[shipshape_testkit::awsproxy::Call], services: &[String], delay: Duration) -> Vec<f64> {
+    services
+        .iter()
+        .filter_map(|svc| {
+            let updates: Vec<_> =
+                calls.iter().filter(|c| c.operation == "UpdateService" && !c.faulted && c.service_name.as_deref() == Some(svc)).collect();
+            let bad = updates.first()?.at?;
+            let back = updates.get(1)?.at?;
+            Some(back.checked_duration_since(bad + delay).unwrap_or_default().as_secs_f64())
+        })
+        .collect()
+}
+
+async fn steady(n: usize) {
+    let b = common::Bench::new(n).await;
+    let docs: Vec<String> = (0..n).map(|i| release(&b, i, "abcdef1")).collect();
     b.apply_all(&docs);
     let ctl = b.controller(&[]);
     let pid = ctl.pid().unwrap();
@@ -180,7 +213,9 @@ async fn steady(n: usize) {
         let logs = ctl.logs();
         let mut seen = std::collections::BTreeSet::new();
         for line in logs.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")) {
-            let key: String = line.chars().skip(30).take(160).collect();
+            // What went wrong, not which object: the error text after `error=`.
+            let plain: String = line.split('\u{1b}').map(|part| part.split_once('m').map_or(part, |(_, rest)| rest)).collect();
+            let key: String = plain.split("error=").nth(1).unwrap_or(&plain).chars().take(160).collect();
             if seen.insert(key.clone()) && seen.len() <= 40 {
                 eprintln!("controller: {key}");
             }
@@ -201,19 +236,105 @@ async fn steady(n: usize) {
     let per = |op: &str| calls.iter().filter(|c| c.operation == op).count() as f64 / 2.0;
     let api_per = (b.api_requests() - api0) as f64 / 2.0;
     let cpu = common::cpu_seconds(pid) - cpu0;
+    let rss = common::rss_mib(pid);
+    if writes > 0 {
+        eprintln!("the steady state wrote to AWS: {writes} calls");
+        std::process::exit(3);
+    }
+
+    // Rollbacks under the drift load: k releases move to a SHA whose ECS deployment fails.
+    let k = (n / 10).clamp(2, 50);
+    let delay = Duration::from_millis(500);
+    let rolled_back = |r: &ServiceRelease| r.status.as_ref().is_some_and(|s| s.phase == Phase::RolledBack);
+    let bad: Vec<String> = (0..k).map(|i| format!("svc{i}")).collect();
+    b.proxy.reset();
+    for svc in &bad {
+        b.proxy.fail_next_deployment(svc, 2);
+    }
+    b.apply_all(&(0..k).map(|i| release(&b, i, "badbad1")).collect::<Vec<_>>());
+    b.converge::<ServiceRelease>(k, Duration::from_secs(300), rolled_back).await;
+    let mut seen_to_call = rollback_latencies(&b.proxy.calls(), &bad, delay);
+    let verdict_p99 = ctl.scrape().and_then(|m| histogram_quantile(&m, "shipshape_rollback_seconds", 0.99));
+
+    // Failover: the next k releases' deployments fail while the leader dies; a standby that
+    // was waiting takes the lease and rolls them back.
+    let standby = Controller::start_as(&b.c, &b.proxy.url(), &[], "standby");
+    let standby_identity = format!("test-{}", standby.metrics_addr.rsplit(':').next().unwrap_or_default());
+    let next: Vec<String> = (k..2 * k).map(|i| format!("svc{i}")).collect();
+    b.proxy.reset();
+    // ECS reports these failures only after the leader is gone.
+    b.proxy.set_deployment_delay(Duration::from_secs(3));
+    for svc in &next {
+        b.proxy.fail_next_deployment(svc, 2);
+    }
+    b.apply_all(&(k..2 * k).map(|i| release(&b, i, "badbad2")).collect::<Vec<_>>());
+    // Kill the leader once the bad deployments have started (their rollbacks are pending).
+    let started = Instant::now();
+    while b
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateService" && c.service_name.as_ref().is_some_and(|s| next.contains(s)))
+        .count()
+        < next.len()
+        && started.elapsed() < Duration::from_secs(120)
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ctl = ctl;
+    ctl.kill();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(b.c.client().await, "shipshape");
+    let lease_name = format!("shipshape-{}", b.c.id);
+    let took_lease = loop {
+        let holder = leases.get_opt(&lease_name).await.ok().flatten().and_then(|l| l.spec?.holder_identity);
+        if holder.as_deref() == Some(standby_identity.as_str()) || started.elapsed() > Duration::from_secs(300) {
+            break Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    b.converge::<ServiceRelease>(2 * k, Duration::from_secs(300), rolled_back).await;
+    let failover = b
+        .proxy
+        .calls()
+        .iter()
+        .filter(|c| c.operation == "UpdateService" && c.access_key == "standby")
+        .filter_map(|c| c.at)
+        .min()
+        .map(|at| at.saturating_duration_since(took_lease).as_secs_f64());
+    if failover.is_none() {
+        let by_key: Vec<(String, Option<String>)> = b
+            .proxy
+            .calls()
+            .iter()
+            .filter(|c| c.operation == "UpdateService")
+            .map(|c| (c.access_key.clone(), c.service_name.clone()))
+            .collect();
+        eprintln!(
+            "no rollback by the standby: lease taken after {:?}; UpdateService calls: {by_key:?}",
+            took_lease.duration_since(started)
+        );
+        eprintln!("standby: {}", standby.logs().lines().rev().take(30).collect::<Vec<_>>().join("\n"));
+    }
+    let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.2}"));
+    let (p50, p99) = if seen_to_call.is_empty() {
+        (None, None)
+    } else {
+        (Some(percentile(&mut seen_to_call, 0.5)), Some(percentile(&mut seen_to_call, 0.99)))
+    };
     println!(
-        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {:.0} |",
+        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {rss:.0} | {k}: {} / {} | {} | {} |",
         phases.join(", "),
         calls.len() as f64 / 2.0,
         per("DescribeServices"),
         per("GetCallerIdentity"),
         writes as f64 / 2.0,
         cpu / 2.0,
-        common::rss_mib(pid)
+        fmt(p50),
+        fmt(p99),
+        verdict_p99.map_or_else(|| "-".to_string(), |s| format!("≤ {s}")),
+        fmt(failover),
     );
-    if writes > 0 {
-        std::process::exit(3);
-    }
+    drop(standby);
 }
 
 fn main() {
@@ -227,8 +348,13 @@ fn main() {
         println!();
         println!("ServiceRelease on the real control plane: N releases in one `kubectl apply --server-side`, the controller");
         println!("binary in its own process as the chart's ServiceAccount, AWS = moto behind the test proxy, drift interval {DRIFT}s");
-        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval | CPU s / interval | RSS MiB |");
-        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("(then k releases get a SHA whose ECS deployment fails: seconds from ECS reporting FAILED to the rollback's UpdateService, p50 / p99;");
+        println!(
+            "the controller's own verdict -> UpdateService p99, a histogram bucket bound; then k more fail while the leader is killed:"
+        );
+        println!("seconds from the standby taking the Lease to its first rollback)");
+        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval | CPU s / interval | RSS MiB | rollbacks under drift load: k: p50 / p99 s | verdict -> UpdateService p99 s | failover -> first rollback s |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
     }
     common::per_size("100,500", |n| common::runtime().block_on(steady(n)));
 }

@@ -37,12 +37,17 @@ async fn run(n: usize) {
     let reconciles = || ctl.metric("shipshape_reconcile_total", &["stackspec"]);
     let (api0, cpu0, rec0) = (b.api_requests(), common::cpu_seconds(pid), reconciles());
     tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
-    let (calls, writes) = (b.proxy.calls().len(), b.proxy.writes().len());
+    let all = b.proxy.calls();
+    let (calls, writes) = (all.len(), b.proxy.writes().len());
+    let rds_reads = all.iter().filter(|c| c.operation == "DescribeDBInstances").count();
+    let s3_reads = all.iter().filter(|c| c.service == "s3").count();
     let (cpu1, rec1) = (common::cpu_seconds(pid), reconciles());
     let cpu_ms = if rec1 > rec0 { (cpu1 - cpu0) * 1000.0 / (rec1 - rec0) } else { 0.0 };
     println!(
-        "| {n} | {converge:.1} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu_ms:.2} | {:.0} |",
+        "| {n} | {converge:.1} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu_ms:.2} | {:.0} |",
         calls as f64 / 2.0,
+        rds_reads as f64 / 2.0,
+        s3_reads as f64 / 2.0,
         writes as f64 / 2.0,
         (rec1 - rec0) / 2.0,
         (b.api_requests() - api0) as f64 / 2.0,
@@ -58,8 +63,8 @@ fn main() {
     if std::env::var("SHIPSHAPE_BENCH_ONE").is_err() {
         println!("StackSpec on the real control plane, the controller binary in its own process, AWS = moto behind the test proxy,");
         println!("drift interval {DRIFT}s (1 database + 1 bucket per StackSpec)");
-        println!("| StackSpecs | converge s | AWS calls / stack to converge | AWS calls / interval | AWS writes / interval | reconciles / interval | API requests / interval | CPU ms / reconcile | RSS MiB |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| StackSpecs | converge s | AWS calls / stack to converge | AWS calls / interval | DescribeDBInstances / interval | S3 calls / interval | AWS writes / interval | reconciles / interval | API requests / interval | CPU ms / reconcile | RSS MiB |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     common::per_size("50,200", |n| common::runtime().block_on(run(n)));
 }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use clap::Parser;
-use shipshape::testing::awsproxy::AwsProxy;
+use shipshape_testkit::awsproxy::AwsProxy;
 
 #[derive(Parser)]
 struct Args {

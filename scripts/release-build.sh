@@ -3,5 +3,5 @@
 # engine) before checking the binary it produces. Same lockfile, target and profile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked --bin shipshape
+cargo build --release --locked -p shipshape --bin shipshape
 echo "${CARGO_TARGET_DIR:-target}/release/shipshape"

@@ -12,5 +12,3 @@ pub mod http;
 pub mod metrics;
 pub mod plan;
 pub mod telemetry;
-#[cfg(feature = "test-support")]
-pub mod testing;

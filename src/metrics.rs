@@ -79,7 +79,7 @@ impl Metrics {
             GaugeVec::new(Opts::new("analysis_value", "Last value of an analysis query"), &["namespace", "name", "query"]).unwrap();
         let rollback_seconds = Histogram::with_opts(
             HistogramOpts::new("rollback_seconds", "Seconds from the failing verdict to the rollback's UpdateService call")
-                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
         )
         .unwrap();
         let rollback_failures = IntCounter::new("rollback_failures_total", "Rollback calls ECS refused (retried with backoff)").unwrap();

@@ -238,12 +238,12 @@ async fn deleting_a_namespace_holding_a_stackspec_and_a_servicerelease_finishes(
     p.set_deployment_delay(Duration::from_millis(300));
     let ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, ns) = (unique("env"), unique("team"));
-    let (subnet, sg) = support::network().await;
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  buckets: [{{name: {bucket}}}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  stack: data\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n",
+    let mut yaml = support::namespaces_and_environment(&env, &[&ns], "").await;
+    yaml += &format!(
+        "---\napiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  buckets: [{{name: {bucket}}}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  stack: data\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n",
         bucket = unique("ns-delete")
-    ))
-    .success();
+    );
+    c.apply(&yaml).success();
     eventually(Duration::from_secs(60), "release Healthy", || {
         (c.jsonpath(&["release", "api", "-n", &ns], "{.status.phase}") == "Healthy").then_some(())
     })

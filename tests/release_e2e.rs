@@ -19,7 +19,7 @@ struct Setup {
 }
 
 mod support_proxy {
-    pub type Proxy = shipshape::testing::awsproxy::AwsProxy;
+    pub type Proxy = shipshape_testkit::awsproxy::AwsProxy;
 }
 
 async fn setup(env_extra: &str) -> Setup {
@@ -307,7 +307,7 @@ async fn a_controller_killed_while_rolling_back_calls_the_rollback_once_and_neve
     s.phase("Analyzing").await;
     let bad_td = s.get("{.status.taskDefinitionArn}");
     // The rollback's UpdateService hangs in the proxy; the controller dies while waiting.
-    s.p.inject("UpdateService", shipshape::testing::awsproxy::Fault::DelayMs(30_000), 1);
+    s.p.inject("UpdateService", shipshape_testkit::awsproxy::Fault::DelayMs(30_000), 1);
     let before = s.p.count("UpdateService");
     eventually(WAIT, "the rollback call", || (s.p.count("UpdateService") > before).then_some(())).await;
     s.ctl.kill();

@@ -18,12 +18,12 @@ async fn a_no_op_reconcile_makes_no_api_request() {
     p.set_deployment_delay(Duration::from_millis(300));
     let ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, ns) = (unique("env"), unique("team"));
-    let (subnet, sg) = support::network().await;
     let bucket = unique("noop");
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  driftInterval: 2s\n  buckets: [{{name: {bucket}}}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  stack: data\n  driftInterval: 2s\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n"
-    ))
-    .success();
+    let mut yaml = support::namespaces_and_environment(&env, &[&ns], "").await;
+    yaml += &format!(
+        "---\napiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  driftInterval: 2s\n  buckets: [{{name: {bucket}}}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  stack: data\n  driftInterval: 2s\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n"
+    );
+    c.apply(&yaml).success();
     eventually(Duration::from_secs(60), "release Healthy", || {
         (c.jsonpath(&["release", "api", "-n", &ns], "{.status.phase}") == "Healthy").then_some(())
     })
@@ -76,16 +76,8 @@ async fn two_shards_split_the_releases_and_a_standby_takes_its_shard_over() {
         }
     }
     let all: Vec<&String> = by_shard.iter().flatten().collect();
-    let (subnet, sg) = support::network().await;
-    let mut yaml = String::new();
-    for ns in &all {
-        yaml += &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n");
-    }
-    yaml += &format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{}]\n",
-        all.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
-    );
-    c.apply(&yaml).success();
+    let names: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+    c.apply(&support::namespaces_and_environment(&env, &names, "").await).success();
     // One ECS cluster: each namespace's service gets a name of its own.
     let release = |ns: &str, sha: &str| {
         format!("apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  service: api-{ns}\n  image: {{repository: r, gitSha: {sha}}}\n  task: {{cpu: 256, memory: 512}}\n")
@@ -132,14 +124,14 @@ async fn a_release_applied_with_its_environment_waits_for_the_cluster() {
     let c = Cluster::start().await;
     let p = proxy().await;
     p.set_deployment_delay(Duration::from_millis(300));
-    p.inject("CreateCluster", shipshape::testing::awsproxy::Fault::DelayMs(3_000), 1);
+    p.inject("CreateCluster", shipshape_testkit::awsproxy::Fault::DelayMs(3_000), 1);
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, ns) = (unique("env"), unique("team"));
-    let (subnet, sg) = support::network().await;
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n"
-    ))
-    .success();
+    let mut yaml = support::namespaces_and_environment(&env, &[&ns], "").await;
+    yaml += &format!(
+        "---\napiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: api, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{repository: r, gitSha: 3f9c2a1d}}\n  task: {{cpu: 256, memory: 512}}\n"
+    );
+    c.apply(&yaml).success();
     eventually(Duration::from_secs(20), "the release waiting for the cluster", || {
         (c.condition(&["release", "api", "-n", &ns], "Reconciling").1 == "WaitingForEnvironment").then_some(())
     })

@@ -5,6 +5,8 @@ mod support;
 
 use std::time::Duration;
 
+use shipshape::aws::BucketReads;
+
 use support::{aws_at, eventually, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -78,11 +80,11 @@ async fn a_stack_of_one_database_and_two_buckets_is_created_with_outputs() {
     assert_eq!((db.engine.as_str(), db.allocated_storage_gib, db.backup_retention_days), ("postgres", 20, 7));
     assert_eq!(db.tags.get("shipshape.dev/owner"), Some(&format!("{}/data", n.ns)));
     assert_eq!(db.tags.get("Project").map(String::as_str), Some("car-rental"));
-    let uploads = aws.s3.describe_bucket(&n.uploads).await.unwrap().expect("bucket exists");
+    let uploads = aws.s3.describe_bucket(&n.uploads, BucketReads::ALL).await.unwrap().expect("bucket exists");
     assert_eq!(uploads.versioning.as_deref(), Some("Enabled"));
     assert!(uploads.public_access_blocked, "public access is blocked by default");
     assert_eq!(uploads.lifecycle.len(), 1);
-    let assets = aws.s3.describe_bucket(&n.assets).await.unwrap().expect("bucket exists");
+    let assets = aws.s3.describe_bucket(&n.assets, BucketReads::ALL).await.unwrap().expect("bucket exists");
     assert_eq!(assets.lifecycle[0].transitions.len(), 2);
     assert_eq!(assets.region, "eu-west-1");
 
@@ -125,7 +127,7 @@ async fn changes_made_outside_shipshape_are_put_back_within_one_drift_interval()
     aws.rds.modify_db_instance(&n.db, &shorter).await.unwrap();
 
     eventually(WAIT, "versioning and backup retention restored", || {
-        let v = futures::executor::block_on(aws.s3.describe_bucket(&n.uploads)).ok()??.versioning;
+        let v = futures::executor::block_on(aws.s3.describe_bucket(&n.uploads, BucketReads::ALL)).ok()??.versioning;
         let r = futures::executor::block_on(aws.rds.describe_db_instance(&n.db)).ok()??.backup_retention_days;
         (v.as_deref() == Some("Enabled") && r == 7).then_some(())
     })
@@ -148,8 +150,8 @@ async fn a_throttling_storm_creates_each_resource_exactly_once_and_backs_off() {
     let ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::Throttle, 6);
-    p.inject("CreateDBInstance", shipshape::testing::awsproxy::Fault::Throttle, 6);
+    p.inject("CreateBucket", shipshape_testkit::awsproxy::Fault::Throttle, 6);
+    p.inject("CreateDBInstance", shipshape_testkit::awsproxy::Fault::Throttle, 6);
     c.apply(&stack(&n, "", "", "")).success();
     condition(&c, &n, "Ready", "True").await;
     let succeeded = |op: &str| p.calls().iter().filter(|c| c.operation == op && !c.faulted).count();
@@ -166,7 +168,7 @@ async fn access_denied_stalls_naming_the_operation_without_a_retry_storm() {
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::AccessDenied, 1000);
+    p.inject("CreateBucket", shipshape_testkit::awsproxy::Fault::AccessDenied, 1000);
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Stalled", "True").await, "AccessDenied");
     let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
@@ -236,7 +238,7 @@ async fn an_unowned_bucket_is_adopted_only_with_the_annotation() {
 
     c.kubectl(&["annotate", "stackspec", "data", "-n", &n.ns, "shipshape.dev/adopt=true"]).success();
     condition(&c, &n, "Ready", "True").await;
-    let b = aws.s3.describe_bucket(&n.uploads).await.unwrap().unwrap();
+    let b = aws.s3.describe_bucket(&n.uploads, BucketReads::ALL).await.unwrap().unwrap();
     assert_eq!(b.tags.get("shipshape.dev/owner"), Some(&format!("{}/data", n.ns)));
     assert_eq!(b.versioning.as_deref(), Some("Enabled"));
 }
@@ -283,7 +285,7 @@ async fn deleting_with_default_policies_snapshots_the_database_and_keeps_the_buc
     let snapshots =
         support::moto_query("rds", &format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
     assert!(snapshots.contains(&format!("{}-final-", n.db)), "{snapshots}");
-    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(), "buckets are retained by default");
+    assert!(aws.s3.describe_bucket(&n.uploads, BucketReads::ALL).await.unwrap().is_some(), "buckets are retained by default");
     assert!(c.kubectl(&["get", "configmap", "data-outputs", "-n", &n.ns]).code != 0, "outputs go with the stack");
     let events = c.kubectl(&["get", "events", "-n", &n.ns]).stdout;
     assert!(events.contains("FinalSnapshot"), "{events}");
@@ -324,8 +326,8 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
         "BucketNotEmpty"
     );
     assert!(aws.rds.describe_db_instance(&n.db).await.unwrap().is_none_or(|d| d.status == "deleting"));
-    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_some(), "a bucket with data is never deleted");
-    assert!(aws.s3.describe_bucket(&n.assets).await.unwrap().is_some(), "a bucket without deletionPolicy Delete stays");
+    assert!(aws.s3.describe_bucket(&n.uploads, BucketReads::ALL).await.unwrap().is_some(), "a bucket with data is never deleted");
+    assert!(aws.s3.describe_bucket(&n.assets, BucketReads::ALL).await.unwrap().is_some(), "a bucket without deletionPolicy Delete stays");
 
     // Emptied (every version: the bucket is versioned), it goes, and so does the StackSpec.
     let http = reqwest::Client::new();
@@ -352,7 +354,7 @@ async fn a_non_empty_bucket_or_a_protected_database_is_not_deleted_until_the_use
         c.kubectl(&["get", "stackspec", "data", "-n", &n.ns]).stderr.contains("NotFound").then_some(())
     })
     .await;
-    assert!(aws.s3.describe_bucket(&n.uploads).await.unwrap().is_none());
+    assert!(aws.s3.describe_bucket(&n.uploads, BucketReads::ALL).await.unwrap().is_none());
 }
 
 /// CreateDBInstance and CreateBucket reach AWS but their answers are lost (a 500 after the
@@ -365,8 +367,8 @@ async fn a_create_whose_answer_was_lost_is_recognised_by_its_retry_as_its_own() 
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
     setup(&c, &n);
-    p.inject("CreateDBInstance", shipshape::testing::awsproxy::Fault::LostAnswer, 1);
-    p.inject("CreateBucket", shipshape::testing::awsproxy::Fault::LostAnswer, 1);
+    p.inject("CreateDBInstance", shipshape_testkit::awsproxy::Fault::LostAnswer, 1);
+    p.inject("CreateBucket", shipshape_testkit::awsproxy::Fault::LostAnswer, 1);
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
     assert_eq!(p.count("CreateDBInstance"), 2, "the lost one and its retry: {:?}", p.calls());
@@ -382,21 +384,17 @@ async fn a_database_is_placed_in_the_environments_subnets_and_security_groups_an
     let p = proxy().await;
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let n = names();
-    let (subnet, sg) = support::network().await;
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n",
-        ns = n.ns,
-        env = n.env
-    ))
-    .success();
+    c.apply(&support::namespaces_and_environment(&n.env, &[&n.ns], "").await).success();
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
     let db = support::moto_query("rds", &format!("Action=DescribeDBInstances&Version=2014-10-31&DBInstanceIdentifier={}", n.db)).await;
     assert!(db.contains(&format!("<DBSubnetGroupName>shipshape-{}</DBSubnetGroupName>", n.env)), "{db}");
+    let sg = c.jsonpath(&["environment", &n.env], "{.spec.network.securityGroups[0]}");
     assert!(db.contains(&format!("<VpcSecurityGroupId>{sg}</VpcSecurityGroupId>")), "{db}");
     assert!(db.contains("<PubliclyAccessible>false</PubliclyAccessible>"), "{db}");
     let group =
         support::moto_query("rds", &format!("Action=DescribeDBSubnetGroups&Version=2014-10-31&DBSubnetGroupName=shipshape-{}", n.env))
             .await;
-    assert!(group.contains(&subnet), "{group}");
+    let subnet = c.jsonpath(&["environment", &n.env], "{.spec.network.subnets[0]}");
+    assert!(group.contains(&format!("<SubnetIdentifier>{subnet}</SubnetIdentifier>")), "{group}");
 }

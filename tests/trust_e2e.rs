@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use shipshape::testing::awsproxy::{AwsProxy, Fault};
+use shipshape_testkit::awsproxy::{AwsProxy, Fault};
 use support::{eventually, health, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -28,16 +28,8 @@ async fn world(n: usize, env_extra: &str) -> World {
     p.set_deployment_delay(Duration::from_millis(500));
     let env = unique("env");
     let ns: Vec<String> = (0..n).map(|_| unique("team")).collect();
-    let (subnet, sg) = support::network().await;
-    let mut yaml = String::new();
-    for n in &ns {
-        yaml += &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {n}}}\n---\n");
-    }
-    yaml += &format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{}]\n{env_extra}",
-        ns.join(", ")
-    );
-    c.apply(&yaml).success();
+    let names: Vec<&str> = ns.iter().map(String::as_str).collect();
+    c.apply(&support::namespaces_and_environment(&env, &names, env_extra).await).success();
     World { c, p, env, ns }
 }
 

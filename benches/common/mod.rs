@@ -4,13 +4,12 @@
 //! converge time, RSS, CPU, API and AWS requests are the controller's own.
 #![allow(dead_code)]
 
-#[path = "../../tests/support/mod.rs"]
-pub mod support;
+pub use shipshape_testkit as support;
 
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
-use shipshape::testing::awsproxy::AwsProxy;
+use shipshape_testkit::awsproxy::AwsProxy;
 use support::{Cluster, Controller};
 
 /// One size's world: a control plane, an AWS proxy, a namespace and its Environment.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
+use crate::api::{BucketEncryption, BucketSpec, DatabaseSpec, LifecycleRule};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
 use crate::core::rollout::ServiceObs;
@@ -166,6 +166,9 @@ pub trait Sts: Send + Sync {
 pub trait Rds: Send + Sync {
     /// The instance, or None when missing.
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError>;
+    /// Every DB instance of the account in the Region, read page by page (100 per call):
+    /// the one read that drift checks of a whole Environment share.
+    async fn list_db_instances(&self) -> Result<Vec<ObservedDatabase>, AwsError>;
     /// Creates an instance (master password managed by RDS in Secrets Manager), in the
     /// placement's subnet group and security groups when there is one. A create retried
     /// after a lost answer that finds the instance with its owner tag is a success.
@@ -196,11 +199,34 @@ pub enum BucketDeletion {
     Missing,
 }
 
+/// Which optional settings a bucket read fetches. Existence, region, versioning, the public
+/// access block and the tags are always read (the plan judges them for every bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketReads {
+    /// Default encryption.
+    pub encryption: bool,
+    /// Lifecycle rules.
+    pub lifecycle: bool,
+}
+
+impl BucketReads {
+    /// Everything.
+    pub const ALL: BucketReads = BucketReads { encryption: true, lifecycle: true };
+    /// Only what every bucket needs (existence, region, versioning, public access, tags).
+    pub const BASIC: BucketReads = BucketReads { encryption: false, lifecycle: false };
+
+    /// What the plan of `spec` compares: a setting the spec leaves alone is not read.
+    pub fn for_spec(spec: &BucketSpec) -> Self {
+        BucketReads { encryption: spec.encryption.is_some(), lifecycle: !spec.lifecycle.is_empty() }
+    }
+}
+
 /// The S3 operations shipshape uses.
 #[async_trait]
 pub trait S3: Send + Sync {
-    /// The bucket's managed settings, or None when missing.
-    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError>;
+    /// The bucket's settings, or None when missing. Encryption and lifecycle are read only
+    /// when `reads` asks for them (a spec that does not manage them does not pay for them).
+    async fn describe_bucket(&self, name: &str, reads: BucketReads) -> Result<Option<ObservedBucket>, AwsError>;
     /// Creates a bucket in `region`.
     async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError>;
     /// Replaces the tag set.

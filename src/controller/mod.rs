@@ -1,8 +1,9 @@
 //! The kube-rs runtime: one controller per kind in one process, behind a leader lease.
 
-mod batch;
+pub mod batch;
 mod environment;
 pub mod leader;
+pub mod listing;
 mod release;
 pub mod shard;
 mod stack;
@@ -106,6 +107,8 @@ pub struct Context {
     pub settings: Settings,
     /// Batched DescribeServices reads.
     pub services: batch::ServiceReader,
+    /// DB instances listed per Environment for drift checks.
+    pub databases: listing::DatabaseReader,
     /// Consecutive failures per object, for backoff (reset on success).
     failures: Mutex<HashMap<String, u32>>,
     /// This replica's leadership, when elected (None: a single replica acts unconditionally).
@@ -140,6 +143,7 @@ impl Context {
             reporter,
             settings,
             services: batch::ServiceReader::start(),
+            databases: listing::DatabaseReader::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

@@ -54,6 +54,12 @@ pub struct Call {
     /// The caller's access key id (from the SigV4 credential scope): tells callers apart.
     #[serde(default)]
     pub access_key: String,
+    /// The ECS service of a CreateService/UpdateService call.
+    #[serde(default)]
+    pub service_name: Option<String>,
+    /// When the proxy received it (not serialized: an Instant means nothing elsewhere).
+    #[serde(skip)]
+    pub at: Option<std::time::Instant>,
 }
 
 #[derive(Default)]
@@ -165,7 +171,7 @@ pub struct AwsProxy {
 
 /// Operations that change something in AWS (used to count writes).
 pub fn is_write(operation: &str) -> bool {
-    crate::aws::is_write(operation)
+    shipshape::aws::is_write(operation)
 }
 
 impl AwsProxy {
@@ -390,10 +396,13 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         let fault = s.faults.get_mut(&operation).and_then(VecDeque::pop_front);
         let faulted = matches!(fault, Some(f) if !matches!(f, Fault::DelayMs(_)));
 
-        let task_definition = (service == "ecs")
-            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
-            .flatten()
-            .and_then(|v| v["taskDefinition"].as_str().map(String::from));
+        let ecs_request = (service == "ecs").then(|| serde_json::from_slice::<serde_json::Value>(&body).ok()).flatten();
+        let task_definition = ecs_request.as_ref().and_then(|v| v["taskDefinition"].as_str().map(String::from));
+        let service_name = ecs_request
+            .as_ref()
+            .filter(|_| operation == "CreateService" || operation == "UpdateService")
+            .and_then(|v| v["serviceName"].as_str().or(v["service"].as_str()))
+            .map(|n| n.rsplit('/').next().unwrap_or(n).to_string());
         let access_key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -401,7 +410,15 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             .and_then(|c| c.split('/').next())
             .unwrap_or("")
             .to_string();
-        s.calls.push(Call { service: service.clone(), operation: operation.clone(), faulted, task_definition, access_key });
+        s.calls.push(Call {
+            service: service.clone(),
+            operation: operation.clone(),
+            faulted,
+            task_definition,
+            access_key,
+            service_name,
+            at: Some(std::time::Instant::now()),
+        });
         fault
     };
     let mut lost = false;

@@ -6,12 +6,14 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
-use crate::aws::{AwsClients, AwsError, AwsProvider, BucketDeletion, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3};
-use crate::core::environment::ObservedCluster;
-use crate::core::rollout::{DeploymentObs, ServiceObs};
-use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
-use crate::core::taskdef::TaskDefinitionSpec;
+use shipshape::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
+use shipshape::aws::{
+    AwsClients, AwsError, AwsProvider, BucketDeletion, BucketReads, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3,
+};
+use shipshape::core::environment::ObservedCluster;
+use shipshape::core::rollout::{DeploymentObs, ServiceObs};
+use shipshape::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
+use shipshape::core::taskdef::TaskDefinitionSpec;
 
 /// (arn, family, spec hash, tags, active).
 type TaskDefinition = (String, String, String, BTreeMap<String, String>, bool);
@@ -56,8 +58,8 @@ impl FakeAws {
     /// (reads, writes) so far.
     pub fn totals(&self) -> (usize, usize) {
         let w = self.world.lock().unwrap();
-        let reads = w.calls.iter().filter(|(k, _)| !crate::testing::awsproxy::is_write(k)).map(|(_, v)| v).sum();
-        let writes = w.calls.iter().filter(|(k, _)| crate::testing::awsproxy::is_write(k)).map(|(_, v)| v).sum();
+        let reads = w.calls.iter().filter(|(k, _)| !crate::awsproxy::is_write(k)).map(|(_, v)| v).sum();
+        let writes = w.calls.iter().filter(|(k, _)| crate::awsproxy::is_write(k)).map(|(_, v)| v).sum();
         (reads, writes)
     }
 
@@ -158,7 +160,7 @@ impl Ecs for FakeAws {
             Ok(w.task_definitions
                 .iter()
                 .rev()
-                .find(|t| t.1 == family && t.2 == spec_hash && t.4 && t.3.get(crate::api::OWNER_TAG).map(String::as_str) == Some(owner))
+                .find(|t| t.1 == family && t.2 == spec_hash && t.4 && t.3.get(shipshape::api::OWNER_TAG).map(String::as_str) == Some(owner))
                 .map(|t| t.0.clone()))
         })
     }
@@ -213,7 +215,7 @@ fn deploy(w: &mut World, r: &ServiceRequest) {
         tags: r.tags.clone(),
         ..Default::default()
     });
-    svc.network = Some(crate::core::rollout::Network::new(r.subnets.clone(), r.security_groups.clone(), r.assign_public_ip));
+    svc.network = Some(shipshape::core::rollout::Network::new(r.subnets.clone(), r.security_groups.clone(), r.assign_public_ip));
     svc.desired_count = r.desired_count;
     svc.maximum_percent = Some(r.maximum_percent);
     svc.minimum_healthy_percent = Some(r.minimum_healthy_percent);
@@ -234,6 +236,14 @@ fn deploy(w: &mut World, r: &ServiceRequest) {
 impl Rds for FakeAws {
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError> {
         self.call("DescribeDBInstances", |w| Ok(w.databases.get(name).cloned()))
+    }
+    async fn list_db_instances(&self) -> Result<Vec<ObservedDatabase>, AwsError> {
+        let all: Vec<ObservedDatabase> = self.call("DescribeDBInstances", |w| Ok(w.databases.values().cloned().collect()))?;
+        // One call per page of 100, as the SDK adapter makes them.
+        for _ in 1..all.len().div_ceil(100) {
+            self.call("DescribeDBInstances", |_| Ok(()))?;
+        }
+        Ok(all)
     }
     async fn ensure_db_subnet_group(&self, _placement: &Placement, _tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("DescribeDBSubnetGroups", |_| Ok(()))
@@ -325,19 +335,30 @@ impl Rds for FakeAws {
 
 #[async_trait]
 impl S3 for FakeAws {
-    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError> {
-        // The SDK adapter reads a bucket with 7 calls; count them alike.
-        for op in [
-            "HeadBucket",
-            "GetBucketLocation",
-            "GetBucketVersioning",
-            "GetBucketEncryption",
-            "GetPublicAccessBlock",
-            "GetBucketLifecycleConfiguration",
+    async fn describe_bucket(&self, name: &str, reads: BucketReads) -> Result<Option<ObservedBucket>, AwsError> {
+        // Count calls as the SDK adapter makes them (HeadBucket gives the region).
+        for (op, made) in [
+            ("HeadBucket", true),
+            ("GetBucketVersioning", true),
+            ("GetBucketEncryption", reads.encryption),
+            ("GetPublicAccessBlock", true),
+            ("GetBucketLifecycleConfiguration", reads.lifecycle),
         ] {
-            self.call(op, |_| Ok(()))?;
+            if made {
+                self.call(op, |_| Ok(()))?;
+            }
         }
-        self.call("GetBucketTagging", |w| Ok(w.buckets.get(name).cloned()))
+        self.call("GetBucketTagging", |w| {
+            Ok(w.buckets.get(name).cloned().map(|mut b| {
+                if !reads.encryption {
+                    b.encryption = None;
+                }
+                if !reads.lifecycle {
+                    b.lifecycle = vec![];
+                }
+                b
+            }))
+        })
     }
     async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
         self.call("CreateBucket", |w| {

@@ -1,7 +1,6 @@
-//! Test harness: a real Kubernetes control plane (scripts/control-plane.sh; or the cluster
+//! The harness: a real Kubernetes control plane (scripts/control-plane.sh; or the cluster
 //! of `SHIPSHAPE_E2E_KUBECONFIG`), moto behind `AWS_ENDPOINT_URL`, Prometheus, the real
 //! controller binary running as the chart's ServiceAccount, the pinned kubectl.
-#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -10,10 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::awsproxy::AwsProxy;
 use shipshape::aws::sdk::SdkProvider;
 use shipshape::aws::{AwsClients, AwsProvider, Ecs, Target};
 use shipshape::metrics::Metrics;
-use shipshape::testing::awsproxy::AwsProxy;
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
@@ -115,6 +114,21 @@ pub async fn network() -> (String, String) {
     (subnet, sg)
 }
 
+/// YAML of `namespaces` and an Environment `env` with a Fargate network in moto's EC2 that
+/// allows them, `extra` appended to its spec (e.g. "  freeze: true\n").
+pub async fn namespaces_and_environment(env: &str, namespaces: &[&str], extra: &str) -> String {
+    let (subnet, sg) = network().await;
+    let mut yaml = String::new();
+    for ns in namespaces {
+        yaml += &format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\n");
+    }
+    yaml += &format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{}]\n{extra}",
+        namespaces.join(", ")
+    );
+    yaml
+}
+
 /// A unique lowercase suffix for names in a test.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{:06x}", rand::random::<u32>() & 0xffffff)
@@ -145,7 +159,21 @@ pub async fn proxy() -> AwsProxy {
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let kit = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    kit.parent().map(Path::to_path_buf).unwrap_or(kit)
+}
+
+/// The `shipshape` binary under test: `SHIPSHAPE_BIN`, or the one cargo built beside the
+/// running test or benchmark (`target/<profile>/deps/<test>` → `target/<profile>/shipshape`;
+/// cargo builds a package's binaries for its integration tests and benchmarks).
+pub fn shipshape_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SHIPSHAPE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("the path of the running test");
+    let bin = exe.parent().and_then(Path::parent).map(|profile| profile.join("shipshape")).expect("a target directory");
+    assert!(bin.exists(), "{} is missing: run through cargo test/bench, or set SHIPSHAPE_BIN", bin.display());
+    bin
 }
 
 /// The Kubernetes API of this test binary: the pinned etcd + kube-apiserver +
@@ -379,7 +407,7 @@ impl Controller {
         let file = std::fs::File::create(&log).unwrap();
         let selector = format!("{TEST_LABEL}={}", cluster.id);
         let lease = format!("shipshape-{}", cluster.id);
-        let child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        let child = Command::new(shipshape_binary())
             .arg("controller")
             .args(["--metrics-addr", &metrics_addr, "--identity", &format!("test-{port}")])
             .args(["--watch-label-selector", &selector, "--lease-name", &lease, "--lease-namespace", "shipshape"])

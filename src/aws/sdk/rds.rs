@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_rds::types::Tag;
+use aws_sdk_rds::types::{DbInstance, Tag};
 
 use super::map_err;
 use crate::api::DatabaseSpec;
@@ -28,6 +28,36 @@ impl SdkRds {
     }
 }
 
+/// What shipshape reads of a DB instance.
+fn observed(db: &DbInstance) -> ObservedDatabase {
+    ObservedDatabase {
+        name: db.db_instance_identifier().unwrap_or_default().to_string(),
+        arn: db.db_instance_arn().unwrap_or_default().to_string(),
+        status: db.db_instance_status().unwrap_or_default().to_string(),
+        engine: db.engine().unwrap_or_default().to_string(),
+        engine_version: db.engine_version().unwrap_or_default().to_string(),
+        instance_class: db.db_instance_class().unwrap_or_default().to_string(),
+        allocated_storage_gib: db.allocated_storage().unwrap_or_default(),
+        multi_az: db.multi_az().unwrap_or_default(),
+        storage_encrypted: db.storage_encrypted().unwrap_or_default(),
+        backup_retention_days: db.backup_retention_period().unwrap_or_default(),
+        deletion_protection: db.deletion_protection().unwrap_or_default(),
+        master_username: db.master_username().unwrap_or_default().to_string(),
+        master_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(String::from),
+        endpoint: db.endpoint().and_then(|e| e.address()).map(String::from),
+        port: db.endpoint().and_then(|e| e.port()),
+        tags: db.tag_list().iter().map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string())).collect(),
+        publicly_accessible: db.publicly_accessible().unwrap_or_default(),
+        vpc_security_groups: {
+            let mut sgs: Vec<String> =
+                db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(String::from)).collect();
+            sgs.sort();
+            sgs
+        },
+        subnet_group: db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(String::from),
+    }
+}
+
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
 }
@@ -46,39 +76,33 @@ impl Rds for SdkRds {
             Err(AwsError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(db) = out.db_instances().first() else {
-            return Ok(None);
-        };
-        Ok(Some(ObservedDatabase {
-            name: db.db_instance_identifier().unwrap_or_default().to_string(),
-            arn: db.db_instance_arn().unwrap_or_default().to_string(),
-            status: db.db_instance_status().unwrap_or_default().to_string(),
-            engine: db.engine().unwrap_or_default().to_string(),
-            engine_version: db.engine_version().unwrap_or_default().to_string(),
-            instance_class: db.db_instance_class().unwrap_or_default().to_string(),
-            allocated_storage_gib: db.allocated_storage().unwrap_or_default(),
-            multi_az: db.multi_az().unwrap_or_default(),
-            storage_encrypted: db.storage_encrypted().unwrap_or_default(),
-            backup_retention_days: db.backup_retention_period().unwrap_or_default(),
-            deletion_protection: db.deletion_protection().unwrap_or_default(),
-            master_username: db.master_username().unwrap_or_default().to_string(),
-            master_secret_arn: db.master_user_secret().and_then(|s| s.secret_arn()).map(String::from),
-            endpoint: db.endpoint().and_then(|e| e.address()).map(String::from),
-            port: db.endpoint().and_then(|e| e.port()),
-            tags: db
-                .tag_list()
-                .iter()
-                .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
-                .collect(),
-            publicly_accessible: db.publicly_accessible().unwrap_or_default(),
-            vpc_security_groups: {
-                let mut sgs: Vec<String> =
-                    db.vpc_security_groups().iter().filter_map(|g| g.vpc_security_group_id().map(String::from)).collect();
-                sgs.sort();
-                sgs
-            },
-            subnet_group: db.db_subnet_group().and_then(|g| g.db_subnet_group_name()).map(String::from),
-        }))
+        Ok(out.db_instances().first().map(observed))
+    }
+
+    async fn list_db_instances(&self) -> Result<Vec<ObservedDatabase>, AwsError> {
+        let mut all = vec![];
+        let mut marker: Option<String> = None;
+        // At most 1,000 pages of 100: an account holds far fewer (the default quota is 40).
+        for _ in 0..1000 {
+            let out = self
+                .caller
+                .call("DescribeDBInstances", || async {
+                    self.client
+                        .describe_db_instances()
+                        .max_records(100)
+                        .set_marker(marker.clone())
+                        .send()
+                        .await
+                        .map_err(|e| map_err("DescribeDBInstances", e))
+                })
+                .await?;
+            all.extend(out.db_instances().iter().map(observed));
+            match out.marker() {
+                Some(m) if !m.is_empty() && marker.as_deref() != Some(m) => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(all)
     }
 
     async fn ensure_db_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {

@@ -12,7 +12,7 @@ use aws_sdk_s3::types::{
 
 use super::map_err;
 use crate::api::{BucketEncryption, EncryptionAlgorithm, LifecycleRule, StorageClass, Transition};
-use crate::aws::{AwsError, BucketDeletion, Caller, S3};
+use crate::aws::{AwsError, BucketDeletion, BucketReads, Caller, S3};
 use crate::core::stack::{storage_class_name, ObservedBucket};
 
 pub(super) struct SdkS3 {
@@ -58,23 +58,30 @@ fn storage_class(name: &str) -> Option<StorageClass> {
 
 #[async_trait]
 impl S3 for SdkS3 {
-    async fn describe_bucket(&self, name: &str) -> Result<Option<ObservedBucket>, AwsError> {
+    async fn describe_bucket(&self, name: &str, reads: BucketReads) -> Result<Option<ObservedBucket>, AwsError> {
         let head = self
             .caller
             .call("HeadBucket", || async { self.client.head_bucket().bucket(name).send().await.map_err(|e| map_err("HeadBucket", e)) })
             .await;
-        if absent(head, &[])?.is_none() {
+        let Some(head) = absent(head, &[])? else {
             return Ok(None);
-        }
-        let location = self
-            .caller
-            .call("GetBucketLocation", || async {
-                self.client.get_bucket_location().bucket(name).send().await.map_err(|e| map_err("GetBucketLocation", e))
-            })
-            .await?;
-        let region = match location.location_constraint().map(|l| l.as_str()) {
-            None | Some("") => "us-east-1".to_string(),
-            Some(r) => r.to_string(),
+        };
+        // HeadBucket answers with the region (x-amz-bucket-region); GetBucketLocation only
+        // when an endpoint leaves it out.
+        let region = match head.bucket_region() {
+            Some(r) if !r.is_empty() => r.to_string(),
+            _ => {
+                let location = self
+                    .caller
+                    .call("GetBucketLocation", || async {
+                        self.client.get_bucket_location().bucket(name).send().await.map_err(|e| map_err("GetBucketLocation", e))
+                    })
+                    .await?;
+                match location.location_constraint().map(|l| l.as_str()) {
+                    None | Some("") => "us-east-1".to_string(),
+                    Some(r) => r.to_string(),
+                }
+            }
         };
         let versioning = self
             .caller
@@ -84,22 +91,26 @@ impl S3 for SdkS3 {
             .await?
             .status()
             .map(|s| s.as_str().to_string());
-        let encryption = absent(
-            self.caller
-                .call("GetBucketEncryption", || async {
-                    self.client.get_bucket_encryption().bucket(name).send().await.map_err(|e| map_err("GetBucketEncryption", e))
-                })
-                .await,
-            &["ServerSideEncryptionConfigurationNotFoundError"],
-        )?
-        .and_then(|o| {
-            let rule = o.server_side_encryption_configuration()?.rules().first()?.apply_server_side_encryption_by_default()?.clone();
-            let algorithm = match rule.sse_algorithm() {
-                ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => EncryptionAlgorithm::AwsKms,
-                _ => EncryptionAlgorithm::Aes256,
-            };
-            Some(BucketEncryption { algorithm, kms_key_id: rule.kms_master_key_id().map(String::from) })
-        });
+        let encryption = if !reads.encryption {
+            None
+        } else {
+            absent(
+                self.caller
+                    .call("GetBucketEncryption", || async {
+                        self.client.get_bucket_encryption().bucket(name).send().await.map_err(|e| map_err("GetBucketEncryption", e))
+                    })
+                    .await,
+                &["ServerSideEncryptionConfigurationNotFoundError"],
+            )?
+            .and_then(|o| {
+                let rule = o.server_side_encryption_configuration()?.rules().first()?.apply_server_side_encryption_by_default()?.clone();
+                let algorithm = match rule.sse_algorithm() {
+                    ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse => EncryptionAlgorithm::AwsKms,
+                    _ => EncryptionAlgorithm::Aes256,
+                };
+                Some(BucketEncryption { algorithm, kms_key_id: rule.kms_master_key_id().map(String::from) })
+            })
+        };
         let block = absent(
             self.caller
                 .call("GetPublicAccessBlock", || async {
@@ -118,23 +129,26 @@ impl S3 for SdkS3 {
                     && c.restrict_public_buckets().unwrap_or(false),
             ),
         };
-        let lifecycle = absent(
-            self.caller
-                .call("GetBucketLifecycleConfiguration", || async {
-                    self.client
-                        .get_bucket_lifecycle_configuration()
-                        .bucket(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
-                })
-                .await,
-            &["NoSuchLifecycleConfiguration"],
-        )?
-        .map(|o| {
-            o.rules()
-                .iter()
-                .map(|r| LifecycleRule {
+        let lifecycle = if !reads.lifecycle {
+            vec![]
+        } else {
+            absent(
+                self.caller
+                    .call("GetBucketLifecycleConfiguration", || async {
+                        self.client
+                            .get_bucket_lifecycle_configuration()
+                            .bucket(name)
+                            .send()
+                            .await
+                            .map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
+                    })
+                    .await,
+                &["NoSuchLifecycleConfiguration"],
+            )?
+            .map(|o| {
+                o.rules()
+                    .iter()
+                    .map(|r| LifecycleRule {
                     #[allow(deprecated)] // moto and older buckets still use the rule-level prefix
                     prefix: r.filter().and_then(|f| f.prefix()).or(r.prefix()).unwrap_or_default().to_string(),
                     expire_days: r.expiration().and_then(|e| e.days()),
@@ -144,9 +158,10 @@ impl S3 for SdkS3 {
                         .filter_map(|t| Some(Transition { days: t.days()?, storage_class: storage_class(t.storage_class()?.as_str())? }))
                         .collect(),
                 })
-                .collect()
-        })
-        .unwrap_or_default();
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
         let tags = absent(
             self.caller
                 .call("GetBucketTagging", || async {

@@ -115,7 +115,7 @@ async fn delete_buckets(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owne
             ctx.event(stack, false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
             continue;
         }
-        let Some(observed) = aws.s3.describe_bucket(&b.name).await? else {
+        let Some(observed) = aws.s3.describe_bucket(&b.name, crate::aws::BucketReads::BASIC).await? else {
             continue;
         };
         if observed.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) {

@@ -16,9 +16,10 @@ use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
+use super::listing::DatabaseReader;
 use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
 use crate::api::{finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus, StackSpec, StackSpecStatus};
-use crate::aws::{AwsClients, AwsError};
+use crate::aws::{AwsClients, AwsError, BucketReads};
 use crate::core::conditions::Readiness;
 use crate::core::requeue::{self, Category};
 use crate::core::stack::{self as plan, Observed, StackPlan, Step};
@@ -55,14 +56,27 @@ pub fn on_error(stack: Arc<StackSpec>, err: &Error, ctx: Arc<Context>) -> Action
     error_policy(stack, err, ctx, CONTROLLER)
 }
 
-/// Reads every declared database and bucket. Read-only: `shipshape plan` uses it too.
+/// Reads every declared database and bucket (of a bucket, only what its spec manages), all
+/// now. Read-only: `shipshape plan` uses it too.
 pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, AwsError> {
+    observe_with(stack, aws, None).await
+}
+
+/// A drift check's reads: databases from the Environment's listing when it is younger than
+/// the age given.
+type Listed<'a> = (&'a DatabaseReader, &'a str, Duration);
+
+async fn observe_with(stack: &StackSpec, aws: &AwsClients, listed: Option<Listed<'_>>) -> Result<Observed, AwsError> {
     let mut observed = Observed::default();
     for d in &stack.spec.databases {
-        observed.databases.insert(d.name.clone(), aws.rds.describe_db_instance(&d.name).await?);
+        let db = match listed {
+            None => aws.rds.describe_db_instance(&d.name).await?,
+            Some((reader, env, max_age)) => reader.describe(aws.rds.as_ref(), env, &d.name, max_age).await?,
+        };
+        observed.databases.insert(d.name.clone(), db);
     }
     for b in &stack.spec.buckets {
-        observed.buckets.insert(b.name.clone(), aws.s3.describe_bucket(&b.name).await?);
+        observed.buckets.insert(b.name.clone(), aws.s3.describe_bucket(&b.name, BucketReads::for_spec(b)).await?);
     }
     Ok(observed)
 }
@@ -105,7 +119,7 @@ enum Outcome {
     Transient(AwsError),
 }
 
-async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result<Outcome, Error> {
+async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context, drift: Option<Duration>) -> Result<Outcome, Error> {
     let aws = match ctx.aws.clients(&environment::target(env)).await {
         Ok(a) => a,
         Err(e) => return Ok(failure(e)),
@@ -117,7 +131,9 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result
     if let Err(r) = crate::core::environment::check_account(&env.spec, &caller) {
         return Ok(Outcome::Stalled(Readiness::Stalled { reason: r.reason, message: r.message }, r.category));
     }
-    let observed = match observe(stack, &aws).await {
+    let env_name = env.name_any();
+    let listed = drift.map(|every| (&ctx.databases, env_name.as_str(), every / 2));
+    let observed = match observe_with(stack, &aws, listed).await {
         Ok(o) => o,
         Err(e) => return Ok(failure(e)),
     };
@@ -132,7 +148,11 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context) -> Result
         return Ok(Outcome::AwaitingApproval(p));
     }
     ctx.may_act()?;
-    if let Err(e) = execute(&p, &aws).await {
+    let result = execute(&p, &aws).await;
+    for r in p.resources.iter().filter(|r| r.kind == "Database" && !r.steps.is_empty()) {
+        ctx.databases.changed(&env_name, &r.name).await;
+    }
+    if let Err(e) = result {
         return Ok(failure(e));
     }
     // Read back what was created or changed: endpoints and ARNs for status and outputs.
@@ -213,7 +233,7 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     // A pass with the spec unchanged since the last success that still finds changes to
     // make is correcting drift.
     let spec_unchanged = old.observed_generation == generation && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
-    let (readiness, action, err) = match converge(&stack, &env, ctx).await? {
+    let (readiness, action, err) = match converge(&stack, &env, ctx, spec_unchanged.then_some(drift_every)).await? {
         Outcome::Done { observed, plan: p } => {
             for r in &p.resources {
                 if r.steps.is_empty() {

@@ -1,0 +1,15 @@
+//! What shipshape's tests, benchmarks and demo run against, kept out of the product crate
+//! (the release build never compiles it):
+//! - [`awsproxy`]: the AWS test proxy in front of moto (ECS deployment dynamics moto lacks,
+//!   fault injection, call counting);
+//! - [`fakes`]: in-memory AWS behind shipshape's AWS traits, for unit-level tests and the
+//!   in-process latency benchmark;
+//! - the harness (re-exported at the top): the pinned real control plane
+//!   (scripts/control-plane.sh), moto, Prometheus, kubectl, and the `shipshape` binary run
+//!   as the chart's ServiceAccount.
+
+pub mod awsproxy;
+pub mod fakes;
+mod harness;
+
+pub use harness::*;
