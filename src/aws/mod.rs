@@ -6,6 +6,7 @@ pub mod sdk;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -274,20 +275,58 @@ pub trait AwsProvider: Send + Sync {
     async fn clients(&self, target: &Target) -> Result<AwsClients, AwsError>;
 }
 
+tokio::task_local! {
+    static DRIFT: ();
+}
+
+/// Runs `f` as drift work: its AWS reads wait for the drift share of the read budget
+/// ([`DRIFT_SHARE`]) and for every waiting read of rollout work, so those always find room,
+/// however many drift checks are queued.
+pub async fn as_drift<F: Future>(f: F) -> F::Output {
+    DRIFT.scope((), f).await
+}
+
+fn in_drift() -> bool {
+    DRIFT.try_with(|_| ()).is_ok()
+}
+
+/// The part of an (environment, service)'s read rate that drift reads may use, in percent.
+pub const DRIFT_SHARE: u32 = 75;
+
 /// The one path every AWS call takes: rate limiters per (environment, service) — one for
 /// reads, one for writes, so a rollback's UpdateService never waits behind a queue of drift
-/// reads —, retries of throttles and transient failures with jittered backoff, and a metric
-/// per attempt. A throttle slows every later call of that (environment, service) down for a
+/// reads; drift reads ([`as_drift`]) use at most [`DRIFT_SHARE`] of the read rate and hold
+/// back while a read for rollout work waits, so those are never starved by them —, retries
+/// of throttles and transient failures with jittered backoff, and a metric per attempt. A throttle slows every later call of that (environment, service) down for a
 /// while: AWS throttles per account and Region, so the whole Environment backs off together.
 pub struct Caller {
     service: &'static str,
     reads: DefaultDirectRateLimiter,
+    drift_reads: DefaultDirectRateLimiter,
+    /// Reads for rollout work waiting for the budget (drift reads hold back meanwhile).
+    urgent_reads: AtomicUsize,
     writes: DefaultDirectRateLimiter,
     metrics: Metrics,
     attempts: u32,
     base_delay: Duration,
     /// Until when calls wait after a throttle (shared by every caller of the Environment's service).
     slow_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// Counts a waiter for as long as it lives (also when its future is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Whether an operation changes something (a write) or only reads.
@@ -299,9 +338,12 @@ impl Caller {
     /// A caller for one (environment, service) allowing `per_second` reads and as many writes.
     pub fn new(service: &'static str, per_second: u32, metrics: Metrics) -> Self {
         let rate = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let drift_rate = NonZeroU32::new(per_second.saturating_mul(DRIFT_SHARE) / 100).unwrap_or(NonZeroU32::MIN);
         Caller {
             service,
             reads: RateLimiter::direct(Quota::per_second(rate)),
+            drift_reads: RateLimiter::direct(Quota::per_second(drift_rate)),
+            urgent_reads: AtomicUsize::new(0),
             writes: RateLimiter::direct(Quota::per_second(rate)),
             metrics,
             attempts: 4,
@@ -317,7 +359,15 @@ impl Caller {
         }
         if is_write(op) {
             self.writes.until_ready().await;
+        } else if in_drift() {
+            // Drift reads go last: while a rollout's read waits for the budget, they hold back.
+            while self.urgent_reads.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            self.drift_reads.until_ready().await;
+            self.reads.until_ready().await;
         } else {
+            let _waiting = Waiting::new(&self.urgent_reads);
             self.reads.until_ready().await;
         }
     }

@@ -5,7 +5,7 @@
 //! neighbour's call brought in), so N releases cost about N/10 reads per interval however
 //! their reconciles are spread in time; a rollout in flight always reads afresh.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,16 +21,63 @@ struct Request {
     environment: String,
     cluster: String,
     name: String,
+    /// A drift check (it accepts an older answer): its read takes the drift share of the
+    /// read budget; a fresh read for rollout work does not.
+    drift: bool,
     reply: Reply,
 }
 
-/// (environment, cluster, service).
-type Key = (String, String, String);
+/// (environment, cluster).
+type ClusterKey = (String, String);
 
-/// What was last read of each service, and when.
+/// What was last read of the services of one cluster, and when, indexed by read time so
+/// that filling a call with the stalest services costs O(room · log n), not a scan of every
+/// service (a scan per call made each drift interval cost O(n²)).
+#[derive(Default)]
+struct ClusterCache {
+    entries: HashMap<String, (Option<ServiceObs>, Instant)>,
+    by_age: BTreeSet<(Instant, String)>,
+}
+
+impl ClusterCache {
+    fn get(&self, name: &str) -> Option<&(Option<ServiceObs>, Instant)> {
+        self.entries.get(name)
+    }
+
+    fn insert(&mut self, name: String, obs: Option<ServiceObs>, at: Instant) {
+        if let Some((_, old)) = self.entries.insert(name.clone(), (obs, at)) {
+            self.by_age.remove(&(old, name.clone()));
+        }
+        self.by_age.insert((at, name));
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some((_, at)) = self.entries.remove(name) {
+            self.by_age.remove(&(at, name.to_string()));
+        }
+    }
+
+    /// Drops answers nobody asked about for [`FORGET_AFTER`] (services no release reconciles any more).
+    fn expire(&mut self) {
+        while let Some((at, name)) = self.by_age.first().cloned() {
+            if at.elapsed() < FORGET_AFTER {
+                break;
+            }
+            self.by_age.pop_first();
+            self.entries.remove(&name);
+        }
+    }
+
+    /// Up to `room` services read longest ago, other than `except`.
+    fn stalest(&self, room: usize, except: &[String]) -> Vec<String> {
+        self.by_age.iter().filter(|(_, n)| !except.contains(n)).take(room).map(|(_, n)| n.clone()).collect()
+    }
+}
+
+/// Every cluster's cache.
 #[derive(Default)]
 struct Cache {
-    entries: HashMap<Key, (Option<ServiceObs>, Instant)>,
+    clusters: HashMap<ClusterKey, ClusterCache>,
 }
 
 /// How long an unasked-for answer is kept (a service nobody reconciles any more is dropped).
@@ -83,7 +130,9 @@ impl ServiceReader {
     /// Forgets what was read of a service: after shipshape changes it, the next read asks ECS.
     pub fn forget(&self, environment: &str, cluster: &str, name: &str) {
         if let Ok(mut c) = self.cache.lock() {
-            c.entries.remove(&(environment.to_string(), cluster.to_string(), name.to_string()));
+            if let Some(cc) = c.clusters.get_mut(&(environment.to_string(), cluster.to_string())) {
+                cc.remove(name);
+            }
         }
     }
 
@@ -97,16 +146,23 @@ impl ServiceReader {
         name: &str,
         max_age: Duration,
     ) -> Result<Option<ServiceObs>, AwsError> {
-        let key: Key = (environment.into(), cluster.into(), name.into());
         if !max_age.is_zero() {
-            if let Some((obs, at)) = self.cache.lock().ok().and_then(|c| c.entries.get(&key).cloned()) {
+            let cached = self.cache.lock().ok().and_then(|c| c.clusters.get(&(environment.into(), cluster.into()))?.get(name).cloned());
+            if let Some((obs, at)) = cached {
                 if at.elapsed() <= max_age {
                     return Ok(obs);
                 }
             }
         }
         let (reply, rx) = oneshot::channel();
-        let req = Request { ecs: ecs.clone(), environment: environment.into(), cluster: cluster.into(), name: name.into(), reply };
+        let req = Request {
+            ecs: ecs.clone(),
+            environment: environment.into(),
+            cluster: cluster.into(),
+            name: name.into(),
+            drift: !max_age.is_zero(),
+            reply,
+        };
         if self.tx.send(req).await.is_err() {
             // The batching task is gone (shutdown): read alone.
             return ecs
@@ -127,22 +183,21 @@ async fn flush(cache: Arc<Mutex<Cache>>, environment: String, cluster: String, m
     let room = (PER_CALL - names.len() % PER_CALL) % PER_CALL;
     if room > 0 {
         if let Ok(mut c) = cache.lock() {
-            c.entries.retain(|_, (_, at)| at.elapsed() < FORGET_AFTER);
-            let mut stale: Vec<(&Key, Instant)> = c
-                .entries
-                .iter()
-                .filter(|(k, _)| k.0 == environment && k.1 == cluster && !names.contains(&k.2))
-                .map(|(k, (_, at))| (k, *at))
-                .collect();
-            stale.sort_by_key(|(_, at)| *at);
-            names.extend(stale.into_iter().take(room).map(|(k, _)| k.2.clone()));
+            let cc = c.clusters.entry((environment.clone(), cluster.clone())).or_default();
+            cc.expire();
+            let stale = cc.stalest(room, &names);
+            names.extend(stale);
         }
     }
     let mut found: HashMap<String, ServiceObs> = HashMap::new();
     let mut failure = None;
     let mut read = vec![];
+    // Only drift checks in this batch: the calls wait in the drift share of the budget.
+    let drift = requests.iter().all(|r| r.drift);
     for chunk in names.chunks(PER_CALL) {
-        match ecs.describe_services(&cluster, chunk).await {
+        let call = ecs.describe_services(&cluster, chunk);
+        let answer = if drift { crate::aws::as_drift(call).await } else { call.await };
+        match answer {
             Ok(list) => {
                 found.extend(list);
                 read.extend(chunk.iter().cloned());
@@ -155,9 +210,10 @@ async fn flush(cache: Arc<Mutex<Cache>>, environment: String, cluster: String, m
     }
     if let Ok(mut c) = cache.lock() {
         let now = Instant::now();
+        let cc = c.clusters.entry((environment.clone(), cluster.clone())).or_default();
         for name in read {
             let obs = found.get(&name).cloned();
-            c.entries.insert((environment.clone(), cluster.clone(), name), (obs, now));
+            cc.insert(name, obs, now);
         }
     }
     for r in requests {

@@ -186,8 +186,9 @@ impl Pending {
         self.requests.iter().any(|(e, _)| matches!(e, Effect::RollBack { .. }))
     }
 
-    /// Makes the calls in order. A rollback first makes sure its stable task definition is
-    /// ACTIVE (registering its content again if it was deregistered). Returns the task
+    /// Makes the calls in order. A rollback refused by ECS makes sure its stable task
+    /// definition is ACTIVE (registering its content again if it was deregistered) and tries
+    /// once more. Returns the task
     /// definition a rollback uses (also when ECS then refuses the rollback, so a retry does
     /// not register it again) and the outcome.
     async fn execute(&self) -> (Option<String>, Result<(), AwsError>) {
@@ -196,13 +197,26 @@ impl Pending {
             let done = match effect {
                 Effect::CreateService { .. } => self.create(req).await,
                 Effect::UpdateService { .. } => self.aws.ecs.update_service(req).await,
-                Effect::RollBack { task_definition } => match self.aws.ecs.ensure_task_definition_active(task_definition).await {
-                    Ok(active) => {
-                        rollback_to = Some(active.clone());
-                        self.aws.ecs.update_service(&ServiceRequest { task_definition: active, ..req.clone() }).await
+                Effect::RollBack { task_definition } => {
+                    // The rollback call first, with nothing before it; only when ECS refuses
+                    // it is the stable task definition checked (and registered again if it
+                    // was deregistered: ECS refuses INACTIVE revisions with a ClientException).
+                    rollback_to = Some(task_definition.clone());
+                    let to = |td: &str| ServiceRequest { task_definition: td.to_string(), ..req.clone() };
+                    match self.aws.ecs.update_service(&to(task_definition)).await {
+                        Err(refused @ AwsError::Invalid { .. }) => {
+                            match self.aws.ecs.ensure_task_definition_active(task_definition).await {
+                                Ok(active) if active != *task_definition => {
+                                    rollback_to = Some(active.clone());
+                                    self.aws.ecs.update_service(&to(&active)).await
+                                }
+                                Ok(_) => Err(refused),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        other => other,
                     }
-                    Err(e) => Err(e),
-                },
+                }
             };
             if let Err(e) = done {
                 return (rollback_to, Err(e));

@@ -440,16 +440,27 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             req = req.header(k, v);
         }
     }
-    let resp = match req.send().await {
-        Ok(r) => r,
-        Err(e) => return (StatusCode::BAD_GATEWAY, format!("aws proxy: upstream failed: {e}")).into_response(),
+    // AWS finishes what it received even if the caller goes away (a controller killed in
+    // the middle of an UpdateService): forwarding and recording the deployment run in their
+    // own task, which a dropped connection does not cancel.
+    let forwarded = {
+        let (shared, service, operation) = (shared.clone(), service.clone(), operation.clone());
+        tokio::spawn(async move {
+            let resp = req.send().await.map_err(|e| format!("aws proxy: upstream failed: {e}"))?;
+            let status = resp.status();
+            let resp_headers = resp.headers().clone();
+            let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
+            if service == "ecs" && status.is_success() {
+                bytes = ecs_overlay(&shared, &operation, &body, bytes);
+            }
+            Ok::<_, String>((status, resp_headers, bytes))
+        })
     };
-    let status = resp.status();
-    let resp_headers = resp.headers().clone();
-    let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
-    if service == "ecs" && status.is_success() {
-        bytes = ecs_overlay(&shared, &operation, &body, bytes);
-    }
+    let (status, resp_headers, mut bytes) = match forwarded.await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(e)) => return (StatusCode::BAD_GATEWAY, e).into_response(),
+        Err(e) => return (StatusCode::BAD_GATEWAY, format!("aws proxy: forwarding task failed: {e}")).into_response(),
+    };
     if lost {
         return fault_response(&service, &operation, Fault::ServerError);
     }

@@ -233,7 +233,9 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     // A pass with the spec unchanged since the last success that still finds changes to
     // make is correcting drift.
     let spec_unchanged = old.observed_generation == generation && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
-    let (readiness, action, err) = match converge(&stack, &env, ctx, spec_unchanged.then_some(drift_every)).await? {
+    let pass = converge(&stack, &env, ctx, spec_unchanged.then_some(drift_every));
+    let outcome = if spec_unchanged { crate::aws::as_drift(pass).await } else { pass.await };
+    let (readiness, action, err) = match outcome? {
         Outcome::Done { observed, plan: p } => {
             for r in &p.resources {
                 if r.steps.is_empty() {
