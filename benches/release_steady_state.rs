@@ -123,17 +123,8 @@ async fn latencies(runs: usize) {
             for e in &step.effects {
                 let (Effect::UpdateService { task_definition } | Effect::RollBack { task_definition }) = e else { continue };
                 let req = ServiceRequest {
-                    cluster: "c".into(),
-                    name: format!("s{i}"),
-                    task_definition: task_definition.clone(),
                     desired_count: 2,
-                    subnets: vec![],
-                    security_groups: vec![],
-                    assign_public_ip: false,
-                    maximum_percent: 200,
-                    minimum_healthy_percent: 100,
-                    tags: Default::default(),
-                    client_token: String::new(),
+                    ..shipshape_testkit::fakes::service_request("c", &format!("s{i}"), task_definition)
                 };
                 clients.ecs.update_service(&req).await.unwrap();
             }

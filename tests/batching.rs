@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shipshape::api::DatabaseSpec;
-use shipshape::aws::{AwsProvider, ServiceRequest, Target};
+use shipshape::aws::{AwsProvider, Target};
 use shipshape::controller::batch::ServiceReader;
 use shipshape::controller::listing::DatabaseReader;
 use shipshape_testkit::fakes;
@@ -14,19 +14,7 @@ async fn reads_of_25_services_in_one_window_cost_3_calls() {
     let aws = fakes::FakeAws::new();
     let clients = aws.clients(&Target { environment: "e".into(), region: "eu-west-1".into(), role_arn: None }).await.unwrap();
     for i in 0..25 {
-        let req = ServiceRequest {
-            cluster: "c".into(),
-            name: format!("s{i}"),
-            task_definition: "td:1".into(),
-            desired_count: 1,
-            subnets: vec![],
-            security_groups: vec![],
-            assign_public_ip: false,
-            maximum_percent: 200,
-            minimum_healthy_percent: 100,
-            tags: Default::default(),
-            client_token: String::new(),
-        };
+        let req = fakes::service_request("c", &format!("s{i}"), "td:1");
         clients.ecs.create_service(&req).await.unwrap();
     }
     let reader = ServiceReader::start();

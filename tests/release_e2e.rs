@@ -338,17 +338,9 @@ async fn a_service_changed_outside_shipshape_is_put_back_on_the_drift_interval()
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     // Someone scales it down and loosens the deployment settings by hand.
     let by_hand = shipshape::aws::ServiceRequest {
-        cluster: s.env.clone(),
-        name: s.svc.clone(),
-        task_definition: stable_td.clone(),
-        desired_count: 1,
-        subnets: vec![],
-        security_groups: vec![],
-        assign_public_ip: false,
         maximum_percent: 150,
         minimum_healthy_percent: 50,
-        tags: Default::default(),
-        client_token: String::new(),
+        ..shipshape_testkit::fakes::service_request(&s.env, &s.svc, &stable_td)
     };
     aws.ecs.update_service(&by_hand).await.unwrap();
     let before = s.p.count("UpdateService");

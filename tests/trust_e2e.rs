@@ -116,17 +116,9 @@ async fn a_hostile_tenant_cannot_crash_the_controller_take_over_a_service_or_mov
     let (subnet, sg) = support::network().await;
     aws.ecs
         .create_service(&shipshape::aws::ServiceRequest {
-            cluster: w.env.clone(),
-            name: "legacy".into(),
-            task_definition: legacy_td.clone(),
-            desired_count: 1,
             subnets: vec![subnet],
             security_groups: vec![sg],
-            assign_public_ip: false,
-            maximum_percent: 200,
-            minimum_healthy_percent: 100,
-            tags: Default::default(),
-            client_token: String::new(),
+            ..shipshape_testkit::fakes::service_request(&w.env, "legacy", &legacy_td)
         })
         .await
         .unwrap();

@@ -101,9 +101,10 @@ pub trait Ecs: Send + Sync {
     async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError>;
     /// Deletes a cluster.
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError>;
-    /// A registered task definition of `family` carrying the content-hash tag and `owner`'s
-    /// owner tag, if any (never another owner's revision, whatever its hash tag says).
-    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError>;
+    /// In `family` (exactly that family, not every family starting with its name): an ACTIVE
+    /// revision carrying the content-hash tag and `owner`'s owner tag, if any (never another
+    /// owner's revision, whatever its hash tag says), and the tags of the newest revision.
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<FamilyLookup, AwsError>;
     /// Registers a task definition tagged with its content hash; returns its ARN.
     async fn register_task_definition(
         &self,
@@ -114,9 +115,6 @@ pub trait Ecs: Send + Sync {
     /// Services by name, with their tags (missing ones are left out); at most 10 names per
     /// call, as in ECS.
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError>;
-    /// The tags of the newest revision of a task definition family, None when the family
-    /// has no revision.
-    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError>;
     /// The task definition itself when it is ACTIVE; when it was deregistered (INACTIVE, so
     /// no service may be pointed at it), a new revision registered with the same content
     /// and tags. Returns the ARN to use.
@@ -125,6 +123,15 @@ pub trait Ecs: Send + Sync {
     async fn create_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
     /// Points a service at a task definition and count.
     async fn update_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
+}
+
+/// What a task definition family holds for a release.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FamilyLookup {
+    /// A revision with the release's content hash and owner.
+    pub found: Option<String>,
+    /// The tags of the family's newest ACTIVE revision; None when it has none.
+    pub newest_tags: Option<BTreeMap<String, String>>,
 }
 
 /// A service to create or update.

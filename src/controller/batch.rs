@@ -94,6 +94,14 @@ pub struct ServiceReader {
 const WINDOW: Duration = Duration::from_millis(25);
 /// ECS's limit of services per DescribeServices call.
 const PER_CALL: usize = 10;
+/// Requests one flush answers at most (its calls are made one after the other).
+const PER_FLUSH: usize = 10 * PER_CALL;
+/// Flushes of one lane in flight at once; more requests wait and join the next one.
+const CALLS_IN_FLIGHT: usize = 2;
+
+/// (environment, cluster, drift): drift checks and rollout work batch separately, so a
+/// rollout's read never waits behind a drift batch.
+type Lane = (String, String, bool);
 
 impl ServiceReader {
     /// Starts the batching task (on the current runtime).
@@ -102,26 +110,52 @@ impl ServiceReader {
         let cache: Arc<Mutex<Cache>> = Arc::default();
         let shared = cache.clone();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                let deadline = tokio::time::sleep(WINDOW);
-                tokio::pin!(deadline);
-                loop {
-                    tokio::select! {
-                        _ = &mut deadline => break,
-                        next = rx.recv() => match next {
-                            Some(r) => batch.push(r),
-                            None => break,
-                        },
+            // Requests wait here while their lane has its calls in flight: under load (the
+            // read budget spent, calls waiting for it) they pile up and the next call is full,
+            // instead of many small calls each waiting for the budget.
+            let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Lane>();
+            let mut pending: HashMap<Lane, Vec<Request>> = HashMap::new();
+            let mut in_flight: HashMap<Lane, usize> = HashMap::new();
+            loop {
+                tokio::select! {
+                    first = rx.recv() => {
+                        let Some(first) = first else { break };
+                        let mut batch = vec![first];
+                        let deadline = tokio::time::sleep(WINDOW);
+                        tokio::pin!(deadline);
+                        loop {
+                            tokio::select! {
+                                _ = &mut deadline => break,
+                                next = rx.recv() => match next {
+                                    Some(r) => batch.push(r),
+                                    None => break,
+                                },
+                            }
+                        }
+                        for r in batch {
+                            pending.entry((r.environment.clone(), r.cluster.clone(), r.drift)).or_default().push(r);
+                        }
+                    }
+                    Some(lane) = done_rx.recv() => {
+                        if let Some(n) = in_flight.get_mut(&lane) {
+                            *n = n.saturating_sub(1);
+                        }
                     }
                 }
-                let mut groups: HashMap<(String, String), Vec<Request>> = HashMap::new();
-                for r in batch {
-                    groups.entry((r.environment.clone(), r.cluster.clone())).or_default().push(r);
+                for (lane, requests) in pending.iter_mut() {
+                    let busy = in_flight.entry(lane.clone()).or_default();
+                    if requests.is_empty() || *busy >= CALLS_IN_FLIGHT {
+                        continue;
+                    }
+                    *busy += 1;
+                    let take: Vec<Request> = requests.drain(..requests.len().min(PER_FLUSH)).collect();
+                    let (cache, done, lane) = (shared.clone(), done_tx.clone(), lane.clone());
+                    tokio::spawn(async move {
+                        flush(cache, lane.0.clone(), lane.1.clone(), take).await;
+                        let _ = done.send(lane);
+                    });
                 }
-                for ((environment, cluster), requests) in groups {
-                    tokio::spawn(flush(shared.clone(), environment, cluster, requests));
-                }
+                pending.retain(|_, r| !r.is_empty());
             }
         });
         ServiceReader { tx, cache }

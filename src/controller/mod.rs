@@ -93,6 +93,18 @@ impl Stores {
 /// work (a spec change, a rollout or rollback in flight, a command) takes no slot.
 pub const DRIFT_SLOTS: usize = 16;
 
+/// A drift check that finds every slot taken comes back after about this long (jittered).
+const DRIFT_RETRY: Duration = Duration::from_secs(1);
+
+/// A drift check's slot, or the Action to come back a little later when all are taken. A
+/// drift check never waits for a slot inside its reconcile: waiting, it would hold one of
+/// the runtime's bounded reconcile permits, and with more objects due than permits a spec
+/// change or a pending rollback could wait behind thousands of drift checks (the 2,000-
+/// release benchmark saw a failed-over leader leave a new SHA unstarted for minutes).
+pub(crate) fn drift_slot(ctx: &Context) -> Result<tokio::sync::SemaphorePermit<'_>, Action> {
+    ctx.drift_slots.try_acquire().map_err(|_| Action::requeue(DRIFT_RETRY.mul_f64(0.5 + rand::random::<f64>())))
+}
+
 /// What every reconcile gets.
 pub struct Context {
     /// Kubernetes client.

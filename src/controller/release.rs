@@ -43,7 +43,14 @@ pub const PAUSED_ANNOTATION: &str = "shipshape.dev/paused";
 pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     // Drift checks share a few slots; rollout work never waits for one.
-    let _slot = if rollout_critical(&release) { None } else { ctx.drift_slots.acquire().await.ok() };
+    let _slot = if rollout_critical(&release) {
+        None
+    } else {
+        match super::drift_slot(&ctx) {
+            Ok(slot) => Some(slot),
+            Err(later) => return Ok(later),
+        }
+    };
     let api: Api<ServiceRelease> = Api::namespaced(ctx.client.clone(), &release.namespace().unwrap_or_default());
     let result = finalizer(&api, &finalizer_name::<ServiceRelease>(), release, |event| async {
         match event {
@@ -156,16 +163,27 @@ async fn known_task_definition(
     td: &TaskDefinitionSpec,
     hash: &str,
     owner: &str,
-) -> Result<Option<String>, AwsError> {
+) -> Result<Known, AwsError> {
     if let Some(arn) = st.rollout.as_ref().filter(|r| r.spec_hash == hash).and_then(|r| r.task_definition_arn.clone()) {
-        return Ok(Some(arn));
+        return Ok(Known::Registered(arn));
     }
     if st.stable_spec_hash.as_deref() == Some(hash) {
         if let Some(arn) = &st.stable_task_definition_arn {
-            return Ok(Some(arn.clone()));
+            return Ok(Known::Registered(arn.clone()));
         }
     }
-    aws.ecs.find_task_definition(&td.family, hash, owner).await
+    let family = aws.ecs.find_task_definition(&td.family, hash, owner).await?;
+    match family.found {
+        Some(arn) => Ok(Known::Registered(arn)),
+        None => Ok(Known::Missing { newest_tags: family.newest_tags }),
+    }
+}
+
+/// A task definition for a spec: registered already, or not (with the tags of its family's
+/// newest revision, None when the family has none).
+enum Known {
+    Registered(String),
+    Missing { newest_tags: Option<BTreeMap<String, String>> },
 }
 
 /// ECS calls decided by a step, carried out after the decision is persisted.
@@ -324,22 +342,17 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     let td = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region);
     let hash = td.hash();
     let td_arn = match known_task_definition(&aws, &st, &td, &hash, &owner).await {
-        Ok(Some(arn)) => arn,
-        Ok(None) => {
+        Ok(Known::Registered(arn)) => arn,
+        Ok(Known::Missing { newest_tags }) => {
             // A family is account-wide: releases of the same service name in two clusters of
             // one account share it, each deploying only revisions with its own owner tag. A
             // family someone manages by hand (no owner tag) gets no revision of ours unless
             // adopted.
-            match aws.ecs.task_definition_family_tags(&td.family).await {
-                Ok(Some(family_tags)) if !family_tags.contains_key(OWNER_TAG) && !adopt => {
-                    return Ok(conflict(format!(
-                        "task definition family {} already exists and is not managed by shipshape; to adopt it, annotate the ServiceRelease with shipshape.dev/adopt: \"true\"",
-                        td.family
-                    )));
-                }
-                Ok(Some(_)) => {}
-                Ok(None) => {}
-                Err(e) => return Ok(fail(e)),
+            if newest_tags.is_some_and(|tags| !tags.contains_key(OWNER_TAG)) && !adopt {
+                return Ok(conflict(format!(
+                    "task definition family {} already exists and is not managed by shipshape; to adopt it, annotate the ServiceRelease with shipshape.dev/adopt: \"true\"",
+                    td.family
+                )));
             }
             ctx.may_act()?;
             match aws.ecs.register_task_definition(&td, &hash, &tags).await {

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use shipshape::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
 use shipshape::aws::{
-    AwsClients, AwsError, AwsProvider, BucketDeletion, BucketReads, Ecs, NewCluster, Rds, ServiceRequest, Sts, Target, S3,
+    AwsClients, AwsError, AwsProvider, BucketDeletion, BucketReads, Ecs, FamilyLookup, NewCluster, Rds, ServiceRequest, Sts, Target, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs};
@@ -155,13 +155,16 @@ impl Ecs for FakeAws {
             Ok(())
         })
     }
-    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError> {
-        self.call("ListTaskDefinitions", |w| {
-            Ok(w.task_definitions
-                .iter()
-                .rev()
-                .find(|t| t.1 == family && t.2 == spec_hash && t.4 && t.3.get(shipshape::api::OWNER_TAG).map(String::as_str) == Some(owner))
-                .map(|t| t.0.clone()))
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<FamilyLookup, AwsError> {
+        // As the SDK adapter: the newest ACTIVE revision of the family first.
+        self.call("DescribeTaskDefinition", |w| {
+            let active = w.task_definitions.iter().rev().filter(|t| t.1 == family && t.4);
+            let newest_tags = active.clone().next().map(|t| t.3.clone());
+            let found = active
+                .filter(|t| t.2 == spec_hash && t.3.get(shipshape::api::OWNER_TAG).map(String::as_str) == Some(owner))
+                .map(|t| t.0.clone())
+                .next();
+            Ok(FamilyLookup { found, newest_tags })
         })
     }
     async fn register_task_definition(
@@ -174,9 +177,6 @@ impl Ecs for FakeAws {
     }
     async fn describe_services(&self, _cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError> {
         self.call("DescribeServices", |w| Ok(names.iter().filter_map(|n| w.services.get(n).map(|s| (n.clone(), s.clone()))).collect()))
-    }
-    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-        self.call("DescribeTaskDefinition", |w| Ok(w.task_definitions.iter().rev().find(|t| t.1 == family).map(|t| t.3.clone())))
     }
     async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError> {
         self.call("DescribeTaskDefinition", |w| {
@@ -426,6 +426,24 @@ impl AwsProvider for FakeAws {
     async fn clients(&self, _target: &Target) -> Result<AwsClients, AwsError> {
         let me = Arc::new(self.clone());
         Ok(AwsClients { ecs: me.clone(), rds: me.clone(), s3: me.clone(), sts: me })
+    }
+}
+
+/// A service request with ECS's defaults (1 task, 200/100 %, no network, no tags), to adjust
+/// with struct update syntax.
+pub fn service_request(cluster: &str, name: &str, task_definition: &str) -> ServiceRequest {
+    ServiceRequest {
+        cluster: cluster.into(),
+        name: name.into(),
+        task_definition: task_definition.into(),
+        desired_count: 1,
+        subnets: vec![],
+        security_groups: vec![],
+        assign_public_ip: false,
+        maximum_percent: 200,
+        minimum_healthy_percent: 100,
+        tags: Default::default(),
+        client_token: String::new(),
     }
 }
 

@@ -12,7 +12,7 @@ use aws_sdk_ecs::types::{
 
 use super::map_err;
 use crate::api::OWNER_TAG;
-use crate::aws::{AwsError, Caller, Ecs, NewCluster, ServiceRequest};
+use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NewCluster, ServiceRequest};
 use crate::core::environment::ObservedCluster;
 use crate::core::rollout::{DeploymentObs, Network, ServiceObs};
 use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
@@ -66,6 +66,16 @@ fn network_configuration(op: &'static str, r: &ServiceRequest) -> Result<Network
 }
 
 /// ECS's answer to DescribeTaskDefinition of a family without revisions.
+/// Pages of ListTaskDefinitions read for one family, and revisions described, at most.
+const MAX_FAMILY_PAGES: usize = 10;
+const MAX_REVISIONS_DESCRIBED: usize = 10;
+
+/// The family of a task definition ARN (`…:task-definition/FAMILY:REVISION`).
+fn family_of(arn: &str) -> Option<&str> {
+    let (_, rest) = arn.rsplit_once("task-definition/")?;
+    Some(rest.rsplit_once(':').map_or(rest, |(family, _)| family))
+}
+
 fn no_such_task_definition(e: &AwsError) -> bool {
     matches!(e, AwsError::NotFound { .. })
         || matches!(e, AwsError::Invalid { message, .. } if message.contains("Unable to describe task definition"))
@@ -190,32 +200,58 @@ impl Ecs for SdkEcs {
             .map(|_| ())
     }
 
-    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<Option<String>, AwsError> {
-        let list = self
-            .caller
-            .call("ListTaskDefinitions", || async {
-                self.client
-                    .list_task_definitions()
-                    .family_prefix(family)
-                    .sort(SortOrder::Desc)
-                    .max_results(10)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("ListTaskDefinitions", e))
-            })
-            .await?;
-        for arn in list.task_definition_arns() {
-            let out = self.describe_task_definition(arn).await?;
-            let tags = tag_map(out.tags());
-            let family_matches = out.task_definition().and_then(|t| t.family()) == Some(family);
-            if family_matches
-                && tags.get(SPEC_HASH_TAG).map(String::as_str) == Some(spec_hash)
-                && tags.get(OWNER_TAG).map(String::as_str) == Some(owner)
-            {
-                return Ok(Some(arn.clone()));
+    async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<FamilyLookup, AwsError> {
+        let ours = |tags: &BTreeMap<String, String>| {
+            tags.get(SPEC_HASH_TAG).map(String::as_str) == Some(spec_hash) && tags.get(OWNER_TAG).map(String::as_str) == Some(owner)
+        };
+        // The family's newest ACTIVE revision first (DescribeTaskDefinition of a bare family):
+        // one call for a new family, and usually the answer.
+        let newest = match self.describe_task_definition(family).await {
+            Ok(out) => out,
+            Err(e) if no_such_task_definition(&e) => return Ok(FamilyLookup::default()),
+            Err(e) => return Err(e),
+        };
+        let newest_tags = tag_map(newest.tags());
+        let newest_arn = newest.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string();
+        if ours(&newest_tags) && !newest_arn.is_empty() {
+            return Ok(FamilyLookup { found: Some(newest_arn), newest_tags: Some(newest_tags) });
+        }
+        // Older revisions: ListTaskDefinitions matches a family *prefix* ("api" also lists
+        // "api-worker"), ascending by family then revision, so this family's revisions come
+        // first; keep its own ARNs and look at the newest few.
+        let mut revisions: Vec<String> = vec![];
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_FAMILY_PAGES {
+            let page = self
+                .caller
+                .call("ListTaskDefinitions", || async {
+                    self.client
+                        .list_task_definitions()
+                        .family_prefix(family)
+                        .sort(SortOrder::Asc)
+                        .max_results(100)
+                        .set_next_token(token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| map_err("ListTaskDefinitions", e))
+                })
+                .await?;
+            let before = revisions.len();
+            revisions.extend(page.task_definition_arns().iter().filter(|arn| family_of(arn) == Some(family)).cloned());
+            // Past this family (other families follow it): done.
+            let left_family = page.task_definition_arns().last().is_some_and(|arn| family_of(arn) != Some(family));
+            match page.next_token() {
+                Some(t) if !left_family && !t.is_empty() && revisions.len() > before => token = Some(t.to_string()),
+                _ => break,
             }
         }
-        Ok(None)
+        for arn in revisions.iter().rev().filter(|arn| **arn != newest_arn).take(MAX_REVISIONS_DESCRIBED) {
+            let out = self.describe_task_definition(arn).await?;
+            if ours(&tag_map(out.tags())) {
+                return Ok(FamilyLookup { found: Some(arn.clone()), newest_tags: Some(newest_tags) });
+            }
+        }
+        Ok(FamilyLookup { found: None, newest_tags: Some(newest_tags) })
     }
 
     async fn register_task_definition(
@@ -352,14 +388,6 @@ impl Ecs for SdkEcs {
         Ok(out)
     }
 
-    async fn task_definition_family_tags(&self, family: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
-        match self.describe_task_definition(family).await {
-            Ok(o) => Ok(Some(tag_map(o.tags()))),
-            Err(e) if no_such_task_definition(&e) => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     async fn ensure_task_definition_active(&self, arn: &str) -> Result<String, AwsError> {
         let out = self.describe_task_definition(arn).await?;
         let Some(td) = out.task_definition() else {
@@ -454,4 +482,17 @@ fn deployment_configuration(r: &ServiceRequest) -> DeploymentConfiguration {
         .minimum_healthy_percent(r.minimum_healthy_percent)
         .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(false).build())
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::family_of;
+
+    #[test]
+    fn a_family_is_read_from_its_arn_exactly() {
+        assert_eq!(family_of("arn:aws:ecs:eu-west-1:123456789012:task-definition/api:7"), Some("api"));
+        assert_eq!(family_of("arn:aws:ecs:eu-west-1:123456789012:task-definition/api-worker:12"), Some("api-worker"));
+        assert_eq!(family_of("arn:aws:ecs:eu-west-1:123456789012:task-definition/svc1"), Some("svc1"));
+        assert_eq!(family_of("not-an-arn"), None);
+    }
 }

@@ -37,7 +37,14 @@ pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Actio
     // A drift check (nothing changed in the spec) takes one of the drift slots.
     let drift = stack.metadata.deletion_timestamp.is_none()
         && stack.status.as_ref().is_some_and(|s| s.observed_generation == stack.metadata.generation);
-    let _slot = if drift { ctx.drift_slots.acquire().await.ok() } else { None };
+    let _slot = if drift {
+        match super::drift_slot(&ctx) {
+            Ok(slot) => Some(slot),
+            Err(later) => return Ok(later),
+        }
+    } else {
+        None
+    };
     let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
     let result = finalizer(&api, &finalizer_name::<StackSpec>(), stack, |event| async {
         match event {
