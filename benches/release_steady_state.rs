@@ -284,6 +284,8 @@ async fn steady(n: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     b.converge::<ServiceRelease>(2 * k, Duration::from_secs(300), rolled_back).await;
+    let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
+    let after = api.list(&ListParams::default()).await.map(|l| l.items.iter().filter(|r| rolled_back(r)).count()).unwrap_or(0);
     let failover = b
         .proxy
         .calls()
@@ -313,7 +315,7 @@ async fn steady(n: usize) {
         (Some(percentile(&mut seen_to_call, 0.5)), Some(percentile(&mut seen_to_call, 0.99)))
     };
     println!(
-        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {rss:.0} | {k}: {} / {} | {} | {} |",
+        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {rss:.0} | {k}: {} / {} | {} | {} ({}/{k} rolled back) |",
         phases.join(", "),
         calls.len() as f64 / 2.0,
         per("DescribeServices"),
@@ -324,6 +326,7 @@ async fn steady(n: usize) {
         fmt(p99),
         verdict_p99.map_or_else(|| "-".to_string(), |s| format!("≤ {s}")),
         fmt(failover),
+        after.saturating_sub(k),
     );
     drop(standby);
 }

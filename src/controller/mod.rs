@@ -93,16 +93,25 @@ impl Stores {
 /// work (a spec change, a rollout or rollback in flight, a command) takes no slot.
 pub const DRIFT_SLOTS: usize = 16;
 
-/// A drift check that finds every slot taken comes back after about this long (jittered).
+/// At most this many drift checks wait for a slot inside their reconcile; more come back
+/// later. Waiting holds one of the runtime's reconcile permits (1,024), so this bound
+/// leaves most of them to rollout work.
+pub const DRIFT_QUEUE: usize = 256;
+
+/// A drift check that finds the queue full comes back after about this long (jittered).
 const DRIFT_RETRY: Duration = Duration::from_secs(1);
 
-/// A drift check's slot, or the Action to come back a little later when all are taken. A
-/// drift check never waits for a slot inside its reconcile: waiting, it would hold one of
-/// the runtime's bounded reconcile permits, and with more objects due than permits a spec
-/// change or a pending rollback could wait behind thousands of drift checks (the 2,000-
-/// release benchmark saw a failed-over leader leave a new SHA unstarted for minutes).
-pub(crate) fn drift_slot(ctx: &Context) -> Result<tokio::sync::SemaphorePermit<'_>, Action> {
-    ctx.drift_slots.try_acquire().map_err(|_| Action::requeue(DRIFT_RETRY.mul_f64(0.5 + rand::random::<f64>())))
+/// A drift check's slot, or the Action to come back a little later when the queue for the
+/// slots is full. Unbounded waiting inside reconciles let drift checks hold every reconcile
+/// permit, so with more objects due than permits a spec change or a pending rollback waited
+/// behind thousands of them (the 2,000-release benchmark saw a failed-over leader leave new
+/// SHAs unstarted for minutes); never waiting cost a retry per second per due check.
+pub(crate) async fn drift_slot(ctx: &Context) -> Result<tokio::sync::SemaphorePermit<'_>, Action> {
+    let later = || Action::requeue(DRIFT_RETRY.mul_f64(0.5 + rand::random::<f64>()));
+    let Ok(_queued) = ctx.drift_queue.try_acquire() else {
+        return Err(later());
+    };
+    ctx.drift_slots.acquire().await.map_err(|_| later())
 }
 
 /// What every reconcile gets.
@@ -129,6 +138,8 @@ pub struct Context {
     pub stores: Stores,
     /// Slots for drift checks (see [`DRIFT_SLOTS`]).
     pub drift_slots: tokio::sync::Semaphore,
+    /// Places in the queue for a drift slot (see [`DRIFT_QUEUE`]).
+    drift_queue: tokio::sync::Semaphore,
     /// One Prometheus client (connection pool) per URL.
     prometheus: Mutex<HashMap<String, crate::health::prometheus::Prometheus>>,
 }
@@ -148,6 +159,7 @@ impl Context {
             leadership,
             stores,
             drift_slots: tokio::sync::Semaphore::new(DRIFT_SLOTS),
+            drift_queue: tokio::sync::Semaphore::new(DRIFT_QUEUE),
             prometheus: Mutex::new(HashMap::new()),
             client,
             aws,

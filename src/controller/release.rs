@@ -46,7 +46,7 @@ pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Resul
     let _slot = if rollout_critical(&release) {
         None
     } else {
-        match super::drift_slot(&ctx) {
+        match super::drift_slot(&ctx).await {
             Ok(slot) => Some(slot),
             Err(later) => return Ok(later),
         }

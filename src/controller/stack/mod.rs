@@ -38,7 +38,7 @@ pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Actio
     let drift = stack.metadata.deletion_timestamp.is_none()
         && stack.status.as_ref().is_some_and(|s| s.observed_generation == stack.metadata.generation);
     let _slot = if drift {
-        match super::drift_slot(&ctx) {
+        match super::drift_slot(&ctx).await {
             Ok(slot) => Some(slot),
             Err(later) => return Ok(later),
         }
