@@ -236,12 +236,13 @@ impl Ecs for SdkEcs {
                         .map_err(|e| map_err("ListTaskDefinitions", e))
                 })
                 .await?;
-            let before = revisions.len();
             revisions.extend(page.task_definition_arns().iter().filter(|arn| family_of(arn) == Some(family)).cloned());
-            // Past this family (other families follow it): done.
-            let left_family = page.task_definition_arns().last().is_some_and(|arn| family_of(arn) != Some(family));
+            // Past this family once seen (other families follow it): done. Families that
+            // sort before it (an endpoint ordering by ARN puts "api-x:1" before "api:1") are
+            // paged through.
+            let past = !revisions.is_empty() && page.task_definition_arns().last().is_some_and(|arn| family_of(arn) != Some(family));
             match page.next_token() {
-                Some(t) if !left_family && !t.is_empty() && revisions.len() > before => token = Some(t.to_string()),
+                Some(t) if !past && !t.is_empty() => token = Some(t.to_string()),
                 _ => break,
             }
         }
