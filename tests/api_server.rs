@@ -88,6 +88,8 @@ fn update(change: Value) -> Breach {
 /// `every_cel_rule_of_the_crds_is_enforced_by_the_api_server`: add one.
 fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
     let db = |name: &str| json!({"name": name, "engine": "postgres", "engineVersion": "16.4", "instanceClass": "db.t4g.micro", "allocatedStorageGiB": 20});
+    let table = |name: &str| json!({"name": name, "partitionKey": {"name": "id", "type": "S"}});
+    let cache = |name: &str| json!({"name": name, "engineVersion": "7.0", "nodeType": "cache.t4g.micro"});
     BTreeMap::from([
         // Immutable identity.
         (("Environment", "spec.region"), update(json!({"spec": {"region": "us-east-1"}}))),
@@ -105,6 +107,33 @@ fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
             },
         ),
         (("StackSpec", "spec.buckets"), update(json!({"spec": {"buckets": [{"name": "renamed-bucket"}]}}))),
+        (
+            ("StackSpec", "spec.tables"),
+            Breach::Update {
+                base: json!({"spec": {"tables": [table("users")]}}),
+                change: json!({"spec": {"tables": [table("users-v2")]}}),
+            },
+        ),
+        (
+            ("StackSpec", "spec.caches"),
+            Breach::Update {
+                base: json!({"spec": {"caches": [cache("redis")]}}),
+                change: json!({"spec": {"caches": [cache("redis-v2")]}}),
+            },
+        ),
+        // Settings that need one another.
+        (
+            ("StackSpec", "spec.tables[]"),
+            Breach::Create(
+                json!({"spec": {"tables": [{"name": "users", "partitionKey": {"name": "id", "type": "S"}, "billing": "Provisioned"}]}}),
+            ),
+        ),
+        (
+            ("StackSpec", "spec.caches[]"),
+            Breach::Create(
+                json!({"spec": {"caches": [{"name": "redis", "engineVersion": "7.0", "nodeType": "cache.t4g.micro", "multiAz": true}]}}),
+            ),
+        ),
         (("ServiceRelease", "spec.environment"), update(json!({"spec": {"environment": "staging"}}))),
         (
             ("ServiceRelease", "spec"),

@@ -552,7 +552,8 @@ fn requested(audit: &[serde_json::Value]) -> std::collections::BTreeSet<(String,
 }
 
 /// The Helm chart grants exactly what the controller needs: a full lifecycle (all three
-/// kinds created, a stack's outputs written and read, a rollout with the stack's variables,
+/// kinds created, a stack's outputs written and read (a cache's AUTH token read from its
+/// Secret), a rollout with the stack's variables,
 /// a rollback, Events, the leader Lease, everything deleted) run as the chart's
 /// ServiceAccount on the real API server succeeds; kube-apiserver's audit log shows every
 /// request it made was within the rules, and every rule was used.
@@ -560,8 +561,10 @@ fn requested(audit: &[serde_json::Value]) -> std::collections::BTreeSet<(String,
 async fn rbac_grants_exactly_the_requests_a_full_lifecycle_makes() {
     let s = setup("").await;
     let bucket = unique("rbac-assets");
+    // A cache with an AUTH token: the controller reads its Secret (the one Secret rule).
+    let cache = unique("rbac-redis");
     s.c.apply(&format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  buckets:\n    - {{name: {bucket}, deletionPolicy: Delete}}\n",
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: redis-auth, namespace: {ns}}}\nstringData: {{token: a-long-enough-auth-token}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-out\n  buckets:\n    - {{name: {bucket}, deletionPolicy: Delete}}\n  caches:\n    - {{name: {cache}, engineVersion: \"7.0\", nodeType: cache.t4g.micro, authTokenSecretRef: {{name: redis-auth, key: token}}, deletionPolicy: Delete}}\n",
         ns = s.ns,
         env = s.env
     ))

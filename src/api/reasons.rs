@@ -73,3 +73,6 @@ pub const ANALYSIS_UNAVAILABLE: &str = "AnalysisUnavailable";
 pub const WAITING_FOR_DEPENDENTS: &str = "WaitingForDependents";
 /// A release waits for its Environment to be Ready (its ECS cluster).
 pub const WAITING_FOR_ENVIRONMENT: &str = "WaitingForEnvironment";
+/// A Secret the spec names (a cache's AUTH token) is missing or unusable; rechecked at the
+/// drift interval, as the Secret changes without the spec.
+pub const SECRET_NOT_FOUND: &str = "SecretNotFound";

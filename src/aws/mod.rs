@@ -13,11 +13,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::api::{BucketEncryption, BucketSpec, DatabaseSpec, LifecycleRule};
+use crate::api::{BucketEncryption, BucketSpec, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
 use crate::core::rollout::ServiceObs;
-use crate::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
+use crate::core::stack::{CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedTable, Placement, TableUpdate};
 use crate::core::taskdef::TaskDefinitionSpec;
 use crate::metrics::Metrics;
 
@@ -251,6 +251,67 @@ pub trait S3: Send + Sync {
     async fn delete_bucket(&self, name: &str) -> Result<BucketDeletion, AwsError>;
 }
 
+/// Where a table's final on-demand backup stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackupState {
+    /// Being created: DynamoDB refuses to delete the table until it is available.
+    Creating(String),
+    /// Available: the table may go.
+    Available(String),
+}
+
+/// The DynamoDB operations shipshape uses.
+#[async_trait]
+pub trait Dynamo: Send + Sync {
+    /// The table with its point-in-time recovery, TTL and tags, or None when missing.
+    async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError>;
+    /// Creates a table as declared (point-in-time recovery and TTL follow once it is ACTIVE).
+    /// A create retried after a lost answer that finds the table with its owner tag is a
+    /// success.
+    async fn create_table(&self, spec: &TableSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// One UpdateTable call.
+    async fn update_table(&self, name: &str, update: &TableUpdate) -> Result<(), AwsError>;
+    /// Turns point-in-time recovery on or off.
+    async fn set_point_in_time_recovery(&self, name: &str, enabled: bool) -> Result<(), AwsError>;
+    /// Turns TTL on `attribute` on or off.
+    async fn set_ttl(&self, name: &str, attribute: &str, enabled: bool) -> Result<(), AwsError>;
+    /// Adds or overwrites tags.
+    async fn tag_table(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// The table's final backup: one whose name starts with `<table>-final-` if it exists,
+    /// else a new one named `name`.
+    async fn final_backup(&self, table: &str, name: &str) -> Result<BackupState, AwsError>;
+    /// Deletes the table.
+    async fn delete_table(&self, name: &str) -> Result<(), AwsError>;
+}
+
+/// The ElastiCache operations shipshape uses.
+#[async_trait]
+pub trait ElastiCache: Send + Sync {
+    /// The replication group with its primary's version and maintenance window and its tags,
+    /// or None when missing.
+    async fn describe_cache(&self, name: &str) -> Result<Option<ObservedCache>, AwsError>;
+    /// Creates the cache subnet group of a placement, or sets its subnets when they differ.
+    async fn ensure_cache_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Creates a replication group (in the placement's subnet group and security groups when
+    /// there is one) with `auth_token` if given. A create retried after a lost answer that
+    /// finds the group with its owner tag is a success.
+    async fn create_cache(
+        &self,
+        spec: &CacheSpec,
+        tags: &BTreeMap<String, String>,
+        placement: Option<&Placement>,
+        auth_token: Option<&str>,
+    ) -> Result<(), AwsError>;
+    /// ModifyReplicationGroup, applied immediately.
+    async fn modify_cache(&self, name: &str, modify: &CacheModify) -> Result<(), AwsError>;
+    /// IncreaseReplicaCount or DecreaseReplicaCount to `replicas`, applied immediately.
+    async fn set_cache_replicas(&self, name: &str, replicas: i32, current: i32) -> Result<(), AwsError>;
+    /// Adds or overwrites tags.
+    async fn tag_cache(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Deletes the replication group, with a final snapshot of that name or without one.
+    async fn delete_cache(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError>;
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
@@ -260,6 +321,10 @@ pub struct AwsClients {
     pub rds: Arc<dyn Rds>,
     /// S3.
     pub s3: Arc<dyn S3>,
+    /// DynamoDB.
+    pub dynamodb: Arc<dyn Dynamo>,
+    /// ElastiCache.
+    pub elasticache: Arc<dyn ElastiCache>,
     /// STS.
     pub sts: Arc<dyn Sts>,
 }

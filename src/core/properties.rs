@@ -238,7 +238,7 @@ proptest! {
         let env_tags = BTreeMap::new();
         let placement = stack::Placement::of("prod", &["subnet-1".into()], &["sg-1".into()]);
         let ctx = stack::Context { owner: "t/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: placement.as_ref() };
-        let plan = stack::plan(&dbs, &buckets, &observed, &ctx);
+        let plan = stack::plan(&dbs, &buckets, &[], &observed, &ctx);
         let _ = (plan.hash(), plan.lines(), plan.refusal(), plan.is_noop());
     }
 

@@ -1,4 +1,4 @@
-//! StackSpec plan: declared databases and buckets vs what AWS reports → ordered changes per
+//! StackSpec plan: declared databases, buckets and tables (see `table.rs`) vs what AWS reports → ordered changes per
 //! resource and field, or the reason nothing may change. Pure.
 
 use std::collections::BTreeMap;
@@ -7,11 +7,13 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 
 use crate::api::{
-    reasons, BucketEncryption, BucketSpec, DatabaseSpec, EncryptionAlgorithm, LifecycleRule, StorageClass, MANAGED_BY, MANAGED_BY_TAG,
-    OWNER_TAG,
+    reasons, BucketEncryption, BucketSpec, CacheSpec, DatabaseSpec, EncryptionAlgorithm, LifecycleRule, StorageClass, TableSpec,
+    MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
 };
 
+pub use super::cache::{CacheModify, ObservedCache};
 use super::requeue::Category;
+pub use super::table::{ObservedTable, TableUpdate};
 
 /// An RDS instance as AWS reports it.
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -110,6 +112,10 @@ pub struct Observed {
     pub databases: BTreeMap<String, Option<ObservedDatabase>>,
     /// By bucket name.
     pub buckets: BTreeMap<String, Option<ObservedBucket>>,
+    /// By table name.
+    pub tables: BTreeMap<String, Option<ObservedTable>>,
+    /// By cache (replication group) name.
+    pub caches: BTreeMap<String, Option<ObservedCache>>,
 }
 
 /// The typed arguments of one ModifyDBInstance call (None: leave as is).
@@ -159,6 +165,27 @@ pub enum Step {
     SetPublicAccessBlock { name: String, block: bool },
     /// PutBucketLifecycleConfiguration.
     SetLifecycle { name: String, rules: Vec<LifecycleRule> },
+    /// CreateTable (keys, billing, indexes, stream, encryption, deletion protection, tags).
+    CreateTable { spec: TableSpec, tags: BTreeMap<String, String> },
+    /// One UpdateTable call.
+    UpdateTable { name: String, update: TableUpdate },
+    /// UpdateContinuousBackups.
+    SetPointInTimeRecovery { name: String, enabled: bool },
+    /// UpdateTimeToLive.
+    SetTtl { name: String, attribute: String, enabled: bool },
+    /// TagResource.
+    TagTable { arn: String, tags: BTreeMap<String, String> },
+    /// CreateCacheSubnetGroup, or ModifyCacheSubnetGroup to the Environment's subnets.
+    EnsureCacheSubnetGroup { placement: Placement, tags: BTreeMap<String, String> },
+    /// CreateReplicationGroup (the AUTH token, if any, is read from its Secret only when the
+    /// call is made: it never enters a plan).
+    CreateCache { spec: CacheSpec, tags: BTreeMap<String, String>, placement: Option<Placement> },
+    /// ModifyReplicationGroup, applied immediately.
+    ModifyCache { name: String, modify: CacheModify },
+    /// IncreaseReplicaCount or DecreaseReplicaCount to this many replicas.
+    SetCacheReplicas { name: String, replicas: i32, from: i32 },
+    /// AddTagsToResource.
+    TagCache { arn: String, tags: BTreeMap<String, String> },
 }
 
 /// A field that changes, for people: status, Events and `shipshape plan`.
@@ -286,7 +313,7 @@ pub struct Context<'a> {
     pub placement: Option<&'a Placement>,
 }
 
-fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub(crate) fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut tags = ctx.env_tags.clone();
     tags.extend(extra.clone());
     tags.insert(MANAGED_BY_TAG.into(), MANAGED_BY.into());
@@ -294,7 +321,7 @@ fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<S
     tags
 }
 
-fn ownership(kind: &str, name: &str, tags: &BTreeMap<String, String>, ctx: &Context) -> Option<Refusal> {
+pub(crate) fn ownership_check(kind: &str, name: &str, tags: &BTreeMap<String, String>, ctx: &Context) -> Option<Refusal> {
     match super::ownership::check(&format!("{kind} {name}"), tags, ctx.owner, ctx.adopt, "StackSpec") {
         super::ownership::Ownership::Conflict(message) => {
             Some(Refusal { reason: reasons::CONFLICT, message, category: Category::Conflict })
@@ -316,7 +343,7 @@ fn major(engine: &str, v: &str) -> Vec<u64> {
     parts.into_iter().take(n).collect()
 }
 
-fn unsupported(kind: &str, name: &str, field: &str, from: impl fmt::Display, to: impl fmt::Display, why: &str) -> Refusal {
+pub(crate) fn unsupported(kind: &str, name: &str, field: &str, from: impl fmt::Display, to: impl fmt::Display, why: &str) -> Refusal {
     Refusal {
         reason: reasons::UNSUPPORTED_CHANGE,
         message: format!("{kind} {name}: {field} cannot change from {from} to {to}: {why}"),
@@ -353,7 +380,7 @@ pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, c
         plan.steps.push(Step::CreateDatabase { spec: spec.clone(), tags, placement: ctx.placement.cloned() });
         return plan;
     };
-    if let Some(r) = ownership("Database", &spec.name, &db.tags, ctx) {
+    if let Some(r) = ownership_check("Database", &spec.name, &db.tags, ctx) {
         plan.refusal = Some(r);
         return plan;
     }
@@ -448,11 +475,11 @@ pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, c
     plan
 }
 
-fn join(tags: &BTreeMap<String, String>) -> String {
+pub(crate) fn join(tags: &BTreeMap<String, String>) -> String {
     tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
 }
 
-fn join_keys(observed: &BTreeMap<String, String>, keys: &BTreeMap<String, String>) -> String {
+pub(crate) fn join_keys(observed: &BTreeMap<String, String>, keys: &BTreeMap<String, String>) -> String {
     keys.keys().filter_map(|k| observed.get(k).map(|v| format!("{k}={v}"))).collect::<Vec<_>>().join(",")
 }
 
@@ -537,7 +564,7 @@ pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &C
             &empty
         }
         Some(b) => {
-            if let Some(r) = ownership("Bucket", &spec.name, &b.tags, ctx) {
+            if let Some(r) = ownership_check("Bucket", &spec.name, &b.tags, ctx) {
                 plan.refusal = Some(r);
                 return plan;
             }
@@ -603,14 +630,39 @@ pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &C
     plan
 }
 
-/// Plans a whole StackSpec: databases then buckets, in spec order.
-pub fn plan(databases: &[DatabaseSpec], buckets: &[BucketSpec], observed: &Observed, ctx: &Context) -> StackPlan {
+/// What a StackSpec declares, by kind.
+#[derive(Clone, Copy, Default)]
+pub struct Declared<'a> {
+    /// Databases.
+    pub databases: &'a [DatabaseSpec],
+    /// Buckets.
+    pub buckets: &'a [BucketSpec],
+    /// Tables.
+    pub tables: &'a [TableSpec],
+    /// Caches.
+    pub caches: &'a [CacheSpec],
+}
+
+/// Plans a whole StackSpec: databases, buckets, tables, then caches, in spec order.
+pub fn plan_all(declared: Declared, observed: &Observed, ctx: &Context) -> StackPlan {
+    let mut p = plan(declared.databases, declared.buckets, declared.tables, observed, ctx);
+    for c in declared.caches {
+        p.resources.push(super::cache::plan_cache(c, observed.caches.get(&c.name).and_then(Option::as_ref), ctx));
+    }
+    p
+}
+
+/// Plans databases, buckets, then tables, in spec order.
+pub fn plan(databases: &[DatabaseSpec], buckets: &[BucketSpec], tables: &[TableSpec], observed: &Observed, ctx: &Context) -> StackPlan {
     let mut resources = vec![];
     for d in databases {
         resources.push(plan_database(d, observed.databases.get(&d.name).and_then(Option::as_ref), ctx));
     }
     for b in buckets {
         resources.push(plan_bucket(b, observed.buckets.get(&b.name).and_then(Option::as_ref), ctx));
+    }
+    for t in tables {
+        resources.push(super::table::plan_table(t, observed.tables.get(&t.name).and_then(Option::as_ref), ctx));
     }
     StackPlan { resources }
 }

@@ -57,6 +57,9 @@ pub struct Call {
     /// The ECS service of a CreateService/UpdateService call.
     #[serde(default)]
     pub service_name: Option<String>,
+    /// The services a DescribeServices call asked for (names as sent: names or ARNs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub described: Vec<String>,
     /// When the proxy received it (not serialized: an Instant means nothing elsewhere).
     #[serde(skip)]
     pub at: Option<std::time::Instant>,
@@ -403,6 +406,12 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             .filter(|_| operation == "CreateService" || operation == "UpdateService")
             .and_then(|v| v["serviceName"].as_str().or(v["service"].as_str()))
             .map(|n| n.rsplit('/').next().unwrap_or(n).to_string());
+        let described = ecs_request
+            .as_ref()
+            .filter(|_| operation == "DescribeServices")
+            .and_then(|v| v["services"].as_array())
+            .map(|a| a.iter().filter_map(|n| n.as_str()).map(|n| n.rsplit('/').next().unwrap_or(n).to_string()).collect())
+            .unwrap_or_default();
         let access_key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -417,6 +426,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             task_definition,
             access_key,
             service_name,
+            described,
             at: Some(std::time::Instant::now()),
         });
         fault
@@ -431,6 +441,14 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     if service == "ecs" && (operation == "CreateService" || operation == "UpdateService") {
         if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
             return refusal;
+        }
+    }
+    if service == "elasticache" {
+        let answer = crate::elasticache::model().answer(&operation, &crate::elasticache::form(&body));
+        if let Some((status, xml)) = answer {
+            let mut r = (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), xml).into_response();
+            r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/xml"));
+            return r;
         }
     }
     let url = format!("{}{}", shared.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
@@ -452,6 +470,17 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
             if service == "ecs" && status.is_success() {
                 bytes = ecs_overlay(&shared, &operation, &body, bytes);
+            }
+            if service == "elasticache" && status.is_success() {
+                let mut model = crate::elasticache::model();
+                match operation.as_str() {
+                    "CreateReplicationGroup" => model.created(&crate::elasticache::form(&body)),
+                    "DeleteReplicationGroup" => model.deleted(&crate::elasticache::form(&body)),
+                    "DescribeReplicationGroups" => {
+                        bytes = model.rewrite_describe(String::from_utf8_lossy(&bytes).into_owned()).into_bytes()
+                    }
+                    _ => {}
+                }
             }
             Ok::<_, String>((status, resp_headers, bytes))
         })

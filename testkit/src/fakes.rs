@@ -6,13 +6,17 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use shipshape::api::{BucketEncryption, DatabaseSpec, LifecycleRule};
+use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
-    AwsClients, AwsError, AwsProvider, BucketDeletion, BucketReads, Ecs, FamilyLookup, NewCluster, Rds, ServiceRequest, Sts, Target, S3,
+    AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, Dynamo, Ecs, ElastiCache, FamilyLookup, NewCluster, Rds,
+    ServiceRequest, Sts, Target, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs};
-use shipshape::core::stack::{DbModify, ObservedBucket, ObservedDatabase, Placement};
+use shipshape::core::stack::{
+    CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedTable, Placement, TableUpdate,
+};
+use shipshape::core::table::ObservedIndex;
 use shipshape::core::taskdef::TaskDefinitionSpec;
 
 /// (arn, family, spec hash, tags, active).
@@ -24,6 +28,13 @@ struct World {
     databases: BTreeMap<String, ObservedDatabase>,
     buckets: BTreeMap<String, ObservedBucket>,
     objects: BTreeMap<String, usize>,
+    tables: BTreeMap<String, ObservedTable>,
+    /// Table backups: (table, backup name).
+    backups: Vec<(String, String)>,
+    caches: BTreeMap<String, ObservedCache>,
+    /// Cache final snapshots and the AUTH token each cache was created with.
+    cache_snapshots: Vec<String>,
+    cache_tokens: BTreeMap<String, Option<String>>,
     task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
@@ -71,6 +82,35 @@ impl FakeAws {
     /// Puts an object into a bucket (so it is not empty).
     pub fn put_object(&self, bucket: &str) {
         *self.world.lock().unwrap().objects.entry(bucket.to_string()).or_default() += 1;
+    }
+
+    /// Changes a table outside shipshape.
+    pub fn tamper_table(&self, name: &str, f: impl FnOnce(&mut ObservedTable)) {
+        if let Some(t) = self.world.lock().unwrap().tables.get_mut(name) {
+            f(t);
+        }
+    }
+
+    /// The table's backups' names.
+    pub fn table_backups(&self, table: &str) -> Vec<String> {
+        self.world.lock().unwrap().backups.iter().filter(|(t, _)| t == table).map(|(_, b)| b.clone()).collect()
+    }
+
+    /// Changes a cache outside shipshape.
+    pub fn tamper_cache(&self, name: &str, f: impl FnOnce(&mut ObservedCache)) {
+        if let Some(c) = self.world.lock().unwrap().caches.get_mut(name) {
+            f(c);
+        }
+    }
+
+    /// The AUTH token a cache was created with (Some(None): created without one).
+    pub fn cache_token(&self, name: &str) -> Option<Option<String>> {
+        self.world.lock().unwrap().cache_tokens.get(name).cloned()
+    }
+
+    /// Final snapshots of deleted caches.
+    pub fn cache_snapshots(&self) -> Vec<String> {
+        self.world.lock().unwrap().cache_snapshots.clone()
     }
 
     /// Changes a database outside shipshape.
@@ -414,6 +454,250 @@ impl S3 for FakeAws {
     }
 }
 
+/// DynamoDB as documented, with every change applied at once (tables ACTIVE immediately).
+#[async_trait]
+impl Dynamo for FakeAws {
+    async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError> {
+        self.call("DescribeTable", |w| Ok(w.tables.get(name).cloned()))
+    }
+    async fn create_table(&self, spec: &TableSpec, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("CreateTable", |w| {
+            if w.tables.contains_key(&spec.name) {
+                return Err(AwsError::Conflict {
+                    op: "CreateTable",
+                    message: format!("ResourceInUseException: table {} exists", spec.name),
+                });
+            }
+            let arn = format!("arn:aws:dynamodb:eu-west-1:123456789012:table/{}", spec.name);
+            let provisioned = spec.billing == shipshape::api::Billing::Provisioned;
+            w.tables.insert(
+                spec.name.clone(),
+                ObservedTable {
+                    name: spec.name.clone(),
+                    arn: arn.clone(),
+                    status: "ACTIVE".into(),
+                    partition_key: Some(spec.partition_key.clone()),
+                    sort_key: spec.sort_key.clone(),
+                    billing: spec.billing,
+                    capacity: spec.capacity.filter(|_| provisioned),
+                    indexes: spec
+                        .global_secondary_indexes
+                        .iter()
+                        .map(|i| {
+                            let mut non_key = i.non_key_attributes.clone();
+                            non_key.sort();
+                            ObservedIndex {
+                                name: i.name.clone(),
+                                partition_key: Some(i.partition_key.clone()),
+                                sort_key: i.sort_key.clone(),
+                                projection: i.projection,
+                                non_key_attributes: non_key,
+                                capacity: shipshape::core::table::index_capacity(spec, i),
+                                status: "ACTIVE".into(),
+                            }
+                        })
+                        .collect(),
+                    encryption: spec.encryption,
+                    kms_key_arn: spec.kms_key_id.clone(),
+                    deletion_protection: spec.deletion_protection,
+                    stream: spec.stream,
+                    stream_arn: spec.stream.map(|_| format!("{arn}/stream/1")),
+                    tags: tags.clone(),
+                    ..Default::default()
+                },
+            );
+            Ok(())
+        })
+    }
+    async fn update_table(&self, name: &str, update: &TableUpdate) -> Result<(), AwsError> {
+        self.call("UpdateTable", |w| {
+            let t = w.tables.get_mut(name).ok_or_else(|| not_found("UpdateTable", name))?;
+            match update {
+                TableUpdate::Billing { billing, capacity, indexes } => {
+                    t.billing = *billing;
+                    t.capacity = *capacity;
+                    for (n, c) in indexes {
+                        if let Some(i) = t.indexes.iter_mut().find(|i| &i.name == n) {
+                            i.capacity = Some(*c);
+                        }
+                    }
+                }
+                TableUpdate::CreateIndex { index, capacity } => t.indexes.push(ObservedIndex {
+                    name: index.name.clone(),
+                    partition_key: Some(index.partition_key.clone()),
+                    sort_key: index.sort_key.clone(),
+                    projection: index.projection,
+                    non_key_attributes: index.non_key_attributes.clone(),
+                    capacity: *capacity,
+                    status: "ACTIVE".into(),
+                }),
+                TableUpdate::DeleteIndex { name } => t.indexes.retain(|i| &i.name != name),
+                TableUpdate::Stream(v) => {
+                    t.stream = *v;
+                    t.stream_arn = v.map(|_| format!("{}/stream/2", t.arn));
+                }
+                TableUpdate::Encryption { encryption, kms_key_id } => {
+                    t.encryption = *encryption;
+                    t.kms_key_arn = kms_key_id.clone();
+                }
+                TableUpdate::DeletionProtection(on) => t.deletion_protection = *on,
+            }
+            Ok(())
+        })
+    }
+    async fn set_point_in_time_recovery(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
+        self.call("UpdateContinuousBackups", |w| {
+            w.tables.get_mut(name).ok_or_else(|| not_found("UpdateContinuousBackups", name))?.point_in_time_recovery = enabled;
+            Ok(())
+        })
+    }
+    async fn set_ttl(&self, name: &str, attribute: &str, enabled: bool) -> Result<(), AwsError> {
+        self.call("UpdateTimeToLive", |w| {
+            let t = w.tables.get_mut(name).ok_or_else(|| not_found("UpdateTimeToLive", name))?;
+            t.ttl = Some((attribute.to_string(), if enabled { "ENABLED" } else { "DISABLED" }.to_string()));
+            Ok(())
+        })
+    }
+    async fn tag_table(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("TagResource", |w| {
+            let t = w.tables.values_mut().find(|t| t.arn == arn).ok_or_else(|| not_found("TagResource", arn))?;
+            t.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+    async fn final_backup(&self, table: &str, name: &str) -> Result<BackupState, AwsError> {
+        self.call("CreateBackup", |w| {
+            if !w.tables.contains_key(table) {
+                return Err(not_found("CreateBackup", table));
+            }
+            let prefix = format!("{table}-final-");
+            if let Some((_, b)) = w.backups.iter().find(|(t, b)| t == table && b.starts_with(&prefix)) {
+                return Ok(BackupState::Available(b.clone()));
+            }
+            w.backups.push((table.to_string(), name.to_string()));
+            Ok(BackupState::Available(name.to_string()))
+        })
+    }
+    async fn delete_table(&self, name: &str) -> Result<(), AwsError> {
+        self.call("DeleteTable", |w| {
+            if w.tables.get(name).is_some_and(|t| t.deletion_protection) {
+                return Err(AwsError::Invalid { op: "DeleteTable", message: "ValidationException: deletion protection is enabled".into() });
+            }
+            w.tables.remove(name);
+            Ok(())
+        })
+    }
+}
+
+/// ElastiCache as documented, every change applied at once.
+#[async_trait]
+impl ElastiCache for FakeAws {
+    async fn describe_cache(&self, name: &str) -> Result<Option<ObservedCache>, AwsError> {
+        self.call("DescribeReplicationGroups", |w| Ok(w.caches.get(name).cloned()))
+    }
+    async fn ensure_cache_subnet_group(&self, _placement: &Placement, _tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("DescribeCacheSubnetGroups", |_| Ok(()))
+    }
+    async fn create_cache(
+        &self,
+        spec: &CacheSpec,
+        tags: &BTreeMap<String, String>,
+        _placement: Option<&Placement>,
+        auth_token: Option<&str>,
+    ) -> Result<(), AwsError> {
+        self.call("CreateReplicationGroup", |w| {
+            if w.caches.contains_key(&spec.name) {
+                return Err(AwsError::Conflict { op: "CreateReplicationGroup", message: "ReplicationGroupAlreadyExists".into() });
+            }
+            let members = (0..=spec.replicas).map(|i| format!("{}-{:03}", spec.name, i + 1)).collect();
+            w.caches.insert(
+                spec.name.clone(),
+                ObservedCache {
+                    name: spec.name.clone(),
+                    arn: format!("arn:aws:elasticache:eu-west-1:123456789012:replicationgroup:{}", spec.name),
+                    status: "available".into(),
+                    engine: Some(shipshape::core::cache::engine_name(spec.engine).into()),
+                    engine_version: Some(spec.engine_version.clone()),
+                    node_type: spec.node_type.clone(),
+                    members,
+                    multi_az: spec.multi_az,
+                    automatic_failover: spec.replicas > 0,
+                    at_rest_encryption: spec.at_rest_encryption,
+                    transit_encryption: spec.transit_encryption,
+                    auth_token_enabled: auth_token.is_some(),
+                    snapshot_retention_days: spec.snapshot_retention_days,
+                    snapshot_window: spec.snapshot_window.clone(),
+                    maintenance_window: spec.maintenance_window.clone(),
+                    primary_endpoint: Some((format!("master.{}.cache.amazonaws.com", spec.name), 6379)),
+                    reader_endpoint: (spec.replicas > 0).then(|| (format!("replica.{}.cache.amazonaws.com", spec.name), 6379)),
+                    tags: tags.clone(),
+                },
+            );
+            w.cache_tokens.insert(spec.name.clone(), auth_token.map(String::from));
+            Ok(())
+        })
+    }
+    async fn modify_cache(&self, name: &str, m: &CacheModify) -> Result<(), AwsError> {
+        self.call("ModifyReplicationGroup", |w| {
+            let c = w.caches.get_mut(name).ok_or_else(|| not_found("ModifyReplicationGroup", name))?;
+            if m.automatic_failover == Some(true) && c.members.len() < 2 {
+                return Err(AwsError::Invalid { op: "ModifyReplicationGroup", message: "automatic failover needs a replica".into() });
+            }
+            if let Some(v) = &m.node_type {
+                c.node_type = v.clone();
+            }
+            if let Some(v) = &m.engine {
+                c.engine = Some(v.clone());
+            }
+            if let Some(v) = &m.engine_version {
+                c.engine_version = Some(v.clone());
+            }
+            if let Some(v) = m.multi_az {
+                c.multi_az = v;
+            }
+            if let Some(v) = m.automatic_failover {
+                c.automatic_failover = v;
+            }
+            if let Some(v) = m.snapshot_retention_days {
+                c.snapshot_retention_days = v;
+            }
+            if let Some(v) = &m.snapshot_window {
+                c.snapshot_window = Some(v.clone());
+            }
+            if let Some(v) = &m.maintenance_window {
+                c.maintenance_window = Some(v.clone());
+            }
+            Ok(())
+        })
+    }
+    async fn set_cache_replicas(&self, name: &str, replicas: i32, current: i32) -> Result<(), AwsError> {
+        let op = if replicas > current { "IncreaseReplicaCount" } else { "DecreaseReplicaCount" };
+        self.call(op, |w| {
+            let c = w.caches.get_mut(name).ok_or_else(|| not_found(op, name))?;
+            if replicas == 0 && c.automatic_failover {
+                return Err(AwsError::Invalid { op, message: "automatic failover needs a replica: turn it off first".into() });
+            }
+            c.members = (0..=replicas).map(|i| format!("{name}-{:03}", i + 1)).collect();
+            Ok(())
+        })
+    }
+    async fn tag_cache(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("AddTagsToResource", |w| {
+            let c = w.caches.values_mut().find(|c| c.arn == arn).ok_or_else(|| not_found("AddTagsToResource", arn))?;
+            c.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+    async fn delete_cache(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError> {
+        self.call("DeleteReplicationGroup", |w| {
+            if w.caches.remove(name).is_some() {
+                w.cache_snapshots.extend(final_snapshot.map(String::from));
+            }
+            Ok(())
+        })
+    }
+}
+
 #[async_trait]
 impl Sts for FakeAws {
     async fn caller_account(&self) -> Result<String, AwsError> {
@@ -425,7 +709,7 @@ impl Sts for FakeAws {
 impl AwsProvider for FakeAws {
     async fn clients(&self, _target: &Target) -> Result<AwsClients, AwsError> {
         let me = Arc::new(self.clone());
-        Ok(AwsClients { ecs: me.clone(), rds: me.clone(), s3: me.clone(), sts: me })
+        Ok(AwsClients { ecs: me.clone(), rds: me.clone(), s3: me.clone(), dynamodb: me.clone(), elasticache: me.clone(), sts: me })
     }
 }
 

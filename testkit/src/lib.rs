@@ -1,7 +1,8 @@
 //! What shipshape's tests, benchmarks and demo run against, kept out of the product crate
 //! (the release build never compiles it):
 //! - [`awsproxy`]: the AWS test proxy in front of moto (ECS deployment dynamics moto lacks,
-//!   fault injection, call counting);
+//!   fault injection, call counting), with [`elasticache`] the replication-group behaviour
+//!   moto lacks;
 //! - [`fakes`]: in-memory AWS behind shipshape's AWS traits, for unit-level tests and the
 //!   in-process latency benchmark;
 //! - the harness (re-exported at the top): the pinned real control plane
@@ -9,6 +10,7 @@
 //!   as the chart's ServiceAccount.
 
 pub mod awsproxy;
+pub mod elasticache;
 pub mod fakes;
 mod harness;
 

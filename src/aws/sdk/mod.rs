@@ -1,7 +1,10 @@
 //! The AWS SDK adapters: the only files that import the AWS SDK service crates
-//! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs, STS here).
+//! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs,
+//! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs, STS here).
 
+mod dynamodb;
 mod ecs;
+mod elasticache;
 mod rds;
 mod s3;
 
@@ -65,6 +68,12 @@ pub const ERROR_CODES: &[(&str, Kind)] = &[
     ("DBInstanceNotFoundFault", Kind::NotFound),
     ("DBSubnetGroupNotFoundFault", Kind::NotFound),
     ("DBSnapshotNotFound", Kind::NotFound),
+    ("TableNotFoundException", Kind::NotFound),
+    ("ReplicationGroupNotFoundFault", Kind::NotFound),
+    ("ReplicationGroupNotFound", Kind::NotFound),
+    ("CacheClusterNotFound", Kind::NotFound),
+    ("CacheClusterNotFoundFault", Kind::NotFound),
+    ("CacheSubnetGroupNotFoundFault", Kind::NotFound),
     // S3's "this configuration is not set" answers.
     ("ServerSideEncryptionConfigurationNotFoundError", Kind::NotFound),
     ("NoSuchPublicAccessBlockConfiguration", Kind::NotFound),
@@ -74,6 +83,16 @@ pub const ERROR_CODES: &[(&str, Kind)] = &[
     ("ClusterContainsTasksException", Kind::Conflict),
     ("ClusterContainsContainerInstancesException", Kind::Conflict),
     ("ResourceInUseException", Kind::Conflict),
+    ("TableInUseException", Kind::Conflict),
+    ("ReplicationGroupAlreadyExists", Kind::Conflict),
+    ("ReplicationGroupAlreadyExistsFault", Kind::Conflict),
+    ("CacheSubnetGroupAlreadyExists", Kind::Conflict),
+    ("CacheSubnetGroupAlreadyExistsFault", Kind::Conflict),
+    ("InvalidReplicationGroupState", Kind::Conflict),
+    ("InvalidReplicationGroupStateFault", Kind::Conflict),
+    ("SnapshotAlreadyExistsFault", Kind::Conflict),
+    ("BackupInUseException", Kind::Conflict),
+    ("ContinuousBackupsUnavailableException", Kind::Conflict),
     ("UpdateInProgressException", Kind::Conflict),
     ("InvalidDBInstanceState", Kind::Conflict),
     ("InvalidDBInstanceStateFault", Kind::Conflict),
@@ -235,6 +254,8 @@ impl AwsProvider for SdkProvider {
             ecs: Arc::new(ecs::SdkEcs::new(&conf, caller("ecs"))),
             rds: Arc::new(rds::SdkRds::new(&conf, caller("rds"))),
             s3: Arc::new(s3::SdkS3::new(&conf, path_style, caller("s3"))),
+            dynamodb: Arc::new(dynamodb::SdkDynamo::new(&conf, caller("dynamodb"))),
+            elasticache: Arc::new(elasticache::SdkElastiCache::new(&conf, caller("elasticache"))),
             // The caller identity changes only with the credentials (refreshed hourly at most).
             sts: Arc::new(CachedSts::new(
                 Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),

@@ -1,6 +1,7 @@
 //! Deletion that loses nothing: databases get a final snapshot unless the policy says
-//! otherwise, buckets are kept unless the policy says Delete and they are empty, and the
-//! finalizer goes only once every policy has been carried out.
+//! otherwise, buckets are kept unless the policy says Delete and they are empty, tables are
+//! kept unless the policy says Snapshot (an on-demand backup, available before the table
+//! goes) or Delete, and the finalizer goes only once every policy has been carried out.
 
 use std::sync::Arc;
 
@@ -12,17 +13,24 @@ use serde_json::Value;
 
 use super::super::{environment, Context, Error};
 use super::{finish, outputs, CONTROLLER};
-use crate::api::{owner_of, reasons, BucketDeletionPolicy, DatabaseDeletionPolicy, StackSpec, StackSpecStatus, OWNER_TAG};
-use crate::aws::{AwsClients, BucketDeletion};
+use crate::api::{
+    owner_of, reasons, BucketDeletionPolicy, CacheDeletionPolicy, DatabaseDeletionPolicy, StackSpec, StackSpecStatus, TableDeletionPolicy,
+    OWNER_TAG,
+};
+use crate::aws::{AwsClients, BackupState, BucketDeletion};
+use crate::core::cache::final_snapshot_name as cache_snapshot_name;
 use crate::core::conditions::Readiness;
 use crate::core::requeue::Category;
-use crate::core::stack::{final_snapshot_name, DbModify};
+use crate::core::stack::{final_snapshot_name, DbModify, TableUpdate};
+use crate::core::table::final_backup_name;
 use crate::core::tenancy;
 
 /// Whether the spec asks for anything to be removed from AWS.
 fn needs_aws(stack: &StackSpec) -> bool {
     stack.spec.databases.iter().any(|d| d.deletion_policy != DatabaseDeletionPolicy::Retain)
         || stack.spec.buckets.iter().any(|b| b.deletion_policy == BucketDeletionPolicy::Delete)
+        || stack.spec.tables.iter().any(|t| t.deletion_policy != TableDeletionPolicy::Retain)
+        || stack.spec.caches.iter().any(|c| c.deletion_policy != CacheDeletionPolicy::Retain)
 }
 
 /// Carries out the deletion policies; Err keeps the finalizer (and says why in status).
@@ -34,6 +42,12 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
         }
         for b in &stack.spec.buckets {
             ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
+        }
+        for t in &stack.spec.tables {
+            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("table {} left in AWS (deletionPolicy Retain)", t.name)).await;
+        }
+        for c in &stack.spec.caches {
+            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("cache {} left in AWS (deletionPolicy Retain)", c.name)).await;
         }
         return Ok(Action::await_change());
     }
@@ -57,6 +71,10 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
     let owner = owner_of(stack.as_ref());
     ctx.may_act()?;
     if let Some((reason, message)) = delete_databases(ctx, &stack, &aws, &owner).await? {
+        return stalled(ctx, &stack, reason, message, Category::InvalidSpec).await;
+    }
+    delete_caches(ctx, &stack, &aws, &owner).await?;
+    if let Some((reason, message)) = delete_tables(ctx, &stack, &aws, &owner).await? {
         return stalled(ctx, &stack, reason, message, Category::InvalidSpec).await;
     }
     if let Some((reason, message)) = delete_buckets(ctx, &stack, &aws, &owner).await? {
@@ -103,6 +121,77 @@ async fn delete_databases(
             None => format!("deleting database {} without a snapshot (deletionPolicy Delete)", d.name),
         };
         let reason = if snapshot.is_some() { reasons::SNAPSHOT_TAKEN } else { reasons::DELETED };
+        ctx.event(stack, false, reason, note).await;
+    }
+    Ok(None)
+}
+
+async fn delete_caches(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<(), Error> {
+    for c in &stack.spec.caches {
+        if c.deletion_policy == CacheDeletionPolicy::Retain {
+            ctx.event(stack, false, reasons::RETAINED, format!("cache {} left in AWS (deletionPolicy Retain)", c.name)).await;
+            continue;
+        }
+        let Some(cache) = aws.elasticache.describe_cache(&c.name).await? else {
+            continue;
+        };
+        if cache.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || cache.status == "deleting" {
+            continue;
+        }
+        let snapshot = (c.deletion_policy == CacheDeletionPolicy::Snapshot).then(|| cache_snapshot_name(&c.name, Utc::now()));
+        aws.elasticache.delete_cache(&c.name, snapshot.as_deref()).await?;
+        let (reason, note) = match &snapshot {
+            Some(s) => (reasons::SNAPSHOT_TAKEN, format!("deleting cache {} after final snapshot {s}", c.name)),
+            None => (reasons::DELETED, format!("deleting cache {} without a snapshot (deletionPolicy Delete)", c.name)),
+        };
+        ctx.event(stack, false, reason, note).await;
+    }
+    Ok(())
+}
+
+async fn delete_tables(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<Option<(&'static str, String)>, Error> {
+    for t in &stack.spec.tables {
+        if t.deletion_policy == TableDeletionPolicy::Retain {
+            ctx.event(stack, false, reasons::RETAINED, format!("table {} left in AWS (deletionPolicy Retain)", t.name)).await;
+            continue;
+        }
+        let Some(table) = aws.dynamodb.describe_table(&t.name).await? else {
+            continue;
+        };
+        if table.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || table.status == "DELETING" {
+            continue;
+        }
+        if table.deletion_protection {
+            if t.deletion_protection {
+                return Ok(Some((
+                    reasons::DELETION_PROTECTED,
+                    format!(
+                        "table {} has deletionProtection on; set deletionProtection: false (shipshape turns it off, then deletes with policy {:?}) or deletionPolicy: Retain",
+                        t.name, t.deletion_policy
+                    ),
+                )));
+            }
+            aws.dynamodb.update_table(&t.name, &TableUpdate::DeletionProtection(false)).await?;
+        }
+        let backup = if t.deletion_policy == TableDeletionPolicy::Snapshot {
+            match aws.dynamodb.final_backup(&t.name, &final_backup_name(&t.name, Utc::now())).await? {
+                // DynamoDB refuses to delete a table while its backup is being made.
+                BackupState::Creating(name) => {
+                    return Err(Error::Refused {
+                        category: Category::Transient,
+                        message: format!("waiting for backup {name} of table {} before deleting it", t.name),
+                    })
+                }
+                BackupState::Available(name) => Some(name),
+            }
+        } else {
+            None
+        };
+        aws.dynamodb.delete_table(&t.name).await?;
+        let (reason, note) = match &backup {
+            Some(b) => (reasons::SNAPSHOT_TAKEN, format!("deleting table {} after final backup {b}", t.name)),
+            None => (reasons::DELETED, format!("deleting table {} without a backup (deletionPolicy Delete)", t.name)),
+        };
         ctx.event(stack, false, reason, note).await;
     }
     Ok(None)

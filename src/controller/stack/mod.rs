@@ -1,14 +1,17 @@
-//! The StackSpec controller: RDS databases and S3 buckets created, kept as declared
+//! The StackSpec controller: RDS databases, S3 buckets, DynamoDB tables and ElastiCache
+//! caches created, kept as declared
 //! (drift put back and announced), adopted only when asked, deleted only as the policy says,
 //! with outputs in a ConfigMap and an optional manual approval of each plan.
 
 mod cleanup;
 mod outputs;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{finalizer, Event as Finalizer};
@@ -85,6 +88,12 @@ async fn observe_with(stack: &StackSpec, aws: &AwsClients, listed: Option<Listed
     for b in &stack.spec.buckets {
         observed.buckets.insert(b.name.clone(), aws.s3.describe_bucket(&b.name, BucketReads::for_spec(b)).await?);
     }
+    for t in &stack.spec.tables {
+        observed.tables.insert(t.name.clone(), aws.dynamodb.describe_table(&t.name).await?);
+    }
+    for c in &stack.spec.caches {
+        observed.caches.insert(c.name.clone(), aws.elasticache.describe_cache(&c.name).await?);
+    }
     Ok(observed)
 }
 
@@ -95,11 +104,18 @@ pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> St
     let network = env.spec.network.clone().unwrap_or_default();
     let placement = plan::Placement::of(&env.name_any(), &network.subnets, &network.security_groups);
     let ctx = plan::Context { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt, placement: placement.as_ref() };
-    plan::plan(&stack.spec.databases, &stack.spec.buckets, observed, &ctx)
+    let declared = plan::Declared {
+        databases: &stack.spec.databases,
+        buckets: &stack.spec.buckets,
+        tables: &stack.spec.tables,
+        caches: &stack.spec.caches,
+    };
+    plan::plan_all(declared, observed, &ctx)
 }
 
-/// Carries out the steps of a plan, in order.
-async fn execute(p: &StackPlan, aws: &AwsClients) -> Result<(), AwsError> {
+/// Carries out the steps of a plan, in order. `tokens` holds the AUTH tokens of the caches
+/// it creates, read from their Secrets just before (never part of a plan, a log or a status).
+async fn execute(p: &StackPlan, aws: &AwsClients, tokens: &BTreeMap<String, String>) -> Result<(), AwsError> {
     for r in &p.resources {
         for step in &r.steps {
             match step {
@@ -113,6 +129,19 @@ async fn execute(p: &StackPlan, aws: &AwsClients) -> Result<(), AwsError> {
                 Step::SetEncryption { name, encryption } => aws.s3.put_encryption(name, encryption).await?,
                 Step::SetPublicAccessBlock { name, block } => aws.s3.set_public_access_block(name, *block).await?,
                 Step::SetLifecycle { name, rules } => aws.s3.put_lifecycle(name, rules).await?,
+                Step::CreateTable { spec, tags } => aws.dynamodb.create_table(spec, tags).await?,
+                Step::UpdateTable { name, update } => aws.dynamodb.update_table(name, update).await?,
+                Step::SetPointInTimeRecovery { name, enabled } => aws.dynamodb.set_point_in_time_recovery(name, *enabled).await?,
+                Step::SetTtl { name, attribute, enabled } => aws.dynamodb.set_ttl(name, attribute, *enabled).await?,
+                Step::TagTable { arn, tags } => aws.dynamodb.tag_table(arn, tags).await?,
+                Step::EnsureCacheSubnetGroup { placement, tags } => aws.elasticache.ensure_cache_subnet_group(placement, tags).await?,
+                Step::CreateCache { spec, tags, placement } => {
+                    let token = tokens.get(&spec.name).map(String::as_str);
+                    aws.elasticache.create_cache(spec, tags, placement.as_ref(), token).await?
+                }
+                Step::ModifyCache { name, modify } => aws.elasticache.modify_cache(name, modify).await?,
+                Step::SetCacheReplicas { name, replicas, from } => aws.elasticache.set_cache_replicas(name, *replicas, *from).await?,
+                Step::TagCache { arn, tags } => aws.elasticache.tag_cache(arn, tags).await?,
             }
         }
     }
@@ -154,8 +183,13 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context, drift: Op
     if stack.spec.approval == Approval::Manual && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash()) {
         return Ok(Outcome::AwaitingApproval(p));
     }
+    let tokens = match auth_tokens(ctx, stack, &p).await {
+        Ok(t) => t,
+        // Fixed in the Secret, not the spec: rechecked at the drift interval (as a conflict is).
+        Err(message) => return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::SECRET_NOT_FOUND, message }, Category::Conflict)),
+    };
     ctx.may_act()?;
-    let result = execute(&p, &aws).await;
+    let result = execute(&p, &aws, &tokens).await;
     for r in p.resources.iter().filter(|r| r.kind == "Database" && !r.steps.is_empty()) {
         ctx.databases.changed(&env_name, &r.name).await;
     }
@@ -167,6 +201,37 @@ async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context, drift: Op
         Ok(observed) => Ok(Outcome::Done { observed, plan: p }),
         Err(e) => Ok(failure(e)),
     }
+}
+
+/// The AUTH token of every cache the plan creates, from the Secret its spec names in the
+/// StackSpec's own namespace; Err says which Secret or key is missing (never a value).
+async fn auth_tokens(ctx: &Context, stack: &StackSpec, p: &StackPlan) -> Result<BTreeMap<String, String>, String> {
+    let mut tokens = BTreeMap::new();
+    let ns = stack.namespace().unwrap_or_default();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    for step in p.resources.iter().flat_map(|r| &r.steps) {
+        let Step::CreateCache { spec, .. } = step else { continue };
+        let Some(r) = &spec.auth_token_secret_ref else { continue };
+        let secret = secrets.get_opt(&r.name).await.map_err(|e| format!("Cache {}: reading Secret {ns}/{}: {e}", spec.name, r.name))?;
+        let value = secret.and_then(|s| s.data).and_then(|mut d| d.remove(&r.key)).ok_or_else(|| {
+            format!(
+                "Cache {}: Secret {ns}/{} has no key {} (the AUTH token); create it, then the cache is created",
+                spec.name, r.name, r.key
+            )
+        })?;
+        let token = String::from_utf8(value.0)
+            .map_err(|_| format!("Cache {}: the AUTH token in Secret {ns}/{} is not UTF-8 text", spec.name, r.name))?;
+        // ElastiCache: 16 to 128 printable characters, none of @ " / (CreateReplicationGroup).
+        let printable = token.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '@' | '"' | '/'));
+        if !(16..=128).contains(&token.len()) || !printable {
+            return Err(format!(
+                "Cache {}: the AUTH token in Secret {ns}/{} key {} must be 16 to 128 printable ASCII characters without @, \" or /",
+                spec.name, r.name, r.key
+            ));
+        }
+        tokens.insert(spec.name.clone(), token);
+    }
+    Ok(tokens)
 }
 
 fn failure(e: AwsError) -> Outcome {
@@ -195,6 +260,14 @@ fn resource_statuses(
                     let db = observed.databases.get(&r.name).and_then(Option::as_ref);
                     (db.map(|d| d.arn.clone()), db.map(|d| d.status.clone()))
                 }
+                "Table" => {
+                    let t = observed.tables.get(&r.name).and_then(Option::as_ref);
+                    (t.map(|t| t.arn.clone()), t.map(|t| t.status.clone()))
+                }
+                "Cache" => {
+                    let c = observed.caches.get(&r.name).and_then(Option::as_ref);
+                    (c.map(|c| c.arn.clone()), c.map(|c| c.status.clone()))
+                }
                 _ => {
                     let b = observed.buckets.get(&r.name).and_then(Option::as_ref);
                     (b.map(|_| format!("arn:aws:s3:::{}", r.name)), b.map(|_| "available".to_string()))
@@ -212,7 +285,12 @@ fn resource_statuses(
                 last_synced_at: if changed || prev.is_none() { Some(now) } else { prev.and_then(|p| p.last_synced_at) },
             }
         })
-        .filter(|s| stack.spec.databases.iter().any(|d| d.name == s.name) || stack.spec.buckets.iter().any(|b| b.name == s.name))
+        .filter(|s| {
+            stack.spec.databases.iter().any(|d| d.name == s.name)
+                || stack.spec.buckets.iter().any(|b| b.name == s.name)
+                || stack.spec.tables.iter().any(|t| t.name == s.name)
+                || stack.spec.caches.iter().any(|c| c.name == s.name)
+        })
         .collect()
 }
 
@@ -279,11 +357,28 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
                     p.resources.iter().filter_map(|r| r.waiting.as_ref().map(|w| format!("{} {} is {w}", r.kind, r.name))).collect();
                 (
                     Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("waiting for AWS: {}", waiting.join(", ")) },
-                    Action::requeue(Duration::from_secs(30)),
+                    // A DynamoDB table is ACTIVE within seconds, a cache or an RDS instance
+                    // changes within minutes.
+                    Action::requeue(Duration::from_secs(
+                        p.resources
+                            .iter()
+                            .filter(|r| r.waiting.is_some())
+                            .map(|r| {
+                                if r.kind == "Database" {
+                                    30
+                                } else if r.kind == "Cache" {
+                                    10
+                                } else {
+                                    5
+                                }
+                            })
+                            .max()
+                            .unwrap_or(5),
+                    )),
                     None,
                 )
             } else {
-                let n = stack.spec.databases.len() + stack.spec.buckets.len();
+                let n = stack.spec.databases.len() + stack.spec.buckets.len() + stack.spec.tables.len() + stack.spec.caches.len();
                 (
                     Readiness::Ready { reason: reasons::RECONCILED, message: format!("{n} resources in their declared state") },
                     Action::requeue(drift_every),

@@ -1,4 +1,4 @@
-//! The outputs ConfigMap: endpoints, ports, engines, bucket names and regions; never a
+//! The outputs ConfigMap: endpoints, ports, engines, bucket and table names and ARNs; never a
 //! password (the master password's Secrets Manager ARN is named instead).
 
 use std::collections::BTreeMap;
@@ -46,6 +46,29 @@ pub fn data(stack: &StackSpec, env: &Environment, observed: &Observed) -> BTreeM
         let key = env_key(&b.name);
         out.insert(format!("{key}_BUCKET"), b.name.clone());
         out.insert(format!("{key}_REGION"), env.spec.region.clone());
+    }
+    for c in &stack.spec.caches {
+        let key = env_key(&c.name);
+        if let Some(observed) = observed.caches.get(&c.name).and_then(Option::as_ref) {
+            if let Some((host, port)) = &observed.primary_endpoint {
+                out.insert(format!("{key}_HOST"), host.clone());
+                out.insert(format!("{key}_PORT"), port.to_string());
+            }
+            if let Some((host, _)) = &observed.reader_endpoint {
+                out.insert(format!("{key}_READER_HOST"), host.clone());
+            }
+            out.insert(format!("{key}_TLS"), observed.transit_encryption.to_string());
+        }
+    }
+    for t in &stack.spec.tables {
+        let key = env_key(&t.name);
+        out.insert(format!("{key}_TABLE"), t.name.clone());
+        if let Some(observed) = observed.tables.get(&t.name).and_then(Option::as_ref) {
+            out.insert(format!("{key}_TABLE_ARN"), observed.arn.clone());
+            if let Some(stream) = &observed.stream_arn {
+                out.insert(format!("{key}_STREAM_ARN"), stream.clone());
+            }
+        }
     }
     out
 }

@@ -198,13 +198,18 @@ fn turning_versioning_off_suspends_it_and_public_access_can_be_opened() {
 fn a_stack_plan_with_one_refusal_changes_nothing_and_its_hash_follows_its_content() {
     let mut live = live_db();
     live.allocated_storage_gib = 100;
-    let observed = Observed { databases: [("car-rental-db".to_string(), Some(live))].into(), buckets: Default::default() };
-    let p = with(false, |c| plan(&[db(json!({}))], &[bucket(json!({}))], &observed, c));
+    let observed = Observed {
+        databases: [("car-rental-db".to_string(), Some(live))].into(),
+        buckets: Default::default(),
+        tables: Default::default(),
+        caches: Default::default(),
+    };
+    let p = with(false, |c| plan(&[db(json!({}))], &[bucket(json!({}))], &[], &observed, c));
     assert!(p.refusal().is_some());
-    let a = with(false, |c| plan(&[], &[bucket(json!({}))], &Observed::default(), c));
-    let b = with(false, |c| plan(&[], &[bucket(json!({"name": "other"}))], &Observed::default(), c));
+    let a = with(false, |c| plan(&[], &[bucket(json!({}))], &[], &Observed::default(), c));
+    let b = with(false, |c| plan(&[], &[bucket(json!({"name": "other"}))], &[], &Observed::default(), c));
     assert_ne!(a.hash(), b.hash());
-    assert_eq!(a.hash(), with(false, |c| plan(&[], &[bucket(json!({}))], &Observed::default(), c)).hash());
+    assert_eq!(a.hash(), with(false, |c| plan(&[], &[bucket(json!({}))], &[], &Observed::default(), c)).hash());
     assert_eq!(a.hash().len(), 12);
 }
 

@@ -1,0 +1,229 @@
+//! End to end for StackSpec `caches`: the real controller binary on the real control plane,
+//! ElastiCache = moto behind the AWS test proxy, which models what moto lacks
+//! (ModifyReplicationGroup, replica counts, member clusters: testkit/src/elasticache.rs),
+//! driven with kubectl.
+
+mod support;
+
+use std::time::Duration;
+
+use shipshape::core::stack::CacheModify;
+
+use support::{aws_at, eventually, proxy, unique, Cluster, Controller};
+
+const WAIT: Duration = Duration::from_secs(40);
+const TOKEN: &str = "s3cret-auth-token-of-the-shop";
+
+struct Names {
+    env: String,
+    ns: String,
+    cache: String,
+}
+
+fn setup(c: &Cluster) -> Names {
+    let n = Names { env: unique("env"), ns: unique("shop"), cache: unique("shop-redis") };
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  tags: {{Project: shop}}\n",
+        ns = n.ns,
+        env = n.env
+    ))
+    .success();
+    n
+}
+
+fn secret(n: &Names) -> String {
+    format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: redis-auth, namespace: {}}}\nstringData: {{token: {TOKEN}}}\n", n.ns)
+}
+
+/// The shop's Redis: 3 nodes, Multi-AZ, encrypted, AUTH, 7-day snapshots 03:00–05:00,
+/// Sunday maintenance.
+fn stack(n: &Names) -> String {
+    format!(
+        r#"apiVersion: shipshape.dev/v1alpha1
+kind: StackSpec
+metadata: {{name: data, namespace: {ns}}}
+spec:
+  environment: {env}
+  outputs: data-outputs
+  driftInterval: 2s
+  caches:
+    - name: {cache}
+      engineVersion: "7.0"
+      nodeType: cache.r6g.large
+      replicas: 2
+      multiAz: true
+      authTokenSecretRef: {{name: redis-auth, key: token}}
+      snapshotRetentionDays: 7
+      snapshotWindow: "03:00-05:00"
+      maintenanceWindow: "sun:05:00-sun:06:00"
+      deletionPolicy: Delete
+"#,
+        ns = n.ns,
+        env = n.env,
+        cache = n.cache
+    )
+}
+
+async fn condition(c: &Cluster, n: &Names, type_: &str, status: &str) -> String {
+    eventually(WAIT, &format!("StackSpec {type_}={status}"), || {
+        let (s, r) = c.condition(&["stackspec", "data", "-n", &n.ns], type_);
+        (s == status).then_some(r)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_is_created_with_its_auth_token_and_outputs_and_drift_is_put_back() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = setup(&c);
+    c.apply(&format!("{}---\n{}", secret(&n), stack(&n))).success();
+    assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
+
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    let g = aws.elasticache.describe_cache(&n.cache).await.unwrap().expect("replication group exists");
+    assert_eq!(g.members.len(), 3, "a primary and two replicas: {:?}", g.members);
+    assert!(g.multi_az && g.automatic_failover);
+    assert!(g.at_rest_encryption && g.transit_encryption && g.auth_token_enabled);
+    assert_eq!((g.snapshot_retention_days, g.snapshot_window.as_deref()), (7, Some("03:00-05:00")));
+    assert_eq!(g.engine_version.as_deref(), Some("7.0"));
+    assert_eq!(g.maintenance_window.as_deref(), Some("sun:05:00-sun:06:00"));
+    assert_eq!(g.tags.get("shipshape.dev/owner"), Some(&format!("{}/data", n.ns)));
+    assert_eq!(g.tags.get("Project").map(String::as_str), Some("shop"));
+    // The token went to ElastiCache in the create call, and nowhere else.
+    let create = p.calls().into_iter().filter(|c| c.operation == "CreateReplicationGroup").count();
+    assert_eq!(create, 1);
+
+    let data = c.jsonpath(&["configmap", "data-outputs", "-n", &n.ns], "{.data}");
+    let data: serde_json::Value = serde_json::from_str(&data).unwrap();
+    let key = n.cache.to_uppercase().replace('-', "_");
+    assert_eq!(data[format!("{key}_HOST")].as_str(), g.primary_endpoint.as_ref().map(|(h, _)| h.as_str()), "{data}");
+    assert_eq!(data[format!("{key}_PORT")], "6379");
+    assert!(data[format!("{key}_READER_HOST")].as_str().is_some_and(|h| !h.is_empty()), "{data}");
+    assert_eq!(data[format!("{key}_TLS")], "true");
+
+    // Someone shortens the snapshots and moves the window.
+    let drift = CacheModify { snapshot_retention_days: Some(1), snapshot_window: Some("10:00-11:00".into()), ..Default::default() };
+    aws.elasticache.modify_cache(&n.cache, &drift).await.unwrap();
+    eventually(WAIT, "snapshots put back", || {
+        let g = futures::executor::block_on(aws.elasticache.describe_cache(&n.cache)).ok()??;
+        (g.snapshot_retention_days == 7 && g.snapshot_window.as_deref() == Some("03:00-05:00")).then_some(())
+    })
+    .await;
+    let events = eventually(WAIT, "a DriftCorrected event", || {
+        let out = c.kubectl(&["get", "events", "-n", &n.ns]).stdout;
+        (out.contains("DriftCorrected") && out.contains("snapshotRetentionDays")).then_some(out)
+    })
+    .await;
+    assert!(ctl.metric("shipshape_drift_corrections_total", &["Cache"]) >= 1.0);
+
+    // The token is in no status, Event or log line.
+    let status = c.kubectl(&["get", "stackspec", "data", "-n", &n.ns, "-o", "yaml"]).stdout;
+    for (what, text) in [("status", status.as_str()), ("events", events.as_str()), ("logs", ctl.logs().as_str())] {
+        assert!(!text.contains(TOKEN), "the AUTH token leaked into {what}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_auth_secret_stalls_until_it_exists_and_nothing_is_created_meanwhile() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = setup(&c);
+    c.apply(&stack(&n)).success();
+    assert_eq!(condition(&c, &n, "Stalled", "True").await, "SecretNotFound");
+    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("redis-auth") && message.contains("token"), "{message}");
+    assert_eq!(p.calls().iter().filter(|c| c.operation == "CreateReplicationGroup").count(), 0);
+    // The Secret appears; the next check (the drift interval, 2s) creates the cache.
+    c.apply(&secret(&n)).success();
+    condition(&c, &n, "Ready", "True").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_group_changes_are_made_in_the_order_elasticache_requires() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = setup(&c);
+    // A single node first, no failover.
+    let single = stack(&n).replace("replicas: 2", "replicas: 0").replace("multiAz: true", "multiAz: false");
+    c.apply(&format!("{}---\n{}", secret(&n), single)).success();
+    condition(&c, &n, "Ready", "True").await;
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    assert_eq!(aws.elasticache.describe_cache(&n.cache).await.unwrap().unwrap().members.len(), 1);
+    // Then two replicas with Multi-AZ, a bigger node type: replicas first (failover needs
+    // one), then the modification; the proxy refuses the other order as ElastiCache does.
+    c.apply(&stack(&n).replace("cache.r6g.large", "cache.r6g.xlarge")).success();
+    eventually(WAIT, "replicas, failover and node type changed", || {
+        let g = futures::executor::block_on(aws.elasticache.describe_cache(&n.cache)).ok()??;
+        (g.members.len() == 3 && g.multi_az && g.automatic_failover && g.node_type == "cache.r6g.xlarge").then_some(())
+    })
+    .await;
+    condition(&c, &n, "Ready", "True").await;
+    let ops: Vec<String> = p
+        .calls()
+        .into_iter()
+        .filter(|c| ["IncreaseReplicaCount", "ModifyReplicationGroup"].contains(&c.operation.as_str()))
+        .map(|c| c.operation)
+        .collect();
+    assert_eq!(ops, ["IncreaseReplicaCount", "ModifyReplicationGroup"]);
+    // Deleting the StackSpec deletes the cache (deletionPolicy Delete).
+    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--timeout=40s"]).success();
+    let gone = aws.elasticache.describe_cache(&n.cache).await.unwrap();
+    assert!(gone.as_ref().is_none_or(|g| g.status == "deleting"), "{gone:?}");
+}
+
+/// The proxy's model of what moto lacks, against the ElastiCache API Reference (quoted in
+/// testkit/src/elasticache.rs): members per node, replica counts, ModifyReplicationGroup,
+/// and the refusals of failover without a replica and of the last replica under failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elasticache_model_follows_the_api_reference() {
+    let p = proxy().await;
+    let aws = aws_at(&p.url(), "eu-west-1").await;
+    let name = unique("model");
+    let spec: shipshape::api::CacheSpec = serde_json::from_value(serde_json::json!({
+        "name": name, "engineVersion": "7.0", "nodeType": "cache.t4g.micro", "transitEncryption": false,
+        "maintenanceWindow": "sun:05:00-sun:06:00"}))
+    .unwrap();
+    let tags = [("shipshape.dev/owner".to_string(), "t/data".to_string())].into();
+    aws.elasticache.create_cache(&spec, &tags, None, None).await.unwrap();
+    let g = aws.elasticache.describe_cache(&name).await.unwrap().unwrap();
+    assert_eq!(g.members, [format!("{name}-001")]);
+    assert!(g.reader_endpoint.is_none() && !g.automatic_failover);
+    assert_eq!((g.engine_version.as_deref(), g.maintenance_window.as_deref()), (Some("7.0"), Some("sun:05:00-sun:06:00")));
+
+    // "Automatic failover ... requires at least one read replica."
+    let failover = CacheModify { automatic_failover: Some(true), ..Default::default() };
+    let refused = aws.elasticache.modify_cache(&name, &failover).await.expect_err("failover without a replica");
+    assert!(refused.to_string().contains("InvalidParameterCombination"), "{refused}");
+
+    aws.elasticache.set_cache_replicas(&name, 2, 0).await.unwrap();
+    let g = aws.elasticache.describe_cache(&name).await.unwrap().unwrap();
+    assert_eq!(g.members.len(), 3);
+    assert!(g.reader_endpoint.is_some(), "a group with replicas has a reader endpoint");
+
+    let modify = CacheModify {
+        automatic_failover: Some(true),
+        multi_az: Some(true),
+        node_type: Some("cache.t4g.small".into()),
+        snapshot_retention_days: Some(5),
+        engine_version: Some("7.1".into()),
+        ..Default::default()
+    };
+    aws.elasticache.modify_cache(&name, &modify).await.unwrap();
+    let g = aws.elasticache.describe_cache(&name).await.unwrap().unwrap();
+    assert!(g.automatic_failover && g.multi_az);
+    assert_eq!((g.node_type.as_str(), g.snapshot_retention_days, g.engine_version.as_deref()), ("cache.t4g.small", 5, Some("7.1")));
+
+    // "You cannot decrease the replica count to 0 while automatic failover is enabled."
+    let refused = aws.elasticache.set_cache_replicas(&name, 0, 2).await.expect_err("the last replica under failover");
+    assert!(refused.to_string().contains("InvalidParameterCombination"), "{refused}");
+
+    aws.elasticache.delete_cache(&name, None).await.unwrap();
+    let gone = aws.elasticache.describe_cache(&name).await.unwrap();
+    assert!(gone.as_ref().is_none_or(|g| g.status == "deleting"), "{gone:?}");
+}
