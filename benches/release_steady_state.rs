@@ -149,7 +149,7 @@ fn release(b: &common::Bench, i: usize, sha: &str) -> String {
     format!(
         "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: {sha}}}\n  task: {{cpu: 256, memory: 512}}\n",
         ns = b.ns,
-        env = b.env
+        env = b.env(i)
     )
 }
 
@@ -191,7 +191,7 @@ async fn steady(n: usize) {
     let ctl = b.controller(&[]);
     let pid = ctl.pid().unwrap();
     let healthy = |r: &ServiceRelease| r.status.as_ref().is_some_and(|s| s.phase == Phase::Healthy);
-    let converge = b.converge::<ServiceRelease>(n, Duration::from_secs(900), healthy).await;
+    let converge = b.converge::<ServiceRelease>(n, common::Bench::timeout(n), healthy).await;
     let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
     let list = api.list(&ListParams::default()).await.unwrap();
     let mut phases = std::collections::BTreeMap::<String, usize>::new();
@@ -220,13 +220,16 @@ async fn steady(n: usize) {
     // Let the first drift pass after convergence settle, then measure two intervals.
     tokio::time::sleep(Duration::from_secs(DRIFT)).await;
     b.proxy.reset();
-    let (api0, cpu0) = (b.api_requests(), common::cpu_seconds(pid));
+    let reconciles = || ctl.metric("shipshape_reconcile_total", &["servicerelease"]);
+    let (api0, cpu0, rec0) = (b.api_requests(), common::cpu_seconds(pid), reconciles());
     tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
+    let rec = reconciles() - rec0;
     let calls = b.proxy.calls();
     let writes = b.proxy.writes().len();
     let per = |op: &str| calls.iter().filter(|c| c.operation == op).count() as f64 / 2.0;
     let api_per = (b.api_requests() - api0) as f64 / 2.0;
     let cpu = common::cpu_seconds(pid) - cpu0;
+    let cpu_ms = if rec > 0.0 { cpu * 1000.0 / rec } else { 0.0 };
     let rss = common::rss_mib(pid);
     if writes > 0 {
         eprintln!("the steady state wrote to AWS: {writes} calls");
@@ -243,7 +246,7 @@ async fn steady(n: usize) {
         b.proxy.fail_next_deployment(svc, 2);
     }
     b.apply_all(&(0..k).map(|i| release(&b, i, "badbad1")).collect::<Vec<_>>());
-    b.converge::<ServiceRelease>(k, Duration::from_secs(300), rolled_back).await;
+    b.converge::<ServiceRelease>(k, common::Bench::timeout(n), rolled_back).await;
     let mut seen_to_call = rollback_latencies(&b.proxy.calls(), &bad, delay);
     let verdict_p99 = ctl.scrape().and_then(|m| histogram_quantile(&m, "shipshape_rollback_seconds", 0.99));
 
@@ -283,7 +286,29 @@ async fn steady(n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    b.converge::<ServiceRelease>(2 * k, Duration::from_secs(300), rolled_back).await;
+    b.converge::<ServiceRelease>(2 * k, common::Bench::timeout(n), rolled_back).await;
+    // A fresh leader confirms every release against ECS: seconds from taking the Lease until
+    // its DescribeServices calls have covered all N services.
+    let all_checked = {
+        let deadline = Instant::now() + common::Bench::timeout(n);
+        loop {
+            let mut seen = std::collections::HashSet::new();
+            let covered =
+                b.proxy.calls().iter().filter(|c| c.operation == "DescribeServices" && c.access_key == "standby" && !c.faulted).find_map(
+                    |c| {
+                        seen.extend(c.described.iter().cloned());
+                        (seen.len() >= n).then_some(c.at).flatten()
+                    },
+                );
+            if let Some(at) = covered {
+                break Some(at.saturating_duration_since(took_lease).as_secs_f64());
+            }
+            if Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
     let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
     let after = api.list(&ListParams::default()).await.map(|l| l.items.iter().filter(|r| rolled_back(r)).count()).unwrap_or(0);
     let failover = b
@@ -315,7 +340,7 @@ async fn steady(n: usize) {
         (Some(percentile(&mut seen_to_call, 0.5)), Some(percentile(&mut seen_to_call, 0.99)))
     };
     println!(
-        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {rss:.0} | {k}: {} / {} | {} | {} ({}/{k} rolled back) |",
+        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {cpu_ms:.2} | {rss:.0} | {k}: {} / {} | {} | {} ({}/{k} rolled back) | {} |",
         phases.join(", "),
         calls.len() as f64 / 2.0,
         per("DescribeServices"),
@@ -327,6 +352,7 @@ async fn steady(n: usize) {
         verdict_p99.map_or_else(|| "-".to_string(), |s| format!("≤ {s}")),
         fmt(failover),
         after.saturating_sub(k),
+        fmt(all_checked),
     );
     drop(standby);
 }
@@ -346,9 +372,10 @@ fn main() {
         println!(
             "the controller's own verdict -> UpdateService p99, a histogram bucket bound; then k more fail while the leader is killed:"
         );
-        println!("seconds from the standby taking the Lease to its first rollback)");
-        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval | CPU s / interval | RSS MiB | rollbacks under drift load: k: p50 / p99 s | verdict -> UpdateService p99 s | failover -> first rollback s |");
-        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        println!("seconds from the standby taking the Lease to its first rollback, and until it has read every service from ECS);");
+        println!("releases are spread over Environments (ECS clusters) of {} each", common::PER_ENV);
+        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval (no Lease) | CPU s / interval | CPU ms / reconcile | RSS MiB | rollbacks under drift load: k: p50 / p99 s | verdict -> UpdateService p99 s | failover -> first rollback s | failover -> all N read s |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
     }
     common::per_size("100,500", |n| common::runtime().block_on(steady(n)));
 }

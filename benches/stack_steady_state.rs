@@ -21,7 +21,7 @@ async fn run(n: usize) {
             format!(
                 "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: s{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  databases:\n    - {{name: db-{n}-{i}, engine: postgres, engineVersion: \"16.4\", instanceClass: db.t4g.micro, allocatedStorageGiB: 20}}\n  buckets:\n    - {{name: bucket-{n}-{i}, versioning: true}}\n",
                 ns = b.ns,
-                env = b.env
+                env = b.env(i)
             )
         })
         .collect();
@@ -29,7 +29,7 @@ async fn run(n: usize) {
     let ctl = b.controller(&[]);
     let pid = ctl.pid().unwrap();
     let ready = |s: &StackSpec| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    let converge = b.converge::<StackSpec>(n, Duration::from_secs(900), ready).await;
+    let converge = b.converge::<StackSpec>(n, common::Bench::timeout(n), ready).await;
     let converge_calls = b.proxy.calls().len() as f64 / n as f64;
     // Let the first drift pass after convergence settle, then measure two intervals.
     tokio::time::sleep(Duration::from_secs(DRIFT)).await;
@@ -63,7 +63,7 @@ fn main() {
     if std::env::var("SHIPSHAPE_BENCH_ONE").is_err() {
         println!("StackSpec on the real control plane, the controller binary in its own process, AWS = moto behind the test proxy,");
         println!("drift interval {DRIFT}s (1 database + 1 bucket per StackSpec)");
-        println!("| StackSpecs | converge s | AWS calls / stack to converge | AWS calls / interval | DescribeDBInstances / interval | S3 calls / interval | AWS writes / interval | reconciles / interval | API requests / interval | CPU ms / reconcile | RSS MiB |");
+        println!("| StackSpecs | converge s | AWS calls / stack to converge | AWS calls / interval | DescribeDBInstances / interval | S3 calls / interval | AWS writes / interval | reconciles / interval | API requests / interval (no Lease) | CPU ms / reconcile | RSS MiB |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     common::per_size("50,200", |n| common::runtime().block_on(run(n)));

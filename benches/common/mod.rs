@@ -12,7 +12,11 @@ use kube::api::{Api, ListParams};
 use shipshape_testkit::awsproxy::AwsProxy;
 use support::{Cluster, Controller};
 
-/// One size's world: a control plane, an AWS proxy, a namespace and its Environment.
+/// Objects per Environment (each its own ECS cluster): ECS allows 5,000 services per
+/// cluster, and a platform of thousands of services runs them in many clusters.
+pub const PER_ENV: usize = 1000;
+
+/// One size's world: a control plane, an AWS proxy, a namespace and its Environments.
 pub struct Bench {
     /// The control plane, scoped to this run.
     pub c: Cluster,
@@ -20,23 +24,38 @@ pub struct Bench {
     pub proxy: AwsProxy,
     /// Namespace of the objects.
     pub ns: String,
-    /// Environment name.
-    pub env: String,
+    /// Environment names (`PER_ENV` objects each).
+    pub envs: Vec<String>,
 }
 
 impl Bench {
-    /// A namespace `bench<n>` and an Environment of that name with a Fargate network.
+    /// A namespace `bench<n>` and `ceil(n / PER_ENV)` Environments `bench<n>-<j>`, each
+    /// with its own ECS cluster and a Fargate network.
     pub async fn new(n: usize) -> Bench {
         let c = Cluster::start().await;
         let proxy = support::proxy().await;
         proxy.set_deployment_delay(Duration::from_millis(500));
         let (subnet, sg) = support::network().await;
         let ns = format!("bench{n}");
-        c.apply(&format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {ns}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {ns}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n"
-        ))
-        .success();
-        Bench { c, proxy, env: ns.clone(), ns }
+        c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
+        let envs: Vec<String> = (0..n.div_ceil(PER_ENV).max(1)).map(|j| format!("{ns}-{j}")).collect();
+        for env in &envs {
+            c.apply(&format!(
+                "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n"
+            ))
+            .success();
+        }
+        Bench { c, proxy, envs, ns }
+    }
+
+    /// The Environment of object `i`.
+    pub fn env(&self, i: usize) -> &str {
+        &self.envs[(i / PER_ENV).min(self.envs.len() - 1)]
+    }
+
+    /// How long to wait for `n` objects to converge: generous, growing with `n`.
+    pub fn timeout(n: usize) -> Duration {
+        Duration::from_secs(900.max(n as u64 / 4))
     }
 
     /// Applies `docs` (YAML documents) in one `kubectl apply --server-side`, as a GitOps
@@ -69,9 +88,16 @@ impl Bench {
         }
     }
 
-    /// Requests the controller's identity has made to the API server so far (audit log).
+    /// Requests the controller's identity has made to the API server so far (audit log),
+    /// Lease renewals left out: they are per replica, not per object (a get and an update
+    /// every `--lease-retry-period`, 500 ms in the harness, 2 s by default).
     pub fn api_requests(&self) -> usize {
-        self.c.audit_log().unwrap_or_default().iter().filter(|e| e["user"]["username"] == support::CONTROLLER_USER).count()
+        self.c
+            .audit_log()
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e["user"]["username"] == support::CONTROLLER_USER && e["objectRef"]["resource"] != "leases")
+            .count()
     }
 }
 
