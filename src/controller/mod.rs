@@ -90,24 +90,59 @@ impl Stores {
 }
 
 /// At most this many drift checks (reconciles with nothing in flight) run at once; rollout
-/// work (a spec change, a rollout or rollback in flight, a command) takes no slot.
-pub const DRIFT_SLOTS: usize = 16;
+/// work (a spec change, a rollout or rollback in flight, a command) takes no slot. Enough
+/// for DescribeServices batches to fill (10 services a call) across many Environments: with
+/// 16, 10,000 releases in 10 Environments were checked at ~190 a second and a fresh leader
+/// took 10 minutes to read them all.
+pub const DRIFT_SLOTS: usize = 128;
 
 /// At most this many drift checks wait for a slot inside their reconcile; more come back
 /// later. Waiting holds one of the runtime's reconcile permits (1,024), so this bound
 /// leaves most of them to rollout work.
 pub const DRIFT_QUEUE: usize = 256;
 
-/// A drift check that finds the queue full comes back after about this long (jittered).
+/// A drift check that finds the queue full comes back after about this long (jittered),
+/// longer while many are turned away (see [`DriftBacklog`]).
 const DRIFT_RETRY: Duration = Duration::from_secs(1);
 
-/// A drift check's slot, or the Action to come back a little later when the queue for the
-/// slots is full. Unbounded waiting inside reconciles let drift checks hold every reconcile
-/// permit, so with more objects due than permits a spec change or a pending rollback waited
-/// behind thousands of them (the 2,000-release benchmark saw a failed-over leader leave new
-/// SHAs unstarted for minutes); never waiting cost a retry per second per due check.
+/// How many drift checks were turned away in the last second: when thousands are due at
+/// once, each comes back after about the time the queue needs for the ones ahead of it
+/// instead of every second (10,000 releases spun ~8,000 reconciles a second doing nothing).
+#[derive(Default)]
+pub struct DriftBacklog {
+    window_start_ms: std::sync::atomic::AtomicU64,
+    turned_away: std::sync::atomic::AtomicU64,
+}
+
+impl DriftBacklog {
+    /// Counts one turned away at `now_ms`; returns the count in the current second.
+    fn turn_away(&self, now_ms: u64) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        let start = self.window_start_ms.load(Relaxed);
+        if now_ms.saturating_sub(start) >= 1000 && self.window_start_ms.compare_exchange(start, now_ms, Relaxed, Relaxed).is_ok() {
+            self.turned_away.store(0, Relaxed);
+        }
+        self.turned_away.fetch_add(1, Relaxed).saturating_add(1)
+    }
+}
+
+/// When a drift check turned away comes back: about a second, times the number of queues'
+/// worth of checks turned away this second (capped at 30 s), jittered by ±50 %.
+pub fn drift_retry(turned_away: u64, jitter: f64) -> Duration {
+    let queues = (turned_away / DRIFT_QUEUE as u64).clamp(1, 30);
+    DRIFT_RETRY.saturating_mul(u32::try_from(queues).unwrap_or(30)).mul_f64(0.5 + jitter.clamp(0.0, 1.0))
+}
+
+/// A drift check's slot, or the Action to come back later when the queue for the slots is
+/// full. Unbounded waiting inside reconciles let drift checks hold every reconcile permit,
+/// so with more objects due than permits a spec change or a pending rollback waited behind
+/// thousands of them (the 2,000-release benchmark saw a failed-over leader leave new SHAs
+/// unstarted for minutes); never waiting cost a retry per second per due check.
 pub(crate) async fn drift_slot(ctx: &Context) -> Result<tokio::sync::SemaphorePermit<'_>, Action> {
-    let later = || Action::requeue(DRIFT_RETRY.mul_f64(0.5 + rand::random::<f64>()));
+    let later = || {
+        let now_ms = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+        Action::requeue(drift_retry(ctx.drift_backlog.turn_away(now_ms), rand::random::<f64>()))
+    };
     let Ok(_queued) = ctx.drift_queue.try_acquire() else {
         return Err(later());
     };
@@ -140,6 +175,8 @@ pub struct Context {
     pub drift_slots: tokio::sync::Semaphore,
     /// Places in the queue for a drift slot (see [`DRIFT_QUEUE`]).
     drift_queue: tokio::sync::Semaphore,
+    /// Drift checks turned away lately.
+    drift_backlog: DriftBacklog,
     /// One Prometheus client (connection pool) per URL.
     prometheus: Mutex<HashMap<String, crate::health::prometheus::Prometheus>>,
 }
@@ -160,6 +197,7 @@ impl Context {
             stores,
             drift_slots: tokio::sync::Semaphore::new(DRIFT_SLOTS),
             drift_queue: tokio::sync::Semaphore::new(DRIFT_QUEUE),
+            drift_backlog: DriftBacklog::default(),
             prometheus: Mutex::new(HashMap::new()),
             client,
             aws,
@@ -339,7 +377,19 @@ mod run;
 
 #[cfg(test)]
 mod tests {
-    use super::event_note;
+    use super::{drift_retry, event_note, DriftBacklog, DRIFT_QUEUE};
+    use std::time::Duration;
+
+    #[test]
+    fn drift_checks_turned_away_come_back_later_the_more_are_turned_away() {
+        assert_eq!(drift_retry(1, 0.5), Duration::from_secs(1));
+        assert_eq!(drift_retry(10 * DRIFT_QUEUE as u64, 0.5), Duration::from_secs(10));
+        assert_eq!(drift_retry(u64::MAX, 1.0), Duration::from_secs(45), "capped at 30 s, +50 % jitter");
+        assert_eq!(drift_retry(0, 0.0), Duration::from_millis(500));
+        let b = DriftBacklog::default();
+        assert_eq!((b.turn_away(5_000), b.turn_away(5_500), b.turn_away(5_999)), (1, 2, 3));
+        assert_eq!(b.turn_away(6_000), 1, "a new second starts a new count");
+    }
 
     #[test]
     fn event_notes_fit_the_api_servers_1_kib_limit() {
