@@ -135,6 +135,13 @@ fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
             ),
         ),
         (("ServiceRelease", "spec.environment"), update(json!({"spec": {"environment": "staging"}}))),
+        // Exactly one target: a task and a function at once.
+        (
+            ("ServiceRelease", ""),
+            Breach::Create(
+                json!({"spec": {"function": {"s3": {"bucket": "builds", "key": "k.zip"}, "roleArn": "arn:aws:iam::123456789012:role/r"}}}),
+            ),
+        ),
         (
             ("ServiceRelease", "spec"),
             Breach::Update { base: json!({"spec": {"service": "api"}}), change: json!({"spec": {"service": "api-2"}}) },

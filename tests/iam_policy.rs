@@ -32,6 +32,13 @@ fn actions(service: &str, op: &str) -> Vec<String> {
         ("elasticache", "CreateReplicationGroup") => {
             vec!["elasticache:CreateReplicationGroup".into(), "elasticache:AddTagsToResource".into()]
         }
+        // A function names its execution role and may take its code from S3 (read with the
+        // caller's permissions); tags on create need TagResource.
+        ("lambda", "CreateFunction") => {
+            ["lambda:CreateFunction", "lambda:TagResource", "iam:PassRole", "s3:GetObject"].map(String::from).to_vec()
+        }
+        ("lambda", "UpdateFunctionCode") => vec!["lambda:UpdateFunctionCode".into(), "s3:GetObject".into()],
+        ("lambda", "UpdateFunctionConfiguration") => vec!["lambda:UpdateFunctionConfiguration".into(), "iam:PassRole".into()],
         // Task definitions name execution and task roles.
         ("ecs", "RegisterTaskDefinition") => vec!["ecs:RegisterTaskDefinition".into(), "iam:PassRole".into()],
         (service, op) => vec![format!("{service}:{op}")],
@@ -60,6 +67,7 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
         ("s3.rs", "s3"),
         ("dynamodb.rs", "dynamodb"),
         ("elasticache.rs", "elasticache"),
+        ("lambda.rs", "lambda"),
         ("mod.rs", "sts"),
     ] {
         for op in operations(file) {

@@ -138,7 +138,7 @@ async fn a_hostile_tenant_cannot_crash_the_controller_take_over_a_service_or_mov
     let out = w.c.kubectl(&["patch", "environment", &w.env, "--type", "merge", "-p", r#"{"spec":{"region":"us-east-1"}}"#]);
     assert!(out.code != 0 && out.stderr.contains("region is immutable"), "{}", out.stderr);
     let out = w.c.kubectl(&["patch", "release", "api", "-n", a, "--type", "merge", "-p", r#"{"spec":{"service":"api-2"}}"#]);
-    assert!(out.code != 0 && out.stderr.contains("service is immutable"), "{}", out.stderr);
+    assert!(out.code != 0 && out.stderr.contains("service and the kind of target (task or function) are immutable"), "{}", out.stderr);
 
     assert!(ctl.running(), "the controller never exited: {}", ctl.logs());
     assert_eq!(ctl.metric("shipshape_leader", &[]), 1.0);

@@ -1,4 +1,5 @@
-//! `ServiceRelease`: one ECS service at one git SHA, rolled out and judged on health metrics.
+//! `ServiceRelease`: one ECS service or Lambda function at one git SHA, rolled out and judged
+//! on health metrics.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
 
-/// One ECS service at one git SHA.
+/// One ECS service or Lambda function at one git SHA.
 #[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "shipshape.dev",
@@ -23,29 +24,38 @@ use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
     printcolumn = r#"{"name":"SHA","type":"string","jsonPath":".spec.image.gitSha"}"#,
     printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stableSha"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new(
+        "has(self.spec.task) != has(self.spec.function) && (has(self.spec.task) ? size(self.spec.image.repository) > 0 : has(self.spec.function.s3) || size(self.spec.image.repository) > 0)"
+    ).message("a ServiceRelease has exactly one of task (an ECS service) or function (a Lambda function); image.repository is needed unless the function's code comes from s3")
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.service) == has(oldSelf.service) && (!has(self.service) || self.service == oldSelf.service)").message(
-    "service is immutable: another name would create a second ECS service and leave the old one running unmanaged; create a new ServiceRelease instead"
+#[x_kube(validation = Rule::new("has(self.service) == has(oldSelf.service) && (!has(self.service) || self.service == oldSelf.service) && has(self.function) == has(oldSelf.function)").message(
+    "service and the kind of target (task or function) are immutable: another would create a second ECS service or Lambda function and leave the old one running unmanaged; create a new ServiceRelease instead"
 ))]
 pub struct ServiceReleaseSpec {
     /// Name of the Environment (immutable).
     #[x_kube(validation = Rule::new("self == oldSelf").message("environment is immutable; create a new ServiceRelease instead"))]
     #[schemars(length(min = 1))]
     pub environment: String,
-    /// ECS service name (default: metadata.name; immutable).
+    /// ECS service or Lambda function name (default: metadata.name; immutable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^[A-Za-z0-9_-]{1,255}$"), length(max = 255))]
     pub service: Option<String>,
     /// A StackSpec to wait for and whose outputs join the container env.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
-    /// The container image.
+    /// The git SHA, and the image repository (ECS, or a Lambda function from an image).
     pub image: ImageSpec,
-    /// Task definition settings.
-    pub task: TaskSpec,
-    /// Desired task count.
+    /// Task definition settings: the release is an ECS service (exactly one of `task` and
+    /// `function`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskSpec>,
+    /// Lambda function settings: the release is a Lambda function, released by moving its
+    /// alias to a version published for the SHA (exactly one of `task` and `function`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<FunctionSpec>,
+    /// Desired task count (ECS).
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
@@ -79,8 +89,10 @@ fn default_true() -> bool {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSpec {
-    /// Image repository, e.g. an ECR repository URI.
-    #[schemars(length(min = 1))]
+    /// Image repository, e.g. an ECR repository URI (not needed for a Lambda function whose
+    /// code comes from S3).
+    #[serde(default)]
+    #[schemars(length(max = 1024))]
     pub repository: String,
     /// The git SHA; also the image tag.
     pub git_sha: GitSha,
@@ -121,6 +133,84 @@ pub struct TaskSpec {
     /// CloudWatch Logs group for the container's output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
+}
+
+/// A Lambda function: its code for the SHA (a zip in S3, or the image
+/// `<image.repository>:<gitSha>`) and configuration. A new SHA or configuration updates the
+/// function, publishes a version (one per content hash) and moves the alias to it.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSpec {
+    /// Code from S3; absent: the container image `<image.repository>:<gitSha>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Code>,
+    /// Runtime, e.g. nodejs20.x (zip code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub runtime: Option<String>,
+    /// Handler, e.g. index.handler (zip code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub handler: Option<String>,
+    /// Memory in MB.
+    #[serde(default = "default_memory")]
+    #[schemars(range(min = 128, max = 10240))]
+    pub memory: i32,
+    /// Timeout in seconds.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 900))]
+    pub timeout_seconds: i32,
+    /// x86_64 (default) or arm64.
+    #[serde(default)]
+    pub architecture: Architecture,
+    /// Environment variables (the StackSpec's outputs are added, as for ECS).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The execution role.
+    #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"), length(max = 2048))]
+    pub role_arn: String,
+    /// Reserved concurrency (none: the account's unreserved pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub reserved_concurrency: Option<i32>,
+    /// The alias callers invoke (default `live`), moved to each released version.
+    #[serde(default = "default_alias")]
+    #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$"))]
+    pub alias: String,
+}
+
+fn default_memory() -> i32 {
+    128
+}
+fn default_timeout() -> i32 {
+    3
+}
+fn default_alias() -> String {
+    "live".into()
+}
+
+/// A zip in S3: `key` may hold `{{sha}}`, e.g. `builds/{{sha}}.zip`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Code {
+    /// Bucket.
+    #[schemars(pattern(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"))]
+    pub bucket: String,
+    /// Object key; `{{sha}}` is replaced with the git SHA.
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: String,
+}
+
+/// Lambda instruction set architectures.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Architecture {
+    /// x86_64.
+    #[default]
+    #[serde(rename = "x86_64")]
+    X86_64,
+    /// arm64.
+    #[serde(rename = "arm64")]
+    Arm64,
 }
 
 /// A secret environment variable.

@@ -312,6 +312,83 @@ pub trait ElastiCache: Send + Sync {
     async fn delete_cache(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError>;
 }
 
+/// A Lambda function's configuration as shipshape sets it (content hashed into the
+/// version's description).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct FunctionConfig {
+    /// Function name.
+    pub name: String,
+    /// Zip in S3 (bucket, key), or None for an image.
+    pub s3: Option<(String, String)>,
+    /// Image URI (image functions).
+    pub image: Option<String>,
+    /// Runtime (zip).
+    pub runtime: Option<String>,
+    /// Handler (zip).
+    pub handler: Option<String>,
+    /// Memory in MB.
+    pub memory: i32,
+    /// Timeout in seconds.
+    pub timeout_seconds: i32,
+    /// x86_64 or arm64.
+    pub architecture: String,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Execution role.
+    pub role_arn: String,
+}
+
+/// A Lambda function as shipshape reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedFunction {
+    /// Unqualified ARN.
+    pub arn: String,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+    /// $LATEST's description (shipshape writes `shipshape <content hash>`).
+    pub description: String,
+    /// $LATEST's LastUpdateStatus (Successful, InProgress, Failed) and State (Active, Pending, ...).
+    pub last_update_status: String,
+    /// State.
+    pub state: String,
+    /// Reserved concurrency.
+    pub reserved_concurrency: Option<i32>,
+}
+
+/// An alias as Lambda reports it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedAlias {
+    /// Alias ARN.
+    pub arn: String,
+    /// The version it points at.
+    pub version: String,
+    /// Weighted routing to other versions (AdditionalVersionWeights).
+    pub weights: BTreeMap<String, f64>,
+}
+
+/// The Lambda operations shipshape uses.
+#[async_trait]
+pub trait Lambda: Send + Sync {
+    /// The function ($LATEST configuration and tags), or None when missing.
+    async fn get_function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError>;
+    /// Creates the function (not published) with `description` and tags.
+    async fn create_function(&self, config: &FunctionConfig, description: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Points $LATEST at the config's code, then sets its configuration and `description`.
+    async fn update_function(&self, config: &FunctionConfig, description: &str) -> Result<(), AwsError>;
+    /// The published version whose description is `description`, if any (qualified ARN).
+    async fn find_version(&self, name: &str, description: &str) -> Result<Option<String>, AwsError>;
+    /// Publishes $LATEST as a version with `description`; returns its qualified ARN.
+    async fn publish_version(&self, name: &str, description: &str) -> Result<String, AwsError>;
+    /// The alias, or None when missing.
+    async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<ObservedAlias>, AwsError>;
+    /// Creates the alias at `version`, or points it there with no weighted routing.
+    async fn set_alias(&self, name: &str, alias: &str, version: &str, create: bool) -> Result<(), AwsError>;
+    /// Sets (Some) or removes (None) reserved concurrency.
+    async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError>;
+    /// Adds or overwrites tags.
+    async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
@@ -325,6 +402,8 @@ pub struct AwsClients {
     pub dynamodb: Arc<dyn Dynamo>,
     /// ElastiCache.
     pub elasticache: Arc<dyn ElastiCache>,
+    /// Lambda.
+    pub lambda: Arc<dyn Lambda>,
     /// STS.
     pub sts: Arc<dyn Sts>,
 }

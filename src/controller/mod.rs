@@ -2,6 +2,7 @@
 
 pub mod batch;
 mod environment;
+mod function;
 pub mod leader;
 pub mod listing;
 mod release;

@@ -57,15 +57,15 @@ pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Resul
             Finalizer::Apply(r) => apply(r, &ctx).await,
             Finalizer::Cleanup(r) => {
                 forget(&ctx, &r);
-                // The ECS service keeps running: deleting a release must not take production down.
+                // The ECS service (or Lambda function) keeps running: deleting a release must
+                // not take production down.
                 let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
-                ctx.event(
-                    r.as_ref(),
-                    false,
-                    reasons::RETAINED,
-                    format!("ECS service {service} left running; delete it in ECS if it should go"),
-                )
-                .await;
+                let note = if r.spec.function.is_some() {
+                    format!("Lambda function {service} and its alias left as they are; delete them in Lambda if they should go")
+                } else {
+                    format!("ECS service {service} left running; delete it in ECS if it should go")
+                };
+                ctx.event(r.as_ref(), false, reasons::RETAINED, note).await;
                 Ok(Action::await_change())
             }
         }
@@ -81,7 +81,7 @@ pub fn on_error(release: Arc<ServiceRelease>, err: &Error, ctx: Arc<Context>) ->
     error_policy(release, err, ctx, CONTROLLER)
 }
 
-fn commands(r: &ServiceRelease, st: &ServiceReleaseStatus) -> Commands {
+pub(super) fn commands(r: &ServiceRelease, st: &ServiceReleaseStatus) -> Commands {
     let fresh =
         |annotation: &str, name: &str| r.annotations().get(annotation).filter(|v| st.handled_commands.get(name) != Some(*v)).cloned();
     Commands {
@@ -123,8 +123,16 @@ async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTree
     Ok(Ok(config_map.data.clone().unwrap_or_default()))
 }
 
-/// One analysis round: every query, judged series by series.
-async fn measure(r: &ServiceRelease, env: &Environment, ctx: &Context, sha: &str) -> (Verdict, Vec<Measurement>) {
+/// One analysis round: every query, judged series by series. `vars` are template variables
+/// beside `{{service}}`, `{{namespace}}` and `{{sha}}` (a Lambda release's `{{function}}`,
+/// `{{version}}`, `{{alias}}`).
+pub(super) async fn measure(
+    r: &ServiceRelease,
+    env: &Environment,
+    ctx: &Context,
+    sha: &str,
+    vars: &[(&str, String)],
+) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
     let prom = match env.spec.health.as_ref().and_then(|h| h.prometheus.as_ref()) {
         Some(p) => ctx.prometheus(&p.url),
@@ -136,7 +144,13 @@ async fn measure(r: &ServiceRelease, env: &Environment, ctx: &Context, sha: &str
     let mut measurements = vec![];
     for q in &queries {
         let result = match &prom {
-            Ok(p) => p.query(&analysis::render(&q.prometheus, &service, &ns, sha)).await,
+            Ok(p) => {
+                let mut promql = analysis::render(&q.prometheus, &service, &ns, sha);
+                for (k, v) in vars {
+                    promql = promql.replace(&format!("{{{{{k}}}}}"), v);
+                }
+                p.query(&promql).await
+            }
             Err(why) => QueryResult::Unavailable(why.clone()),
         };
         let judged = analysis::judge(q, &result);
@@ -186,17 +200,20 @@ enum Known {
     Missing { newest_tags: Option<BTreeMap<String, String>> },
 }
 
-/// ECS calls decided by a step, carried out after the decision is persisted.
-struct Pending {
-    aws: AwsClients,
-    environment: String,
-    cluster: String,
-    service: String,
-    requests: Vec<(Effect, ServiceRequest)>,
-    verdict_at: Instant,
+/// ECS (or Lambda) calls decided by a step, carried out after the decision is persisted.
+pub(super) struct Pending {
+    pub(super) aws: AwsClients,
+    pub(super) environment: String,
+    pub(super) cluster: String,
+    pub(super) service: String,
+    pub(super) requests: Vec<(Effect, ServiceRequest)>,
+    pub(super) verdict_at: Instant,
     /// What the status verdict needs after the calls.
-    frozen: bool,
-    cfg: Config,
+    pub(super) frozen: bool,
+    pub(super) cfg: Config,
+    /// A Lambda release: the alias that is its "service" (the request's task definition is
+    /// the version's qualified ARN).
+    pub(super) alias: Option<String>,
 }
 
 impl Pending {
@@ -210,6 +227,9 @@ impl Pending {
     /// definition a rollback uses (also when ECS then refuses the rollback, so a retry does
     /// not register it again) and the outcome.
     async fn execute(&self) -> (Option<String>, Result<(), AwsError>) {
+        if let Some(alias) = &self.alias {
+            return self.execute_lambda(alias).await;
+        }
         let mut rollback_to = None;
         for (effect, req) in &self.requests {
             let done = match effect {
@@ -243,6 +263,31 @@ impl Pending {
         (rollback_to, Ok(()))
     }
 
+    /// A Lambda release's calls: the alias created at, or moved to, the version (with no
+    /// weighted routing left), a rollback included.
+    async fn execute_lambda(&self, alias: &str) -> (Option<String>, Result<(), AwsError>) {
+        let mut rollback_to = None;
+        for (effect, req) in &self.requests {
+            let version = super::function::version_of(&req.task_definition);
+            let done = match effect {
+                Effect::CreateService { .. } => match self.aws.lambda.set_alias(&req.name, alias, version, true).await {
+                    // Made by an earlier attempt whose answer was lost: point it.
+                    Err(AwsError::Conflict { .. }) => self.aws.lambda.set_alias(&req.name, alias, version, false).await,
+                    other => other,
+                },
+                Effect::UpdateService { .. } => self.aws.lambda.set_alias(&req.name, alias, version, false).await,
+                Effect::RollBack { task_definition } => {
+                    rollback_to = Some(task_definition.clone());
+                    self.aws.lambda.set_alias(&req.name, alias, version, false).await
+                }
+            };
+            if let Err(e) = done {
+                return (rollback_to, Err(e));
+            }
+        }
+        (rollback_to, Ok(()))
+    }
+
     /// CreateService; a create retried after a lost answer that finds the service with our
     /// owner tag is a success.
     async fn create(&self, req: &ServiceRequest) -> Result<(), AwsError> {
@@ -261,7 +306,7 @@ impl Pending {
     }
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     Stepped(Box<rollout::Step>, Box<Pending>),
     Stalled(Readiness, Category),
     Waiting(String),
@@ -271,7 +316,7 @@ enum Outcome {
 async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome, Error> {
     // The Environment's cluster first: a release applied with its Environment waits for
     // the cluster instead of meeting ClusterNotFound (the cluster's arrival wakes it).
-    if !crate::controller::environment::has_cluster(env) {
+    if r.spec.function.is_none() && !crate::controller::environment::has_cluster(env) {
         return Ok(Outcome::Waiting(format!("Environment {} has no ECS cluster yet; waiting for it", env.name_any())));
     }
     let outputs = match stack_outputs(r, ctx).await? {
@@ -291,6 +336,9 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
             }
         }
         Err(e) => return Ok(fail(e)),
+    }
+    if let Some(f) = &r.spec.function {
+        return super::function::converge(r, env, ctx, cfg, f, aws, outputs).await;
     }
     let st = r.status.clone().unwrap_or_default();
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
@@ -339,7 +387,10 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
         }
     }
 
-    let td = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region);
+    let Some(td) = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region) else {
+        let message = "spec.task is missing: an ECS release needs it".to_string();
+        return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
+    };
     let hash = td.hash();
     let td_arn = match known_task_definition(&aws, &st, &td, &hash, &owner).await {
         Ok(Known::Registered(arn)) => arn,
@@ -364,7 +415,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     };
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &sha).await) } else { None };
+    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &sha, &[]).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
     // A deleting Environment starts no new rollout (rollbacks still happen).
@@ -418,7 +469,8 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
             (effect.clone(), req)
         })
         .collect();
-    let pending = Pending { aws, environment: env.name_any(), cluster, service, requests, verdict_at, frozen, cfg: cfg.clone() };
+    let pending =
+        Pending { aws, environment: env.name_any(), cluster, service, requests, verdict_at, frozen, cfg: cfg.clone(), alias: None };
     Ok(Outcome::Stepped(Box::new(step), Box::new(pending)))
 }
 

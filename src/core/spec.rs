@@ -52,7 +52,16 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
     );
     let drift =
         collect(&mut p, GoDuration::get_or(spec.drift_interval.as_ref(), "spec.driftInterval", bounds::DRIFT_INTERVAL, default_drift));
-    if let Some(h) = &spec.task.health_check {
+    if spec.task.is_some() == spec.function.is_some() {
+        p.push("exactly one of spec.task (an ECS service) or spec.function (a Lambda function) is needed".to_string());
+    }
+    if spec.function.as_ref().is_some_and(|f| f.s3.is_none()) && spec.image.repository.is_empty() {
+        p.push("spec.image.repository is needed for a function whose code is an image (or give spec.function.s3)".to_string());
+    }
+    if spec.task.is_some() && spec.image.repository.is_empty() {
+        p.push("spec.image.repository is needed for an ECS service".to_string());
+    }
+    if let Some(h) = spec.task.as_ref().and_then(|t| t.health_check.as_ref()) {
         for (d, field, b) in [
             (&h.interval, "spec.task.healthCheck.interval", bounds::HEALTH_CHECK_INTERVAL),
             (&h.timeout, "spec.task.healthCheck.timeout", bounds::HEALTH_CHECK_TIMEOUT),

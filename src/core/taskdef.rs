@@ -47,24 +47,25 @@ pub struct TaskDefinitionSpec {
 impl TaskDefinitionSpec {
     /// Builds it from the spec, the StackSpec outputs (spec env wins on a clash) and the
     /// Environment's region.
-    pub fn new(service: &str, spec: &ServiceReleaseSpec, outputs: &BTreeMap<String, String>, region: &str) -> Self {
+    pub fn new(service: &str, spec: &ServiceReleaseSpec, outputs: &BTreeMap<String, String>, region: &str) -> Option<Self> {
+        let task = spec.task.as_ref()?;
         let mut env = outputs.clone();
-        env.extend(spec.task.env.clone());
-        TaskDefinitionSpec {
+        env.extend(task.env.clone());
+        Some(TaskDefinitionSpec {
             family: service.to_string(),
             image: format!("{}:{}", spec.image.repository, spec.image.git_sha),
-            cpu: spec.task.cpu,
-            memory: spec.task.memory,
-            port: spec.task.port,
-            command: spec.task.command.clone(),
+            cpu: task.cpu,
+            memory: task.memory,
+            port: task.port,
+            command: task.command.clone(),
             env,
-            secrets: spec.task.secrets.clone(),
-            execution_role_arn: spec.task.execution_role_arn.clone(),
-            task_role_arn: spec.task.task_role_arn.clone(),
-            health_check: spec.task.health_check.clone(),
-            log_group: spec.task.log_group.clone(),
-            log_region: spec.task.log_group.as_ref().map(|_| region.to_string()),
-        }
+            secrets: task.secrets.clone(),
+            execution_role_arn: task.execution_role_arn.clone(),
+            task_role_arn: task.task_role_arn.clone(),
+            health_check: task.health_check.clone(),
+            log_group: task.log_group.clone(),
+            log_region: task.log_group.as_ref().map(|_| region.to_string()),
+        })
     }
 
     /// Content hash (16 hex digits): equal content, equal hash.
@@ -91,7 +92,7 @@ mod tests {
     #[test]
     fn the_image_tag_is_the_sha_and_spec_env_wins_over_outputs() {
         let outputs = [("DB_HOST".to_string(), "db".to_string()), ("NODE_ENV".to_string(), "dev".to_string())].into();
-        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("NODE_ENV", "production")]), &outputs, "eu-west-1");
+        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("NODE_ENV", "production")]), &outputs, "eu-west-1").unwrap();
         assert_eq!(td.image, "r:3f9c2a1");
         assert_eq!(td.env.get("NODE_ENV").map(String::as_str), Some("production"));
         assert_eq!(td.env.get("DB_HOST").map(String::as_str), Some("db"));
@@ -101,7 +102,7 @@ mod tests {
     /// rollout of every release on upgrade).
     #[test]
     fn a_task_definition_without_a_log_group_hashes_as_before() {
-        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &BTreeMap::new(), "eu-west-1");
+        let td = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &BTreeMap::new(), "eu-west-1").unwrap();
         assert_eq!(td.log_region, None);
         assert!(!serde_json::to_string(&td).unwrap().contains("log_region"));
     }
@@ -109,14 +110,14 @@ mod tests {
     #[test]
     fn the_hash_changes_with_content_only() {
         let none = BTreeMap::new();
-        let a = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").hash();
-        assert_eq!(a, TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").hash());
+        let a = TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").unwrap().hash();
+        assert_eq!(a, TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "1")]), &none, "eu-west-1").unwrap().hash());
         assert_ne!(
             a,
-            TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "2")]), &none, "eu-west-1").hash(),
+            TaskDefinitionSpec::new("api", &spec("3f9c2a1", &[("A", "2")]), &none, "eu-west-1").unwrap().hash(),
             "env only is a new rollout"
         );
-        assert_ne!(a, TaskDefinitionSpec::new("api", &spec("abcdef1", &[("A", "1")]), &none, "eu-west-1").hash());
+        assert_ne!(a, TaskDefinitionSpec::new("api", &spec("abcdef1", &[("A", "1")]), &none, "eu-west-1").unwrap().hash());
         assert_eq!(a.len(), 16);
     }
 }

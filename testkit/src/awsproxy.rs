@@ -259,9 +259,36 @@ fn service_of(headers: &HeaderMap) -> String {
 
 /// The operation: X-Amz-Target (JSON protocols), `Action=` (query protocols), or the S3
 /// REST shape (method, bucket/key, subresource).
+/// Lambda's REST-JSON operations by method and path (Lambda API Reference).
+fn lambda_operation(method: &str, path: &str) -> &'static str {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        ("POST", [_, "functions"]) => "CreateFunction",
+        ("GET", [_, "functions", _]) => "GetFunction",
+        ("DELETE", [_, "functions", _]) => "DeleteFunction",
+        ("PUT", [_, "functions", _, "code"]) => "UpdateFunctionCode",
+        ("PUT", [_, "functions", _, "configuration"]) => "UpdateFunctionConfiguration",
+        ("GET", [_, "functions", _, "configuration"]) => "GetFunctionConfiguration",
+        ("GET", [_, "functions", _, "versions"]) => "ListVersionsByFunction",
+        ("POST", [_, "functions", _, "versions"]) => "PublishVersion",
+        ("POST", [_, "functions", _, "aliases"]) => "CreateAlias",
+        ("GET", [_, "functions", _, "aliases"]) => "ListAliases",
+        ("GET", [_, "functions", _, "aliases", _]) => "GetAlias",
+        ("PUT", [_, "functions", _, "aliases", _]) => "UpdateAlias",
+        ("PUT", [_, "functions", _, "concurrency"]) => "PutFunctionConcurrency",
+        ("DELETE", [_, "functions", _, "concurrency"]) => "DeleteFunctionConcurrency",
+        ("POST", [_, "tags", ..]) => "TagResource",
+        ("GET", [_, "tags", ..]) => "ListTags",
+        _ => "Unknown",
+    }
+}
+
 fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> String {
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         return t.rsplit('.').next().unwrap_or(t).to_string();
+    }
+    if service == "lambda" {
+        return lambda_operation(method.as_str(), uri.path()).into();
     }
     if service != "s3" {
         let form = String::from_utf8_lossy(body);

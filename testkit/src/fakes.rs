@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
-    AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, Dynamo, Ecs, ElastiCache, FamilyLookup, NewCluster, Rds,
-    ServiceRequest, Sts, Target, S3,
+    AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, Dynamo, Ecs, ElastiCache, FamilyLookup, FunctionConfig,
+    Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Target, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs};
@@ -18,6 +18,10 @@ use shipshape::core::stack::{
 };
 use shipshape::core::table::ObservedIndex;
 use shipshape::core::taskdef::TaskDefinitionSpec;
+
+/// A function: its $LATEST as read, its configuration, its published versions as
+/// (description, configuration).
+type Function = (ObservedFunction, FunctionConfig, Vec<(String, FunctionConfig)>);
 
 /// (arn, family, spec hash, tags, active).
 type TaskDefinition = (String, String, String, BTreeMap<String, String>, bool);
@@ -35,6 +39,8 @@ struct World {
     /// Cache final snapshots and the AUTH token each cache was created with.
     cache_snapshots: Vec<String>,
     cache_tokens: BTreeMap<String, Option<String>>,
+    functions: BTreeMap<String, Function>,
+    aliases: BTreeMap<(String, String), ObservedAlias>,
     task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
@@ -698,6 +704,83 @@ impl ElastiCache for FakeAws {
     }
 }
 
+/// Lambda as documented: updates finish at once; versions numbered from 1.
+#[async_trait]
+impl Lambda for FakeAws {
+    async fn get_function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError> {
+        self.call("GetFunction", |w| Ok(w.functions.get(name).map(|f| f.0.clone())))
+    }
+    async fn create_function(&self, config: &FunctionConfig, description: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("CreateFunction", |w| {
+            if w.functions.contains_key(&config.name) {
+                return Err(AwsError::Conflict { op: "CreateFunction", message: "ResourceConflictException: function exists".into() });
+            }
+            let observed = ObservedFunction {
+                arn: format!("arn:aws:lambda:eu-west-1:123456789012:function:{}", config.name),
+                tags: tags.clone(),
+                description: description.into(),
+                last_update_status: "Successful".into(),
+                state: "Active".into(),
+                reserved_concurrency: None,
+            };
+            w.functions.insert(config.name.clone(), (observed, config.clone(), vec![]));
+            Ok(())
+        })
+    }
+    async fn update_function(&self, config: &FunctionConfig, description: &str) -> Result<(), AwsError> {
+        self.call("UpdateFunctionConfiguration", |w| {
+            let f = w.functions.get_mut(&config.name).ok_or_else(|| not_found("UpdateFunctionConfiguration", &config.name))?;
+            f.0.description = description.into();
+            f.1 = config.clone();
+            Ok(())
+        })
+    }
+    async fn find_version(&self, name: &str, description: &str) -> Result<Option<String>, AwsError> {
+        self.call("ListVersionsByFunction", |w| {
+            let f = w.functions.get(name).ok_or_else(|| not_found("ListVersionsByFunction", name))?;
+            Ok(f.2.iter().position(|(d, _)| d == description).map(|i| format!("{}:{}", f.0.arn, i + 1)))
+        })
+    }
+    async fn publish_version(&self, name: &str, description: &str) -> Result<String, AwsError> {
+        self.call("PublishVersion", |w| {
+            let f = w.functions.get_mut(name).ok_or_else(|| not_found("PublishVersion", name))?;
+            let config = f.1.clone();
+            f.2.push((description.into(), config));
+            Ok(format!("{}:{}", f.0.arn, f.2.len()))
+        })
+    }
+    async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<ObservedAlias>, AwsError> {
+        self.call("GetAlias", |w| Ok(w.aliases.get(&(name.to_string(), alias.to_string())).cloned()))
+    }
+    async fn set_alias(&self, name: &str, alias: &str, version: &str, create: bool) -> Result<(), AwsError> {
+        let op = if create { "CreateAlias" } else { "UpdateAlias" };
+        self.call(op, |w| {
+            let f = w.functions.get(name).ok_or_else(|| not_found(op, name))?;
+            let arn = format!("{}:{alias}", f.0.arn);
+            let key = (name.to_string(), alias.to_string());
+            if create == w.aliases.contains_key(&key) {
+                return Err(AwsError::Conflict { op, message: format!("alias {alias} exists: {}", !create) });
+            }
+            w.aliases.insert(key, ObservedAlias { arn, version: version.into(), weights: BTreeMap::new() });
+            Ok(())
+        })
+    }
+    async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
+        let op = if reserved.is_some() { "PutFunctionConcurrency" } else { "DeleteFunctionConcurrency" };
+        self.call(op, |w| {
+            w.functions.get_mut(name).ok_or_else(|| not_found(op, name))?.0.reserved_concurrency = reserved;
+            Ok(())
+        })
+    }
+    async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("TagResource", |w| {
+            let f = w.functions.values_mut().find(|f| f.0.arn == arn).ok_or_else(|| not_found("TagResource", arn))?;
+            f.0.tags.extend(tags.clone());
+            Ok(())
+        })
+    }
+}
+
 #[async_trait]
 impl Sts for FakeAws {
     async fn caller_account(&self) -> Result<String, AwsError> {
@@ -709,7 +792,15 @@ impl Sts for FakeAws {
 impl AwsProvider for FakeAws {
     async fn clients(&self, _target: &Target) -> Result<AwsClients, AwsError> {
         let me = Arc::new(self.clone());
-        Ok(AwsClients { ecs: me.clone(), rds: me.clone(), s3: me.clone(), dynamodb: me.clone(), elasticache: me.clone(), sts: me })
+        Ok(AwsClients {
+            ecs: me.clone(),
+            rds: me.clone(),
+            s3: me.clone(),
+            dynamodb: me.clone(),
+            elasticache: me.clone(),
+            lambda: me.clone(),
+            sts: me,
+        })
     }
 }
 

@@ -1,10 +1,12 @@
 //! The AWS SDK adapters: the only files that import the AWS SDK service crates
 //! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs,
-//! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs, STS here).
+//! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs,
+//! `aws_sdk_lambda` in lambda.rs, STS here).
 
 mod dynamodb;
 mod ecs;
 mod elasticache;
+mod lambda;
 mod rds;
 mod s3;
 
@@ -84,6 +86,8 @@ pub const ERROR_CODES: &[(&str, Kind)] = &[
     ("ClusterContainsContainerInstancesException", Kind::Conflict),
     ("ResourceInUseException", Kind::Conflict),
     ("TableInUseException", Kind::Conflict),
+    ("ResourceConflictException", Kind::Conflict),
+    ("PreconditionFailedException", Kind::Conflict),
     ("ReplicationGroupAlreadyExists", Kind::Conflict),
     ("ReplicationGroupAlreadyExistsFault", Kind::Conflict),
     ("CacheSubnetGroupAlreadyExists", Kind::Conflict),
@@ -106,6 +110,8 @@ pub const ERROR_CODES: &[(&str, Kind)] = &[
     ("OperationAborted", Kind::Conflict),
     ("InvalidBucketState", Kind::Conflict),
     ("InvalidParameterException", Kind::Invalid),
+    ("InvalidParameterValueException", Kind::Invalid),
+    ("CodeStorageExceededException", Kind::Invalid),
     ("ClientException", Kind::Invalid),
     ("ValidationException", Kind::Invalid),
     ("ValidationError", Kind::Invalid),
@@ -256,6 +262,7 @@ impl AwsProvider for SdkProvider {
             s3: Arc::new(s3::SdkS3::new(&conf, path_style, caller("s3"))),
             dynamodb: Arc::new(dynamodb::SdkDynamo::new(&conf, caller("dynamodb"))),
             elasticache: Arc::new(elasticache::SdkElastiCache::new(&conf, caller("elasticache"))),
+            lambda: Arc::new(lambda::SdkLambda::new(&conf, caller("lambda"))),
             // The caller identity changes only with the credentials (refreshed hourly at most).
             sts: Arc::new(CachedSts::new(
                 Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),

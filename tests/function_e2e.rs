@@ -1,0 +1,129 @@
+//! End to end for Lambda releases: the real controller binary on the real control plane,
+//! Lambda, IAM and S3 = moto behind the AWS test proxy, the analysis on a real Prometheus,
+//! driven with kubectl. A release's code is a zip in S3 named by its SHA.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{aws_at, eventually, health, moto, moto_query, proxy, unique, Cluster, Controller};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+const ERROR_RATE: &str = r#"sum(rate(http_requests_total{service="{{function}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{function}}"}[5s]))"#;
+
+struct Setup {
+    c: Cluster,
+    p: shipshape_testkit::awsproxy::AwsProxy,
+    ns: String,
+    env: String,
+    name: String,
+    bucket: String,
+    role: String,
+}
+
+/// Puts an object into moto's S3 (path-style), as a build pipeline uploads a zip.
+async fn put_object(bucket: &str, key: &str, body: &[u8]) {
+    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/s3/aws4_request, SignedHeaders=host, Signature=x";
+    let r = reqwest::Client::new()
+        .put(format!("{}/{bucket}/{key}", moto()))
+        .header("authorization", auth)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+}
+
+async fn setup() -> Setup {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let h = health();
+    let (env, ns, name, bucket) = (unique("env"), unique("sched"), unique("bookings"), unique("builds"));
+    // The execution role (moto's Lambda checks that it exists) and the builds bucket.
+    let role = unique("lambda-role");
+    let created = moto_query("iam", &format!("Action=CreateRole&Version=2010-05-08&RoleName={role}&AssumeRolePolicyDocument=%7B%7D")).await;
+    assert!(created.contains("<Arn>"), "{created}");
+    let aws = aws_at(&p.url(), "eu-west-1").await;
+    aws.s3.create_bucket(&bucket, "eu-west-1").await.unwrap();
+    for sha in ["aaaa111", "bbbb222", "cccc333"] {
+        put_object(&bucket, &format!("builds/{sha}.zip"), format!("zip of {sha}").as_bytes()).await;
+    }
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n",
+        h.prometheus
+    ))
+    .success();
+    Setup { c, p, ns, env, name, bucket, role: format!("arn:aws:iam::123456789012:role/{role}") }
+}
+
+impl Setup {
+    fn release(&self, sha: &str) -> String {
+        let q = ERROR_RATE.replace('\'', "''");
+        format!(
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    roleArn: {role}\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            name = self.name,
+            ns = self.ns,
+            env = self.env,
+            bucket = self.bucket,
+            role = self.role,
+        )
+    }
+    fn get(&self, path: &str) -> String {
+        self.c.jsonpath(&["release", &self.name, "-n", &self.ns], path)
+    }
+    async fn alias(&self) -> (String, usize) {
+        let mine = proxy().await;
+        let aws = aws_at(&mine.url(), "eu-west-1").await;
+        let a = aws.lambda.get_alias(&self.name, "live").await.unwrap().expect("alias live exists");
+        (a.version, a.weights.len())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_release_moves_its_alias_by_sha_and_a_breaching_one_is_rolled_back_in_one_call() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let h = health();
+    h.set_error_rate(&s.name, 0.0);
+
+    s.c.apply(&s.release("aaaa111")).success();
+    eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    assert_eq!(s.alias().await, ("1".to_string(), 0));
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    let f = aws.lambda.get_function(&s.name).await.unwrap().expect("function exists");
+    assert_eq!(f.tags.get("shipshape.dev/owner"), Some(&format!("{}/{}", s.ns, s.name)));
+
+    s.c.apply(&s.release("bbbb222")).success();
+    eventually(WAIT, "v2 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    assert_eq!(s.alias().await, ("2".to_string(), 0));
+    let stable = s.get("{.status.stableTaskDefinitionArn}");
+    assert!(stable.ends_with(&format!("function:{}:2", s.name)), "{stable}");
+
+    // v3 serves 20% errors: rolled back, the alias on version 2 again with no weights.
+    h.set_error_rate(&s.name, 0.2);
+    s.c.apply(&s.release("cccc333")).success();
+    eventually(WAIT, "v3 RolledBack", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
+    assert_eq!(s.alias().await, ("2".to_string(), 0));
+    assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted Promoted");
+    let reason = s.get("{.status.history[0].reason}");
+    assert!(reason.contains("error-rate") && reason.contains("above max 0.05"), "{reason}");
+    assert_eq!(s.p.count("UpdateAlias"), 3, "v2's move, v3's move and the rollback: one call each");
+
+    // The rolled-back SHA is not retried on its own.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(s.p.count("UpdateAlias"), 3);
+    assert_eq!(s.get("{.status.phase}"), "RolledBack");
+    // One version per content: three published, none twice.
+    assert_eq!(s.p.count("PublishVersion"), 3);
+
+    // Someone points the alias elsewhere: put back at the stable version.
+    aws.lambda.set_alias(&s.name, "live", "3", false).await.unwrap();
+    h.set_error_rate(&s.name, 0.0);
+    eventually(WAIT, "alias put back", || {
+        let a = futures::executor::block_on(aws.lambda.get_alias(&s.name, "live")).ok()??;
+        (a.version == "2").then_some(())
+    })
+    .await;
+}
