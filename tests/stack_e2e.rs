@@ -57,11 +57,7 @@ spec:
 }
 
 async fn condition(c: &Cluster, n: &Names, type_: &str, status: &str) -> String {
-    eventually(WAIT, &format!("StackSpec {type_}={status}"), || {
-        let (s, r) = c.condition(&["stackspec", "data", "-n", &n.ns], type_);
-        (s == status).then_some(r)
-    })
-    .await
+    c.await_condition(&["stackspec", "data", "-n", &n.ns], type_, status, WAIT).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

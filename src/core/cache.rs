@@ -231,10 +231,5 @@ pub fn plan_cache(spec: &CacheSpec, observed: Option<&ObservedCache>, ctx: &Cont
     plan
 }
 
-/// The name of a cache's final snapshot: `<cache>-final-<UTC timestamp>`.
-pub fn final_snapshot_name(cache: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{cache}-final-{}", now.format("%Y%m%d%H%M%S"))
-}
-
 #[cfg(test)]
 mod tests;

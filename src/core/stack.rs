@@ -667,9 +667,10 @@ pub fn plan(databases: &[DatabaseSpec], buckets: &[BucketSpec], tables: &[TableS
     StackPlan { resources }
 }
 
-/// The name of a final snapshot: `<db>-final-<UTC timestamp>`.
-pub fn final_snapshot_name(db: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{db}-final-{}", now.format("%Y%m%d%H%M%S"))
+/// The name of a resource's last copy before deletion (a database's or cache's final
+/// snapshot, a table's on-demand backup): `<name>-final-<UTC timestamp>`.
+pub fn final_snapshot_name(name: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    format!("{name}-final-{}", now.format("%Y%m%d%H%M%S"))
 }
 
 /// An environment-variable-style key for outputs: `car-rental-db` → `CAR_RENTAL_DB`.

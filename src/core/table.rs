@@ -379,10 +379,5 @@ pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Cont
     plan
 }
 
-/// The name of a table's final on-demand backup: `<table>-final-<UTC timestamp>`.
-pub fn final_backup_name(table: &str, now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("{table}-final-{}", now.format("%Y%m%d%H%M%S"))
-}
-
 #[cfg(test)]
 mod tests;

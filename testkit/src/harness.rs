@@ -337,6 +337,16 @@ impl Cluster {
         (a.to_string(), b.to_string())
     }
 
+    /// Waits (up to `timeout`) until the object's condition `type_` has `status`; returns its
+    /// reason.
+    pub async fn await_condition(&self, kind_name: &[&str], type_: &str, status: &str, timeout: Duration) -> String {
+        eventually(timeout, &format!("{} {type_}={status}", kind_name.join(" ")), || {
+            let (s, r) = self.condition(kind_name, type_);
+            (s == status).then_some(r)
+        })
+        .await
+    }
+
     /// An admin kube client for this cluster.
     pub async fn client(&self) -> kube::Client {
         let kc = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");

@@ -18,11 +18,9 @@ use crate::api::{
     OWNER_TAG,
 };
 use crate::aws::{AwsClients, BackupState, BucketDeletion};
-use crate::core::cache::final_snapshot_name as cache_snapshot_name;
 use crate::core::conditions::Readiness;
 use crate::core::requeue::Category;
 use crate::core::stack::{final_snapshot_name, DbModify, TableUpdate};
-use crate::core::table::final_backup_name;
 use crate::core::tenancy;
 
 /// Whether the spec asks for anything to be removed from AWS.
@@ -138,7 +136,7 @@ async fn delete_caches(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner
         if cache.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || cache.status == "deleting" {
             continue;
         }
-        let snapshot = (c.deletion_policy == CacheDeletionPolicy::Snapshot).then(|| cache_snapshot_name(&c.name, Utc::now()));
+        let snapshot = (c.deletion_policy == CacheDeletionPolicy::Snapshot).then(|| final_snapshot_name(&c.name, Utc::now()));
         aws.elasticache.delete_cache(&c.name, snapshot.as_deref()).await?;
         let (reason, note) = match &snapshot {
             Some(s) => (reasons::SNAPSHOT_TAKEN, format!("deleting cache {} after final snapshot {s}", c.name)),
@@ -174,7 +172,7 @@ async fn delete_tables(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner
             aws.dynamodb.update_table(&t.name, &TableUpdate::DeletionProtection(false)).await?;
         }
         let backup = if t.deletion_policy == TableDeletionPolicy::Snapshot {
-            match aws.dynamodb.final_backup(&t.name, &final_backup_name(&t.name, Utc::now())).await? {
+            match aws.dynamodb.final_backup(&t.name, &final_snapshot_name(&t.name, Utc::now())).await? {
                 // DynamoDB refuses to delete a table while its backup is being made.
                 BackupState::Creating(name) => {
                     return Err(Error::Refused {
