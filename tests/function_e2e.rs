@@ -19,7 +19,6 @@ struct Setup {
     env: String,
     name: String,
     bucket: String,
-    role: String,
 }
 
 /// Puts an object into moto's S3 (path-style), as a build pipeline uploads a zip.
@@ -40,7 +39,8 @@ async fn setup() -> Setup {
     let p = proxy().await;
     let h = health();
     let (env, ns, name, bucket) = (unique("env"), unique("sched"), unique("bookings"), unique("builds"));
-    // The execution role (moto's Lambda checks that it exists) and the builds bucket.
+    // The execution role (moto's Lambda checks that it exists; the Environment's default for
+    // functions) and the builds bucket.
     let role = unique("lambda-role");
     let created = moto_query("iam", &format!("Action=CreateRole&Version=2010-05-08&RoleName={role}&AssumeRolePolicyDocument=%7B%7D")).await;
     assert!(created.contains("<Arn>"), "{created}");
@@ -50,23 +50,22 @@ async fn setup() -> Setup {
         put_object(&bucket, &format!("builds/{sha}.zip"), format!("zip of {sha}").as_bytes()).await;
     }
     c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n  functionRoleArn: arn:aws:iam::123456789012:role/{role}\n",
         h.prometheus
     ))
     .success();
-    Setup { c, p, ns, env, name, bucket, role: format!("arn:aws:iam::123456789012:role/{role}") }
+    Setup { c, p, ns, env, name, bucket }
 }
 
 impl Setup {
     fn release(&self, sha: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    roleArn: {role}\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
             name = self.name,
             ns = self.ns,
             env = self.env,
             bucket = self.bucket,
-            role = self.role,
         )
     }
     fn get(&self, path: &str) -> String {

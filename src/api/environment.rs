@@ -65,6 +65,11 @@ pub struct EnvironmentSpec {
     #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,
+    /// The execution role of Lambda functions released here that name none themselves
+    /// (`spec.function.roleArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"), length(max = 2048))]
+    pub function_role_arn: Option<String>,
 }
 
 /// The ECS cluster of an environment.

@@ -166,9 +166,10 @@ pub struct FunctionSpec {
     /// Environment variables (the StackSpec's outputs are added, as for ECS).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
-    /// The execution role.
+    /// The execution role (default: the Environment's `functionRoleArn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"), length(max = 2048))]
-    pub role_arn: String,
+    pub role_arn: Option<String>,
     /// Reserved concurrency (none: the account's unreserved pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]

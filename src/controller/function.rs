@@ -22,12 +22,20 @@ use crate::core::requeue::Category;
 use crate::core::rollout::{self, Config, DeploymentObs, Effect, Network, ServiceObs};
 
 /// The function's configuration for this release: code for its SHA, settings, environment
-/// (the StackSpec's outputs, then the spec's own variables).
-pub fn config(name: &str, r: &ServiceRelease, f: &FunctionSpec, outputs: &BTreeMap<String, String>) -> FunctionConfig {
+/// (the StackSpec's outputs, then the spec's own variables), the execution role (its own,
+/// else the Environment's default); None without a role.
+pub fn config(
+    name: &str,
+    r: &ServiceRelease,
+    f: &FunctionSpec,
+    default_role: Option<&str>,
+    outputs: &BTreeMap<String, String>,
+) -> Option<FunctionConfig> {
+    let role_arn = f.role_arn.clone().or_else(|| default_role.map(String::from))?;
     let sha = r.spec.image.git_sha.to_string();
     let mut env = outputs.clone();
     env.extend(f.env.clone());
-    FunctionConfig {
+    Some(FunctionConfig {
         name: name.to_string(),
         s3: f.s3.as_ref().map(|s| (s.bucket.clone(), s.key.replace("{{sha}}", &sha))),
         image: f.s3.is_none().then(|| format!("{}:{sha}", r.spec.image.repository)),
@@ -37,8 +45,8 @@ pub fn config(name: &str, r: &ServiceRelease, f: &FunctionSpec, outputs: &BTreeM
         timeout_seconds: f.timeout_seconds,
         architecture: serde_json::to_value(f.architecture).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
         env,
-        role_arn: f.role_arn.clone(),
-    }
+        role_arn,
+    })
 }
 
 /// The description a version of `config` carries: `shipshape <content hash>`.
@@ -101,7 +109,13 @@ pub(super) async fn converge(
     tags.insert(MANAGED_BY_TAG.into(), MANAGED_BY.into());
     tags.insert(OWNER_TAG.into(), owner.clone());
     let adopt = r.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
-    let config = config(&name, r, f, &outputs);
+    let Some(config) = config(&name, r, f, env.spec.function_role_arn.as_deref(), &outputs) else {
+        let message = format!(
+            "Lambda function {name} has no execution role: set spec.function.roleArn, or functionRoleArn on Environment {}",
+            env.name_any()
+        );
+        return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
+    };
     let description = description(&config);
     let hash = description.trim_start_matches("shipshape ").to_string();
 
@@ -297,15 +311,28 @@ mod tests {
         let r = release(serde_json::json!({}));
         let f = r.spec.function.clone().unwrap();
         let outputs = BTreeMap::from([("DB_HOST".to_string(), "db".to_string())]);
-        let c = config("api", &r, &f, &outputs);
+        let c = config("api", &r, &f, None, &outputs).unwrap();
         assert_eq!(c.s3, Some(("builds".into(), "api/3f9c2a1d.zip".into())));
         assert_eq!(c.env.get("DB_HOST").map(String::as_str), Some("db"));
         assert_eq!((c.memory, c.timeout_seconds, c.architecture.as_str()), (128, 3, "x86_64"));
         let d = description(&c);
         assert!(d.starts_with("shipshape ") && d.len() == "shipshape ".len() + 16, "{d}");
-        assert_eq!(d, description(&config("api", &r, &f, &outputs)), "equal content, equal description");
+        assert_eq!(d, description(&config("api", &r, &f, None, &outputs).unwrap()), "equal content, equal description");
         let bigger = release(serde_json::json!({"memory": 1024}));
-        assert_ne!(d, description(&config("api", &bigger, bigger.spec.function.as_ref().unwrap(), &outputs)));
+        assert_ne!(d, description(&config("api", &bigger, bigger.spec.function.as_ref().unwrap(), None, &outputs).unwrap()));
+    }
+
+    #[test]
+    fn the_role_is_the_functions_own_else_the_environments_default() {
+        let outputs = BTreeMap::new();
+        let env_role = "arn:aws:iam::123456789012:role/env-default";
+        let own = release(serde_json::json!({}));
+        let f = own.spec.function.clone().unwrap();
+        assert_eq!(config("api", &own, &f, Some(env_role), &outputs).unwrap().role_arn, "arn:aws:iam::123456789012:role/api");
+        let none = release(serde_json::json!({"roleArn": null}));
+        let f = none.spec.function.clone().unwrap();
+        assert_eq!(config("api", &none, &f, Some(env_role), &outputs).unwrap().role_arn, env_role);
+        assert!(config("api", &none, &f, None, &outputs).is_none(), "no role at all: nothing to deploy with");
     }
 
     #[test]
