@@ -61,7 +61,7 @@ impl Setup {
     fn release(&self, sha: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
             name = self.name,
             ns = self.ns,
             env = self.env,
@@ -93,6 +93,7 @@ async fn a_lambda_release_moves_its_alias_by_sha_and_a_breaching_one_is_rolled_b
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     let f = aws.lambda.get_function(&s.name).await.unwrap().expect("function exists");
     assert_eq!(f.tags.get("shipshape.dev/owner"), Some(&format!("{}/{}", s.ns, s.name)));
+    assert_eq!(f.reserved_concurrency, Some(5), "reservedConcurrency is set on the function");
 
     s.c.apply(&s.release("bbbb222")).success();
     eventually(WAIT, "v2 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;

@@ -95,15 +95,7 @@ fn version(v: &str) -> Vec<u64> {
 
 /// Plans one cache.
 pub fn plan_cache(spec: &CacheSpec, observed: Option<&ObservedCache>, ctx: &Context) -> ResourcePlan {
-    let mut plan = ResourcePlan {
-        kind: "Cache",
-        name: spec.name.clone(),
-        create: false,
-        changes: vec![],
-        steps: vec![],
-        refusal: None,
-        waiting: None,
-    };
+    let mut plan = ResourcePlan::new("Cache", &spec.name);
     let name = spec.name.clone();
     let invalid = |message: &str| Refusal {
         reason: reasons::INVALID_SPEC,

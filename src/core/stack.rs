@@ -230,6 +230,11 @@ pub struct ResourcePlan {
 }
 
 impl ResourcePlan {
+    /// The plan of `kind` `name` before anything is decided: no change, no refusal.
+    pub fn new(kind: &'static str, name: &str) -> Self {
+        ResourcePlan { kind, name: name.to_string(), create: false, changes: vec![], steps: vec![], refusal: None, waiting: None }
+    }
+
     /// One line per change: `Bucket uploads: update versioning: Suspended -> Enabled`.
     pub fn lines(&self) -> Vec<String> {
         let (kind, name) = (self.kind, &self.name);
@@ -353,15 +358,7 @@ pub(crate) fn unsupported(kind: &str, name: &str, field: &str, from: impl fmt::D
 
 /// Plans one database.
 pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, ctx: &Context) -> ResourcePlan {
-    let mut plan = ResourcePlan {
-        kind: "Database",
-        name: spec.name.clone(),
-        create: false,
-        changes: vec![],
-        steps: vec![],
-        refusal: None,
-        waiting: None,
-    };
+    let mut plan = ResourcePlan::new("Database", &spec.name);
     let tags = ownership_tags(ctx, &BTreeMap::new());
     if !spec.manage_master_user_password {
         plan.refusal = Some(Refusal {
@@ -545,15 +542,7 @@ fn describe_encryption(e: Option<&BucketEncryption>) -> String {
 /// Plans one bucket. Lifecycle rules are managed when the spec lists some; tags are
 /// merged (keys others set stay).
 pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &Context) -> ResourcePlan {
-    let mut plan = ResourcePlan {
-        kind: "Bucket",
-        name: spec.name.clone(),
-        create: false,
-        changes: vec![],
-        steps: vec![],
-        refusal: None,
-        waiting: None,
-    };
+    let mut plan = ResourcePlan::new("Bucket", &spec.name);
     let name = spec.name.clone();
     let tags = ownership_tags(ctx, &spec.tags);
     let empty = ObservedBucket::default();

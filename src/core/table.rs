@@ -184,15 +184,7 @@ fn invalid(name: &str, message: String) -> Refusal {
 
 /// Plans one table.
 pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Context) -> ResourcePlan {
-    let mut plan = ResourcePlan {
-        kind: "Table",
-        name: spec.name.clone(),
-        create: false,
-        changes: vec![],
-        steps: vec![],
-        refusal: None,
-        waiting: None,
-    };
+    let mut plan = ResourcePlan::new("Table", &spec.name);
     let name = spec.name.clone();
     if let Err(e) = attribute_definitions(spec) {
         plan.refusal = Some(invalid(&name, e));
