@@ -20,7 +20,7 @@ use kube::api::{Api, ListParams};
 use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus};
 use shipshape::aws::{AwsProvider, ServiceRequest, Target};
 use shipshape::core::analysis::Verdict;
-use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs};
+use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs, TrafficStep};
 use shipshape_testkit::fakes::FakeAws;
 
 const DRIFT: u64 = 10;
@@ -42,6 +42,7 @@ fn cfg() -> Config {
         history_limit: 10,
         drift_interval: Duration::from_secs(60),
         on_unavailable: Default::default(),
+        steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
     }
 }
 
@@ -56,6 +57,7 @@ async fn latencies(runs: usize) {
         minimum_healthy_percent: Some(100),
         tags: Default::default(),
         network: None,
+        canary: None,
         deployments: vec![DeploymentObs {
             id: "d2".into(),
             task_definition: "td:2".into(),
@@ -85,6 +87,11 @@ async fn latencies(runs: usize) {
             analysis_unavailable: None,
             unavailable_since: None,
             deadline_extension_seconds: 0,
+            step: None,
+            steps: None,
+            step_text: None,
+            weight: None,
+            step_started_at: None,
         }),
         ..Default::default()
     };

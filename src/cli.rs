@@ -61,7 +61,8 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
         None => Api::all(client),
     };
     let list = api.list(&ListParams::default()).await?;
-    let mut rows = vec![["NAMESPACE", "NAME", "PHASE", "SHA", "STABLE", "READY", "LAST MEASUREMENT", "AGE"].map(String::from).to_vec()];
+    let mut rows =
+        vec![["NAMESPACE", "NAME", "PHASE", "SHA", "STABLE", "TRAFFIC", "READY", "LAST MEASUREMENT", "AGE"].map(String::from).to_vec()];
     for r in &list.items {
         let st = r.status.clone().unwrap_or_default();
         let ready = find(&st.conditions, condition_types::READY).map(|c| c.status.clone()).unwrap_or_else(|| "-".into());
@@ -72,6 +73,13 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
             .or(st.last_measurement.as_ref())
             .map(|m| format!("{}={} ({})", m.query, m.value.map(|v| format!("{v:.4}")).unwrap_or_else(|| "no data".into()), m.verdict))
             .unwrap_or_else(|| "-".into());
+        // Share of the traffic on the rollout's version, and its step when it moves in steps.
+        let traffic = match st.rollout.as_ref().map(|ro| (ro.weight, ro.step_text.as_deref())) {
+            Some((Some(w), Some(step))) => format!("{w}% (step {step})"),
+            Some((Some(w), None)) => format!("{w}%"),
+            Some((None, Some(step))) => format!("- (step {step})"),
+            _ => "-".into(),
+        };
         let phase = serde_json::to_value(st.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         rows.push(vec![
             r.namespace().unwrap_or_default(),
@@ -79,6 +87,7 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
             phase,
             r.spec.image.git_sha.to_string(),
             st.stable_sha.unwrap_or_else(|| "-".into()),
+            traffic,
             ready,
             last,
             age(r),

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub release_phase: IntGaugeVec,
     /// Always 1; labels carry the release's SHA and stable SHA.
     pub release_info: IntGaugeVec,
+    /// Percent of a release's traffic on the version being rolled out, and its step.
+    pub release_traffic_weight: IntGaugeVec,
     /// Finished rollouts by outcome.
     pub rollouts: IntCounterVec,
     /// Rollbacks by reason (analysis, deployment_failed, deadline, manual).
@@ -73,6 +75,11 @@ impl Metrics {
             IntGaugeVec::new(Opts::new("release_phase", "1 for the release's current phase"), &["namespace", "name", "phase"]).unwrap();
         let release_info =
             IntGaugeVec::new(Opts::new("release_info", "Release SHA and stable SHA"), &["namespace", "name", "sha", "stable_sha"]).unwrap();
+        let release_traffic_weight = IntGaugeVec::new(
+            Opts::new("release_traffic_weight", "Percent of the traffic on the version being rolled out (while a rollout is in flight)"),
+            &["namespace", "name", "step"],
+        )
+        .unwrap();
         let rollouts = IntCounterVec::new(Opts::new("rollouts_total", "Finished rollouts by outcome"), &["outcome"]).unwrap();
         let rollbacks = IntCounterVec::new(Opts::new("rollbacks_total", "Rollbacks by reason"), &["reason"]).unwrap();
         let analysis_value =
@@ -84,7 +91,7 @@ impl Metrics {
         .unwrap();
         let rollback_failures = IntCounter::new("rollback_failures_total", "Rollback calls ECS refused (retried with backoff)").unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
-        for g in [&release_phase, &release_info] {
+        for g in [&release_phase, &release_info, &release_traffic_weight] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         registry.register(Box::new(analysis_value.clone())).unwrap();
@@ -105,6 +112,7 @@ impl Metrics {
             drift_corrections,
             release_phase,
             release_info,
+            release_traffic_weight,
             rollouts,
             rollbacks,
             analysis_value,

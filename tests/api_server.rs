@@ -165,6 +165,22 @@ fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
             Breach::Create(json!({"spec": {"task": {"healthCheck": {"command": ["x"], "timeout": "5m"}}}})),
         ),
         (
+            ("ServiceRelease", "spec.rollout.strategy"),
+            Breach::Create(json!({"spec": {"rollout": {"strategy": {"canary": {"percent": 10}, "blueGreen": {}}}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.strategy.canary.bake"),
+            Breach::Create(json!({"spec": {"rollout": {"strategy": {"canary": {"percent": 10, "bake": "25h"}}}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.strategy.linear.stepBake"),
+            Breach::Create(json!({"spec": {"rollout": {"strategy": {"linear": {"stepPercent": 10, "stepBake": "200h"}}}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.strategy.blueGreen.bake"),
+            Breach::Create(json!({"spec": {"rollout": {"strategy": {"blueGreen": {"bake": "30h"}}}}})),
+        ),
+        (
             ("ServiceRelease", "spec.task.healthCheck.startPeriod"),
             Breach::Create(json!({"spec": {"task": {"healthCheck": {"command": ["x"], "startPeriod": "10m"}}}})),
         ),
@@ -260,7 +276,7 @@ async fn the_schema_refuses_bad_fields_fills_defaults_prunes_unknown_ones_and_pr
 
     let out = c.kubectl(&["get", "release", "-n", &ns]).success().stdout;
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "PHASE", "SHA", "STABLE", "READY", "AGE"]);
+    assert_eq!(header, ["NAME", "PHASE", "SHA", "STABLE", "WEIGHT", "STEP", "READY", "AGE"]);
     assert!(out.contains("3f9c2a1d"), "{out}");
 }
 

@@ -61,7 +61,7 @@ impl Setup {
     fn release(&self, sha: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
             name = self.name,
             ns = self.ns,
             env = self.env,
@@ -71,16 +71,44 @@ impl Setup {
     fn get(&self, path: &str) -> String {
         self.c.jsonpath(&["release", &self.name, "-n", &self.ns], path)
     }
-    async fn alias(&self) -> (String, usize) {
+    /// The alias as a user reads it (`aws lambda get-alias`): its version and its weighted
+    /// routing as `version=weight` pairs.
+    async fn alias(&self) -> (String, String) {
         let mine = proxy().await;
         let aws = aws_at(&mine.url(), "eu-west-1").await;
         let a = aws.lambda.get_alias(&self.name, "live").await.unwrap().expect("alias live exists");
-        (a.version, a.weights.len())
+        let weights: Vec<String> = a.weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
+        (a.version, weights.join(","))
+    }
+
+    /// Waits for the canary step: the alias on `stable` with 10 % on `canary`, as status says.
+    async fn at_canary(&self, stable: &str, canary: &str) {
+        let want = (stable.to_string(), format!("{canary}=0.1"));
+        eventually(WAIT, "the alias at the 10 % step", || {
+            let a = futures::executor::block_on(self.alias());
+            (a == want).then_some(())
+        })
+        .await;
+        eventually(WAIT, "status at step 1/2, 10 %", || {
+            (self.get("{.status.rollout.stepText} {.status.rollout.weight}") == "1/2 10").then_some(())
+        })
+        .await;
+        let table = self.c.kubectl(&["get", "release", &self.name, "-n", &self.ns]).stdout;
+        assert!(table.contains("WEIGHT") && table.contains("STEP"), "{table}");
+        let kc = self.c.kubeconfig.clone();
+        let ns = self.ns.clone();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+            .args(["status", "-n", &ns])
+            .env("KUBECONFIG", &kc)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout);
+        assert!(out.contains("TRAFFIC") && out.contains("10% (step 1/2)"), "{out}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lambda_release_moves_its_alias_by_sha_and_a_breaching_one_is_rolled_back_in_one_call() {
+async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_rolled_back_in_one_call() {
     let s = setup().await;
     let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
     let h = health();
@@ -88,32 +116,40 @@ async fn a_lambda_release_moves_its_alias_by_sha_and_a_breaching_one_is_rolled_b
 
     s.c.apply(&s.release("aaaa111")).success();
     eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
-    assert_eq!(s.alias().await, ("1".to_string(), 0));
+    assert_eq!(s.alias().await, ("1".to_string(), String::new()), "a first version takes all the traffic at once");
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     let f = aws.lambda.get_function(&s.name).await.unwrap().expect("function exists");
     assert_eq!(f.tags.get("shipshape.dev/owner"), Some(&format!("{}/{}", s.ns, s.name)));
     assert_eq!(f.reserved_concurrency, Some(5), "reservedConcurrency is set on the function");
 
+    // v2: 10 % of the invocations for the bake while the analysis passes, then all of them.
     s.c.apply(&s.release("bbbb222")).success();
+    s.at_canary("1", "2").await;
     eventually(WAIT, "v2 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
-    assert_eq!(s.alias().await, ("2".to_string(), 0));
+    assert_eq!(s.alias().await, ("2".to_string(), String::new()));
     let stable = s.get("{.status.stableTaskDefinitionArn}");
     assert!(stable.ends_with(&format!("function:{}:2", s.name)), "{stable}");
 
-    // v3 serves 20% errors: rolled back, the alias on version 2 again with no weights.
+    // v3 serves 20% errors at its 10 % step: rolled back, the alias on version 2 again with
+    // no weights.
     h.set_error_rate(&s.name, 0.2);
     s.c.apply(&s.release("cccc333")).success();
+    s.at_canary("2", "3").await;
     eventually(WAIT, "v3 RolledBack", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
-    assert_eq!(s.alias().await, ("2".to_string(), 0));
+    assert_eq!(s.alias().await, ("2".to_string(), String::new()));
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted Promoted");
     let reason = s.get("{.status.history[0].reason}");
     assert!(reason.contains("error-rate") && reason.contains("above max 0.05"), "{reason}");
-    assert_eq!(s.p.count("UpdateAlias"), 3, "v2's move, v3's move and the rollback: one call each");
+    assert!(
+        s.c.kubectl(&["get", "events", "-n", &s.ns, "-o", "jsonpath={.items[*].reason}"]).stdout.contains("StepPassed"),
+        "v2's canary step passed with an Event"
+    );
+    assert_eq!(s.p.count("UpdateAlias"), 4, "v2: 10 % then all; v3: 10 % then the rollback, one call");
 
     // The rolled-back SHA is not retried on its own.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(s.p.count("UpdateAlias"), 3);
+    assert_eq!(s.p.count("UpdateAlias"), 4);
     assert_eq!(s.get("{.status.phase}"), "RolledBack");
     // One version per content: three published, none twice.
     assert_eq!(s.p.count("PublishVersion"), 3);

@@ -272,7 +272,7 @@ async fn the_release_commands_act_through_annotations_and_status_prints_a_table(
     .unwrap();
     assert_eq!(code, 0, "{out}");
     let header: Vec<&str> = out.lines().next().unwrap().split("   ").map(str::trim).filter(|c| !c.is_empty()).collect();
-    assert_eq!(header, ["NAMESPACE", "NAME", "PHASE", "SHA", "STABLE", "READY", "LAST MEASUREMENT", "AGE"]);
+    assert_eq!(header, ["NAMESPACE", "NAME", "PHASE", "SHA", "STABLE", "TRAFFIC", "READY", "LAST MEASUREMENT", "AGE"]);
     assert!(out.contains("Analyzing") && out.contains("bbbb222") && out.contains("aaaa111"), "{out}");
 
     let (code, out) = shipshape(&s, &["rollback", &s.svc, "-n", &s.ns]);

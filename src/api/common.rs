@@ -161,6 +161,8 @@ pub mod bounds {
     pub const WARMUP: Bounds = Bounds::secs(0, 6 * 3600);
     /// `analysis.interval`: 1s to 6h.
     pub const ANALYSIS_INTERVAL: Bounds = Bounds::secs(1, 6 * 3600);
+    /// `strategy.*.bake` / `stepBake`: 0s to 24h.
+    pub const BAKE: Bounds = Bounds::secs(0, 24 * 3600);
     /// `task.healthCheck.interval`: 5s to 300s (ECS's range).
     pub const HEALTH_CHECK_INTERVAL: Bounds = Bounds::secs(5, 300);
     /// `task.healthCheck.timeout`: 2s to 60s (ECS's range).

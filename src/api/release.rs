@@ -23,6 +23,8 @@ use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"SHA","type":"string","jsonPath":".spec.image.gitSha"}"#,
     printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stableSha"}"#,
+    printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.rollout.weight"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.rollout.stepText"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(
@@ -277,6 +279,70 @@ pub struct RolloutSpec {
     /// `Rollback` counts it as a failed round.
     #[serde(default)]
     pub on_analysis_unavailable: UnavailablePolicy,
+    /// How traffic moves to a new version: none of the three is `Rolling` (everything at
+    /// once, judged by the analysis); `canary`, `linear` or `blueGreen` step the traffic and
+    /// judge each step (Lambda functions: the alias's weighted routing; ECS services: not
+    /// yet, such a release is refused with InvalidSpec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<Strategy>,
+}
+
+/// How traffic moves to a new version (at most one of the three; none is Rolling). A
+/// release's first version, with nothing stable to compare with, takes all traffic at once.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(has(self.canary) ? 1 : 0) + (has(self.linear) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) <= 1").message(
+    "strategy takes at most one of canary, linear and blueGreen (none is Rolling)"
+))]
+pub struct Strategy {
+    /// `percent` of the traffic on the new version for `bake` (judged by the analysis), then
+    /// all of it (judged again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+    /// `stepPercent` more of the traffic every `stepBake` while the analysis passes, then all
+    /// of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear: Option<LinearStrategy>,
+    /// All traffic at once, the old version kept to go back to during `bake`: promoted once
+    /// the bake is over and the analysis passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
+}
+
+/// A canary step.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStrategy {
+    /// Traffic on the new version during the canary, in percent.
+    #[schemars(range(min = 1, max = 99))]
+    pub percent: i32,
+    /// Least time at `percent` (default 0s: as long as the analysis needs).
+    #[x_kube(validation = duration_rule(bounds::BAKE, "canary.bake"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<GoDuration>,
+}
+
+/// Equal traffic steps.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LinearStrategy {
+    /// Traffic added at each step, in percent (the last step takes the rest).
+    #[schemars(range(min = 1, max = 99))]
+    pub step_percent: i32,
+    /// Least time at each step (default 0s: as long as the analysis needs).
+    #[x_kube(validation = duration_rule(bounds::BAKE, "linear.stepBake"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_bake: Option<GoDuration>,
+}
+
+/// All at once with a bake.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStrategy {
+    /// Least time on the new version before it is promoted (default 0s).
+    #[x_kube(validation = duration_rule(bounds::BAKE, "blueGreen.bake"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<GoDuration>,
 }
 
 /// What an analysis round does when the metrics backend cannot answer.
@@ -500,6 +566,21 @@ pub struct RolloutStatus {
     /// Seconds the progress deadline was extended by past outages of the backend.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deadline_extension_seconds: i64,
+    /// The traffic step being judged, from 1 (stepped strategies only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// How many traffic steps the rollout has (the last one is 100 %).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<i32>,
+    /// `step/steps`, for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_text: Option<String>,
+    /// Percent of the traffic on the new version, as AWS accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// When the current step began (the progress deadline and the bake count from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_started_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &i64) -> bool {

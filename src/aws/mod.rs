@@ -383,6 +383,9 @@ pub trait Lambda: Send + Sync {
     async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<ObservedAlias>, AwsError>;
     /// Creates the alias at `version`, or points it there with no weighted routing.
     async fn set_alias(&self, name: &str, alias: &str, version: &str, create: bool) -> Result<(), AwsError>;
+    /// Points the alias at `stable` with `weight` (0 to 1) of the invocations routed to
+    /// `version` (weighted routing, AdditionalVersionWeights).
+    async fn route_alias(&self, name: &str, alias: &str, stable: &str, version: &str, weight: f64) -> Result<(), AwsError>;
     /// Sets (Some) or removes (None) reserved concurrency.
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError>;
     /// Adds or overwrites tags.

@@ -19,7 +19,7 @@ use crate::aws::{AwsClients, AwsError, FunctionConfig, ObservedAlias, ServiceReq
 use crate::core::conditions::Readiness;
 use crate::core::ownership::{self, Ownership};
 use crate::core::requeue::Category;
-use crate::core::rollout::{self, Config, DeploymentObs, Effect, Network, ServiceObs};
+use crate::core::rollout::{self, Config, DeploymentObs, Network, ServiceObs};
 
 /// The function's configuration for this release: code for its SHA, settings, environment
 /// (the StackSpec's outputs, then the spec's own variables), the execution role (its own,
@@ -66,9 +66,17 @@ pub fn version_of(qualified_arn: &str) -> &str {
 /// "task definition", so it is put back like any drift.
 fn as_service(alias: &ObservedAlias, function_arn: &str, tags: &BTreeMap<String, String>, replicas: i32) -> ServiceObs {
     let mut at = format!("{function_arn}:{}", alias.version);
-    if !alias.weights.is_empty() {
-        let routes: Vec<String> = alias.weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
-        at = format!("{at} (weighted: {})", routes.join(","));
+    let mut canary = None;
+    match alias.weights.iter().next() {
+        // One other version with a share (in whole percent, as steps are declared): a step.
+        Some((v, w)) if alias.weights.len() == 1 && w.is_finite() && (0.0..=1.0).contains(w) => {
+            canary = Some((format!("{function_arn}:{v}"), (w * 100.0).round() as i32));
+        }
+        Some(_) => {
+            let routes: Vec<String> = alias.weights.iter().map(|(v, w)| format!("{v}={w}")).collect();
+            at = format!("{at} (weighted: {})", routes.join(","));
+        }
+        None => {}
     }
     ServiceObs {
         arn: alias.arn.clone(),
@@ -86,6 +94,7 @@ fn as_service(alias: &ObservedAlias, function_arn: &str, tags: &BTreeMap<String,
         }],
         tags: tags.clone(),
         network: None,
+        canary,
     }
 }
 
@@ -238,13 +247,10 @@ pub(super) async fn converge(
         .effects
         .iter()
         .map(|effect| {
-            let (Effect::CreateService { task_definition }
-            | Effect::UpdateService { task_definition }
-            | Effect::RollBack { task_definition }) = effect;
             let req = ServiceRequest {
                 cluster: String::new(),
                 name: name.clone(),
-                task_definition: task_definition.clone(),
+                task_definition: effect.task_definition().to_string(),
                 desired_count: r.spec.replicas,
                 subnets: vec![],
                 security_groups: vec![],
@@ -341,8 +347,11 @@ mod tests {
         let svc = as_service(&plain, "arn:fn", &BTreeMap::new(), 1);
         assert_eq!(svc.task_definition, "arn:fn:3");
         assert_eq!(svc.deployments[0].rollout_state, "COMPLETED");
-        let weighted = ObservedAlias { weights: BTreeMap::from([("2".to_string(), 0.1)]), ..plain };
-        assert_ne!(as_service(&weighted, "arn:fn", &BTreeMap::new(), 1).task_definition, "arn:fn:3");
+        let step = ObservedAlias { weights: BTreeMap::from([("4".to_string(), 0.1)]), ..plain.clone() };
+        let svc = as_service(&step, "arn:fn", &BTreeMap::new(), 1);
+        assert_eq!((svc.task_definition.as_str(), svc.canary), ("arn:fn:3", Some(("arn:fn:4".to_string(), 10))), "a traffic step");
+        let weighted = ObservedAlias { weights: BTreeMap::from([("2".to_string(), 0.1), ("4".to_string(), 0.2)]), ..plain };
+        assert_ne!(as_service(&weighted, "arn:fn", &BTreeMap::new(), 1).task_definition, "arn:fn:3", "no step has two");
         assert_eq!(version_of("arn:aws:lambda:eu-west-1:123456789012:function:api:7"), "7");
     }
 }

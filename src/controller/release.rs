@@ -255,6 +255,10 @@ impl Pending {
                         other => other,
                     }
                 }
+                // Refused in the spec check: ECS services roll.
+                Effect::Shift { .. } => {
+                    Err(AwsError::Invalid { op: "UpdateService", message: "traffic steps are not available for ECS services".into() })
+                }
             };
             if let Err(e) = done {
                 return (rollback_to, Err(e));
@@ -279,6 +283,10 @@ impl Pending {
                 Effect::RollBack { task_definition } => {
                     rollback_to = Some(task_definition.clone());
                     self.aws.lambda.set_alias(&req.name, alias, version, false).await
+                }
+                Effect::Shift { stable, weight, .. } => {
+                    let share = f64::from(*weight) / 100.0;
+                    self.aws.lambda.route_alias(&req.name, alias, super::function::version_of(stable), version, share).await
                 }
             };
             if let Err(e) = done {
@@ -448,11 +456,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
         .effects
         .iter()
         .map(|effect| {
-            let task_definition = match effect {
-                Effect::CreateService { task_definition }
-                | Effect::UpdateService { task_definition }
-                | Effect::RollBack { task_definition } => task_definition.clone(),
-            };
+            let task_definition = effect.task_definition().to_string();
             let req = ServiceRequest {
                 cluster: cluster.clone(),
                 name: service.clone(),
@@ -546,6 +550,9 @@ fn forget(ctx: &Context, r: &ServiceRelease) {
     let st = r.status.clone().unwrap_or_default();
     let (cur, stable) = (st.current_sha.unwrap_or_default(), st.stable_sha.unwrap_or_default());
     let _ = ctx.metrics.release_info.remove_label_values(&[&ns, &name, &cur, &stable]);
+    if let Some(ro) = st.rollout.as_ref().filter(|r| r.weight.is_some()) {
+        let _ = ctx.metrics.release_traffic_weight.remove_label_values(&[&ns, &name, ro.step_text.as_deref().unwrap_or_default()]);
+    }
     for q in r.spec.rollout.iter().filter_map(|ro| ro.analysis.as_ref()).flat_map(|a| &a.queries) {
         let _ = ctx.metrics.analysis_value.remove_label_values(&[&ns, &name, &q.name]);
     }
@@ -563,6 +570,13 @@ fn export(ctx: &Context, r: &ServiceRelease, old: &ServiceReleaseStatus, new: &S
         let _ = ctx.metrics.release_info.remove_label_values(&[&ns, &name, &old_sha, &old_stable]);
     }
     ctx.metrics.release_info.with_label_values(&[&ns, &name, &cur, &stable]).set(1);
+    let step = |s: &ServiceReleaseStatus| s.rollout.as_ref().and_then(|r| Some((r.weight?, r.step_text.clone().unwrap_or_default())));
+    if let Some((_, old_step)) = step(old) {
+        let _ = ctx.metrics.release_traffic_weight.remove_label_values(&[&ns, &name, &old_step]);
+    }
+    if let Some((weight, new_step)) = step(new) {
+        ctx.metrics.release_traffic_weight.with_label_values(&[&ns, &name, &new_step]).set(i64::from(weight));
+    }
     // New history entries are finished rollouts.
     let known = old.history.first().map(|h| (h.sha.clone(), h.started_at));
     for h in new.history.iter().take_while(|h| Some((h.sha.clone(), h.started_at)) != known) {

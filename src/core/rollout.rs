@@ -50,6 +50,9 @@ pub struct ServiceObs {
     pub tags: std::collections::BTreeMap<String, String>,
     /// awsvpc placement as ECS reports it (subnets, security groups, public IP), when it does.
     pub network: Option<Network>,
+    /// Weighted routing: a second "task definition" (a Lambda version) taking this percent
+    /// of the traffic beside `task_definition`. ECS services: always None.
+    pub canary: Option<(String, i32)>,
 }
 
 /// awsvpc placement of a service.
@@ -72,6 +75,15 @@ impl Network {
         security_groups.dedup();
         Network { subnets, security_groups, assign_public_ip }
     }
+}
+
+/// One traffic step of a strategy: this percent on the new version for at least `bake`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrafficStep {
+    /// Percent of the traffic on the new version (the last step: 100).
+    pub weight: i32,
+    /// Least time at this step, while the analysis runs.
+    pub bake: Duration,
 }
 
 /// Rollout settings from the spec, with defaults applied.
@@ -97,6 +109,21 @@ pub struct Config {
     pub drift_interval: Duration,
     /// What a round does when the metrics backend cannot answer.
     pub on_unavailable: UnavailablePolicy,
+    /// Traffic steps, the last at 100 % (Rolling: that one alone, with no bake).
+    pub steps: Vec<TrafficStep>,
+}
+
+impl Config {
+    /// The step at `index` (0-based), or the last one for an index past the end (a strategy
+    /// edited during a rollout), or all at once for a config with no steps.
+    pub fn step_at(&self, index: usize) -> TrafficStep {
+        self.steps.get(index).or(self.steps.last()).copied().unwrap_or(TrafficStep { weight: 100, bake: Duration::ZERO })
+    }
+
+    /// Whether traffic moves in steps (shown in status as step n of m).
+    pub fn stepped(&self) -> bool {
+        self.steps.len() > 1
+    }
 }
 
 /// Commands from annotations, already filtered to the ones not yet acted on.
@@ -151,6 +178,21 @@ pub enum Effect {
     /// was deregistered). Only when ECS accepts it is the release RolledBack
     /// ([`rollback_accepted`]).
     RollBack { task_definition: String },
+    /// Route `weight` percent of the traffic to `task_definition` and the rest to `stable`
+    /// (a Lambda alias's weighted routing).
+    Shift { task_definition: String, stable: String, weight: i32 },
+}
+
+impl Effect {
+    /// The task definition (or version) the effect puts traffic on.
+    pub fn task_definition(&self) -> &str {
+        match self {
+            Effect::CreateService { task_definition }
+            | Effect::UpdateService { task_definition }
+            | Effect::RollBack { task_definition }
+            | Effect::Shift { task_definition, .. } => task_definition,
+        }
+    }
 }
 
 /// What a step decided.
@@ -272,12 +314,26 @@ impl Ctx<'_, '_> {
 
     fn start(&mut self) {
         let inp = self.inp;
+        let cfg = inp.config;
         let td = inp.task_definition.to_string();
-        self.effects.push(match inp.service {
-            None => Effect::CreateService { task_definition: td.clone() },
-            Some(_) => Effect::UpdateService { task_definition: td.clone() },
+        // Steps compare the new version with a stable one: a first version (nothing stable,
+        // or no service) takes all the traffic at once.
+        let stable = self.st.stable_task_definition_arn.clone().filter(|s| *s != td && inp.service.is_some());
+        let index = if stable.is_some() { 0 } else { cfg.steps.len().saturating_sub(1) };
+        let first = cfg.step_at(index);
+        self.effects.push(match (inp.service, stable) {
+            (None, _) => Effect::CreateService { task_definition: td.clone() },
+            (Some(_), Some(stable)) if first.weight < 100 => Effect::Shift { task_definition: td.clone(), stable, weight: first.weight },
+            (Some(_), _) => Effect::UpdateService { task_definition: td.clone() },
         });
+        let steps = i32::try_from(cfg.steps.len()).unwrap_or(i32::MAX);
+        let step = i32::try_from(index).unwrap_or(0).saturating_add(1);
         self.st.rollout = Some(RolloutStatus {
+            step: cfg.stepped().then_some(step),
+            steps: cfg.stepped().then_some(steps),
+            step_text: cfg.stepped().then(|| format!("{step}/{steps}")),
+            weight: None,
+            step_started_at: Some(inp.now),
             sha: inp.sha.to_string(),
             started_at: inp.now,
             deployment_id: None,
@@ -367,7 +423,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     // accepts it. A service already on the stable task definition means an earlier call
     // went through (the controller stopped before recording it).
     if let Some(rb) = c.st.rollback.clone() {
-        if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn) {
+        if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn && s.canary.is_none()) {
             let (st, events) = rollback_accepted(&c.st, &rb.task_definition_arn, inp.now, inp.config.history_limit);
             c.st = st;
             c.events.extend(events);
@@ -387,6 +443,11 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
 
     // Manual commands on a rollout in flight.
     if c.st.rollout.is_some() && inp.commands.promote.is_some() {
+        // Remaining steps skipped: all traffic to the new version.
+        let td = c.st.rollout.as_ref().and_then(|r| r.task_definition_arn.clone()).unwrap_or_default();
+        if inp.service.is_some_and(|s| s.task_definition != td || s.canary.is_some()) {
+            c.effects.push(Effect::UpdateService { task_definition: td });
+        }
         c.promote("promoted by hand".into());
     } else if c.st.rollout.is_some() && inp.commands.rollback.is_some() {
         c.fail("rolled back by hand".into(), "manual");
@@ -446,7 +507,7 @@ fn hold(c: &mut Ctx) {
         let config_drift = svc.maximum_percent.is_some_and(|m| m != max) || svc.minimum_healthy_percent.is_some_and(|m| m != min);
         // A network ECS reports and the Environment's differ: an Environment edit, or drift.
         let network_drift = svc.network.as_ref().is_some_and(|n| n != c.inp.network);
-        if (svc.task_definition != want || count_drift || config_drift || network_drift)
+        if (svc.task_definition != want || svc.canary.is_some() || count_drift || config_drift || network_drift)
             && !c.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. }))
         {
             c.effects.push(Effect::UpdateService { task_definition: want.clone() });
@@ -467,8 +528,11 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     // The deadline holds while a query is invalid or the metrics backend cannot answer
     // (neither is the release's fault), and past outages extend it.
     let extension = Duration::from_secs(u64::try_from(r.deadline_extension_seconds).unwrap_or(0));
-    let deadline = cfg.progress_deadline.checked_add(extension).unwrap_or(cfg.progress_deadline);
-    let deadline_at = after(r.started_at, deadline);
+    let index = step_index(&r, cfg);
+    let step = cfg.step_at(index);
+    // Each step has the progress deadline, after its bake, from when it began.
+    let deadline = cfg.progress_deadline.checked_add(extension).and_then(|d| d.checked_add(step.bake)).unwrap_or(cfg.progress_deadline);
+    let deadline_at = after(r.step_started_at.unwrap_or(r.started_at).max(r.started_at), deadline);
     let holding = r.invalid_query.is_some() || r.analysis_unavailable.is_some();
     // What ECS reports decides, not when the controller got round to looking: a deployment
     // that completed before the deadline is never failed for a late read.
@@ -495,8 +559,29 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
         c.effects.push(Effect::CreateService { task_definition: td });
         return;
     };
+    let stable = c.st.stable_task_definition_arn.clone().filter(|s| *s != td);
+    if let (Some(stable), true) = (stable, step.weight < 100) {
+        // A partial step: the stable version primary, this share on the new one.
+        let in_place = svc.task_definition == stable && svc.canary.as_ref().is_some_and(|(v, w)| *v == td && *w == step.weight);
+        if !in_place {
+            c.effects.push(Effect::Shift { task_definition: td, stable, weight: step.weight });
+            if c.st.phase != Phase::Analyzing {
+                c.st.phase = Phase::Progressing;
+            }
+            return;
+        }
+        let Some(rs) = c.st.rollout.as_mut() else { return };
+        rs.weight = Some(step.weight);
+        if c.st.phase != Phase::Analyzing {
+            c.st.phase = Phase::Analyzing;
+            rs.deployed_at = Some(inp.now);
+        }
+        analyze(c);
+        step_done(c);
+        return;
+    }
     let deployment = svc.deployments.iter().find(|d| d.task_definition == td && d.status == "PRIMARY");
-    if svc.task_definition != td {
+    if svc.task_definition != td || svc.canary.is_some() {
         c.effects.push(Effect::UpdateService { task_definition: td.clone() });
         return;
     }
@@ -510,20 +595,73 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
         }
     }
     match c.st.phase {
-        Phase::Analyzing => analyze(c),
+        Phase::Analyzing => {
+            analyze(c);
+            step_done(c);
+        }
         _ => {
             c.st.phase = Phase::Progressing;
             if deployment.is_some_and(|d| d.rollout_state == "COMPLETED") {
-                if !cfg.has_analysis {
-                    c.promote("the ECS deployment completed (no analysis configured)".into());
-                    return;
-                }
                 c.st.phase = Phase::Analyzing;
                 if let Some(rs) = c.st.rollout.as_mut() {
                     rs.deployed_at = Some(inp.now);
+                    rs.weight = cfg.stepped().then_some(100);
                 }
+                step_done(c);
             }
         }
+    }
+}
+
+/// The 0-based index of the rollout's traffic step (Rolling, or a status from before steps:
+/// the last, all traffic).
+fn step_index(r: &RolloutStatus, cfg: &Config) -> usize {
+    let last = cfg.steps.len().saturating_sub(1);
+    r.step.and_then(|n| usize::try_from(n.saturating_sub(1)).ok()).map_or(last, |i| i.min(last))
+}
+
+/// The current step is done when its bake is over and the analysis (if any) has passed
+/// `successfulRuns` rounds in a row at it: the next step starts, or after the last one the
+/// release is promoted.
+fn step_done(c: &mut Ctx) {
+    let inp = c.inp;
+    let cfg = inp.config;
+    let Some(r) = c.st.rollout.clone().filter(|_| c.st.phase == Phase::Analyzing && c.st.rollback.is_none()) else { return };
+    let index = step_index(&r, cfg);
+    let step = cfg.step_at(index);
+    let Some(deployed) = r.deployed_at else { return };
+    if after(deployed, step.bake).is_none_or(|t| inp.now < t) || (cfg.has_analysis && r.successes < cfg.successful_runs) {
+        return;
+    }
+    if index + 1 >= cfg.steps.len() {
+        let reason = match (cfg.has_analysis, step.bake.is_zero()) {
+            (true, _) => format!("{} passing analysis rounds in a row", r.successes),
+            (false, true) => "the ECS deployment completed (no analysis configured)".into(),
+            (false, false) => format!("baked {}s (no analysis configured)", step.bake.as_secs()),
+        };
+        c.promote(reason);
+        return;
+    }
+    let td = r.task_definition_arn.clone().unwrap_or_default();
+    let next = cfg.step_at(index + 1);
+    let (n, of) = (index.saturating_add(2), cfg.steps.len());
+    c.effects.push(match c.st.stable_task_definition_arn.clone().filter(|_| next.weight < 100) {
+        Some(stable) => Effect::Shift { task_definition: td, stable, weight: next.weight },
+        None => Effect::UpdateService { task_definition: td },
+    });
+    c.events.push((
+        false,
+        reasons::STEP_PASSED,
+        format!("{} passed step {}/{of} at {}% of the traffic; step {n}/{of}: {}%", r.sha, index + 1, step.weight, next.weight),
+    ));
+    c.st.phase = Phase::Progressing;
+    if let Some(rs) = c.st.rollout.as_mut() {
+        rs.step = i32::try_from(n).ok();
+        rs.step_text = Some(format!("{n}/{of}"));
+        rs.successes = 0;
+        rs.deployed_at = None;
+        rs.last_measured_at = None;
+        rs.step_started_at = Some(inp.now);
     }
 }
 
@@ -565,11 +703,8 @@ fn analyze(c: &mut Ctx) {
     }
     match verdict {
         Verdict::Pass => {
+            // Promoted, or on to the next step, by step_done (which also waits for the bake).
             rs.successes = rs.successes.saturating_add(1);
-            if rs.successes >= cfg.successful_runs {
-                let n = rs.successes;
-                c.promote(format!("{n} passing analysis rounds in a row"));
-            }
         }
         Verdict::Fail(reason) => {
             rs.successes = 0;
@@ -667,19 +802,34 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                 );
             }
             let (ok, need) = (r.map(|r| r.successes).unwrap_or(0), cfg.successful_runs);
-            let next = r
-                .and_then(|r| {
-                    let after_warmup = after(r.deployed_at?, cfg.warmup)?;
-                    let after_last = match r.last_measured_at {
-                        Some(t) => after(t, cfg.interval)?,
-                        None => after_warmup,
-                    };
-                    let at = after_warmup.max(after_last);
-                    (at - now).to_std().ok()
-                })
+            // Woken for the next round, or when the step's bake is over, whichever is first.
+            let next_round = r.filter(|_| cfg.has_analysis).and_then(|r| {
+                let after_warmup = after(r.deployed_at?, cfg.warmup)?;
+                let after_last = match r.last_measured_at {
+                    Some(t) => after(t, cfg.interval)?,
+                    None => after_warmup,
+                };
+                Some(after_warmup.max(after_last))
+            });
+            let bake_end = r.and_then(|r| after(r.deployed_at?, cfg.step_at(step_index(r, cfg)).bake)).filter(|t| *t > now);
+            let next = [next_round, bake_end]
+                .into_iter()
+                .flatten()
+                .min()
+                .and_then(|at| (at - now).to_std().ok())
                 .unwrap_or(Duration::from_millis(200))
                 .max(Duration::from_millis(200));
-            (Readiness::Reconciling { reason: reasons::ANALYZING, message: format!("analyzing {sha}: {ok}/{need} passing rounds") }, next)
+            let at_step = match r.and_then(|r| Some((r.step?, r.steps?, r.weight?))) {
+                Some((n, of, w)) => format!(" at step {n}/{of} ({w}% of the traffic)"),
+                None => String::new(),
+            };
+            let baking = bake_end.map(|t| format!(", baking until {}", t.format("%H:%M:%S"))).unwrap_or_default();
+            let message = if cfg.has_analysis {
+                format!("analyzing {sha}{at_step}: {ok}/{need} passing rounds{baking}")
+            } else {
+                format!("{sha}{at_step}{baking}")
+            };
+            (Readiness::Reconciling { reason: reasons::ANALYZING, message }, next)
         }
     }
 }

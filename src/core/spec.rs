@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::api::{bounds, GoDuration, ServiceReleaseSpec};
 
-use super::rollout::Config;
+use super::rollout::{Config, TrafficStep};
 
 /// Every problem found in a spec, each naming its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,8 +70,10 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
             collect(&mut p, GoDuration::get_or(d.as_ref(), field, b, Duration::ZERO));
         }
     }
+    let steps = strategy_steps(spec, &mut p);
     match (warmup, interval, deadline, drift) {
         (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
+            steps,
             warmup,
             interval,
             successful_runs: an.map(|a| a.successful_runs).unwrap_or(3).max(1),
@@ -85,6 +87,49 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
         }),
         _ => Err(InvalidSpec(p)),
     }
+}
+
+/// The traffic steps of the release's strategy (Rolling: all at once, no bake), each
+/// problem named in `p`.
+fn strategy_steps(spec: &ServiceReleaseSpec, p: &mut Vec<String>) -> Vec<TrafficStep> {
+    let all = |bake| vec![TrafficStep { weight: 100, bake }];
+    let Some(s) = spec.rollout.as_ref().and_then(|r| r.strategy.as_ref()) else { return all(Duration::ZERO) };
+    let given = [s.canary.is_some(), s.linear.is_some(), s.blue_green.is_some()].iter().filter(|x| **x).count();
+    if given > 1 {
+        p.push("spec.rollout.strategy: at most one of canary, linear and blueGreen".into());
+    }
+    if given > 0 && spec.task.is_some() {
+        p.push(
+            "spec.rollout.strategy: canary, linear and blueGreen are available for Lambda functions only; an ECS service rolls (leave strategy out)"
+                .into(),
+        );
+    }
+    let mut bake = |d: Option<&GoDuration>, field: &str| collect(p, GoDuration::get_or(d, field, bounds::BAKE, Duration::ZERO));
+    let percent = |n: i32, field: &str, p: &mut Vec<String>| {
+        if (1..=99).contains(&n) {
+            Some(n)
+        } else {
+            p.push(format!("{field}: {n} is out of range (1 to 99)"));
+            None
+        }
+    };
+    if let Some(c) = &s.canary {
+        let b = bake(c.bake.as_ref(), "spec.rollout.strategy.canary.bake").unwrap_or_default();
+        let Some(w) = percent(c.percent, "spec.rollout.strategy.canary.percent", p) else { return all(Duration::ZERO) };
+        return vec![TrafficStep { weight: w, bake: b }, TrafficStep { weight: 100, bake: Duration::ZERO }];
+    }
+    if let Some(l) = &s.linear {
+        let b = bake(l.step_bake.as_ref(), "spec.rollout.strategy.linear.stepBake").unwrap_or_default();
+        let Some(n) = percent(l.step_percent, "spec.rollout.strategy.linear.stepPercent", p) else { return all(Duration::ZERO) };
+        let mut steps: Vec<TrafficStep> =
+            (1..).map_while(|i: i32| i.checked_mul(n).filter(|w| *w < 100)).map(|w| TrafficStep { weight: w, bake: b }).collect();
+        steps.push(TrafficStep { weight: 100, bake: Duration::ZERO });
+        return steps;
+    }
+    if let Some(g) = &s.blue_green {
+        return all(bake(g.bake.as_ref(), "spec.rollout.strategy.blueGreen.bake").unwrap_or_default());
+    }
+    all(Duration::ZERO)
 }
 
 #[cfg(test)]
@@ -130,5 +175,41 @@ mod tests {
             assert!(text.contains(field), "{field} missing from: {text}");
         }
         assert_eq!(e.0.len(), 5);
+    }
+
+    fn function(rollout: serde_json::Value) -> ServiceReleaseSpec {
+        serde_json::from_value(json!({"environment": "prod", "image": {"gitSha": "3f9c2a1d"},
+            "function": {"s3": {"bucket": "b", "key": "k"}}, "rollout": rollout}))
+        .unwrap()
+    }
+
+    fn weights(c: &Config) -> Vec<(i32, u64)> {
+        c.steps.iter().map(|s| (s.weight, s.bake.as_secs())).collect()
+    }
+
+    #[test]
+    fn strategies_are_traffic_steps_ending_at_all_of_it() {
+        let d = Duration::from_secs(60);
+        assert_eq!(weights(&release(&function(json!({})), d).unwrap()), vec![(100, 0)], "Rolling");
+        let canary = function(json!({"strategy": {"canary": {"percent": 10, "bake": "2m"}}}));
+        assert_eq!(weights(&release(&canary, d).unwrap()), vec![(10, 120), (100, 0)]);
+        let linear = function(json!({"strategy": {"linear": {"stepPercent": 25, "stepBake": "30s"}}}));
+        assert_eq!(weights(&release(&linear, d).unwrap()), vec![(25, 30), (50, 30), (75, 30), (100, 0)]);
+        let uneven = function(json!({"strategy": {"linear": {"stepPercent": 40}}}));
+        assert_eq!(weights(&release(&uneven, d).unwrap()), vec![(40, 0), (80, 0), (100, 0)]);
+        let bg = function(json!({"strategy": {"blueGreen": {"bake": "5m"}}}));
+        assert_eq!(weights(&release(&bg, d).unwrap()), vec![(100, 300)]);
+    }
+
+    #[test]
+    fn a_stepped_strategy_on_ecs_or_two_strategies_are_refused() {
+        let d = Duration::from_secs(60);
+        let ecs = spec(json!({"rollout": {"strategy": {"canary": {"percent": 10}}}}));
+        assert!(release(&ecs, d).unwrap_err().to_string().contains("Lambda functions only"));
+        let two = function(json!({"strategy": {"canary": {"percent": 10}, "blueGreen": {}}}));
+        assert!(release(&two, d).unwrap_err().to_string().contains("at most one"));
+        let bad = function(json!({"strategy": {"canary": {"percent": 100, "bake": "48h"}}}));
+        let text = release(&bad, d).unwrap_err().to_string();
+        assert!(text.contains("canary.percent: 100 is out of range") && text.contains("canary.bake"), "{text}");
     }
 }

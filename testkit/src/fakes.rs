@@ -765,6 +765,14 @@ impl Lambda for FakeAws {
             Ok(())
         })
     }
+    async fn route_alias(&self, name: &str, alias: &str, stable: &str, version: &str, weight: f64) -> Result<(), AwsError> {
+        self.call("UpdateAlias", |w| {
+            let a = w.aliases.get_mut(&(name.to_string(), alias.to_string())).ok_or_else(|| not_found("UpdateAlias", alias))?;
+            a.version = stable.into();
+            a.weights = BTreeMap::from([(version.to_string(), weight)]);
+            Ok(())
+        })
+    }
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
         let op = if reserved.is_some() { "PutFunctionConcurrency" } else { "DeleteFunctionConcurrency" };
         self.call(op, |w| {

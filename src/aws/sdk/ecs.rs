@@ -382,6 +382,7 @@ impl Ecs for SdkEcs {
                                 v.assign_public_ip() == Some(&AssignPublicIp::Enabled),
                             )
                         }),
+                        canary: None,
                     },
                 ));
             }

@@ -231,6 +231,24 @@ impl Lambda for SdkLambda {
             .map(|_| ())
     }
 
+    async fn route_alias(&self, name: &str, alias: &str, stable: &str, version: &str, weight: f64) -> Result<(), AwsError> {
+        let weights = std::collections::HashMap::from([(version.to_string(), weight)]);
+        self.caller
+            .call("UpdateAlias", || async {
+                self.client
+                    .update_alias()
+                    .function_name(name)
+                    .name(alias)
+                    .function_version(stable)
+                    .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(weights.clone())).build())
+                    .send()
+                    .await
+                    .map_err(|e| map_err("UpdateAlias", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
         match reserved {
             Some(n) => self

@@ -17,6 +17,7 @@ fn cfg(has_analysis: bool) -> Config {
         history_limit: 10,
         drift_interval: Duration::from_secs(60),
         on_unavailable: UnavailablePolicy::Hold,
+        steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
     }
 }
 
@@ -31,11 +32,15 @@ impl World {
     fn apply(&mut self, effects: &[Effect], replicas: i32) -> usize {
         let mut updates = 0;
         for e in effects {
-            let td = match e {
-                Effect::CreateService { task_definition }
-                | Effect::UpdateService { task_definition }
-                | Effect::RollBack { task_definition } => task_definition.clone(),
-            };
+            if let Effect::Shift { task_definition, stable, weight } = e {
+                // A Lambda alias: the stable version primary, a share on the new one, at once.
+                updates += 1;
+                let svc = self.service.get_or_insert_with(Default::default);
+                svc.task_definition = stable.clone();
+                svc.canary = Some((task_definition.clone(), *weight));
+                continue;
+            }
+            let td = e.task_definition().to_string();
             updates += 1;
             self.n += 1;
             let mut deployments = vec![DeploymentObs {
@@ -58,6 +63,7 @@ impl World {
                 deployments,
                 tags: Default::default(),
                 network: None,
+                canary: None,
             });
         }
         updates
@@ -535,4 +541,212 @@ fn a_deployment_completed_before_its_deadline_is_never_failed_however_late_it_is
     late.step(900, "ccccccc", None);
     assert_eq!(late.status.phase, Phase::RolledBack, "completed after the deadline");
     assert!(late.status.history[0].reason.contains("progressDeadline"));
+}
+
+fn steps(list: &[(i32, u64)]) -> Vec<TrafficStep> {
+    list.iter().map(|(w, b)| TrafficStep { weight: *w, bake: Duration::from_secs(*b) }).collect()
+}
+
+fn shift(td: &str, weight: i32) -> Effect {
+    Effect::Shift { task_definition: td.into(), stable: "arn:td/aaaaaaa".into(), weight }
+}
+
+#[test]
+fn a_canary_takes_its_share_is_judged_then_takes_all_and_is_judged_again() {
+    let mut r = Run::new(true);
+    r.cfg.steps = steps(&[(10, 30), (100, 0)]);
+    r.promote(0, "aaaaaaa");
+    let s = r.step(100, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![shift("arn:td/bbbbbbb", 10)]);
+    assert_eq!(s.status.rollout.as_ref().map(|r| (r.step, r.steps, r.weight)), Some((Some(1), Some(2), None)), "not yet accepted");
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing);
+    assert_eq!(s.status.rollout.as_ref().and_then(|r| r.weight), Some(10));
+    assert_eq!(s.status.rollout.as_ref().and_then(|r| r.step_text.clone()).as_deref(), Some("1/2"));
+    r.step(111, "bbbbbbb", Some(Verdict::Pass));
+    let s = r.step(116, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![], "two passing rounds, but the bake (30s from 101) is not over");
+    let Readiness::Reconciling { message, .. } = &s.readiness else { panic!() };
+    assert!(message.contains("step 1/2 (10% of the traffic)") && message.contains("baking"), "{message}");
+    let s = r.step(131, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/bbbbbbb".into() }], "all the traffic");
+    assert!(s.events.iter().any(|e| e.1 == reasons::STEP_PASSED), "{:?}", s.events);
+    assert_eq!(s.status.rollout.as_ref().map(|r| (r.step, r.successes)), Some((Some(2), 0)), "judged afresh at 100 %");
+    r.world.complete("COMPLETED");
+    let s = r.step(132, "bbbbbbb", None).clone();
+    assert_eq!((s.status.phase, s.status.rollout.as_ref().and_then(|r| r.weight)), (Phase::Analyzing, Some(100)));
+    r.step(142, "bbbbbbb", Some(Verdict::Pass));
+    let s = r.step(147, "bbbbbbb", Some(Verdict::Pass));
+    assert_eq!(s.status.phase, Phase::Healthy);
+    assert_eq!(r.world.service.as_ref().map(|s| (s.task_definition.as_str(), s.canary.is_none())), Some(("arn:td/bbbbbbb", true)));
+}
+
+#[test]
+fn a_failing_canary_goes_back_to_the_stable_version_with_no_share_left() {
+    let mut r = Run::new(true);
+    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.step(101, "ccccccc", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    r.step(111, "ccccccc", Some(fail()));
+    let s = r.step(116, "ccccccc", Some(fail())).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert_eq!(r.world.service.as_ref().map(|s| s.canary.clone()), Some(None));
+    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    let s = r.step(200, "ccccccc", None);
+    assert_eq!(s.effects, vec![], "not retried");
+}
+
+#[test]
+fn a_rollback_is_accepted_only_once_no_share_is_left_on_the_new_version() {
+    let mut r = Run::new(true);
+    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.step(101, "ccccccc", None);
+    r.refuse_rollback = Some("throttled".into());
+    r.commands.rollback = Some("1".into());
+    r.step(105, "ccccccc", None);
+    assert_eq!(r.status.phase, Phase::RollingBack);
+    // The primary is the stable version already, but 10 % still goes to the new one.
+    r.refuse_rollback = None;
+    let s = r.step(107, "ccccccc", None).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+}
+
+#[test]
+fn linear_steps_in_turn_and_a_failure_at_step_two_rolls_back() {
+    let mut r = Run::new(true);
+    r.cfg.steps = steps(&[(25, 0), (50, 0), (75, 0), (100, 0)]);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "bbbbbbb", None);
+    r.step(101, "bbbbbbb", None);
+    r.step(111, "bbbbbbb", Some(Verdict::Pass));
+    let s = r.step(116, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![shift("arn:td/bbbbbbb", 50)]);
+    let s = r.step(117, "bbbbbbb", None).clone();
+    assert_eq!(s.status.rollout.as_ref().map(|r| (r.step_text.clone(), r.weight)), Some((Some("2/4".into()), Some(50))));
+    let fail = || Verdict::Fail("latency".into());
+    r.step(127, "bbbbbbb", Some(fail()));
+    r.step(132, "bbbbbbb", Some(fail()));
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert_eq!(r.world.service.as_ref().map(|s| (s.task_definition.as_str(), s.canary.is_none())), Some(("arn:td/aaaaaaa", true)));
+}
+
+#[test]
+fn blue_green_promotes_only_after_the_bake_and_a_manual_promote_skips_the_steps() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.steps = steps(&[(100, 60)]);
+    r.step(100, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing, "baking");
+    assert_eq!(s.requeue, Duration::from_secs(60), "woken when the bake ends");
+    assert_eq!(r.step(150, "bbbbbbb", None).status.phase, Phase::Analyzing);
+    let s = r.step(161, "bbbbbbb", None);
+    assert_eq!(s.status.phase, Phase::Healthy);
+    assert!(s.status.history[0].reason.contains("baked 60s"), "{:?}", s.status.history[0]);
+
+    r.cfg.steps = steps(&[(5, 600), (100, 0)]);
+    r.step(200, "ccccccc", None);
+    r.step(201, "ccccccc", None);
+    r.commands.promote = Some("1".into());
+    let s = r.step(205, "ccccccc", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/ccccccc".into() }], "all traffic at once");
+    assert_eq!(s.status.phase, Phase::Healthy);
+    let s = r.step(206, "ccccccc", None);
+    assert_eq!(s.effects, vec![], "no drift after the promote");
+}
+
+#[test]
+fn a_share_set_by_hand_on_a_stable_release_is_drift() {
+    let mut r = Run::new(false);
+    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
+    r.promote(0, "aaaaaaa");
+    if let Some(svc) = r.world.service.as_mut() {
+        svc.canary = Some(("arn:td/zzz".into(), 30));
+    }
+    let s = r.step(50, "aaaaaaa", None);
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert!(s.events.iter().any(|e| e.1 == reasons::DRIFT_CORRECTED));
+}
+
+mod stepped {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn strategy() -> impl proptest::strategy::Strategy<Value = Vec<TrafficStep>> {
+        prop_oneof![
+            Just(vec![(100, 0)]),
+            (1i32..100, 0u64..40).prop_map(|(p, b)| vec![(p, b), (100, 0)]),
+            (1i32..60, 0u64..20).prop_map(|(s, b)| {
+                let mut v: Vec<(i32, u64)> = (1..).map(|i| i * s).take_while(|w| *w < 100).map(|w| (w, b)).collect();
+                v.push((100, 0));
+                v
+            }),
+            (0u64..60).prop_map(|b| vec![(100, b)]),
+        ]
+        .prop_map(|v| steps(&v))
+    }
+
+    fn event() -> impl proptest::strategy::Strategy<Value = (u8, i64)> {
+        (0u8..8, 1i64..20)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+        /// Whatever the verdicts, commands and timing under any strategy: the new version
+        /// never gets more than its step's share, Healthy means all traffic on the stable
+        /// version and RolledBack means no share left on the new one.
+        #[test]
+        fn traffic_never_runs_ahead_of_the_step_and_ends_whole(strategy in strategy(), events in proptest::collection::vec(event(), 1..40)) {
+            let mut r = Run::new(true);
+            r.promote(0, "aaaaaaa");
+            r.cfg.steps = strategy;
+            let mut now = 100;
+            for (what, dt) in events {
+                now += dt;
+                let round = match what {
+                    0..=2 => Some(Verdict::Pass),
+                    3 => Some(Verdict::Fail("bad".into())),
+                    4 => Some(Verdict::Inconclusive("no data".into())),
+                    5 => {
+                        r.world.complete("COMPLETED");
+                        None
+                    }
+                    6 => {
+                        r.commands.promote = Some(format!("p{now}"));
+                        None
+                    }
+                    _ => {
+                        r.commands.rollback = Some(format!("r{now}"));
+                        None
+                    }
+                };
+                let s = r.step(now, "bbbbbbb", round).clone();
+                for e in &s.effects {
+                    if let Effect::Shift { weight, .. } = e {
+                        prop_assert!((1..100).contains(weight), "{e:?}");
+                    }
+                }
+                let world = r.world.service.clone().unwrap_or_default();
+                if let (Some((_, share)), Some(ro)) = (&world.canary, &r.status.rollout) {
+                    let step = r.cfg.step_at(step_index(ro, &r.cfg));
+                    prop_assert!(*share <= step.weight, "share {share} ahead of step {step:?}");
+                }
+                match r.status.phase {
+                    Phase::Healthy | Phase::RolledBack => {
+                        prop_assert_eq!(Some(world.task_definition.clone()), r.status.stable_task_definition_arn.clone());
+                        prop_assert!(world.canary.is_none());
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
