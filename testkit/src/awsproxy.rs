@@ -77,10 +77,11 @@ struct State_ {
 /// IN_PROGRESS → COMPLETED after a delay, or FAILED with failed tasks on demand.
 struct EcsModel {
     delay: Duration,
+    /// By service ARN: names repeat across clusters, Regions and accounts.
     services: HashMap<String, Vec<Deployment>>,
     fail_next: HashMap<String, i64>,
     counter: usize,
-    /// deploymentConfiguration as last set (moto accepts and drops it).
+    /// deploymentConfiguration as last set (moto accepts and drops it), by service ARN.
     configs: HashMap<String, serde_json::Value>,
 }
 
@@ -101,8 +102,8 @@ struct Deployment {
 }
 
 impl EcsModel {
-    fn deploy(&mut self, service: &str, task_definition: &str, desired: i64, force: bool) {
-        let list = self.services.entry(service.to_string()).or_default();
+    fn deploy(&mut self, arn: &str, service: &str, task_definition: &str, desired: i64, force: bool) {
+        let list = self.services.entry(arn.to_string()).or_default();
         if let Some(primary) = list.first_mut() {
             if primary.task_definition == task_definition && !force {
                 primary.desired = desired;
@@ -127,8 +128,8 @@ impl EcsModel {
     }
 
     /// The deployments of a service as DescribeServices shows them now.
-    fn render(&self, service: &str) -> Option<(Vec<serde_json::Value>, i64)> {
-        let list = self.services.get(service)?;
+    fn render(&self, arn: &str) -> Option<(Vec<serde_json::Value>, i64)> {
+        let list = self.services.get(arn)?;
         let primary = list.first()?;
         let done = primary.created.elapsed() >= self.delay;
         let state = match (done, primary.fail) {
@@ -582,11 +583,12 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
                 .unwrap_or_default();
             let desired = req["desiredCount"].as_i64().or(resp["service"]["desiredCount"].as_i64()).unwrap_or(1);
             let force = req["forceNewDeployment"].as_bool().unwrap_or(false);
-            state.ecs.deploy(&name, &td, desired, force);
+            let arn = resp["service"]["serviceArn"].as_str().map(String::from).unwrap_or_else(|| name.clone());
+            state.ecs.deploy(&arn, &name, &td, desired, force);
             if req["deploymentConfiguration"].is_object() {
-                state.ecs.configs.insert(name.clone(), req["deploymentConfiguration"].clone());
+                state.ecs.configs.insert(arn.clone(), req["deploymentConfiguration"].clone());
             }
-            if let Some((deps, running)) = state.ecs.render(&name) {
+            if let Some((deps, running)) = state.ecs.render(&arn) {
                 resp["service"]["deployments"] = serde_json::Value::Array(deps);
                 resp["service"]["runningCount"] = running.into();
             }
@@ -594,12 +596,12 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
         "DescribeServices" => {
             if let Some(services) = resp["services"].as_array_mut() {
                 for svc in services {
-                    let name = svc["serviceName"].as_str().unwrap_or("").to_string();
-                    if let Some((deps, running)) = state.ecs.render(&name) {
+                    let arn = svc["serviceArn"].as_str().or(svc["serviceName"].as_str()).unwrap_or("").to_string();
+                    if let Some((deps, running)) = state.ecs.render(&arn) {
                         svc["deployments"] = serde_json::Value::Array(deps);
                         svc["runningCount"] = running.into();
                     }
-                    if let Some(config) = state.ecs.configs.get(&name) {
+                    if let Some(config) = state.ecs.configs.get(&arn) {
                         svc["deploymentConfiguration"] = config.clone();
                     }
                 }
@@ -651,17 +653,29 @@ mod tests {
 mod ecs_model_tests {
     use super::*;
 
+    const API: &str = "arn:aws:ecs:eu-west-1:123456789012:service/prod/api";
+
+    #[test]
+    fn services_of_one_name_in_two_clusters_or_accounts_deploy_apart() {
+        let mut m = EcsModel { delay: Duration::from_secs(60), ..Default::default() };
+        let other = "arn:aws:ecs:eu-west-1:444455556666:service/prod/api";
+        m.deploy(API, "api", "td:1", 2, false);
+        m.deploy(other, "api", "td:9", 1, false);
+        assert_eq!(m.render(API).unwrap().0[0]["taskDefinition"], "td:1");
+        assert_eq!(m.render(other).unwrap().0.len(), 1, "no deployment of the other service shows here");
+    }
+
     #[test]
     fn a_new_deployment_is_primary_in_progress_then_completed_and_the_old_one_drains() {
         let mut m = EcsModel { delay: Duration::from_millis(50), ..Default::default() };
-        m.deploy("api", "td:1", 2, false);
+        m.deploy(API, "api", "td:1", 2, false);
         std::thread::sleep(Duration::from_millis(60));
-        m.deploy("api", "td:2", 2, false);
-        let (deps, _) = m.render("api").unwrap();
+        m.deploy(API, "api", "td:2", 2, false);
+        let (deps, _) = m.render(API).unwrap();
         assert_eq!((deps[0]["status"].as_str(), deps[0]["rolloutState"].as_str()), (Some("PRIMARY"), Some("IN_PROGRESS")));
         assert_eq!((deps[1]["status"].as_str(), deps[1]["taskDefinition"].as_str()), (Some("ACTIVE"), Some("td:1")));
         std::thread::sleep(Duration::from_millis(60));
-        let (deps, running) = m.render("api").unwrap();
+        let (deps, running) = m.render(API).unwrap();
         assert_eq!(deps.len(), 1);
         assert_eq!(deps[0]["rolloutState"], "COMPLETED");
         assert_eq!(running, 2);
@@ -671,17 +685,17 @@ mod ecs_model_tests {
     fn a_deployment_marked_to_fail_ends_failed_with_failed_tasks() {
         let mut m = EcsModel { delay: Duration::ZERO, ..Default::default() };
         m.fail_next.insert("api".into(), 3);
-        m.deploy("api", "td:1", 2, false);
-        let (deps, _) = m.render("api").unwrap();
+        m.deploy(API, "api", "td:1", 2, false);
+        let (deps, _) = m.render(API).unwrap();
         assert_eq!((deps[0]["rolloutState"].as_str(), deps[0]["failedTasks"].as_i64()), (Some("FAILED"), Some(3)));
     }
 
     #[test]
     fn a_count_change_alone_makes_no_new_deployment() {
         let mut m = EcsModel::default();
-        m.deploy("api", "td:1", 2, false);
-        m.deploy("api", "td:1", 4, false);
-        assert_eq!(m.services["api"].len(), 1);
-        assert_eq!(m.services["api"][0].desired, 4);
+        m.deploy(API, "api", "td:1", 2, false);
+        m.deploy(API, "api", "td:1", 4, false);
+        assert_eq!(m.services[API].len(), 1);
+        assert_eq!(m.services[API][0].desired, 4);
     }
 }

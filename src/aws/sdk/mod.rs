@@ -243,15 +243,25 @@ impl AwsProvider for SdkProvider {
         cache.retain(|t, _| t.environment != target.environment);
         let region = Region::new(target.region.clone());
         // Retries happen in `Caller`, where they are rate limited and counted.
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(region.clone()).retry_config(RetryConfig::disabled());
-        if let Some(url) = &self.endpoint {
-            loader = loader.endpoint_url(url);
-        }
+        let loader = || {
+            let l = aws_config::defaults(BehaviorVersion::latest()).region(region.clone()).retry_config(RetryConfig::disabled());
+            match &self.endpoint {
+                Some(url) => l.endpoint_url(url),
+                None => l,
+            }
+        };
+        let mut conf = loader().load().await;
         if let Some(role) = &target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role).session_name("shipshape").region(region).build().await;
-            loader = loader.credentials_provider(provider);
+            // The role is assumed with the controller's own credentials, through the same
+            // endpoint (an emulator's STS in tests).
+            let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+                .session_name("shipshape")
+                .region(region.clone())
+                .configure(&conf)
+                .build()
+                .await;
+            conf = loader().credentials_provider(provider).load().await;
         }
-        let conf = loader.load().await;
         // Emulators on localhost need path-style S3 addressing (TESTING.md).
         let path_style =
             self.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
