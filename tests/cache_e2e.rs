@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shipshape::core::stack::CacheModify;
 
-use support::{aws_at, eventually, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, moto_query, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(40);
 const TOKEN: &str = "s3cret-auth-token-of-the-shop";
@@ -219,7 +219,40 @@ async fn elasticache_model_follows_the_api_reference() {
     let refused = aws.elasticache.set_cache_replicas(&name, 0, 2).await.expect_err("the last replica under failover");
     assert!(refused.to_string().contains("InvalidParameterCombination"), "{refused}");
 
-    aws.elasticache.delete_cache(&name, None).await.unwrap();
+    // "ElastiCache creates the snapshot from the primary node ... After the final snapshot
+    // is taken, the replication group is immediately deleted."
+    let last = format!("{name}-final");
+    aws.elasticache.delete_cache(&name, Some(&last)).await.unwrap();
     let gone = aws.elasticache.describe_cache(&name).await.unwrap();
     assert!(gone.as_ref().is_none_or(|g| g.status == "deleting"), "{gone:?}");
+    let snapshot = moto_query("elasticache", &format!("Action=DescribeSnapshots&Version=2015-02-02&SnapshotName={last}")).await;
+    assert!(snapshot.contains(&format!("<SnapshotName>{last}</SnapshotName>")), "{snapshot}");
+    assert!(snapshot.contains(&format!("<ReplicationGroupId>{name}</ReplicationGroupId>")), "{snapshot}");
+}
+
+/// deletionPolicy Snapshot (the default): deleting the StackSpec deletes the group only with
+/// a final snapshot, which is there afterwards; Retain leaves the group as it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_cache_leaves_its_final_snapshot_and_a_retained_one_stays() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let n = setup(&c);
+    let kept = unique("kept-redis");
+    let two = stack(&n)
+        .replace("      deletionPolicy: Delete\n", "")
+        .replace("replicas: 2", "replicas: 0")
+        .replace("multiAz: true", "multiAz: false")
+        + &format!("    - {{name: {kept}, engineVersion: \"7.0\", nodeType: cache.t4g.micro, deletionPolicy: Retain}}\n");
+    c.apply(&format!("{}---\n{}", secret(&n), two)).success();
+    condition(&c, &n, "Ready", "True").await;
+    c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--timeout=40s"]).success();
+    let deletes: Vec<_> = p.calls().into_iter().filter(|c| c.operation == "DeleteReplicationGroup").collect();
+    assert_eq!(deletes.len(), 1, "only the Snapshot cache is deleted");
+    let snapshots = moto_query("elasticache", &format!("Action=DescribeSnapshots&Version=2015-02-02&ReplicationGroupId={}", n.cache)).await;
+    assert!(snapshots.contains(&format!("<SnapshotName>{}-final-", n.cache)), "{snapshots}");
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    let retained = aws.elasticache.describe_cache(&kept).await.unwrap().expect("the retained cache stays");
+    assert_eq!(retained.status, "available");
 }

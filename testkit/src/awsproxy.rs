@@ -471,6 +471,11 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             return refusal;
         }
     }
+    if service == "elasticache" && operation == "DeleteReplicationGroup" {
+        if let Some(refusal) = final_cache_snapshot(&shared, &headers, &body).await {
+            return refusal;
+        }
+    }
     if service == "elasticache" {
         let answer = crate::elasticache::model().answer(&operation, &crate::elasticache::form(&body));
         if let Some((status, xml)) = answer {
@@ -562,6 +567,39 @@ async fn inactive_task_definition(shared: &Shared, headers: &HeaderMap, body: &[
     let body = serde_json::json!({"__type": "ClientException", "message": format!("TaskDefinition is inactive: {td}")}).to_string();
     let mut r = (StatusCode::BAD_REQUEST, body).into_response();
     r.headers_mut().insert("content-type", "application/x-amz-json-1.1".parse().ok()?);
+    Some(r)
+}
+
+/// DeleteReplicationGroup with FinalSnapshotIdentifier: "ElastiCache creates the snapshot
+/// from the primary node in the cluster ... After the final snapshot is taken, the
+/// replication group is immediately deleted" (ElastiCache API Reference,
+/// DeleteReplicationGroup). moto ignores the parameter; the proxy takes the snapshot with
+/// moto's own CreateSnapshot first, and answers as ElastiCache does when it cannot (a name
+/// taken: SnapshotAlreadyExistsFault, the group kept).
+async fn final_cache_snapshot(shared: &Shared, headers: &HeaderMap, body: &[u8]) -> Option<Response> {
+    let f = crate::elasticache::form(body);
+    let (name, group) = (f.get("FinalSnapshotIdentifier")?, f.get("ReplicationGroupId")?);
+    let create: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("Action", "CreateSnapshot")
+        .append_pair("Version", "2015-02-02")
+        .append_pair("SnapshotName", name)
+        .append_pair("ReplicationGroupId", group)
+        .finish();
+    let mut req = shared.http.post(format!("{}/", shared.upstream)).body(create);
+    for (k, v) in headers.iter() {
+        if k == "authorization" || k == "content-type" {
+            req = req.header(k, v);
+        }
+    }
+    let resp = req.send().await.ok()?;
+    if resp.status().is_success() {
+        return None;
+    }
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    // moto says ReplicationGroupNotFoundFault for a missing group, as the delete would.
+    let mut r = (status, text).into_response();
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/xml"));
     Some(r)
 }
 

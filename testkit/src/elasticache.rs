@@ -16,6 +16,8 @@
 //!   (`<id>-001`, `<id>-002`, …) and a `ReaderEndpoint` when there are replicas;
 //! - DescribeCacheClusters answers for those members with EngineVersion and
 //!   PreferredMaintenanceWindow.
+//! - DeleteReplicationGroup with FinalSnapshotIdentifier takes that snapshot (moto's
+//!   CreateSnapshot) before the group goes, so DescribeSnapshots finds it (awsproxy.rs).
 //!
 //! Pinned by `elasticache_model_follows_the_api_reference` in tests/cache_e2e.rs.
 
