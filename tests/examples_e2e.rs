@@ -345,6 +345,8 @@ async fn check_aws(docs: &[Value], envs: &BTreeMap<String, Env>, endpoint: &str)
                 owned(&f.tags, &service);
                 let alias = aws.lambda.get_alias(&service, "live").await.unwrap().expect("alias live");
                 assert_eq!((alias.version.as_str(), alias.weights.len()), ("1", 0), "{service}: live on version 1");
+                let provisioned = aws.lambda.get_provisioned_concurrency(&service, "live").await.unwrap().map(|p| i64::from(p.0));
+                assert_eq!(provisioned, d["spec"]["function"]["provisionedConcurrency"].as_i64(), "{service}: provisioned concurrency");
                 if env.role.is_some() {
                     // (staging's function of the same name may be there, with its own owner)
                     let there = home.lambda.get_function(&service).await.unwrap();

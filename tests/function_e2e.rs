@@ -19,6 +19,7 @@ struct Setup {
     env: String,
     name: String,
     bucket: String,
+    role: String,
 }
 
 /// Puts an object into moto's S3 (path-style), as a build pipeline uploads a zip.
@@ -54,14 +55,14 @@ async fn setup() -> Setup {
         h.prometheus
     ))
     .success();
-    Setup { c, p, ns, env, name, bucket }
+    Setup { c, p, ns, env, name, bucket, role }
 }
 
 impl Setup {
     fn release(&self, sha: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    provisionedConcurrency: 2\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
             name = self.name,
             ns = self.ns,
             env = self.env,
@@ -122,6 +123,11 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
     let f = aws.lambda.get_function(&s.name).await.unwrap().expect("function exists");
     assert_eq!(f.tags.get("shipshape.dev/owner"), Some(&format!("{}/{}", s.ns, s.name)));
     assert_eq!(f.reserved_concurrency, Some(5), "reservedConcurrency is set on the function");
+    eventually(WAIT, "provisioned concurrency on the alias", || {
+        let pc = futures::executor::block_on(aws.lambda.get_provisioned_concurrency(&s.name, "live")).ok()??;
+        (pc.0 == 2).then_some(())
+    })
+    .await;
 
     // v2: 10 % of the invocations for the bake while the analysis passes, then all of them.
     s.c.apply(&s.release("bbbb222")).success();
@@ -162,4 +168,47 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
         (a.version == "2").then_some(())
     })
     .await;
+}
+
+/// The proxy's model of provisioned concurrency (moto answers 404), against the Lambda API
+/// Reference quoted in testkit/src/lambda.rs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lambda_provisioned_concurrency_model_follows_the_api_reference() {
+    let s = setup().await;
+    let aws = aws_at(&s.p.url(), "eu-west-1").await;
+    let name = &s.name;
+    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    let config = shipshape::aws::FunctionConfig {
+        name: name.clone(),
+        s3: Some((s.bucket.clone(), "builds/aaaa111.zip".into())),
+        image: None,
+        runtime: Some("nodejs20.x".into()),
+        handler: Some("index.handler".into()),
+        memory: 128,
+        timeout_seconds: 3,
+        architecture: "x86_64".into(),
+        env: Default::default(),
+        role_arn: role,
+    };
+    aws.lambda.create_function(&config, "shipshape model", &Default::default()).await.unwrap();
+    let v = aws.lambda.publish_version(name, "shipshape model").await.unwrap();
+    aws.lambda.set_alias(name, "live", v.rsplit(':').next().unwrap(), true).await.unwrap();
+
+    // "You can't allocate provisioned concurrency on the $LATEST version."
+    let e = aws.lambda.set_provisioned_concurrency(name, "$LATEST", Some(1)).await.expect_err("$LATEST has none");
+    assert!(e.to_string().contains("InvalidParameterValue"), "{e}");
+    // A qualifier that does not exist: ResourceNotFoundException.
+    let e = aws.lambda.set_provisioned_concurrency(name, "no-such-alias", Some(1)).await.expect_err("no such alias");
+    assert!(matches!(e, shipshape::aws::AwsError::NotFound { .. }), "{e}");
+    // None configured: ProvisionedConcurrencyConfigNotFoundException, read as none.
+    assert_eq!(aws.lambda.get_provisioned_concurrency(name, "live").await.unwrap(), None);
+    // 202 IN_PROGRESS, then READY with the requested count allocated.
+    aws.lambda.set_provisioned_concurrency(name, "live", Some(3)).await.unwrap();
+    assert_eq!(aws.lambda.get_provisioned_concurrency(name, "live").await.unwrap(), Some((3, "IN_PROGRESS".into())));
+    tokio::time::sleep(shipshape_testkit::lambda::ALLOCATION).await;
+    assert_eq!(aws.lambda.get_provisioned_concurrency(name, "live").await.unwrap(), Some((3, "READY".into())));
+    // Deleted: none again.
+    aws.lambda.set_provisioned_concurrency(name, "live", None).await.unwrap();
+    assert_eq!(aws.lambda.get_provisioned_concurrency(name, "live").await.unwrap(), None);
+    assert_eq!(s.p.count("PutProvisionedConcurrencyConfig"), 3);
 }

@@ -176,6 +176,11 @@ pub struct FunctionSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100000))]
     pub reserved_concurrency: Option<i32>,
+    /// Provisioned concurrency on the alias: execution environments kept initialized for
+    /// it (none: none kept; at most `reservedConcurrency` when that is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub provisioned_concurrency: Option<i32>,
     /// The alias callers invoke (default `live`), moved to each released version.
     #[serde(default = "default_alias")]
     #[schemars(pattern(r"^[a-zA-Z][a-zA-Z0-9_-]{0,127}$"))]

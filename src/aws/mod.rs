@@ -386,6 +386,11 @@ pub trait Lambda: Send + Sync {
     /// Points the alias at `stable` with `weight` (0 to 1) of the invocations routed to
     /// `version` (weighted routing, AdditionalVersionWeights).
     async fn route_alias(&self, name: &str, alias: &str, stable: &str, version: &str, weight: f64) -> Result<(), AwsError>;
+    /// The provisioned concurrency configured on `qualifier` (an alias): (requested, status
+    /// IN_PROGRESS/READY/FAILED), or None when there is none.
+    async fn get_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<Option<(i32, String)>, AwsError>;
+    /// Sets (Some) or removes (None) the provisioned concurrency of `qualifier`.
+    async fn set_provisioned_concurrency(&self, name: &str, qualifier: &str, n: Option<i32>) -> Result<(), AwsError>;
     /// Sets (Some) or removes (None) reserved concurrency.
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError>;
     /// Adds or overwrites tags.

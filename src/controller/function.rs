@@ -216,6 +216,19 @@ pub(super) async fn converge(
         Ok(a) => a,
         Err(e) => return Ok(fail(e)),
     };
+    // Provisioned concurrency lives on the alias (it follows the alias to each new version).
+    if alias.is_some() {
+        match aws.lambda.get_provisioned_concurrency(&name, &f.alias).await {
+            Ok(have) if have.as_ref().map(|(n, _)| *n) != f.provisioned_concurrency => {
+                ctx.may_act()?;
+                if let Err(e) = aws.lambda.set_provisioned_concurrency(&name, &f.alias, f.provisioned_concurrency).await {
+                    return Ok(fail(e));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => return Ok(fail(e)),
+        }
+    }
     let function_arn = version.rsplit_once(':').map(|(base, _)| base.to_string()).unwrap_or_default();
     let observed = alias.as_ref().map(|a| as_service(a, &function_arn, &tags, r.spec.replicas));
 

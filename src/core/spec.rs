@@ -58,6 +58,13 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
     if spec.function.as_ref().is_some_and(|f| f.s3.is_none()) && spec.image.repository.is_empty() {
         p.push("spec.image.repository is needed for a function whose code is an image (or give spec.function.s3)".to_string());
     }
+    if let Some((p_, r_)) = spec.function.as_ref().and_then(|f| Some((f.provisioned_concurrency?, f.reserved_concurrency?))) {
+        if p_ > r_ {
+            p.push(format!(
+                "spec.function.provisionedConcurrency ({p_}) exceeds reservedConcurrency ({r_}): Lambda provisions no more than a function reserves"
+            ));
+        }
+    }
     if spec.task.is_some() && spec.image.repository.is_empty() {
         p.push("spec.image.repository is needed for an ECS service".to_string());
     }
@@ -199,6 +206,21 @@ mod tests {
         assert_eq!(weights(&release(&uneven, d).unwrap()), vec![(40, 0), (80, 0), (100, 0)]);
         let bg = function(json!({"strategy": {"blueGreen": {"bake": "5m"}}}));
         assert_eq!(weights(&release(&bg, d).unwrap()), vec![(100, 300)]);
+    }
+
+    #[test]
+    fn provisioned_concurrency_beyond_the_reserved_is_refused() {
+        let mut s = function(json!({}));
+        if let Some(f) = s.function.as_mut() {
+            f.reserved_concurrency = Some(5);
+            f.provisioned_concurrency = Some(10);
+        }
+        let text = release(&s, Duration::from_secs(60)).unwrap_err().to_string();
+        assert!(text.contains("provisionedConcurrency (10) exceeds reservedConcurrency (5)"), "{text}");
+        if let Some(f) = s.function.as_mut() {
+            f.provisioned_concurrency = Some(5);
+        }
+        assert!(release(&s, Duration::from_secs(60)).is_ok());
     }
 
     #[test]

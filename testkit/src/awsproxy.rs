@@ -278,6 +278,9 @@ fn lambda_operation(method: &str, path: &str) -> &'static str {
         ("PUT", [_, "functions", _, "aliases", _]) => "UpdateAlias",
         ("PUT", [_, "functions", _, "concurrency"]) => "PutFunctionConcurrency",
         ("DELETE", [_, "functions", _, "concurrency"]) => "DeleteFunctionConcurrency",
+        ("PUT", [_, "functions", _, "provisioned-concurrency"]) => "PutProvisionedConcurrencyConfig",
+        ("GET", [_, "functions", _, "provisioned-concurrency"]) => "GetProvisionedConcurrencyConfig",
+        ("DELETE", [_, "functions", _, "provisioned-concurrency"]) => "DeleteProvisionedConcurrencyConfig",
         ("POST", [_, "tags", ..]) => "TagResource",
         ("GET", [_, "tags", ..]) => "ListTags",
         _ => "Unknown",
@@ -470,6 +473,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
             return refusal;
         }
+    }
+    if service == "lambda" && operation.ends_with("ProvisionedConcurrencyConfig") {
+        return crate::lambda::provisioned_concurrency(&shared.http, &shared.upstream, &method, &uri, &headers, &body).await;
     }
     if service == "elasticache" && operation == "DeleteReplicationGroup" {
         if let Some(refusal) = final_cache_snapshot(&shared, &headers, &body).await {

@@ -41,6 +41,7 @@ struct World {
     cache_tokens: BTreeMap<String, Option<String>>,
     functions: BTreeMap<String, Function>,
     aliases: BTreeMap<(String, String), ObservedAlias>,
+    provisioned: BTreeMap<(String, String), i32>,
     task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
@@ -770,6 +771,22 @@ impl Lambda for FakeAws {
             let a = w.aliases.get_mut(&(name.to_string(), alias.to_string())).ok_or_else(|| not_found("UpdateAlias", alias))?;
             a.version = stable.into();
             a.weights = BTreeMap::from([(version.to_string(), weight)]);
+            Ok(())
+        })
+    }
+    async fn get_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<Option<(i32, String)>, AwsError> {
+        self.call("GetProvisionedConcurrencyConfig", |w| {
+            Ok(w.provisioned.get(&(name.to_string(), qualifier.to_string())).map(|n| (*n, "READY".to_string())))
+        })
+    }
+    async fn set_provisioned_concurrency(&self, name: &str, qualifier: &str, n: Option<i32>) -> Result<(), AwsError> {
+        let op = if n.is_some() { "PutProvisionedConcurrencyConfig" } else { "DeleteProvisionedConcurrencyConfig" };
+        self.call(op, |w| {
+            let key = (name.to_string(), qualifier.to_string());
+            match n {
+                Some(n) => w.provisioned.insert(key, n),
+                None => w.provisioned.remove(&key),
+            };
             Ok(())
         })
     }

@@ -13,5 +13,6 @@ pub mod awsproxy;
 pub mod elasticache;
 pub mod fakes;
 mod harness;
+pub mod lambda;
 
 pub use harness::*;

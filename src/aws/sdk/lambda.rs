@@ -249,6 +249,66 @@ impl Lambda for SdkLambda {
             .map(|_| ())
     }
 
+    async fn get_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<Option<(i32, String)>, AwsError> {
+        let out = self
+            .caller
+            .call("GetProvisionedConcurrencyConfig", || async {
+                self.client
+                    .get_provisioned_concurrency_config()
+                    .function_name(name)
+                    .qualifier(qualifier)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("GetProvisionedConcurrencyConfig", e))
+            })
+            .await;
+        match out {
+            Ok(c) => Ok(Some((
+                c.requested_provisioned_concurrent_executions().unwrap_or(0),
+                c.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+            ))),
+            Err(AwsError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn set_provisioned_concurrency(&self, name: &str, qualifier: &str, n: Option<i32>) -> Result<(), AwsError> {
+        match n {
+            Some(n) => self
+                .caller
+                .call("PutProvisionedConcurrencyConfig", || async {
+                    self.client
+                        .put_provisioned_concurrency_config()
+                        .function_name(name)
+                        .qualifier(qualifier)
+                        .provisioned_concurrent_executions(n)
+                        .send()
+                        .await
+                        .map_err(|e| map_err("PutProvisionedConcurrencyConfig", e))
+                })
+                .await
+                .map(|_| ()),
+            None => {
+                let r = self
+                    .caller
+                    .call("DeleteProvisionedConcurrencyConfig", || async {
+                        self.client
+                            .delete_provisioned_concurrency_config()
+                            .function_name(name)
+                            .qualifier(qualifier)
+                            .send()
+                            .await
+                            .map_err(|e| map_err("DeleteProvisionedConcurrencyConfig", e))
+                    })
+                    .await;
+                match r {
+                    Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
         match reserved {
             Some(n) => self
