@@ -47,7 +47,7 @@ async fn setup() -> Setup {
     assert!(created.contains("<Arn>"), "{created}");
     let aws = aws_at(&p.url(), "eu-west-1").await;
     aws.s3.create_bucket(&bucket, "eu-west-1").await.unwrap();
-    for sha in ["aaaa111", "bbbb222", "cccc333"] {
+    for sha in ["aaaa111", "bbbb222", "cccc333", "dddd444"] {
         put_object(&bucket, &format!("builds/{sha}.zip"), format!("zip of {sha}").as_bytes()).await;
     }
     c.apply(&format!(
@@ -60,9 +60,12 @@ async fn setup() -> Setup {
 
 impl Setup {
     fn release(&self, sha: &str) -> String {
+        self.release_baking(sha, "3s")
+    }
+    fn release_baking(&self, sha: &str, bake: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    provisionedConcurrency: 2\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    provisionedConcurrency: 2\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: {bake}}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
             name = self.name,
             ns = self.ns,
             env = self.env,
@@ -168,6 +171,20 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
         (a.version == "2").then_some(())
     })
     .await;
+
+    // v4 would bake for an hour at 10 %: `shipshape promote` skips the rest.
+    s.c.apply(&s.release_baking("dddd444", "1h")).success();
+    s.at_canary("2", "4").await;
+    let kc = s.c.kubeconfig.clone();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        .args(["promote", &s.name, "-n", &s.ns])
+        .env("KUBECONFIG", &kc)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eventually(WAIT, "v4 promoted by hand", || (s.get("{.status.stableSha}") == "dddd444").then_some(())).await;
+    assert_eq!(s.alias().await, ("4".to_string(), String::new()), "all the traffic on v4 at once");
+    assert_eq!(s.get("{.status.history[0].reason}"), "promoted by hand");
 }
 
 /// The proxy's model of provisioned concurrency (moto answers 404), against the Lambda API
