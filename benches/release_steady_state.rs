@@ -43,6 +43,7 @@ fn cfg() -> Config {
         drift_interval: Duration::from_secs(60),
         on_unavailable: Default::default(),
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
+        on_failure: Default::default(),
     }
 }
 
@@ -92,6 +93,7 @@ async fn latencies(runs: usize) {
             step_text: None,
             weight: None,
             step_started_at: None,
+            held: None,
         }),
         ..Default::default()
     };

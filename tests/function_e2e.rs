@@ -63,9 +63,14 @@ impl Setup {
         self.release_baking(sha, "3s")
     }
     fn release_baking(&self, sha: &str, bake: &str) -> String {
+        self.release_with(sha, bake, "", "")
+    }
+    /// A release with `rollout` lines added (indented 4) and `query` fields added to its one
+    /// query (indented 10).
+    fn release_with(&self, sha: &str, bake: &str, rollout: &str, query: &str) -> String {
         let q = ERROR_RATE.replace('\'', "''");
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    provisionedConcurrency: 2\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: {bake}}}}}\n    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n    memory: 512\n    timeoutSeconds: 30\n    reservedConcurrency: 5\n    provisionedConcurrency: 2\n    env: {{STAGE: staging}}\n  driftInterval: 2s\n  rollout:\n    progressDeadline: 2m\n    strategy: {{canary: {{percent: 10, bake: {bake}}}}}\n{rollout}    analysis:\n      warmup: 3s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 1\n      queries:\n        - name: error-rate\n          prometheus: '{q}'\n          max: 0.05\n{query}",
             name = self.name,
             ns = self.ns,
             env = self.env,
@@ -228,4 +233,45 @@ async fn lambda_provisioned_concurrency_model_follows_the_api_reference() {
     aws.lambda.set_provisioned_concurrency(name, "live", None).await.unwrap();
     assert_eq!(aws.lambda.get_provisioned_concurrency(name, "live").await.unwrap(), None);
     assert_eq!(s.p.count("PutProvisionedConcurrencyConfig"), 3);
+}
+
+/// A dry-run query is measured and shown but never decides; `onFailure: Pause` holds a
+/// failing canary at its step (no rollback, no deadline) until `shipshape promote`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_query_never_decides_and_on_failure_pause_holds_the_canary_until_promoted() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let h = health();
+    h.set_error_rate(&s.name, 0.2);
+    let promote = |s: &Setup| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+            .args(["promote", &s.name, "-n", &s.ns])
+            .env("KUBECONFIG", &s.c.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+
+    // 20 % errors, but the only query is a dry run: promoted, the failure shown.
+    s.c.apply(&s.release_with("aaaa111", "1s", "", "          dryRun: true\n")).success();
+    eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    let shown = s.get("{.status.lastMeasurement.verdict}");
+    assert_eq!(shown, "Fail (dry run)", "measured and shown");
+
+    // The query decides now, and a failure pauses: held at 10 %.
+    s.c.apply(&s.release_with("bbbb222", "1s", "    onFailure: Pause\n", "")).success();
+    s.at_canary("1", "2").await;
+    eventually(WAIT, "held after the failed analysis", || {
+        (s.get("{.status.phase}") == "Paused" && s.c.condition(&["release", &s.name, "-n", &s.ns], "Stalled").1 == "AnalysisFailed")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(s.get("{.status.phase}"), "Paused", "still held");
+    assert_eq!(s.alias().await, ("1".to_string(), "2=0.1".to_string()), "the canary keeps its share");
+    assert_eq!(s.p.count("UpdateAlias"), 1, "no rollback");
+
+    promote(&s);
+    eventually(WAIT, "v2 promoted by hand", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    assert_eq!(s.alias().await, ("2".to_string(), String::new()));
 }

@@ -55,6 +55,8 @@ pub const ROLLED_BACK: &str = "RolledBack";
 pub const ROLLOUT_FAILED: &str = "RolloutFailed";
 /// A release was promoted to stable.
 pub const PROMOTED: &str = "Promoted";
+/// An analysis failed and the rollout is held for a decision (onFailure: Pause).
+pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
 /// A traffic step passed; the next one starts.
 pub const STEP_PASSED: &str = "StepPassed";
 /// Health metrics are being judged.

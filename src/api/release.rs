@@ -284,6 +284,11 @@ pub struct RolloutSpec {
     /// `Rollback` counts it as a failed round.
     #[serde(default)]
     pub on_analysis_unavailable: UnavailablePolicy,
+    /// What a failed analysis does: `Rollback` (default, with autoRollback) or `Pause`:
+    /// hold the rollout where it is (its traffic step included) until `shipshape promote`
+    /// or `shipshape rollback`.
+    #[serde(default)]
+    pub on_failure: FailurePolicy,
     /// How traffic moves to a new version: none of the three is `Rolling` (everything at
     /// once, judged by the analysis); `canary`, `linear` or `blueGreen` step the traffic and
     /// judge each step (Lambda functions: the alias's weighted routing; ECS services: not
@@ -348,6 +353,16 @@ pub struct BlueGreenStrategy {
     #[x_kube(validation = duration_rule(bounds::BAKE, "blueGreen.bake"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake: Option<GoDuration>,
+}
+
+/// What a failed analysis does.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum FailurePolicy {
+    /// Roll back to the stable version (when autoRollback).
+    #[default]
+    Rollback,
+    /// Hold where it is and wait for promote or rollback by hand.
+    Pause,
 }
 
 /// What an analysis round does when the metrics backend cannot answer.
@@ -421,6 +436,9 @@ pub struct AnalysisQuery {
     /// What a query without samples counts as.
     #[serde(default)]
     pub no_data: NoDataPolicy,
+    /// Measured and shown (status, metrics), never deciding: to try a query out.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// Verdict for a query that returned no sample.
@@ -586,6 +604,10 @@ pub struct RolloutStatus {
     /// When the current step began (the progress deadline and the bake count from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<DateTime<Utc>>,
+    /// Set when a failed analysis holds the rollout (onFailure: Pause): why. It waits for
+    /// promote or rollback; no deadline runs meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
 }
 
 fn is_zero(n: &i64) -> bool {

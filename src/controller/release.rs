@@ -157,14 +157,18 @@ pub(super) async fn measure(
         if let Some(v) = judged.value {
             ctx.metrics.analysis_value.with_label_values(&[&ns, &r.name_any(), &q.name]).set(v);
         }
+        let word = judged.verdict.word();
         measurements.push(Measurement {
             at: chrono::Utc::now(),
             query: q.name.clone(),
             series: judged.series.clone().filter(|s| !s.is_empty()),
             value: judged.value.filter(|v| v.is_finite()),
-            verdict: judged.verdict.word().into(),
+            verdict: if q.dry_run { format!("{word}{}", rollout::DRY_RUN) } else { word.into() },
         });
-        verdicts.push(judged.verdict);
+        // A dry-run query is measured and shown, never counted.
+        if !q.dry_run {
+            verdicts.push(judged.verdict);
+        }
     }
     (analysis::round(&verdicts), measurements)
 }

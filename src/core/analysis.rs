@@ -150,7 +150,7 @@ mod tests {
     use super::*;
 
     fn q(min: Option<f64>, max: Option<f64>, no_data: NoDataPolicy) -> AnalysisQuery {
-        AnalysisQuery { name: "error-rate".into(), prometheus: "x".into(), min, max, no_data }
+        AnalysisQuery { name: "error-rate".into(), prometheus: "x".into(), min, max, no_data, dry_run: false }
     }
 
     fn one(v: f64) -> QueryResult {
@@ -238,7 +238,7 @@ mod tests {
             min in proptest::option::of(proptest::num::f64::ANY),
             max in proptest::option::of(proptest::num::f64::ANY),
         ) {
-            let q = AnalysisQuery { name: "q".into(), prometheus: "x".into(), min, max, no_data: NoDataPolicy::Inconclusive };
+            let q = AnalysisQuery { name: "q".into(), prometheus: "x".into(), min, max, no_data: NoDataPolicy::Inconclusive, dry_run: false };
             let j = judge(&q, &QueryResult::Samples(samples.clone()));
             if j.verdict == Verdict::Pass {
                 for (_, v) in samples.iter().filter(|(_, v)| v.is_finite()) {

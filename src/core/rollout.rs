@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use super::analysis::Verdict;
 use super::conditions::Readiness;
 use crate::api::{
-    reasons, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus, UnavailablePolicy,
+    reasons, FailurePolicy, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus,
+    UnavailablePolicy,
 };
 
 /// One ECS deployment of the service.
@@ -111,6 +112,8 @@ pub struct Config {
     pub on_unavailable: UnavailablePolicy,
     /// Traffic steps, the last at 100 % (Rolling: that one alone, with no bake).
     pub steps: Vec<TrafficStep>,
+    /// What a failed analysis does: roll back, or hold for a decision by hand.
+    pub on_failure: FailurePolicy,
 }
 
 impl Config {
@@ -334,6 +337,7 @@ impl Ctx<'_, '_> {
             step_text: cfg.stepped().then(|| format!("{step}/{steps}")),
             weight: None,
             step_started_at: Some(inp.now),
+            held: None,
             sha: inp.sha.to_string(),
             started_at: inp.now,
             deployment_id: None,
@@ -385,9 +389,26 @@ impl Ctx<'_, '_> {
         });
     }
 
-    /// The rollout failed: roll back to stable when there is one (and autoRollback), else Failed.
+    /// The rollout failed: roll back to stable when there is one (and autoRollback), else
+    /// Failed; a failed analysis under `onFailure: Pause` holds instead.
     fn fail(&mut self, reason: String, why: &'static str) {
         let Some(r) = self.st.rollout.clone() else { return };
+        if why == "analysis" && self.inp.config.on_failure == FailurePolicy::Pause {
+            let at = match (r.step, r.steps, r.weight) {
+                (Some(n), Some(of), Some(w)) => format!(" at step {n}/{of} ({w}% of the traffic)"),
+                _ => String::new(),
+            };
+            self.events.push((
+                true,
+                reasons::ANALYSIS_FAILED,
+                format!("{}{at} failed its analysis and is held (onFailure: Pause): {reason}; promote or roll back by hand", r.sha),
+            ));
+            self.st.phase = Phase::Paused;
+            if let Some(rs) = self.st.rollout.as_mut() {
+                rs.held = Some(reason);
+            }
+            return;
+        }
         self.st.rejected_spec_hash = Some(r.spec_hash.clone());
         let stable = self.st.stable_task_definition_arn.clone().filter(|s| Some(s) != r.task_definition_arn.as_ref());
         match stable {
@@ -524,6 +545,11 @@ fn hold(c: &mut Ctx) {
 fn advance(c: &mut Ctx, r: RolloutStatus) {
     let inp = c.inp;
     let cfg = inp.config;
+    if r.held.is_some() {
+        // Held after a failed analysis: nothing moves until promote or rollback by hand.
+        c.st.phase = Phase::Paused;
+        return;
+    }
     let td = r.task_definition_arn.clone().unwrap_or_default();
     // The deadline holds while a query is invalid or the metrics backend cannot answer
     // (neither is the release's fault), and past outages extend it.
@@ -668,8 +694,12 @@ fn step_done(c: &mut Ctx) {
 /// The measurement of a round worth showing (`shipshape status`, LAST MEASUREMENT): the
 /// first failing one, else the first that did not pass (inconclusive, invalid), else the last.
 fn headline(round: &[Measurement]) -> Option<&Measurement> {
-    round.iter().find(|m| m.verdict == "Fail").or_else(|| round.iter().find(|m| m.verdict != "Pass")).or(round.last())
+    let deciding = || round.iter().filter(|m| !m.verdict.ends_with(DRY_RUN));
+    deciding().find(|m| m.verdict == "Fail").or_else(|| deciding().find(|m| m.verdict != "Pass")).or(deciding().last()).or(round.last())
 }
+
+/// The suffix of a dry-run query's verdict (`Fail (dry run)`): shown, never deciding.
+pub const DRY_RUN: &str = " (dry run)";
 
 fn analyze(c: &mut Ctx) {
     let inp = c.inp;
@@ -770,6 +800,18 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                 format!("{sha} failed (autoRollback is off; the service is left as is): {why}")
             };
             (Readiness::Stalled { reason: reasons::ROLLOUT_FAILED, message }, cfg.drift_interval)
+        }
+        Phase::Paused if st.rollout.as_ref().is_some_and(|r| r.held.is_some()) => {
+            let r = st.rollout.as_ref();
+            let why = r.and_then(|r| r.held.clone()).unwrap_or_default();
+            let at = match r.and_then(|r| Some((r.step?, r.steps?, r.weight?))) {
+                Some((n, of, w)) => format!(" at step {n}/{of} ({w}% of the traffic)"),
+                None => String::new(),
+            };
+            let message = format!(
+                "{sha}{at} failed its analysis and is held (onFailure: Pause): {why}; `shipshape promote` or `shipshape rollback` decides"
+            );
+            (Readiness::Stalled { reason: reasons::ANALYSIS_FAILED, message }, cfg.drift_interval)
         }
         Phase::Paused => {
             let who = if frozen { "the Environment is frozen (or being deleted)" } else { "the release is paused" };

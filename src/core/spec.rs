@@ -81,6 +81,7 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
     match (warmup, interval, deadline, drift) {
         (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
             steps,
+            on_failure: ro.map(|r| r.on_failure).unwrap_or_default(),
             warmup,
             interval,
             successful_runs: an.map(|a| a.successful_runs).unwrap_or(3).max(1),

@@ -18,6 +18,7 @@ fn cfg(has_analysis: bool) -> Config {
         drift_interval: Duration::from_secs(60),
         on_unavailable: UnavailablePolicy::Hold,
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
+        on_failure: FailurePolicy::Rollback,
     }
 }
 
@@ -749,4 +750,54 @@ mod stepped {
             }
         }
     }
+}
+
+#[test]
+fn on_failure_pause_holds_the_step_until_a_promote_or_a_rollback_by_hand() {
+    let mut r = Run::new(true);
+    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
+    r.cfg.on_failure = FailurePolicy::Pause;
+    r.cfg.progress_deadline = Duration::from_secs(60);
+    r.promote(0, "aaaaaaa");
+    r.step(100, "ccccccc", None);
+    r.step(101, "ccccccc", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    r.step(111, "ccccccc", Some(fail()));
+    let s = r.step(116, "ccccccc", Some(fail())).clone();
+    assert_eq!(s.effects, vec![], "no rollback");
+    assert_eq!(s.status.phase, Phase::Paused);
+    assert!(s.events.iter().any(|e| e.1 == reasons::ANALYSIS_FAILED));
+    let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+    assert_eq!(*reason, reasons::ANALYSIS_FAILED);
+    assert!(message.contains("step 1/2 (10% of the traffic)") && message.contains("error-rate = 0.2"), "{message}");
+    assert_eq!(r.world.service.as_ref().and_then(|s| s.canary.clone()), Some(("arn:td/ccccccc".into(), 10)), "the share stays");
+    // Long past the deadline: still held, nothing measured.
+    let s = r.step(1000, "ccccccc", None).clone();
+    assert_eq!((s.status.phase, s.effects.len()), (Phase::Paused, 0));
+    assert!(!measurement_due(&s.status, t(1000), &r.cfg));
+    // Promoted by hand: all traffic on the new version.
+    r.commands.promote = Some("1".into());
+    let s = r.step(1001, "ccccccc", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/ccccccc".into() }]);
+    assert_eq!(s.status.phase, Phase::Healthy);
+
+    // The next one is held too, and rolled back by hand.
+    r.step(1100, "ddddddd", None);
+    r.step(1101, "ddddddd", None);
+    r.step(1111, "ddddddd", Some(fail()));
+    r.step(1116, "ddddddd", Some(fail()));
+    assert_eq!(r.status.phase, Phase::Paused);
+    r.commands.rollback = Some("1".into());
+    let s = r.step(1120, "ddddddd", None).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/ccccccc".into() }]);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+}
+
+#[test]
+fn a_dry_run_measurement_is_never_the_headline_while_a_deciding_one_exists() {
+    let m = |q: &str, v: &str| Measurement { at: t(0), query: q.into(), series: None, value: Some(0.0), verdict: v.into() };
+    let round = vec![m("try-me", &format!("Fail{DRY_RUN}")), m("error-rate", "Pass")];
+    assert_eq!(headline(&round).map(|m| m.query.as_str()), Some("error-rate"));
+    let only = vec![m("try-me", &format!("Fail{DRY_RUN}"))];
+    assert_eq!(headline(&only).map(|m| m.query.as_str()), Some("try-me"));
 }
