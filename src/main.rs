@@ -170,7 +170,11 @@ async fn main() -> anyhow::Result<()> {
             let result = controller::run(RunConfig {
                 metrics_addr: args.metrics_addr,
                 lease,
-                settings: Settings { ecs_drift: args.ecs_drift_interval, stack_drift: args.stack_drift_interval },
+                settings: Settings {
+                    ecs_drift: args.ecs_drift_interval,
+                    stack_drift: args.stack_drift_interval,
+                    namespace: args.lease_namespace.clone(),
+                },
                 aws: Arc::new(SdkProvider::new(metrics.clone(), args.aws_rate)),
                 metrics,
                 client: None,

@@ -275,3 +275,121 @@ async fn a_dry_run_query_never_decides_and_on_failure_pause_holds_the_canary_unt
     eventually(WAIT, "v2 promoted by hand", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
     assert_eq!(s.alias().await, ("2".to_string(), String::new()));
 }
+
+/// A real Prometheus behind TLS (a test CA) and basic auth (`--web.config.file`), scraping
+/// the test exporter. Returns its https URL and the CA certificate (PEM).
+struct SecurePrometheus {
+    url: String,
+    ca: String,
+    _child: std::process::Child,
+}
+
+/// bcrypt of "pr0m-test-pass" (cost 10), as Prometheus's web config wants it.
+const PROM_PASSWORD_HASH: &str = "$2b$10$y0iyNYRt..u/Y/M9XXdNA.kr6RBfXvNcucZtvoMIjhSNoiFpU8HaS";
+const PROM_PASSWORD: &str = "pr0m-test-pass";
+
+impl SecurePrometheus {
+    async fn start() -> SecurePrometheus {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let sh = |script: &str| {
+            let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(&dir).output().unwrap();
+            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=shipshape-test-ca 2>/dev/null");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=127.0.0.1 2>/dev/null");
+        sh("printf 'subjectAltName=IP:127.0.0.1' > ext && openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 -extfile ext 2>/dev/null");
+        std::fs::write(
+            dir.join("web.yml"),
+            format!("tls_server_config: {{cert_file: server.crt, key_file: server.key}}\nbasic_auth_users:\n  shipshape: '{PROM_PASSWORD_HASH}'\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: app\n    static_configs: [{{targets: ['{}']}}]\n",
+                health().exporter
+            ),
+        )
+        .unwrap();
+        let port = support::free_port();
+        let child = std::process::Command::new("prometheus")
+            .current_dir(&dir)
+            .args(["--config.file=prometheus.yml", "--web.config.file=web.yml", "--storage.tsdb.path=data"])
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .stderr(std::fs::File::create(dir.join("prometheus.err")).unwrap())
+            .spawn()
+            .expect("prometheus starts");
+        let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+        let url = format!("https://127.0.0.1:{port}");
+        let client =
+            reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap()).build().unwrap();
+        let start = std::time::Instant::now();
+        loop {
+            let r = client.get(format!("{url}/-/ready")).basic_auth("shipshape", Some(PROM_PASSWORD)).send().await;
+            if r.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "prometheus with TLS did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        SecurePrometheus { url, ca, _child: child }
+    }
+}
+
+impl Drop for SecurePrometheus {
+    fn drop(&mut self) {
+        let _ = self._child.kill();
+    }
+}
+
+/// Prometheus behind basic auth and TLS with a private CA: a release is judged through it
+/// (credentials and CA from Secrets); with a wrong password the analysis is unavailable
+/// with the 401 named, and nothing is rolled back or promoted for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_behind_basic_auth_and_tls_judges_and_a_wrong_password_is_unavailable_not_a_rollback() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let prom = SecurePrometheus::start().await;
+    health().set_error_rate(&s.name, 0.0);
+    let ca = prom.ca.replace('\n', "\n    ");
+    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    // Two Environments on the same Prometheus: the right password, and a wrong one.
+    let (good, bad) = (unique("env-auth"), unique("env-wrong"));
+    let mut yaml = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: prom-ca, namespace: {ns}}}\nstringData:\n  ca.crt: |\n    {ca}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: prom-auth, namespace: {ns}}}\nstringData: {{username: shipshape, password: {PROM_PASSWORD}}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {{name: prom-wrong, namespace: {ns}}}\nstringData: {{username: shipshape, password: not-the-password}}\n",
+        ns = s.ns
+    );
+    for (env, secret) in [(&good, "prom-auth"), (&bad, "prom-wrong")] {
+        yaml += &format!(
+            "---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  health:\n    prometheus:\n      url: \"{url}\"\n      authSecretRef: {{name: {secret}, namespace: {ns}}}\n      caSecretRef: {{name: prom-ca, namespace: {ns}}}\n",
+            ns = s.ns,
+            url = prom.url
+        );
+    }
+    s.c.apply(&yaml).success();
+    let good_release = s.release("aaaa111").replace(&format!("environment: {}", s.env), &format!("environment: {good}"));
+    s.c.apply(&good_release).success();
+    eventually(WAIT, "judged through TLS and basic auth, Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    let verdict = s.get("{.status.lastMeasurement.verdict}");
+    assert_eq!(verdict, "Pass", "a real measurement, not a pass by default");
+
+    let other = unique("bookings-wrong");
+    let bad_release = s
+        .release("aaaa111")
+        .replace(&format!("environment: {}", s.env), &format!("environment: {bad}"))
+        .replace(&format!("name: {}", s.name), &format!("name: {other}"));
+    s.c.apply(&bad_release).success();
+    let cond = |t: &str| s.c.condition(&["release", &other, "-n", &s.ns], t);
+    eventually(WAIT, "AnalysisUnavailable naming the 401", || {
+        let (st, reason) = cond("Stalled");
+        let message = s.c.jsonpath(&["release", &other, "-n", &s.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+        (st == "True" && reason == "AnalysisUnavailable" && message.contains("401")).then_some(())
+    })
+    .await;
+    let phase = s.c.jsonpath(&["release", &other, "-n", &s.ns], "{.status.phase}");
+    assert_eq!(phase, "Analyzing", "held: neither promoted nor rolled back for a backend that refuses");
+    // The credentials appear nowhere in the object or its Events.
+    let everything = s.c.kubectl(&["get", "release,environment,events", "-A", "-o", "yaml"]).stdout;
+    assert!(!everything.contains(PROM_PASSWORD) && !everything.contains("not-the-password"));
+}

@@ -76,6 +76,12 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
     }
     // Assuming an Environment's roleArn is done by the SDK's credential provider.
     wanted.insert("sts:AssumeRole".into());
+    // Prometheus queries signed with SigV4 (health.prometheus.sigv4, src/health/prometheus.rs)
+    // reach Amazon Managed Service for Prometheus's query API.
+    let health = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/health/prometheus.rs")).unwrap();
+    if health.contains(".name(\"aps\")") {
+        wanted.insert("aps:QueryMetrics".into());
+    }
     let policy: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap()).unwrap();
     let granted: BTreeSet<String> = policy["Statement"]

@@ -147,9 +147,28 @@ pub struct PrometheusSpec {
     /// Base URL, e.g. http://prometheus.monitoring:9090.
     #[schemars(pattern(r"^https?://.+"))]
     pub url: String,
-    /// Secret holding credentials (keys `username`/`password` or `token`).
+    /// Secret holding credentials: keys `username` and `password` (basic auth) or `token`
+    /// (bearer). Read into memory only; never shown.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_secret_ref: Option<SecretRef>,
+    /// Secret whose key `ca.crt` holds the CA certificate(s), PEM, that signed the server's
+    /// certificate (an https URL with a private CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretRef>,
+    /// Sign queries with AWS SigV4 using the controller's credentials for this Environment
+    /// (its role when it has one): Amazon Managed Service for Prometheus.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<SigV4Spec>,
+}
+
+/// SigV4 signing of Prometheus queries.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SigV4Spec {
+    /// Region of the workspace (default: the Environment's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[a-z]{2}(-[a-z]+)+-[0-9]$"))]
+    pub region: Option<String>,
 }
 
 /// A reference to a Secret.

@@ -414,6 +414,9 @@ pub struct AwsClients {
     pub lambda: Arc<dyn Lambda>,
     /// STS.
     pub sts: Arc<dyn Sts>,
+    /// The credentials behind these clients (to sign other requests with, e.g. Prometheus
+    /// queries to Amazon Managed Service for Prometheus); None for test fakes.
+    pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
 }
 
 /// Where an Environment's clients point.

@@ -49,11 +49,13 @@ pub struct Settings {
     pub ecs_drift: Duration,
     /// RDS/S3 drift interval (StackSpec).
     pub stack_drift: Duration,
+    /// The controller's own namespace (Secrets an Environment names without a namespace).
+    pub namespace: String,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { ecs_drift: Duration::from_secs(60), stack_drift: Duration::from_secs(300) }
+        Settings { ecs_drift: Duration::from_secs(60), stack_drift: Duration::from_secs(300), namespace: "default".into() }
     }
 }
 
@@ -178,8 +180,20 @@ pub struct Context {
     drift_queue: tokio::sync::Semaphore,
     /// Drift checks turned away lately.
     drift_backlog: DriftBacklog,
-    /// One Prometheus client (connection pool) per URL.
-    prometheus: Mutex<HashMap<String, crate::health::prometheus::Prometheus>>,
+    /// One Prometheus client (connection pool) and its credentials per Environment, read
+    /// again after [`PROMETHEUS_TTL`].
+    prometheus: Mutex<HashMap<String, PrometheusEntry>>,
+}
+
+/// How long an Environment's Prometheus client and credentials are kept before its Secrets
+/// are read again (a rotated password is picked up within this time).
+const PROMETHEUS_TTL: Duration = Duration::from_secs(60);
+
+struct PrometheusEntry {
+    fetched: std::time::Instant,
+    spec: crate::api::PrometheusSpec,
+    client: crate::health::prometheus::Prometheus,
+    auth: crate::health::prometheus::Auth,
 }
 
 impl Context {
@@ -231,14 +245,62 @@ impl Context {
     }
 
     /// The Prometheus client for `url`, made once and kept.
-    pub fn prometheus(&self, url: &str) -> Result<crate::health::prometheus::Prometheus, String> {
-        let mut all = self.prometheus.lock().map_err(|_| "Prometheus clients poisoned".to_string())?;
-        if let Some(p) = all.get(url) {
-            return Ok(p.clone());
+    pub async fn prometheus(
+        &self,
+        env: &Environment,
+    ) -> Result<(crate::health::prometheus::Prometheus, crate::health::prometheus::Auth), String> {
+        use crate::health::prometheus::{Auth, Prometheus};
+        let Some(spec) = env.spec.health.as_ref().and_then(|h| h.prometheus.clone()) else {
+            return Err(format!("Environment {} has no health.prometheus.url", env.name_any()));
+        };
+        let key = env.name_any();
+        {
+            let all = self.prometheus.lock().map_err(|_| "Prometheus clients poisoned".to_string())?;
+            if let Some(e) = all.get(&key).filter(|e| e.spec == spec && e.fetched.elapsed() < PROMETHEUS_TTL) {
+                return Ok((e.client.clone(), e.auth.clone()));
+            }
         }
-        let p = crate::health::prometheus::Prometheus::new(url)?;
-        all.insert(url.to_string(), p.clone());
-        Ok(p)
+        let ca = match &spec.ca_secret_ref {
+            Some(r) => Some(self.secret_key(r, "ca.crt").await?),
+            None => None,
+        };
+        let client = Prometheus::with_ca(&spec.url, ca.as_deref())?;
+        let auth = match (&spec.auth_secret_ref, &spec.sigv4) {
+            (Some(_), Some(_)) => return Err("health.prometheus: authSecretRef and sigv4 exclude each other".into()),
+            (Some(r), None) => match self.secret_key(r, "token").await {
+                Ok(token) => Auth::Bearer(String::from_utf8_lossy(&token).trim().to_string()),
+                Err(_) => {
+                    let username = self.secret_key(r, "username").await?;
+                    let password = self.secret_key(r, "password").await?;
+                    Auth::Basic {
+                        username: String::from_utf8_lossy(&username).into_owned(),
+                        password: String::from_utf8_lossy(&password).into_owned(),
+                    }
+                }
+            },
+            (None, Some(s)) => {
+                let aws = self.aws.clients(&environment::target(env)).await.map_err(|e| e.to_string())?;
+                let Some(credentials) = aws.credentials.clone() else {
+                    return Err("no AWS credentials to sign Prometheus queries with".into());
+                };
+                Auth::SigV4 { region: s.region.clone().unwrap_or_else(|| env.spec.region.clone()), credentials }
+            }
+            (None, None) => Auth::None,
+        };
+        let mut all = self.prometheus.lock().map_err(|_| "Prometheus clients poisoned".to_string())?;
+        all.insert(key, PrometheusEntry { fetched: std::time::Instant::now(), spec, client: client.clone(), auth: auth.clone() });
+        Ok((client, auth))
+    }
+
+    /// One key of a Secret an Environment names (its namespace, else the controller's).
+    async fn secret_key(&self, r: &crate::api::SecretRef, key: &str) -> Result<Vec<u8>, String> {
+        let ns = r.namespace.clone().unwrap_or_else(|| self.settings.namespace.clone());
+        let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(self.client.clone(), &ns);
+        let secret = api.get(&r.name).await.map_err(|e| match e {
+            kube::Error::Api(s) if s.code == 404 => format!("Secret {ns}/{} not found", r.name),
+            other => format!("Secret {ns}/{}: {other}", r.name),
+        })?;
+        secret.data.and_then(|d| d.get(key).map(|v| v.0.clone())).ok_or_else(|| format!("Secret {ns}/{} has no key {key}", r.name))
     }
 
     /// Ok while this replica may act (it leads, renewed recently); checked before every AWS

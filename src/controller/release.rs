@@ -134,22 +134,19 @@ pub(super) async fn measure(
     vars: &[(&str, String)],
 ) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
-    let prom = match env.spec.health.as_ref().and_then(|h| h.prometheus.as_ref()) {
-        Some(p) => ctx.prometheus(&p.url),
-        None => Err(format!("Environment {} has no health.prometheus.url", env.name_any())),
-    };
+    let prom = if queries.is_empty() { Err(String::new()) } else { ctx.prometheus(env).await };
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
     let ns = r.namespace().unwrap_or_default();
     let mut verdicts = vec![];
     let mut measurements = vec![];
     for q in &queries {
         let result = match &prom {
-            Ok(p) => {
+            Ok((p, auth)) => {
                 let mut promql = analysis::render(&q.prometheus, &service, &ns, sha);
                 for (k, v) in vars {
                     promql = promql.replace(&format!("{{{{{k}}}}}"), v);
                 }
-                p.query(&promql).await
+                p.query_as(&promql, auth).await
             }
             Err(why) => QueryResult::Unavailable(why.clone()),
         };

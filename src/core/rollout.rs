@@ -695,7 +695,11 @@ fn step_done(c: &mut Ctx) {
 /// first failing one, else the first that did not pass (inconclusive, invalid), else the last.
 fn headline(round: &[Measurement]) -> Option<&Measurement> {
     let deciding = || round.iter().filter(|m| !m.verdict.ends_with(DRY_RUN));
-    deciding().find(|m| m.verdict == "Fail").or_else(|| deciding().find(|m| m.verdict != "Pass")).or(deciding().next_back()).or(round.last())
+    deciding()
+        .find(|m| m.verdict == "Fail")
+        .or_else(|| deciding().find(|m| m.verdict != "Pass"))
+        .or(deciding().next_back())
+        .or(round.last())
 }
 
 /// The suffix of a dry-run query's verdict (`Fail (dry run)`): shown, never deciding.

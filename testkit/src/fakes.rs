@@ -825,6 +825,7 @@ impl AwsProvider for FakeAws {
             elasticache: me.clone(),
             lambda: me.clone(),
             sts: me,
+            credentials: None,
         })
     }
 }

@@ -274,6 +274,7 @@ impl AwsProvider for SdkProvider {
             elasticache: Arc::new(elasticache::SdkElastiCache::new(&conf, caller("elasticache"))),
             lambda: Arc::new(lambda::SdkLambda::new(&conf, caller("lambda"))),
             // The caller identity changes only with the credentials (refreshed hourly at most).
+            credentials: conf.credentials_provider(),
             sts: Arc::new(CachedSts::new(
                 Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
                 Duration::from_secs(600),
