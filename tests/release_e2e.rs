@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{aws_at, eventually, health, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, health, moto_ecs, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -598,4 +598,63 @@ async fn rbac_grants_exactly_the_requests_a_full_lifecycle_makes() {
     assert!(denied.is_empty(), "requests the chart's RBAC does not grant: {denied:?}\n{}", s.ctl.logs());
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(unused.is_empty(), "rules no request needed (grant less): {unused:?}\nused: {used:?}");
+}
+
+/// deletionPolicy: Retain (the default) leaves the ECS service running; Delete scales it
+/// to 0 and deletes it, its task definitions kept; a service that is not the release's
+/// (its owner tag changed) is never deleted. Each says so in an Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_release_deletes_its_service_only_when_the_policy_asks_and_it_is_its_own() {
+    let s = setup("").await;
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    let described = |name: String| {
+        let (aws, cluster) = (aws.clone(), s.env.clone());
+        async move {
+            let found = aws.ecs.describe_services(&cluster, std::slice::from_ref(&name)).await.unwrap();
+            found.into_iter().find(|(n, _)| *n == name).map(|(_, svc)| svc)
+        }
+    };
+    let events = |s: &Setup| {
+        s.c.kubectl(&["get", "events", "-n", &s.ns, "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]).stdout
+    };
+
+    // Delete: scaled to 0, then deleted; the task definition stays ACTIVE.
+    s.c.apply(&s.release("aaaa111", "  deletionPolicy: Delete\n")).success();
+    s.phase("Healthy").await;
+    let td = s.get("{.status.stableTaskDefinitionArn}");
+    s.c.kubectl(&["delete", "release", &s.svc, "-n", &s.ns, "--timeout=40s"]).success();
+    let svc = described(s.svc.clone()).await;
+    assert!(svc.as_ref().is_none_or(|svc| svc.desired_count == 0), "{svc:?}");
+    let ops: Vec<String> = s.p.writes().into_iter().map(|c| c.operation).filter(|o| o.contains("Service")).collect();
+    assert_eq!(ops[ops.len() - 2..], ["UpdateService".to_string(), "DeleteService".to_string()], "scaled to 0, then deleted");
+    let kept = moto_ecs("DescribeTaskDefinition", serde_json::json!({"taskDefinition": td})).await;
+    assert_eq!(kept["taskDefinition"]["status"], "ACTIVE", "task definitions are kept");
+    assert!(events(&s).contains("Deleted: ECS service"), "{}", events(&s));
+
+    // Retain (the default): the service keeps running.
+    let retained = unique("api-kept");
+    s.c.apply(&s.release("aaaa111", "").replace(&format!("name: {}", s.svc), &format!("name: {retained}"))).success();
+    eventually(WAIT, "retained release Healthy", || {
+        (s.c.jsonpath(&["release", &retained, "-n", &s.ns], "{.status.phase}") == "Healthy").then_some(())
+    })
+    .await;
+    s.c.kubectl(&["delete", "release", &retained, "-n", &s.ns, "--timeout=40s"]).success();
+    assert_eq!(described(retained.clone()).await.map(|svc| svc.desired_count), Some(2), "left running");
+
+    // Delete, but the service was handed to another owner meanwhile: not deleted.
+    let handed = unique("api-handed");
+    s.c.apply(&s.release("aaaa111", "  deletionPolicy: Delete\n").replace(&format!("name: {}", s.svc), &format!("name: {handed}")))
+        .success();
+    eventually(WAIT, "handed release Healthy", || {
+        (s.c.jsonpath(&["release", &handed, "-n", &s.ns], "{.status.phase}") == "Healthy").then_some(())
+    })
+    .await;
+    let arn = described(handed.clone()).await.unwrap().arn;
+    let other = [("shipshape.dev/owner".to_string(), "someone/else".to_string())].into();
+    aws.ecs.tag_resource(&arn, &other).await.unwrap();
+    s.c.kubectl(&["delete", "release", &handed, "-n", &s.ns, "--timeout=40s"]).success();
+    assert_eq!(described(handed.clone()).await.map(|svc| svc.desired_count), Some(2), "another owner's service stays");
+    let log = events(&s);
+    assert!(log.contains("not this release's (owner: someone/else)") && log.contains("deletionPolicy Retain"), "{log}");
 }

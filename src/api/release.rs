@@ -71,6 +71,12 @@ pub struct ServiceReleaseSpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(min = 1, max = 100))]
     pub history_limit: i32,
+    /// What deleting the ServiceRelease does: `Retain` (default) leaves the ECS service (or
+    /// Lambda function) running; `Delete` scales the ECS service to 0 and deletes it (its task
+    /// definitions stay), or deletes the Lambda function (its code in S3 stays). Only what
+    /// carries this release's owner tag is ever deleted.
+    #[serde(default)]
+    pub deletion_policy: ReleaseDeletionPolicy,
     /// How often the ECS service is re-read to correct drift (default 60s).
     #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,6 +359,16 @@ pub struct BlueGreenStrategy {
     #[x_kube(validation = duration_rule(bounds::BAKE, "blueGreen.bake"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bake: Option<GoDuration>,
+}
+
+/// What deleting a ServiceRelease does to what it runs.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ReleaseDeletionPolicy {
+    /// Leave the ECS service or Lambda function running.
+    #[default]
+    Retain,
+    /// Delete it (ECS: scaled to 0 first; task definitions kept).
+    Delete,
 }
 
 /// What a failed analysis does.

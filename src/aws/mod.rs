@@ -123,6 +123,9 @@ pub trait Ecs: Send + Sync {
     async fn create_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
     /// Points a service at a task definition and count.
     async fn update_service(&self, service: &ServiceRequest) -> Result<(), AwsError>;
+    /// Scales a service to 0 tasks, then deletes it (its task definitions stay); a service
+    /// already gone is a success.
+    async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), AwsError>;
 }
 
 /// What a task definition family holds for a release.
@@ -393,6 +396,9 @@ pub trait Lambda: Send + Sync {
     async fn set_provisioned_concurrency(&self, name: &str, qualifier: &str, n: Option<i32>) -> Result<(), AwsError>;
     /// Sets (Some) or removes (None) reserved concurrency.
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError>;
+    /// Deletes the function with its versions and aliases (its code in S3 stays); a function
+    /// already gone is a success.
+    async fn delete_function(&self, name: &str) -> Result<(), AwsError>;
     /// Adds or overwrites tags.
     async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
 }

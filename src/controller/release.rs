@@ -15,6 +15,7 @@ use serde_json::Value;
 use tracing::{info, instrument};
 
 use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
+use crate::api::ReleaseDeletionPolicy;
 use crate::api::{
     condition_types, finalizer_name, owner_of, reasons, Environment, Measurement, Phase, ServiceRelease, ServiceReleaseStatus,
     ADOPT_ANNOTATION, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
@@ -55,25 +56,92 @@ pub async fn reconcile(release: Arc<ServiceRelease>, ctx: Arc<Context>) -> Resul
     let result = finalizer(&api, &finalizer_name::<ServiceRelease>(), release, |event| async {
         match event {
             Finalizer::Apply(r) => apply(r, &ctx).await,
-            Finalizer::Cleanup(r) => {
-                forget(&ctx, &r);
-                // The ECS service (or Lambda function) keeps running: deleting a release must
-                // not take production down.
-                let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
-                let note = if r.spec.function.is_some() {
-                    format!("Lambda function {service} and its alias left as they are; delete them in Lambda if they should go")
-                } else {
-                    format!("ECS service {service} left running; delete it in ECS if it should go")
-                };
-                ctx.event(r.as_ref(), false, reasons::RETAINED, note).await;
-                Ok(Action::await_change())
-            }
+            Finalizer::Cleanup(r) => cleanup(r, &ctx).await,
         }
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     record(&ctx, CONTROLLER, &result, started);
     result
+}
+
+/// A deleted ServiceRelease: `Retain` (the default) leaves what it runs, since deleting a
+/// release must not take production down; `Delete` deletes the ECS service (scaled to 0
+/// first, task definitions kept) or the Lambda function, only when it carries this release's
+/// owner tag. A deletion AWS refuses keeps the finalizer and is retried with backoff (set
+/// `deletionPolicy: Retain` to let the object go).
+async fn cleanup(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
+    let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
+    let what = if r.spec.function.is_some() { format!("Lambda function {service}") } else { format!("ECS service {service}") };
+    async fn retained(ctx: &Context, r: &ServiceRelease, why: String) -> Result<Action, Error> {
+        forget(ctx, r);
+        ctx.event(r, false, reasons::RETAINED, why).await;
+        Ok(Action::await_change())
+    }
+    if r.spec.deletion_policy == ReleaseDeletionPolicy::Retain {
+        let how = if r.spec.function.is_some() { "delete it in Lambda" } else { "delete it in ECS" };
+        return retained(ctx, &r, format!("{what} left running (deletionPolicy Retain); {how} if it should go")).await;
+    }
+    let ns = r.namespace().unwrap_or_default();
+    let env = ctx.stores.environment(&r.spec.environment);
+    // A release its Environment never admitted created nothing.
+    let Some(env) = env.filter(|e| crate::core::tenancy::check(&r.spec.environment, Some(&e.spec), &ns).is_ok()) else {
+        return retained(
+            ctx,
+            &r,
+            format!("{what} not deleted: Environment {} is gone or does not admit namespace {ns}", r.spec.environment),
+        )
+        .await;
+    };
+    let aws = ctx.aws.clients(&environment::target(&env)).await?;
+    let owner = owner_of(r.as_ref());
+    let tags = if r.spec.function.is_some() {
+        aws.lambda.get_function(&service).await?.map(|f| f.tags)
+    } else {
+        let cluster = env.spec.ecs_cluster.name.clone();
+        aws.ecs
+            .describe_services(&cluster, std::slice::from_ref(&service))
+            .await?
+            .into_iter()
+            .find(|(n, _)| *n == service)
+            .map(|(_, s)| s.tags)
+    };
+    match tags {
+        None => {
+            forget(ctx, &r);
+            ctx.event(r.as_ref(), false, reasons::DELETED, format!("{what} was already gone")).await;
+        }
+        Some(tags) if tags.get(OWNER_TAG) != Some(&owner) => {
+            let whose = tags.get(OWNER_TAG).cloned().unwrap_or_else(|| "no owner tag".into());
+            return retained(ctx, &r, format!("{what} not deleted: it is not this release's (owner: {whose})")).await;
+        }
+        Some(_) => {
+            ctx.may_act()?;
+            let done = if r.spec.function.is_some() {
+                aws.lambda.delete_function(&service).await
+            } else {
+                aws.ecs.delete_service(&env.spec.ecs_cluster.name, &service).await
+            };
+            if let Err(e) = done {
+                ctx.event(
+                    r.as_ref(),
+                    true,
+                    reasons::DELETING,
+                    format!(
+                        "deleting {what} failed: {e}; retried with backoff (deletionPolicy Retain lets the ServiceRelease go without it)"
+                    ),
+                )
+                .await;
+                return Err(e.into());
+            }
+            ctx.services.forget(&env.name_any(), &env.spec.ecs_cluster.name, &service);
+            forget(ctx, &r);
+            let kept =
+                if r.spec.function.is_some() { "its code in S3 is kept" } else { "scaled to 0 first; its task definitions are kept" };
+            ctx.event(r.as_ref(), false, reasons::DELETED, format!("{what} deleted (deletionPolicy Delete; {kept})")).await;
+        }
+    }
+    Ok(Action::await_change())
 }
 
 /// Requeue after failure.

@@ -243,6 +243,12 @@ impl Ecs for FakeAws {
             Ok(())
         })
     }
+    async fn delete_service(&self, _cluster: &str, name: &str) -> Result<(), AwsError> {
+        self.call("DeleteService", |w| {
+            w.services.remove(name);
+            Ok(())
+        })
+    }
 }
 
 fn register(w: &mut World, family: &str, spec_hash: &str, tags: &BTreeMap<String, String>) -> String {
@@ -794,6 +800,13 @@ impl Lambda for FakeAws {
         let op = if reserved.is_some() { "PutFunctionConcurrency" } else { "DeleteFunctionConcurrency" };
         self.call(op, |w| {
             w.functions.get_mut(name).ok_or_else(|| not_found(op, name))?.0.reserved_concurrency = reserved;
+            Ok(())
+        })
+    }
+    async fn delete_function(&self, name: &str) -> Result<(), AwsError> {
+        self.call("DeleteFunction", |w| {
+            w.functions.remove(name);
+            w.aliases.retain(|(f, _), _| f != name);
             Ok(())
         })
     }

@@ -474,6 +474,43 @@ impl Ecs for SdkEcs {
             .await
             .map(|_| ())
     }
+
+    async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), AwsError> {
+        // "you must update the service to a desired task count of 0 ... before you can delete
+        // it" (ECS API Reference, DeleteService; or force, which shipshape does not use).
+        let scaled = self
+            .caller
+            .call("UpdateService", || async {
+                self.client
+                    .update_service()
+                    .cluster(cluster)
+                    .service(name)
+                    .desired_count(0)
+                    .send()
+                    .await
+                    .map_err(|e| map_err("UpdateService", e))
+            })
+            .await;
+        match scaled {
+            Ok(_) => {}
+            Err(AwsError::NotFound { .. }) => return Ok(()),
+            Err(AwsError::Invalid { message, .. }) if message.contains("ServiceNotActive") || message.contains("ServiceNotFound") => {
+                return Ok(())
+            }
+            Err(e) => return Err(e),
+        }
+        let r = self
+            .caller
+            .call("DeleteService", || async {
+                self.client.delete_service().cluster(cluster).service(name).send().await.map_err(|e| map_err("DeleteService", e))
+            })
+            .await;
+        match r {
+            Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
+            Err(AwsError::Invalid { message, .. }) if message.contains("ServiceNotActive") || message.contains("ServiceNotFound") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 /// Surge and availability from the spec; ECS's circuit breaker on as a second line of

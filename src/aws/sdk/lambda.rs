@@ -309,6 +309,19 @@ impl Lambda for SdkLambda {
         }
     }
 
+    async fn delete_function(&self, name: &str) -> Result<(), AwsError> {
+        let r = self
+            .caller
+            .call("DeleteFunction", || async {
+                self.client.delete_function().function_name(name).send().await.map_err(|e| map_err("DeleteFunction", e))
+            })
+            .await;
+        match r {
+            Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
         match reserved {
             Some(n) => self
