@@ -393,3 +393,68 @@ async fn prometheus_behind_basic_auth_and_tls_judges_and_a_wrong_password_is_una
     let everything = s.c.kubectl(&["get", "release,environment,events", "-A", "-o", "yaml"]).stdout;
     assert!(!everything.contains(PROM_PASSWORD) && !everything.contains("not-the-password"));
 }
+
+async fn put_alarm(name: &str, state: &str) {
+    let put = moto_query(
+        "monitoring",
+        &format!("Action=PutMetricAlarm&Version=2010-08-01&AlarmName={name}&MetricName=Errors&Namespace=AWS%2FLambda&Statistic=Sum&Period=60&EvaluationPeriods=1&Threshold=1&ComparisonOperator=GreaterThanOrEqualToThreshold"),
+    )
+    .await;
+    assert!(put.contains("PutMetricAlarmResponse"), "{put}");
+    set_alarm(name, state).await;
+}
+
+async fn set_alarm(name: &str, state: &str) {
+    let set =
+        moto_query("monitoring", &format!("Action=SetAlarmState&Version=2010-08-01&AlarmName={name}&StateValue={state}&StateReason=e2e"))
+            .await;
+    assert!(set.contains("SetAlarmStateResponse"), "{set}");
+}
+
+/// The SDK's RPCv2-CBOR DescribeAlarms reaches moto's real alarms through the proxy's
+/// translation (testkit/src/cloudwatch.rs): states as SetAlarmState left them, a missing
+/// alarm left out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloudwatch_alarms_reach_moto_through_the_rpcv2_translation() {
+    let p = proxy().await;
+    let aws = aws_at(&p.url(), "eu-west-1").await;
+    let (a, b) = (unique("api-5xx"), unique("api-p99"));
+    put_alarm(&a, "ALARM").await;
+    put_alarm(&b, "OK").await;
+    let mut states = aws.cloudwatch.alarm_states(&[a.clone(), b.clone(), "no-such-alarm".into()]).await.unwrap();
+    states.sort();
+    let mut want = vec![(a.clone(), "ALARM".to_string()), (b.clone(), "OK".to_string())];
+    want.sort();
+    assert_eq!(states, want);
+    assert_eq!(p.count("DescribeAlarms"), 1, "one call for all the names");
+}
+
+/// A Lambda canary judged only by a CloudWatch alarm: promoted while the alarm is OK,
+/// rolled back (alias on the stable version, no weights) when it goes to ALARM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_gated_only_by_a_cloudwatch_alarm_is_rolled_back_when_it_fires() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let alarm = unique("bookings-errors");
+    put_alarm(&alarm, "OK").await;
+    let release = |sha: &str| {
+        format!(
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n  driftInterval: 2s\n  rollout:\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 1s\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 0\n      cloudwatchAlarms: [{alarm}]\n",
+            name = s.name,
+            ns = s.ns,
+            env = s.env,
+            bucket = s.bucket
+        )
+    };
+    s.c.apply(&release("aaaa111")).success();
+    eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    assert_eq!(s.get("{.status.lastMeasurement.query}"), format!("alarm:{alarm}"), "judged on the alarm");
+
+    s.c.apply(&release("bbbb222")).success();
+    s.at_canary("1", "2").await;
+    set_alarm(&alarm, "ALARM").await;
+    eventually(WAIT, "v2 RolledBack", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
+    assert_eq!(s.alias().await, ("1".to_string(), String::new()));
+    let reason = s.get("{.status.history[0].reason}");
+    assert!(reason.contains(&format!("CloudWatch alarm {alarm} is in ALARM")), "{reason}");
+}

@@ -68,6 +68,7 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
         ("dynamodb.rs", "dynamodb"),
         ("elasticache.rs", "elasticache"),
         ("lambda.rs", "lambda"),
+        ("cloudwatch.rs", "cloudwatch"),
         ("mod.rs", "sts"),
     ] {
         for op in operations(file) {

@@ -403,6 +403,14 @@ pub trait Lambda: Send + Sync {
     async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
 }
 
+/// The CloudWatch operations shipshape uses.
+#[async_trait]
+pub trait CloudWatch: Send + Sync {
+    /// (name, state) of each named alarm that exists (metric and composite alarms): OK,
+    /// ALARM or INSUFFICIENT_DATA.
+    async fn alarm_states(&self, names: &[String]) -> Result<Vec<(String, String)>, AwsError>;
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
@@ -420,6 +428,8 @@ pub struct AwsClients {
     pub lambda: Arc<dyn Lambda>,
     /// STS.
     pub sts: Arc<dyn Sts>,
+    /// CloudWatch (alarms judging rollouts).
+    pub cloudwatch: Arc<dyn CloudWatch>,
     /// The credentials behind these clients (to sign other requests with, e.g. Prometheus
     /// queries to Amazon Managed Service for Prometheus); None for test fakes.
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,

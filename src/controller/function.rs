@@ -235,7 +235,7 @@ pub(super) async fn converge(
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
     let vars = [("function", name.clone()), ("version", version_of(&version).to_string()), ("alias", f.alias.clone())];
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &sha, &vars).await) } else { None };
+    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &aws, &sha, &vars).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
     let frozen = env.spec.freeze || env.metadata.deletion_timestamp.is_some();

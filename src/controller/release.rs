@@ -198,10 +198,12 @@ pub(super) async fn measure(
     r: &ServiceRelease,
     env: &Environment,
     ctx: &Context,
+    aws: &AwsClients,
     sha: &str,
     vars: &[(&str, String)],
 ) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
+    let alarms = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.cloudwatch_alarms.clone()).unwrap_or_default();
     let prom = if queries.is_empty() { Err(String::new()) } else { ctx.prometheus(env).await };
     let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
     let ns = r.namespace().unwrap_or_default();
@@ -235,7 +237,37 @@ pub(super) async fn measure(
             verdicts.push(judged.verdict);
         }
     }
+    if !alarms.is_empty() {
+        let states = aws.cloudwatch.alarm_states(&alarms).await;
+        for name in &alarms {
+            let verdict = alarm_verdict(name, states.as_ref().map(|s| s.iter().find(|(n, _)| n == name).map(|(_, st)| st.as_str())));
+            measurements.push(Measurement {
+                at: chrono::Utc::now(),
+                query: format!("alarm:{name}"),
+                series: None,
+                value: None,
+                verdict: verdict.word().into(),
+            });
+            verdicts.push(verdict);
+        }
+    }
     (analysis::round(&verdicts), measurements)
+}
+
+/// A CloudWatch alarm's verdict for a round: ALARM fails it, OK passes, INSUFFICIENT_DATA
+/// is no data (inconclusive: it holds, as a query without samples does by default), an
+/// alarm that does not exist is invalid (the rollout holds until it is fixed), and a
+/// CloudWatch that cannot answer makes the analysis unavailable.
+pub(super) fn alarm_verdict(name: &str, state: Result<Option<&str>, &AwsError>) -> Verdict {
+    match state {
+        Ok(Some("ALARM")) => Verdict::Fail(format!("CloudWatch alarm {name} is in ALARM")),
+        Ok(Some("OK")) => Verdict::Pass,
+        Ok(Some(other)) => Verdict::Inconclusive(format!("CloudWatch alarm {name} is {other}")),
+        Ok(None) => Verdict::Invalid(format!("CloudWatch alarm {name} does not exist")),
+        Err(e) if e.category().is_transient() => Verdict::Unavailable(format!("CloudWatch: {e}")),
+        Err(e @ AwsError::AccessDenied { .. }) => Verdict::Unavailable(format!("CloudWatch refused DescribeAlarms: {e}")),
+        Err(e) => Verdict::Unavailable(format!("CloudWatch: {e}")),
+    }
 }
 
 /// The task definition already registered for this content hash, if any: from status, or
@@ -492,7 +524,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     };
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &sha, &[]).await) } else { None };
+    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &aws, &sha, &[]).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
     // A deleting Environment starts no new rollout (rollbacks still happen).
@@ -777,5 +809,22 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
     match err {
         Some(e) => Err(e),
         None => Ok(action),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_alarm_in_alarm_fails_insufficient_data_holds_and_a_missing_one_is_invalid() {
+        assert!(matches!(alarm_verdict("a", Ok(Some("ALARM"))), Verdict::Fail(m) if m.contains("a is in ALARM")));
+        assert_eq!(alarm_verdict("a", Ok(Some("OK"))), Verdict::Pass);
+        assert!(matches!(alarm_verdict("a", Ok(Some("INSUFFICIENT_DATA"))), Verdict::Inconclusive(_)));
+        assert!(matches!(alarm_verdict("a", Ok(None)), Verdict::Invalid(m) if m.contains("does not exist")));
+        let denied = AwsError::AccessDenied { op: "DescribeAlarms", message: "no".into() };
+        assert!(matches!(alarm_verdict("a", Err(&denied)), Verdict::Unavailable(_)), "never a rollback for it");
+        let down = AwsError::Transient { op: "DescribeAlarms", message: "timeout".into() };
+        assert!(matches!(alarm_verdict("a", Err(&down)), Verdict::Unavailable(_)));
     }
 }

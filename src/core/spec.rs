@@ -88,7 +88,7 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
             failure_limit: an.map(|a| a.failure_limit).unwrap_or(1).max(0),
             progress_deadline,
             auto_rollback: ro.map(|r| r.auto_rollback).unwrap_or(true),
-            has_analysis: an.is_some_and(|a| !a.queries.is_empty()),
+            has_analysis: an.is_some_and(|a| !a.queries.is_empty() || !a.cloudwatch_alarms.is_empty()),
             history_limit: usize::try_from(spec.history_limit).unwrap_or(1).max(1),
             drift_interval,
             on_unavailable: ro.map(|r| r.on_analysis_unavailable).unwrap_or_default(),

@@ -294,6 +294,9 @@ fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, 
     if service == "lambda" {
         return lambda_operation(method.as_str(), uri.path()).into();
     }
+    if let Some(op) = uri.path().strip_prefix(crate::cloudwatch::PREFIX) {
+        return op.to_string();
+    }
     if service != "s3" {
         let form = String::from_utf8_lossy(body);
         let query = uri.query().unwrap_or("");
@@ -473,6 +476,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
             return refusal;
         }
+    }
+    if uri.path().starts_with(crate::cloudwatch::PREFIX) {
+        return crate::cloudwatch::translate(&shared.http, &shared.upstream, &operation, &headers, &body).await;
     }
     if service == "lambda" && operation.ends_with("ProvisionedConcurrencyConfig") {
         return crate::lambda::provisioned_concurrency(&shared.http, &shared.upstream, &method, &uri, &headers, &body).await;

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
-    AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, Dynamo, Ecs, ElastiCache, FamilyLookup, FunctionConfig,
-    Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Target, S3,
+    AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, CloudWatch, Dynamo, Ecs, ElastiCache, FamilyLookup,
+    FunctionConfig, Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Target, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs};
@@ -42,6 +42,7 @@ struct World {
     functions: BTreeMap<String, Function>,
     aliases: BTreeMap<(String, String), ObservedAlias>,
     provisioned: BTreeMap<(String, String), i32>,
+    alarms: BTreeMap<String, String>,
     task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
@@ -820,6 +821,13 @@ impl Lambda for FakeAws {
 }
 
 #[async_trait]
+impl CloudWatch for FakeAws {
+    async fn alarm_states(&self, names: &[String]) -> Result<Vec<(String, String)>, AwsError> {
+        self.call("DescribeAlarms", |w| Ok(names.iter().filter_map(|n| w.alarms.get(n).map(|s| (n.clone(), s.clone()))).collect()))
+    }
+}
+
+#[async_trait]
 impl Sts for FakeAws {
     async fn caller_account(&self) -> Result<String, AwsError> {
         self.call("GetCallerIdentity", |_| Ok("123456789012".into()))
@@ -837,6 +845,7 @@ impl AwsProvider for FakeAws {
             dynamodb: me.clone(),
             elasticache: me.clone(),
             lambda: me.clone(),
+            cloudwatch: me.clone(),
             sts: me,
             credentials: None,
         })

@@ -10,6 +10,7 @@
 //!   as the chart's ServiceAccount.
 
 pub mod awsproxy;
+pub mod cloudwatch;
 pub mod elasticache;
 pub mod fakes;
 mod harness;

@@ -3,6 +3,7 @@
 //! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs,
 //! `aws_sdk_lambda` in lambda.rs, STS here).
 
+mod cloudwatch;
 mod dynamodb;
 mod ecs;
 mod elasticache;
@@ -275,6 +276,7 @@ impl AwsProvider for SdkProvider {
             lambda: Arc::new(lambda::SdkLambda::new(&conf, caller("lambda"))),
             // The caller identity changes only with the credentials (refreshed hourly at most).
             credentials: conf.credentials_provider(),
+            cloudwatch: Arc::new(cloudwatch::SdkCloudWatch::new(&conf, caller("cloudwatch"))),
             sts: Arc::new(CachedSts::new(
                 Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
                 Duration::from_secs(600),
