@@ -10,7 +10,9 @@ use support::{aws_at, eventually, health, moto, moto_query, proxy, unique, Clust
 
 const WAIT: Duration = Duration::from_secs(60);
 
-const ERROR_RATE: &str = r#"sum(rate(http_requests_total{service="{{function}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{function}}"}[5s]))"#;
+/// The error rate; `* ({{revision}} > bool 0)` is 1 once the placeholder is filled (and a
+/// parse error, InvalidQuery, if it were not).
+const ERROR_RATE: &str = r#"sum(rate(http_requests_total{service="{{function}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{function}}"}[5s])) * ({{revision}} > bool 0)"#;
 
 struct Setup {
     c: Cluster,

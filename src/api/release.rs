@@ -440,7 +440,9 @@ pub struct AnalysisQuery {
     /// Name shown in status and metrics.
     #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: String,
-    /// PromQL; may use {{service}}, {{namespace}}, {{sha}}.
+    /// PromQL; may use {{service}}, {{namespace}}, {{sha}}, {{stableSha}}, and {{revision}} (the task
+    /// definition revision or Lambda version judged); Lambda also {{function}}, {{version}},
+    /// {{stableVersion}}, {{alias}}.
     #[schemars(length(min = 1))]
     pub prometheus: String,
     /// Lowest passing value.

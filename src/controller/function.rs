@@ -234,7 +234,14 @@ pub(super) async fn converge(
 
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let vars = [("function", name.clone()), ("version", version_of(&version).to_string()), ("alias", f.alias.clone())];
+    let stable_version = st.stable_task_definition_arn.as_deref().map(version_of).unwrap_or_default().to_string();
+    let vars = [
+        ("function", name.clone()),
+        ("version", version_of(&version).to_string()),
+        ("revision", version_of(&version).to_string()),
+        ("stableVersion", stable_version),
+        ("alias", f.alias.clone()),
+    ];
     let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &aws, &sha, &vars).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);

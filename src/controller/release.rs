@@ -193,7 +193,8 @@ async fn stack_outputs(r: &ServiceRelease, ctx: &Context) -> Result<Result<BTree
 
 /// One analysis round: every query, judged series by series. `vars` are template variables
 /// beside `{{service}}`, `{{namespace}}` and `{{sha}}` (a Lambda release's `{{function}}`,
-/// `{{version}}`, `{{alias}}`).
+/// `{{version}}`, `{{alias}}`, `{{stableVersion}}`; an ECS release's `{{revision}}`); every
+/// query also gets `{{stableSha}}`.
 pub(super) async fn measure(
     r: &ServiceRelease,
     env: &Environment,
@@ -213,6 +214,9 @@ pub(super) async fn measure(
         let result = match &prom {
             Ok((p, auth)) => {
                 let mut promql = analysis::render(&q.prometheus, &service, &ns, sha);
+                // The stable SHA, so a query can compare the new version with the stable one.
+                let stable = r.status.as_ref().and_then(|s| s.stable_sha.clone()).unwrap_or_default();
+                promql = promql.replace("{{stableSha}}", &stable);
                 for (k, v) in vars {
                     promql = promql.replace(&format!("{{{{{k}}}}}"), v);
                 }
@@ -524,7 +528,15 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     };
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &aws, &sha, &[]).await) } else { None };
+    let round = if rollout::measurement_due(&st, now, cfg) {
+        {
+            // {{revision}}: the task definition revision being judged.
+            let revision = td_arn.rsplit(':').next().unwrap_or_default().to_string();
+            Some(measure(r, env, ctx, &aws, &sha, &[("revision", revision)]).await)
+        }
+    } else {
+        None
+    };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
     // A deleting Environment starts no new rollout (rollbacks still happen).
