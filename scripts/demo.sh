@@ -5,7 +5,9 @@
 # dynamics), Prometheus when installed, and the shipshape controller running as the chart's
 # ServiceAccount. kubectl applies the car-rental example (deploy/examples/car-rental.yaml);
 # the release rolls forward to a second SHA, then a third SHA breaks its health and is
-# rolled back automatically. Stops everything it started.
+# rolled back automatically; then a Lambda function canaries at 5 % of its invocations and
+# is rolled back when its CloudWatch alarm fires, the alias weights printed at each step.
+# Stops everything it started.
 #
 #   bash scripts/demo.sh                     # on a control plane of its own
 #   bash scripts/demo.sh --existing-cluster  # on the cluster of $KUBECONFIG (kind, a test
@@ -104,6 +106,7 @@ else
   echo "  Prometheus is not installed (apt-get install prometheus): health is judged on ECS deployments only,"
   echo "  and the demo breaks the third release's ECS deployment instead of its error rate."
 fi
+export MOTO_URL="http://127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$proxy_port" AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo AWS_REGION=eu-west-1
 KUBECONFIG="$work/shipshape.kubeconfig" ./target/debug/shipshape controller --metrics-addr "127.0.0.1:$metrics_port" \
   --lease-namespace shipshape >"$work/controller.log" 2>&1 & pids+=($!)
@@ -192,6 +195,81 @@ echo "  history:"
 release '{range .status.history[*]}    {.sha}  {.outcome}  {.reason}{"\n"}{end}'
 echo "  events:"
 kubectl get events -n car-rental -o jsonpath='{range .items[?(@.involvedObject.name=="backend")]}    {.type}  {.reason}  {.message}{"\n"}{end}' | tail -4 | cut -c1-150
+
+step "A canary on Lambda: the bookings API, 5 % of the invocations on the new version first"
+# The function's build pipeline as moto sees it: an execution role, a zip per SHA in S3, and a
+# CloudWatch alarm on its errors (moto never evaluates alarms; the demo sets its state).
+python3 - <<'PY'
+import os, boto3
+moto = os.environ["MOTO_URL"]
+kw = dict(endpoint_url=moto, region_name="eu-west-1")
+boto3.client("iam", **kw).create_role(RoleName="bookings", AssumeRolePolicyDocument="{}")
+s3 = boto3.client("s3", **kw)
+s3.create_bucket(Bucket="car-rental-builds", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+for sha in ["a1b2c3d", "b2c3d4e", "c3d4e5f"]:
+    s3.put_object(Bucket="car-rental-builds", Key=f"bookings/{sha}.zip", Body=b"zip")
+cw = boto3.client("cloudwatch", **kw)
+cw.put_metric_alarm(AlarmName="bookings-errors", MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum",
+                    Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+cw.set_alarm_state(AlarmName="bookings-errors", StateValue="OK", StateReason="demo")
+PY
+bookings() { # bookings SHA: the release as a team would write it
+  cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: shipshape.dev/v1alpha1
+kind: ServiceRelease
+metadata: { name: bookings, namespace: car-rental }
+spec:
+  environment: prod
+  image: { gitSha: $1 }
+  function:
+    s3: { bucket: car-rental-builds, key: "bookings/{{sha}}.zip" }
+    runtime: nodejs20.x
+    handler: index.handler
+    roleArn: arn:aws:iam::123456789012:role/bookings
+  rollout:
+    strategy: { canary: { percent: 5, bake: 4s } }
+    analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, cloudwatchAlarms: [bookings-errors] }
+YAML
+}
+wait_bookings() { # wait_bookings SECONDS JSONPATH VALUE
+  local deadline=$(( $(date +%s) + $1 ))
+  while [ "$(date +%s)" -lt "$deadline" ]; do
+    [ "$(kubectl get release bookings -n car-rental -o jsonpath="$2" 2>/dev/null)" = "$3" ] && return 0
+    sleep 0.2
+  done
+  echo "timed out waiting for $2 = $3"; ./target/debug/shipshape status -n car-rental; tail -20 "$work/controller.log"; return 1
+}
+alias_weights() { # what `aws lambda get-alias --function-name bookings --name live` shows
+  python3 -c '
+import os, boto3
+a = boto3.client("lambda", endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1").get_alias(FunctionName="bookings", Name="live")
+w = (a.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+shares = ", ".join(f"{round(p * 100)}% on version {v}" for v, p in w.items())
+v = a["FunctionVersion"]
+print(f"  alias live -> version {v}" + (f", {shares}" if shares else ", no weights (0% on any other version)"))'
+}
+bookings a1b2c3d
+wait_bookings 60 '{.status.phase}' Healthy
+echo "  a1b2c3d Healthy (a first version takes all the traffic: nothing stable to compare with)"
+alias_weights
+bookings b2c3d4e
+wait_bookings 30 '{.status.rollout.weight}' 5
+echo "  b2c3d4e at step $(kubectl get release bookings -n car-rental -o jsonpath='{.status.rollout.stepText}'), judged on the CloudWatch alarm bookings-errors (OK):"
+alias_weights
+wait_bookings 60 '{.status.stableSha}' b2c3d4e
+echo "  promoted after the bake and 2 passing rounds:"
+alias_weights
+bookings c3d4e5f
+wait_bookings 30 '{.status.rollout.weight}' 5
+echo "  c3d4e5f at 5 %:"
+alias_weights
+start=$(now_ms)
+python3 -c 'import os, boto3; boto3.client("cloudwatch", endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1").set_alarm_state(AlarmName="bookings-errors", StateValue="ALARM", StateReason="5xx above threshold")'
+echo "  the alarm bookings-errors goes to ALARM"
+wait_bookings 60 '{.status.phase}' RolledBack
+echo "  rolled back $(( ($(now_ms) - start) / 1000 ))s later, in one UpdateAlias call:"
+alias_weights
+kubectl get release -n car-rental | sed 's/^/  /'
 
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
