@@ -92,6 +92,15 @@ impl Setup {
         (a.version, weights.join(","))
     }
 
+    /// Waits until the alias is on `version` with these `weights` (`v=w` pairs).
+    async fn alias_at(&self, version: &str, weights: &str) {
+        let want = (version.to_string(), weights.to_string());
+        eventually(WAIT, &format!("the alias on {version} with weights '{weights}'"), || {
+            (futures::executor::block_on(self.alias()) == want).then_some(())
+        })
+        .await;
+    }
+
     /// Waits for the canary step: the alias on `stable` with 10 % on `canary`, as status says.
     async fn at_canary(&self, stable: &str, canary: &str) {
         let want = (stable.to_string(), format!("{canary}=0.1"));
@@ -459,4 +468,42 @@ async fn a_release_gated_only_by_a_cloudwatch_alarm_is_rolled_back_when_it_fires
     assert_eq!(s.alias().await, ("1".to_string(), String::new()));
     let reason = s.get("{.status.history[0].reason}");
     assert!(reason.contains(&format!("CloudWatch alarm {alarm} is in ALARM")), "{reason}");
+}
+
+/// Linear 25 % steps: the alias moves 25 → 50 % while the analysis passes, and a breach at
+/// step 2 of 4 puts it back on the stable version with no weights; blue/green moves all at
+/// once and is rolled back during its bake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linear_release_rolls_back_at_step_2_of_4_and_a_blue_green_one_during_its_bake() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let h = health();
+    h.set_error_rate(&s.name, 0.0);
+    let with = |sha: &str, strategy: &str| s.release(sha).replace("strategy: {canary: {percent: 10, bake: 3s}}", strategy);
+    let linear = "strategy: {linear: {stepPercent: 25, stepBake: 2s}}";
+    s.c.apply(&with("aaaa111", linear)).success();
+    eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+
+    s.c.apply(&with("bbbb222", linear)).success();
+    s.alias_at("1", "2=0.25").await;
+    s.alias_at("1", "2=0.5").await;
+    eventually(WAIT, "status at step 2/4", || (s.get("{.status.rollout.stepText} {.status.rollout.weight}") == "2/4 50").then_some(()))
+        .await;
+    h.set_error_rate(&s.name, 0.3);
+    eventually(WAIT, "v2 RolledBack", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
+    assert_eq!(s.alias().await, ("1".to_string(), String::new()), "back on the stable version, no weights");
+    let events = s.c.kubectl(&["get", "events", "-n", &s.ns, "-o", "jsonpath={.items[*].message}"]).stdout;
+    assert!(events.contains("passed step 1/4 at 25% of the traffic; step 2/4: 50%"), "{events}");
+    assert!(!events.contains("passed step 2/4"), "rolled back at step 2: {events}");
+
+    // Blue/green: all at once, the stable version kept to go back to during the bake.
+    h.set_error_rate(&s.name, 0.0);
+    let blue_green = "strategy: {blueGreen: {bake: 1h}}";
+    s.c.apply(&with("cccc333", blue_green)).success();
+    s.alias_at("3", "").await;
+    eventually(WAIT, "baking", || (s.get("{.status.phase}") == "Analyzing").then_some(())).await;
+    h.set_error_rate(&s.name, 0.3);
+    eventually(WAIT, "v3 RolledBack during its bake", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
+    assert_eq!(s.alias().await, ("1".to_string(), String::new()));
+    assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack RolledBack Promoted");
 }
