@@ -94,6 +94,7 @@ async fn latencies(runs: usize) {
             weight: None,
             step_started_at: None,
             held: None,
+            passed_steps: vec![],
         }),
         ..Default::default()
     };

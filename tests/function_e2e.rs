@@ -495,6 +495,8 @@ async fn a_linear_release_rolls_back_at_step_2_of_4_and_a_blue_green_one_during_
     let events = s.c.kubectl(&["get", "events", "-n", &s.ns, "-o", "jsonpath={.items[*].message}"]).stdout;
     assert!(events.contains("passed step 1/4 at 25% of the traffic; step 2/4: 50%"), "{events}");
     assert!(!events.contains("passed step 2/4"), "rolled back at step 2: {events}");
+    assert_eq!(s.get("{.status.history[0].steps[*].weight}"), "25 50", "history records each step");
+    assert_eq!(s.get("{.status.history[0].steps[*].result}"), "Passed RolledBack");
 
     // Blue/green: all at once, the stable version kept to go back to during the bake.
     h.set_error_rate(&s.name, 0.0);

@@ -626,6 +626,9 @@ pub struct RolloutStatus {
     /// promote or rollback; no deadline runs meanwhile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The steps passed so far (stepped strategies).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub passed_steps: Vec<StepRecord>,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -669,6 +672,27 @@ pub struct HistoryEntry {
     /// Why.
     #[serde(default)]
     pub reason: String,
+    /// Its traffic steps, in order (stepped strategies only): each one's share and how it
+    /// ended (`Passed`, or the rollout's outcome for the last one reached).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<StepRecord>,
+}
+
+/// One traffic step of a rollout.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StepRecord {
+    /// Step number, from 1.
+    pub step: i32,
+    /// Percent of the traffic on the new version.
+    pub weight: i32,
+    /// When it began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: DateTime<Utc>,
+    /// Passed, Promoted, RolledBack, Failed or Superseded.
+    pub result: String,
 }
 
 /// How a rollout ended.

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::analysis::Verdict;
 use super::conditions::Readiness;
 use crate::api::{
-    reasons, FailurePolicy, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus,
+    reasons, FailurePolicy, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus, StepRecord,
     UnavailablePolicy,
 };
 
@@ -256,6 +256,7 @@ pub fn rollback_accepted(
             st.history.insert(
                 0,
                 HistoryEntry {
+                    steps: steps_of(&r, "RolledBack", now),
                     sha: r.sha,
                     task_definition_arn: r.task_definition_arn,
                     outcome: Outcome::RolledBack,
@@ -270,6 +271,21 @@ pub fn rollback_accepted(
         None => format!("rolled back to {stable}: {}", rb.reason),
     };
     (st, vec![(true, reasons::ROLLED_BACK, msg)])
+}
+
+/// A finished rollout's steps: those it passed, then the one it ended at with `result`
+/// (none for a rollout that did not move in steps).
+fn steps_of(r: &RolloutStatus, result: &str, now: DateTime<Utc>) -> Vec<StepRecord> {
+    let Some(step) = r.step else { return vec![] };
+    let mut steps = r.passed_steps.clone();
+    steps.push(StepRecord {
+        step,
+        weight: r.weight.unwrap_or(0),
+        started_at: r.step_started_at,
+        finished_at: now,
+        result: result.to_string(),
+    });
+    steps
 }
 
 /// ECS refused the rollback: the release stays RollingBack, with the error for status. When
@@ -304,7 +320,9 @@ impl Ctx<'_, '_> {
 
     fn finish_rollout(&mut self, outcome: Outcome, reason: String) {
         if let Some(r) = self.st.rollout.take() {
+            let word = serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             self.history(HistoryEntry {
+                steps: steps_of(&r, &word, self.inp.now),
                 sha: r.sha,
                 task_definition_arn: r.task_definition_arn,
                 outcome,
@@ -338,6 +356,7 @@ impl Ctx<'_, '_> {
             weight: None,
             step_started_at: Some(inp.now),
             held: None,
+            passed_steps: vec![],
             sha: inp.sha.to_string(),
             started_at: inp.now,
             deployment_id: None,
@@ -682,6 +701,13 @@ fn step_done(c: &mut Ctx) {
     ));
     c.st.phase = Phase::Progressing;
     if let Some(rs) = c.st.rollout.as_mut() {
+        rs.passed_steps.push(StepRecord {
+            step: i32::try_from(index + 1).unwrap_or(0),
+            weight: step.weight,
+            started_at: rs.step_started_at,
+            finished_at: inp.now,
+            result: "Passed".into(),
+        });
         rs.step = i32::try_from(n).ok();
         rs.step_text = Some(format!("{n}/{of}"));
         rs.successes = 0;

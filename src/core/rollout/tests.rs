@@ -579,6 +579,8 @@ fn a_canary_takes_its_share_is_judged_then_takes_all_and_is_judged_again() {
     r.step(142, "bbbbbbb", Some(Verdict::Pass));
     let s = r.step(147, "bbbbbbb", Some(Verdict::Pass));
     assert_eq!(s.status.phase, Phase::Healthy);
+    let steps: Vec<(i32, i32, &str)> = s.status.history[0].steps.iter().map(|x| (x.step, x.weight, x.result.as_str())).collect();
+    assert_eq!(steps, [(1, 10, "Passed"), (2, 100, "Promoted")], "history records each step");
     assert_eq!(r.world.service.as_ref().map(|s| (s.task_definition.as_str(), s.canary.is_none())), Some(("arn:td/bbbbbbb", true)));
 }
 
@@ -596,6 +598,8 @@ fn a_failing_canary_goes_back_to_the_stable_version_with_no_share_left() {
     assert_eq!(r.status.phase, Phase::RolledBack);
     assert_eq!(r.world.service.as_ref().map(|s| s.canary.clone()), Some(None));
     assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    let steps: Vec<(i32, i32, &str)> = r.status.history[0].steps.iter().map(|x| (x.step, x.weight, x.result.as_str())).collect();
+    assert_eq!(steps, [(1, 10, "RolledBack")]);
     let s = r.step(200, "ccccccc", None);
     assert_eq!(s.effects, vec![], "not retried");
 }
