@@ -53,10 +53,10 @@ while len(ports) < int(sys.argv[1]):
     finally: s.close()
 print(*ports)' "$1"; }
 wait_http() { for _ in $(seq 1 150); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.2; done; echo "timed out waiting for $1"; tail -n 5 "$work"/*.log; return 1; }
-wait_for() { # wait_for SECONDS JSONPATH VALUE: a release field reaches a value
+wait_for() { # wait_for SECONDS JSONPATH VALUE [RELEASE]: a release field (of backend) reaches a value
   local deadline=$(( $(date +%s) + $1 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    [ "$(kubectl get release backend -n car-rental -o jsonpath="$2" 2>/dev/null)" = "$3" ] && return 0
+    [ "$(kubectl get release "${4:-backend}" -n car-rental -o jsonpath="$2" 2>/dev/null)" = "$3" ] && return 0
     sleep 0.3
   done
   echo "timed out waiting for $2 = $3"; ./target/debug/shipshape status -n car-rental; tail -20 "$work/controller.log"; return 1
@@ -231,14 +231,7 @@ spec:
     analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, cloudwatchAlarms: [bookings-errors] }
 YAML
 }
-wait_bookings() { # wait_bookings SECONDS JSONPATH VALUE
-  local deadline=$(( $(date +%s) + $1 ))
-  while [ "$(date +%s)" -lt "$deadline" ]; do
-    [ "$(kubectl get release bookings -n car-rental -o jsonpath="$2" 2>/dev/null)" = "$3" ] && return 0
-    sleep 0.2
-  done
-  echo "timed out waiting for $2 = $3"; ./target/debug/shipshape status -n car-rental; tail -20 "$work/controller.log"; return 1
-}
+wait_bookings() { wait_for "$1" "$2" "$3" bookings; }
 alias_weights() { # what `aws lambda get-alias --function-name bookings --name live` shows
   python3 -c '
 import os, boto3

@@ -548,15 +548,21 @@ fn steps(list: &[(i32, u64)]) -> Vec<TrafficStep> {
     list.iter().map(|(w, b)| TrafficStep { weight: *w, bake: Duration::from_secs(*b) }).collect()
 }
 
+/// A run whose release "aaaaaaa" is stable, with these traffic steps from now on.
+fn stepped(has_analysis: bool, list: &[(i32, u64)]) -> Run {
+    let mut r = Run::new(has_analysis);
+    r.cfg.steps = steps(list);
+    r.promote(0, "aaaaaaa");
+    r
+}
+
 fn shift(td: &str, weight: i32) -> Effect {
     Effect::Shift { task_definition: td.into(), stable: "arn:td/aaaaaaa".into(), weight }
 }
 
 #[test]
 fn a_canary_takes_its_share_is_judged_then_takes_all_and_is_judged_again() {
-    let mut r = Run::new(true);
-    r.cfg.steps = steps(&[(10, 30), (100, 0)]);
-    r.promote(0, "aaaaaaa");
+    let mut r = stepped(true, &[(10, 30), (100, 0)]);
     let s = r.step(100, "bbbbbbb", None).clone();
     assert_eq!(s.effects, vec![shift("arn:td/bbbbbbb", 10)]);
     assert_eq!(s.status.rollout.as_ref().map(|r| (r.step, r.steps, r.weight)), Some((Some(1), Some(2), None)), "not yet accepted");
@@ -586,9 +592,7 @@ fn a_canary_takes_its_share_is_judged_then_takes_all_and_is_judged_again() {
 
 #[test]
 fn a_failing_canary_goes_back_to_the_stable_version_with_no_share_left() {
-    let mut r = Run::new(true);
-    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
-    r.promote(0, "aaaaaaa");
+    let mut r = stepped(true, &[(10, 0), (100, 0)]);
     r.step(100, "ccccccc", None);
     r.step(101, "ccccccc", None);
     let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
@@ -606,9 +610,7 @@ fn a_failing_canary_goes_back_to_the_stable_version_with_no_share_left() {
 
 #[test]
 fn a_rollback_is_accepted_only_once_no_share_is_left_on_the_new_version() {
-    let mut r = Run::new(true);
-    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
-    r.promote(0, "aaaaaaa");
+    let mut r = stepped(true, &[(10, 0), (100, 0)]);
     r.step(100, "ccccccc", None);
     r.step(101, "ccccccc", None);
     r.refuse_rollback = Some("throttled".into());
@@ -624,9 +626,7 @@ fn a_rollback_is_accepted_only_once_no_share_is_left_on_the_new_version() {
 
 #[test]
 fn linear_steps_in_turn_and_a_failure_at_step_two_rolls_back() {
-    let mut r = Run::new(true);
-    r.cfg.steps = steps(&[(25, 0), (50, 0), (75, 0), (100, 0)]);
-    r.promote(0, "aaaaaaa");
+    let mut r = stepped(true, &[(25, 0), (50, 0), (75, 0), (100, 0)]);
     r.step(100, "bbbbbbb", None);
     r.step(101, "bbbbbbb", None);
     r.step(111, "bbbbbbb", Some(Verdict::Pass));
@@ -669,9 +669,7 @@ fn blue_green_promotes_only_after_the_bake_and_a_manual_promote_skips_the_steps(
 
 #[test]
 fn a_share_set_by_hand_on_a_stable_release_is_drift() {
-    let mut r = Run::new(false);
-    r.cfg.steps = steps(&[(10, 0), (100, 0)]);
-    r.promote(0, "aaaaaaa");
+    let mut r = stepped(false, &[(10, 0), (100, 0)]);
     if let Some(svc) = r.world.service.as_mut() {
         svc.canary = Some(("arn:td/zzz".into(), 30));
     }
