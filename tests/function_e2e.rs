@@ -450,7 +450,7 @@ async fn a_release_gated_only_by_a_cloudwatch_alarm_is_rolled_back_when_it_fires
     put_alarm(&alarm, "OK").await;
     let release = |sha: &str| {
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n  driftInterval: 2s\n  rollout:\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 1s\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 0\n      cloudwatchAlarms: [{alarm}]\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n  driftInterval: 2s\n  deletionPolicy: Delete\n  rollout:\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 1s\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 0\n      cloudwatchAlarms: [{alarm}]\n",
             name = s.name,
             ns = s.ns,
             env = s.env,
@@ -468,6 +468,13 @@ async fn a_release_gated_only_by_a_cloudwatch_alarm_is_rolled_back_when_it_fires
     assert_eq!(s.alias().await, ("1".to_string(), String::new()));
     let reason = s.get("{.status.history[0].reason}");
     assert!(reason.contains(&format!("CloudWatch alarm {alarm} is in ALARM")), "{reason}");
+
+    // deletionPolicy Delete: the function goes with its ServiceRelease.
+    s.c.kubectl(&["delete", "release", &s.name, "-n", &s.ns, "--timeout=40s"]).success();
+    let mine = proxy().await;
+    let aws = aws_at(&mine.url(), "eu-west-1").await;
+    assert!(aws.lambda.get_function(&s.name).await.unwrap().is_none(), "the function is deleted");
+    assert_eq!(s.p.count("DeleteFunction"), 1);
 }
 
 /// Linear 25 % steps: the alias moves 25 → 50 % while the analysis passes, and a breach at
@@ -508,4 +515,60 @@ async fn a_linear_release_rolls_back_at_step_2_of_4_and_a_blue_green_one_during_
     eventually(WAIT, "v3 RolledBack during its bake", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
     assert_eq!(s.alias().await, ("1".to_string(), String::new()));
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack RolledBack Promoted");
+}
+
+/// An Amazon Managed Prometheus stand-in: answers a query only when its SigV4 signature
+/// (service `aps`, eu-west-1) checks out with the key the controller runs with (the test
+/// harness's `test`/`test`), re-derived from what it received; counts the ones it accepted.
+async fn sigv4_prometheus() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::{HeaderMap, Uri};
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let app = axum::Router::new().fallback(move |headers: HeaderMap, uri: Uri| {
+        let count = count.clone();
+        async move {
+            let header = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let time = chrono::NaiveDateTime::parse_from_str(&header("x-amz-date"), "%Y%m%dT%H%M%SZ")
+                .map(|t| std::time::SystemTime::from(t.and_utc()))
+                .unwrap_or(std::time::UNIX_EPOCH);
+            let url = format!("http://{}{}", header("host"), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+            let token = Some(header("x-amz-security-token")).filter(|t| !t.is_empty());
+            let creds = aws_credential_types::Credentials::new("test", "test", token, None, "verifier");
+            let want = shipshape::health::prometheus::sigv4_headers(&url, "eu-west-1", creds, time)
+                .unwrap_or_default()
+                .into_iter()
+                .find(|(k, _)| k == "authorization")
+                .map(|(_, v)| v);
+            if want.is_some_and(|w| w == header("authorization")) {
+                count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (axum::http::StatusCode::OK, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"0"]}}"#)
+            } else {
+                (axum::http::StatusCode::FORBIDDEN, r#"{"message":"signature mismatch"}"#)
+            }
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (format!("http://{addr}"), accepted)
+}
+
+/// `health.prometheus.sigv4`: the controller signs every query with its own AWS credentials
+/// for the Environment, and a release is judged through the signing endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_environment_with_sigv4_signs_its_queries_with_the_controllers_credentials() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let (url, accepted) = sigv4_prometheus().await;
+    let env = unique("env-amp");
+    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    s.c.apply(&format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  health:\n    prometheus:\n      url: \"{url}\"\n      sigv4: {{}}\n",
+        ns = s.ns
+    ))
+    .success();
+    s.c.apply(&s.release("aaaa111").replace(&format!("environment: {}", s.env), &format!("environment: {env}"))).success();
+    eventually(WAIT, "judged through the signing endpoint, Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    assert_eq!(s.get("{.status.lastMeasurement.verdict}"), "Pass");
+    assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= 2, "every round signed and accepted");
 }

@@ -334,6 +334,31 @@ mod tests {
         assert!(!format!("{:?}", auth("right-secret")).contains("right-secret"), "Debug shows no secret");
     }
 
+    /// Basic and bearer credentials arrive as the Authorization header Prometheus checks.
+    #[tokio::test]
+    async fn basic_and_bearer_credentials_are_sent_as_authorization_headers() {
+        use axum::http::HeaderMap;
+        let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+            let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            // base64("shipshape:pw") = c2hpcHNoYXBlOnB3
+            if auth == "Bearer t0ken" || auth == "Basic c2hpcHNoYXBlOnB3" {
+                (axum::http::StatusCode::OK, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#)
+            } else {
+                (axum::http::StatusCode::UNAUTHORIZED, "")
+            }
+        });
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+        let p = Prometheus::new(&format!("http://{addr}")).unwrap();
+        let one = QueryResult::Samples(vec![(String::new(), 1.0)]);
+        assert_eq!(p.query_as("up", &Auth::Bearer("t0ken".into())).await, one);
+        assert_eq!(p.query_as("up", &Auth::Basic { username: "shipshape".into(), password: "pw".into() }).await, one);
+        let QueryResult::Unavailable(why) = p.query_as("up", &Auth::Bearer("wrong".into())).await else { panic!("refused") };
+        assert!(why.contains("401"), "{why}");
+        assert!(!format!("{:?}", Auth::Bearer("t0ken".into())).contains("t0ken"), "Debug shows no token");
+    }
+
     proptest::proptest! {
         /// Whatever Prometheus (or something pretending to be it) answers: no panic.
         #[test]
