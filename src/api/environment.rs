@@ -70,6 +70,10 @@ pub struct EnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"), length(max = 2048))]
     pub function_role_arn: Option<String>,
+    /// Load balancer defaults for this Environment's ECS releases (typically `roleArn` and
+    /// `productionListenerRule`); a release's own `loadBalancer` fields win.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<crate::api::LoadBalancerSpec>,
 }
 
 /// The ECS cluster of an environment.

@@ -25,6 +25,7 @@ use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
     printcolumn = r#"{"name":"Stable","type":"string","jsonPath":".status.stableSha"}"#,
     printcolumn = r#"{"name":"Weight","type":"integer","jsonPath":".status.rollout.weight"}"#,
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.rollout.stepText"}"#,
+    printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.rollout.stage"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(
@@ -81,6 +82,55 @@ pub struct ServiceReleaseSpec {
     #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,
+    /// The load balancer of an ECS service (each field missing here comes from the
+    /// Environment's `loadBalancer`): its tasks register in `targetGroupArn` on container port
+    /// `task.port`. A `canary`, `linear` or `blueGreen` strategy also needs the alternate
+    /// target group, the production listener rule and the role ECS uses for Elastic Load
+    /// Balancing: ECS shifts the rule's weights between the two groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer: Option<LoadBalancerSpec>,
+}
+
+/// Load balancer wiring of an ECS service (ECS `loadBalancers` and its
+/// `advancedConfiguration`); every field optional so an Environment can give defaults.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerSpec {
+    /// The production target group (the stable revision's tasks serve from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/.+$"))]
+    pub target_group_arn: Option<String>,
+    /// The alternate target group: the new revision's tasks, while traffic shifts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:targetgroup/.+$"))]
+    pub alternate_target_group_arn: Option<String>,
+    /// The listener rule (or listener) whose weighted forward ECS moves between the groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:listener(-rule)?/.+$"))]
+    pub production_listener_rule: Option<String>,
+    /// A listener rule for test traffic, sent to the new revision before production traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:[0-9]{12}:listener(-rule)?/.+$"))]
+    pub test_listener_rule: Option<String>,
+    /// The IAM role ECS assumes to change the listener rules (ECS "infrastructure role for
+    /// load balancers").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"))]
+    pub role_arn: Option<String>,
+}
+
+impl LoadBalancerSpec {
+    /// Each field from `self`, else from `defaults`.
+    pub fn or(&self, defaults: Option<&LoadBalancerSpec>) -> LoadBalancerSpec {
+        let d = defaults.cloned().unwrap_or_default();
+        LoadBalancerSpec {
+            target_group_arn: self.target_group_arn.clone().or(d.target_group_arn),
+            alternate_target_group_arn: self.alternate_target_group_arn.clone().or(d.alternate_target_group_arn),
+            production_listener_rule: self.production_listener_rule.clone().or(d.production_listener_rule),
+            test_listener_rule: self.test_listener_rule.clone().or(d.test_listener_rule),
+            role_arn: self.role_arn.clone().or(d.role_arn),
+        }
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -297,8 +347,9 @@ pub struct RolloutSpec {
     pub on_failure: FailurePolicy,
     /// How traffic moves to a new version: none of the three is `Rolling` (everything at
     /// once, judged by the analysis); `canary`, `linear` or `blueGreen` step the traffic and
-    /// judge each step (Lambda functions: the alias's weighted routing; ECS services: not
-    /// yet, such a release is refused with InvalidSpec).
+    /// judge each step (Lambda functions: the alias's weighted routing; ECS services: ECS's
+    /// own CANARY, LINEAR or BLUE_GREEN deployment on the `loadBalancer`'s listener rule,
+    /// paused by shipshape's PAUSE lifecycle hooks wherever a step is judged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
 }
@@ -619,6 +670,13 @@ pub struct RolloutStatus {
     /// Percent of the traffic on the new version, as AWS accepted it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
+    /// An ECS service deployment (canary, linear, blue/green): its ARN, as ECS names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_deployment_arn: Option<String>,
+    /// An ECS service deployment's lifecycle stage as ECS last reported it
+    /// (e.g. PRODUCTION_TRAFFIC_SHIFT, BAKE_TIME).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<String>,
     /// When the current step began (the progress deadline and the bake count from here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<DateTime<Utc>>,

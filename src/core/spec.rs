@@ -82,6 +82,8 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
         (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
             steps,
             on_failure: ro.map(|r| r.on_failure).unwrap_or_default(),
+            native: spec.task.is_some()
+                && ro.and_then(|r| r.strategy.as_ref()).is_some_and(|s| s.canary.is_some() || s.linear.is_some() || s.blue_green.is_some()),
             warmup,
             interval,
             successful_runs: an.map(|a| a.successful_runs).unwrap_or(3).max(1),
@@ -106,11 +108,8 @@ fn strategy_steps(spec: &ServiceReleaseSpec, p: &mut Vec<String>) -> Vec<Traffic
     if given > 1 {
         p.push("spec.rollout.strategy: at most one of canary, linear and blueGreen".into());
     }
-    if given > 0 && spec.task.is_some() {
-        p.push(
-            "spec.rollout.strategy: canary, linear and blueGreen are available for Lambda functions only; an ECS service rolls (leave strategy out)"
-                .into(),
-        );
+    if given > 0 && spec.task.as_ref().is_some_and(|t| t.port.is_none()) {
+        p.push("spec.task.port: an ECS service with a canary, linear or blueGreen strategy needs the container port its load balancer sends traffic to".into());
     }
     let mut bake = |d: Option<&GoDuration>, field: &str| collect(p, GoDuration::get_or(d, field, bounds::BAKE, Duration::ZERO));
     let percent = |n: i32, field: &str, p: &mut Vec<String>| {
@@ -225,10 +224,15 @@ mod tests {
     }
 
     #[test]
-    fn a_stepped_strategy_on_ecs_or_two_strategies_are_refused() {
+    fn an_ecs_strategy_is_native_and_needs_a_port_and_two_strategies_are_refused() {
         let d = Duration::from_secs(60);
         let ecs = spec(json!({"rollout": {"strategy": {"canary": {"percent": 10}}}}));
-        assert!(release(&ecs, d).unwrap_err().to_string().contains("Lambda functions only"));
+        assert!(release(&ecs, d).unwrap_err().to_string().contains("spec.task.port"));
+        let ecs = spec(json!({"rollout": {"strategy": {"canary": {"percent": 10}}}, "task": {"cpu": 256, "memory": 512, "port": 80}}));
+        let c = release(&ecs, d).unwrap();
+        assert!(c.native && c.stepped(), "ECS's own canary, judged at its pauses");
+        assert!(!release(&function(json!({"strategy": {"canary": {"percent": 10}}})), d).unwrap().native, "Lambda: the alias");
+        assert!(!release(&spec(json!({})), d).unwrap().native, "Rolling");
         let two = function(json!({"strategy": {"canary": {"percent": 10}, "blueGreen": {}}}));
         assert!(release(&two, d).unwrap_err().to_string().contains("at most one"));
         let bad = function(json!({"strategy": {"canary": {"percent": 100, "bake": "48h"}}}));
