@@ -99,6 +99,7 @@ prop_compose! {
             arn: "arn".into(), task_definition: td.into(), desired_count: count, maximum_percent: max, minimum_healthy_percent: min,
             deployments, tags: BTreeMap::new(), network: Some(Network::new(vec!["s".into()], vec![], public)),
             canary: None,
+            service_deployment: None,
         }
     }
 }

@@ -54,6 +54,36 @@ pub struct ServiceObs {
     /// Weighted routing: a second "task definition" (a Lambda version) taking this percent
     /// of the traffic beside `task_definition`. ECS services: always None.
     pub canary: Option<(String, i32)>,
+    /// The service's current ECS service deployment, read for services deploying with ECS's
+    /// CANARY, LINEAR or BLUE_GREEN strategy (None otherwise).
+    pub service_deployment: Option<ServiceDeploymentObs>,
+}
+
+/// An ECS service deployment (DescribeServiceDeployments) as shipshape reads it.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ServiceDeploymentObs {
+    /// Its ARN.
+    pub arn: String,
+    /// PENDING, IN_PROGRESS, SUCCESSFUL, STOPPED, STOP_REQUESTED, ROLLBACK_REQUESTED,
+    /// ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL or ROLLBACK_FAILED.
+    pub status: String,
+    /// Why, as ECS says (statusReason).
+    pub reason: Option<String>,
+    /// Lifecycle stage (e.g. PRODUCTION_TRAFFIC_SHIFT).
+    pub stage: Option<String>,
+    /// The task definition of its target service revision.
+    pub task_definition: String,
+    /// Percent of the production traffic on the target revision.
+    pub weight: Option<i32>,
+    /// The id of a PAUSE lifecycle hook awaiting action (ContinueServiceDeployment), if any.
+    pub paused_hook: Option<String>,
+}
+
+impl ServiceDeploymentObs {
+    /// Still moving (PENDING or IN_PROGRESS): it can be continued or stopped.
+    pub fn in_progress(&self) -> bool {
+        matches!(self.status.as_str(), "PENDING" | "IN_PROGRESS")
+    }
 }
 
 /// awsvpc placement of a service.
@@ -114,6 +144,10 @@ pub struct Config {
     pub steps: Vec<TrafficStep>,
     /// What a failed analysis does: roll back, or hold for a decision by hand.
     pub on_failure: FailurePolicy,
+    /// The steps are ECS's own (an ECS service with a canary, linear or blue/green
+    /// strategy): ECS shifts the traffic, pausing at shipshape's lifecycle hooks; shipshape
+    /// judges each step there and continues or rolls back the service deployment.
+    pub native: bool,
 }
 
 impl Config {
@@ -184,6 +218,14 @@ pub enum Effect {
     /// Route `weight` percent of the traffic to `task_definition` and the rest to `stable`
     /// (a Lambda alias's weighted routing).
     Shift { task_definition: String, stable: String, weight: i32 },
+    /// Resume an ECS service deployment paused at a lifecycle hook: CONTINUE to the next
+    /// stage, or ROLLBACK (`rollback`). `task_definition`: the deployment's target.
+    Resume { deployment: String, hook: String, task_definition: String, rollback: bool },
+    /// Roll an ECS service deployment in progress back to the stable revision, which still
+    /// runs: ContinueServiceDeployment ROLLBACK at its paused `hook`, else
+    /// StopServiceDeployment ROLLBACK. `task_definition`: the stable one. Accepted like
+    /// [`Effect::RollBack`].
+    Halt { deployment: String, hook: Option<String>, task_definition: String },
 }
 
 impl Effect {
@@ -193,7 +235,9 @@ impl Effect {
             Effect::CreateService { task_definition }
             | Effect::UpdateService { task_definition }
             | Effect::RollBack { task_definition }
-            | Effect::Shift { task_definition, .. } => task_definition,
+            | Effect::Shift { task_definition, .. }
+            | Effect::Resume { task_definition, .. }
+            | Effect::Halt { task_definition, .. } => task_definition,
         }
     }
 }
@@ -232,6 +276,16 @@ pub fn measurement_due(status: &ServiceReleaseStatus, now: DateTime<Utc>, cfg: &
 /// `t + d`, or None when that is past what a timestamp can hold (never, in effect).
 fn after(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
     chrono::Duration::from_std(d).ok().and_then(|d| t.checked_add_signed(d))
+}
+
+/// The call that rolls back to `stable`: an ECS service deployment still in progress toward
+/// another revision is rolled back by ECS (its traffic shifted back to the stable revision,
+/// which still runs); otherwise the service is pointed back at `stable`.
+fn rollback_effect(inp: &Inputs, stable: &str) -> Effect {
+    match inp.service.and_then(|s| s.service_deployment.as_ref()).filter(|d| d.in_progress() && d.task_definition != stable) {
+        Some(d) => Effect::Halt { deployment: d.arn.clone(), hook: d.paused_hook.clone(), task_definition: stable.to_string() },
+        None => Effect::RollBack { task_definition: stable.to_string() },
+    }
 }
 
 /// ECS accepted the rollback to `task_definition` (the stable one, or the revision that
@@ -344,7 +398,9 @@ impl Ctx<'_, '_> {
         let first = cfg.step_at(index);
         self.effects.push(match (inp.service, stable) {
             (None, _) => Effect::CreateService { task_definition: td.clone() },
-            (Some(_), Some(stable)) if first.weight < 100 => Effect::Shift { task_definition: td.clone(), stable, weight: first.weight },
+            (Some(_), Some(stable)) if first.weight < 100 && !cfg.native => {
+                Effect::Shift { task_definition: td.clone(), stable, weight: first.weight }
+            }
             (Some(_), _) => Effect::UpdateService { task_definition: td.clone() },
         });
         let steps = i32::try_from(cfg.steps.len()).unwrap_or(i32::MAX);
@@ -354,6 +410,8 @@ impl Ctx<'_, '_> {
             steps: cfg.stepped().then_some(steps),
             step_text: cfg.stepped().then(|| format!("{step}/{steps}")),
             weight: None,
+            service_deployment_arn: None,
+            stage: None,
             step_started_at: Some(inp.now),
             held: None,
             passed_steps: vec![],
@@ -393,7 +451,7 @@ impl Ctx<'_, '_> {
     /// RollBack effect, RolledBack only once ECS accepts it.
     fn roll_back(&mut self, stable_td: String, reason: String, why: &'static str) {
         let sha = self.st.rollout.as_ref().map(|r| r.sha.clone()).or(self.st.current_sha.clone()).unwrap_or_default();
-        self.effects.push(Effect::RollBack { task_definition: stable_td.clone() });
+        self.effects.push(rollback_effect(self.inp, &stable_td));
         self.st.phase = Phase::RollingBack;
         self.rolled_back = Some(why);
         let stable = self.st.stable_sha.clone().unwrap_or_default();
@@ -463,13 +521,15 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     // accepts it. A service already on the stable task definition means an earlier call
     // went through (the controller stopped before recording it).
     if let Some(rb) = c.st.rollback.clone() {
-        if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn && s.canary.is_none()) {
+        let moving_elsewhere =
+            |s: &ServiceObs| s.service_deployment.as_ref().is_some_and(|d| d.in_progress() && d.task_definition != rb.task_definition_arn);
+        if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn && s.canary.is_none() && !moving_elsewhere(s)) {
             let (st, events) = rollback_accepted(&c.st, &rb.task_definition_arn, inp.now, inp.config.history_limit);
             c.st = st;
             c.events.extend(events);
         } else {
             c.st.phase = Phase::RollingBack;
-            c.effects.push(Effect::RollBack { task_definition: rb.task_definition_arn });
+            c.effects.push(rollback_effect(inp, &rb.task_definition_arn));
         }
         let (readiness, requeue) = verdict(&c.st, inp);
         return Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: None };
@@ -487,6 +547,15 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
         let td = c.st.rollout.as_ref().and_then(|r| r.task_definition_arn.clone()).unwrap_or_default();
         if inp.service.is_some_and(|s| s.task_definition != td || s.canary.is_some()) {
             c.effects.push(Effect::UpdateService { task_definition: td });
+        } else if let Some(d) = paused(inp.service, &td) {
+            // An ECS deployment paused at a hook: continued, and each later pause of it too
+            // (hold(): it now deploys the stable revision).
+            c.effects.push(Effect::Resume {
+                deployment: d.arn.clone(),
+                hook: d.paused_hook.clone().unwrap_or_default(),
+                task_definition: td,
+                rollback: false,
+            });
         }
         c.promote("promoted by hand".into());
     } else if c.st.rollout.is_some() && inp.commands.rollback.is_some() {
@@ -509,7 +578,11 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
         idle(&mut c);
     }
 
-    let (readiness, requeue) = verdict(&c.st, inp);
+    let (readiness, mut requeue) = verdict(&c.st, inp);
+    if inp.service.and_then(|s| s.service_deployment.as_ref()).is_some_and(|d| d.in_progress()) {
+        // ECS is deploying: its next pause is looked at soon, whatever the phase.
+        requeue = requeue.min(Duration::from_secs(2));
+    }
     Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: c.rolled_back }
 }
 
@@ -534,13 +607,35 @@ fn idle(c: &mut Ctx) {
         hold(c);
         return;
     }
+    if inp.service.and_then(|s| s.service_deployment.as_ref()).is_some_and(|d| d.in_progress()) {
+        // ECS is still finishing a service deployment (its bake or clean-up after the
+        // promotion): the next one starts when it has ended, not by cutting it short.
+        hold(c);
+        return;
+    }
     c.start();
+}
+
+/// An ECS service deployment of the service toward `td`, paused at a hook.
+fn paused<'a>(svc: Option<&'a ServiceObs>, td: &str) -> Option<&'a ServiceDeploymentObs> {
+    svc?.service_deployment.as_ref().filter(|d| d.in_progress() && d.task_definition == td && d.paused_hook.is_some())
 }
 
 /// Keeps the service on the task definition it should run (drift correction).
 fn hold(c: &mut Ctx) {
     let Some(svc) = c.inp.service else { return };
     let want = c.st.task_definition_arn.clone().or(c.st.stable_task_definition_arn.clone());
+    if let Some(d) = svc.service_deployment.as_ref().filter(|d| d.in_progress()) {
+        // ECS is deploying (no rollout of shipshape's in flight): a pause is continued when
+        // the deployment goes where the service should be, rolled back when not; nothing else
+        // is started meanwhile.
+        let resumed = c.effects.iter().any(|e| matches!(e, Effect::Resume { .. }));
+        if let (Some(hook), Some(want), false) = (d.paused_hook.clone(), want, resumed) {
+            let rollback = d.task_definition != want;
+            c.effects.push(Effect::Resume { deployment: d.arn.clone(), hook, task_definition: d.task_definition.clone(), rollback });
+        }
+        return;
+    }
     if let Some(want) = want {
         let count_drift = svc.desired_count != c.inp.replicas;
         let (max, min) = c.inp.deployment_percents;
@@ -582,6 +677,7 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     // What ECS reports decides, not when the controller got round to looking: a deployment
     // that completed before the deadline is never failed for a late read.
     let completed_in_time = c.st.phase != Phase::Analyzing
+        && !cfg.native
         && inp.service.is_some_and(|svc| {
             svc.task_definition == td
                 && svc.deployments.iter().any(|d| {
@@ -604,6 +700,10 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
         c.effects.push(Effect::CreateService { task_definition: td });
         return;
     };
+    if cfg.native {
+        native::advance(c, &r, td, svc);
+        return;
+    }
     let stable = c.st.stable_task_definition_arn.clone().filter(|s| *s != td);
     if let (Some(stable), true) = (stable, step.weight < 100) {
         // A partial step: the stable version primary, this share on the new one.
@@ -622,7 +722,7 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
             rs.deployed_at = Some(inp.now);
         }
         analyze(c);
-        step_done(c);
+        step_done(c, None);
         return;
     }
     let deployment = svc.deployments.iter().find(|d| d.task_definition == td && d.status == "PRIMARY");
@@ -642,7 +742,7 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     match c.st.phase {
         Phase::Analyzing => {
             analyze(c);
-            step_done(c);
+            step_done(c, None);
         }
         _ => {
             c.st.phase = Phase::Progressing;
@@ -652,7 +752,7 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
                     rs.deployed_at = Some(inp.now);
                     rs.weight = cfg.stepped().then_some(100);
                 }
-                step_done(c);
+                step_done(c, None);
             }
         }
     }
@@ -667,8 +767,10 @@ fn step_index(r: &RolloutStatus, cfg: &Config) -> usize {
 
 /// The current step is done when its bake is over and the analysis (if any) has passed
 /// `successfulRuns` rounds in a row at it: the next step starts, or after the last one the
-/// release is promoted.
-fn step_done(c: &mut Ctx) {
+/// release is promoted. `resume`: an ECS service deployment paused at this step (its ARN and
+/// hook), continued to the next step (or, after the last one, to its end) instead of
+/// shifting the traffic here.
+fn step_done(c: &mut Ctx, resume: Option<(String, String)>) {
     let inp = c.inp;
     let cfg = inp.config;
     let Some(r) = c.st.rollout.clone().filter(|_| c.st.phase == Phase::Analyzing && c.st.rollback.is_none()) else { return };
@@ -678,7 +780,10 @@ fn step_done(c: &mut Ctx) {
     if after(deployed, step.bake).is_none_or(|t| inp.now < t) || (cfg.has_analysis && r.successes < cfg.successful_runs) {
         return;
     }
+    let td = r.task_definition_arn.clone().unwrap_or_default();
+    let resumed = resume.map(|(deployment, hook)| Effect::Resume { deployment, hook, task_definition: td.clone(), rollback: false });
     if index + 1 >= cfg.steps.len() {
+        c.effects.extend(resumed);
         let reason = match (cfg.has_analysis, step.bake.is_zero()) {
             (true, _) => format!("{} passing analysis rounds in a row", r.successes),
             (false, true) => "the ECS deployment completed (no analysis configured)".into(),
@@ -687,12 +792,12 @@ fn step_done(c: &mut Ctx) {
         c.promote(reason);
         return;
     }
-    let td = r.task_definition_arn.clone().unwrap_or_default();
     let next = cfg.step_at(index + 1);
     let (n, of) = (index.saturating_add(2), cfg.steps.len());
-    c.effects.push(match c.st.stable_task_definition_arn.clone().filter(|_| next.weight < 100) {
-        Some(stable) => Effect::Shift { task_definition: td, stable, weight: next.weight },
-        None => Effect::UpdateService { task_definition: td },
+    c.effects.push(match (resumed, c.st.stable_task_definition_arn.clone().filter(|_| next.weight < 100)) {
+        (Some(resume), _) => resume,
+        (None, Some(stable)) => Effect::Shift { task_definition: td, stable, weight: next.weight },
+        (None, None) => Effect::UpdateService { task_definition: td },
     });
     c.events.push((
         false,
@@ -905,6 +1010,8 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
         }
     }
 }
+
+mod native;
 
 #[cfg(test)]
 mod tests;

@@ -19,6 +19,7 @@ fn cfg(has_analysis: bool) -> Config {
         on_unavailable: UnavailablePolicy::Hold,
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
         on_failure: FailurePolicy::Rollback,
+        native: false,
     }
 }
 
@@ -33,6 +34,25 @@ impl World {
     fn apply(&mut self, effects: &[Effect], replicas: i32) -> usize {
         let mut updates = 0;
         for e in effects {
+            if let Effect::Resume { .. } = e {
+                // ECS goes on from the pause: the test sets where it pauses next.
+                updates += 1;
+                if let Some(d) = self.service.as_mut().and_then(|s| s.service_deployment.as_mut()) {
+                    d.paused_hook = None;
+                }
+                continue;
+            }
+            if let Effect::Halt { task_definition, .. } = e {
+                // ECS moves the traffic back to the old revision, still running.
+                updates += 1;
+                if let Some(s) = self.service.as_mut() {
+                    s.task_definition = task_definition.clone();
+                    if let Some(d) = s.service_deployment.as_mut() {
+                        (d.status, d.weight, d.paused_hook) = ("ROLLBACK_IN_PROGRESS".into(), Some(0), None);
+                    }
+                }
+                continue;
+            }
             if let Effect::Shift { task_definition, stable, weight } = e {
                 // A Lambda alias: the stable version primary, a share on the new one, at once.
                 updates += 1;
@@ -65,6 +85,7 @@ impl World {
                 tags: Default::default(),
                 network: None,
                 canary: None,
+                service_deployment: None,
             });
         }
         updates
@@ -143,7 +164,7 @@ impl Run {
         let s = step(&self.status, &inp);
         self.status = s.status.clone();
         let rollback = s.effects.iter().find_map(|e| match e {
-            Effect::RollBack { task_definition } => Some(task_definition.clone()),
+            Effect::RollBack { task_definition } | Effect::Halt { task_definition, .. } => Some(task_definition.clone()),
             _ => None,
         });
         // What the controller does with a rollback: the call, then RolledBack only if ECS
@@ -802,4 +823,265 @@ fn a_dry_run_measurement_is_never_the_headline_while_a_deciding_one_exists() {
     assert_eq!(headline(&round).map(|m| m.query.as_str()), Some("error-rate"));
     let only = vec![m("try-me", &format!("Fail{DRY_RUN}"))];
     assert_eq!(headline(&only).map(|m| m.query.as_str()), Some("try-me"));
+}
+
+/// ECS's own deployment of the service toward `td`, as DescribeServiceDeployments shows it.
+fn ecs_at(r: &mut Run, td: &str, status: &str, weight: i32, hook: Option<&str>) {
+    if let Some(svc) = r.world.service.as_mut() {
+        svc.service_deployment = Some(ServiceDeploymentObs {
+            arn: "arn:sd/1".into(),
+            status: status.into(),
+            reason: None,
+            stage: Some(if weight == 100 { "POST_PRODUCTION_TRAFFIC_SHIFT" } else { "PRE_PRODUCTION_TRAFFIC_SHIFT" }.into()),
+            task_definition: td.into(),
+            weight: Some(weight),
+            paused_hook: hook.map(String::from),
+        });
+    }
+}
+
+fn resume(hook: &str, td: &str) -> Effect {
+    Effect::Resume { deployment: "arn:sd/1".into(), hook: hook.into(), task_definition: td.into(), rollback: false }
+}
+
+/// A run whose release "aaaaaaa" is stable, with ECS's own steps from now on.
+fn native(list: &[(i32, u64)]) -> Run {
+    let mut r = stepped(true, list);
+    r.cfg.native = true;
+    r
+}
+
+#[test]
+fn an_ecs_canary_is_judged_at_each_pause_and_continued() {
+    let b = "arn:td/bbbbbbb";
+    let mut r = native(&[(5, 30), (100, 0)]);
+    let s = r.step(100, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: b.into() }], "ECS shifts: one UpdateService starts it");
+    ecs_at(&mut r, b, "IN_PROGRESS", 0, Some("h1"));
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![resume("h1", b)], "nothing to judge before the first shift");
+    assert_eq!(s.status.phase, Phase::Progressing);
+    ecs_at(&mut r, b, "IN_PROGRESS", 5, Some("h2"));
+    let s = r.step(102, "bbbbbbb", None).clone();
+    let ro = s.status.rollout.clone().unwrap();
+    assert_eq!(
+        (s.status.phase, ro.step, ro.weight, ro.service_deployment_arn.as_deref()),
+        (Phase::Analyzing, Some(1), Some(5), Some("arn:sd/1"))
+    );
+    assert_eq!(ro.stage.as_deref(), Some("PRE_PRODUCTION_TRAFFIC_SHIFT"));
+    r.step(112, "bbbbbbb", Some(Verdict::Pass));
+    let s = r.step(117, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![], "the bake (30s from 102) is not over: ECS stays paused");
+    let s = r.step(132, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![resume("h2", b)], "step 1 passed: continued to the next shift");
+    assert!(s.events.iter().any(|e| e.1 == reasons::STEP_PASSED));
+    // A read from before the CONTINUE took effect never takes the rollout a step back.
+    ecs_at(&mut r, b, "IN_PROGRESS", 5, Some("h2"));
+    let s = r.step(133, "bbbbbbb", None).clone();
+    assert_eq!((s.effects.clone(), s.status.rollout.as_ref().and_then(|r| r.step)), (vec![], Some(2)));
+    ecs_at(&mut r, b, "IN_PROGRESS", 100, Some("h3"));
+    let s = r.step(134, "bbbbbbb", None).clone();
+    assert_eq!((s.status.phase, s.status.rollout.as_ref().and_then(|r| r.weight)), (Phase::Analyzing, Some(100)));
+    r.step(144, "bbbbbbb", Some(Verdict::Pass));
+    let s = r.step(149, "bbbbbbb", Some(Verdict::Pass)).clone();
+    assert_eq!(s.effects, vec![resume("h3", b)]);
+    assert_eq!((s.status.phase, s.status.stable_task_definition_arn.as_deref()), (Phase::Healthy, Some(b)));
+    let steps: Vec<(i32, i32, &str)> = s.status.history[0].steps.iter().map(|x| (x.step, x.weight, x.result.as_str())).collect();
+    assert_eq!(steps, [(1, 5, "Passed"), (2, 100, "Promoted")]);
+    assert_eq!(s.requeue, Duration::from_secs(2), "ECS still cleaning up: looked at again soon");
+    // The next release waits for that deployment to end instead of cutting its clean-up short.
+    let s = r.step(150, "ccccccc", None).clone();
+    assert_eq!((s.effects.clone(), s.status.phase), (vec![], Phase::Healthy), "ECS still deploying bbbbbbb");
+    ecs_at(&mut r, b, "SUCCESSFUL", 100, None);
+    let s = r.step(152, "ccccccc", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/ccccccc".into() }]);
+}
+
+#[test]
+fn a_breach_at_an_ecs_pause_rolls_the_deployment_back_there() {
+    let b = "arn:td/bbbbbbb";
+    let mut r = native(&[(5, 0), (100, 0)]);
+    r.step(100, "bbbbbbb", None);
+    ecs_at(&mut r, b, "IN_PROGRESS", 5, Some("h2"));
+    r.step(101, "bbbbbbb", None);
+    r.step(111, "bbbbbbb", Some(Verdict::Fail("error-rate = 0.3 is above max 0.01".into())));
+    let s = r.step(116, "bbbbbbb", Some(Verdict::Fail("error-rate = 0.3 is above max 0.01".into()))).clone();
+    assert_eq!(
+        s.effects,
+        vec![Effect::Halt { deployment: "arn:sd/1".into(), hook: Some("h2".into()), task_definition: "arn:td/aaaaaaa".into() }],
+        "ContinueServiceDeployment ROLLBACK at the pause"
+    );
+    assert_eq!(r.status.phase, Phase::RolledBack);
+    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    // Later passes see ECS taking the traffic back: nothing more to call.
+    let s = r.step(120, "bbbbbbb", None).clone();
+    assert_eq!((s.effects.clone(), s.status.phase), (vec![], Phase::RolledBack));
+}
+
+#[test]
+fn a_rollback_by_hand_between_pauses_stops_the_deployment() {
+    let b = "arn:td/bbbbbbb";
+    let mut r = native(&[(25, 0), (50, 0), (75, 0), (100, 0)]);
+    r.step(100, "bbbbbbb", None);
+    ecs_at(&mut r, b, "IN_PROGRESS", 40, None);
+    r.commands.rollback = Some("1".into());
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(
+        s.effects,
+        vec![Effect::Halt { deployment: "arn:sd/1".into(), hook: None, task_definition: "arn:td/aaaaaaa".into() }],
+        "StopServiceDeployment ROLLBACK while ECS shifts"
+    );
+    assert_eq!(r.status.phase, Phase::RolledBack);
+}
+
+#[test]
+fn ecs_rolling_back_by_itself_is_recorded_without_a_call() {
+    let b = "arn:td/bbbbbbb";
+    let mut r = native(&[(5, 0), (100, 0)]);
+    r.step(100, "bbbbbbb", None);
+    ecs_at(&mut r, b, "ROLLBACK_IN_PROGRESS", 0, None);
+    if let Some(d) = r.world.service.as_mut().and_then(|s| s.service_deployment.as_mut()) {
+        d.reason = Some("lifecycle hook timed out".into());
+    }
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![]);
+    assert_eq!(s.status.phase, Phase::RolledBack);
+    assert!(s.status.history[0].reason.contains("ROLLBACK_IN_PROGRESS: lifecycle hook timed out"), "{:?}", s.status.history[0]);
+    assert_eq!(s.status.rejected_spec_hash.as_deref(), Some("hash-bbbbbbb"), "not retried");
+}
+
+#[test]
+fn a_promote_at_an_ecs_pause_continues_it_and_every_later_pause() {
+    let b = "arn:td/bbbbbbb";
+    let mut r = native(&[(5, 600), (100, 0)]);
+    r.step(100, "bbbbbbb", None);
+    ecs_at(&mut r, b, "IN_PROGRESS", 5, Some("h2"));
+    r.step(101, "bbbbbbb", None);
+    r.commands.promote = Some("1".into());
+    let s = r.step(102, "bbbbbbb", None).clone();
+    assert_eq!((s.effects.clone(), s.status.phase), (vec![resume("h2", b)], Phase::Healthy));
+    ecs_at(&mut r, b, "IN_PROGRESS", 100, Some("h3"));
+    let s = r.step(103, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![resume("h3", b)], "the stable revision's deployment is continued");
+}
+
+#[test]
+fn a_first_version_on_ecs_is_judged_once_ecs_reports_it_successful() {
+    let mut r = Run::new(true);
+    r.cfg.native = true;
+    r.cfg.steps = steps(&[(5, 0), (100, 0)]);
+    let s = r.step(0, "aaaaaaa", None).clone();
+    assert_eq!(s.effects, vec![Effect::CreateService { task_definition: "arn:td/aaaaaaa".into() }]);
+    ecs_at(&mut r, "arn:td/aaaaaaa", "SUCCESSFUL", 100, None);
+    let s = r.step(1, "aaaaaaa", None).clone();
+    assert_eq!(s.status.phase, Phase::Analyzing, "never promoted unjudged");
+    r.step(11, "aaaaaaa", Some(Verdict::Pass));
+    assert_eq!(r.step(16, "aaaaaaa", Some(Verdict::Pass)).status.phase, Phase::Healthy);
+}
+
+mod native_property {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// ECS's side of a native deployment, as the property drives it: after a CONTINUE it
+    /// shifts to the next share and pauses again (before each shift, and after the last one);
+    /// past the last pause it ends SUCCESSFUL.
+    fn ecs_moves(r: &mut Run, n: &mut usize) -> bool {
+        let shares: Vec<i32> = r.cfg.steps.iter().map(|s| s.weight).collect();
+        let Some(d) = r.world.service.as_mut().and_then(|s| s.service_deployment.as_mut()) else { return false };
+        if !d.in_progress() || d.paused_hook.is_some() {
+            return false;
+        }
+        let at = d.weight.unwrap_or(0);
+        *n += 1;
+        if at >= 100 {
+            d.status = "SUCCESSFUL".into();
+            return true;
+        }
+        d.weight = Some(shares.iter().copied().find(|w| *w > at).unwrap_or(100));
+        d.paused_hook = Some(format!("h{n}"));
+        true
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+        /// Whatever the verdicts, commands, timing and ECS's pace: a pause with traffic on
+        /// the new revision is continued only after the analysis passed there (or a promote
+        /// by hand), only the pause ECS shows is ever resumed, and Healthy / RolledBack leave
+        /// the service on the stable revision.
+        #[test]
+        fn ecs_never_passes_a_step_unjudged(
+            shares in prop_oneof![Just(vec![(100, 0)]), (1i32..100).prop_map(|p| vec![(p, 0), (100, 0)]), (10i32..50).prop_map(|s| {
+                let mut v: Vec<(i32, u64)> = (1..).map(|i| i * s).take_while(|w| *w < 100).map(|w| (w, 0)).collect();
+                v.push((100, 0));
+                v
+            })],
+            events in proptest::collection::vec((0u8..8, 1i64..10), 1..50),
+        ) {
+            let mut r = native(&shares);
+            let td = "arn:td/bbbbbbb";
+            let mut now = 100;
+            let mut n = 0;
+            let mut passes_here = 0;
+            let mut promoted_by_hand = false;
+            for (what, dt) in events {
+                now += dt;
+                let round = match what {
+                    0..=2 => Some(Verdict::Pass),
+                    3 => Some(Verdict::Fail("bad".into())),
+                    4 => {
+                        if ecs_moves(&mut r, &mut n) {
+                            passes_here = 0;
+                        }
+                        None
+                    }
+                    5 => Some(Verdict::Inconclusive("no data".into())),
+                    6 => {
+                        r.commands.promote = Some(format!("p{now}"));
+                        promoted_by_hand = true;
+                        None
+                    }
+                    _ => {
+                        r.commands.rollback = Some(format!("r{now}"));
+                        None
+                    }
+                };
+                let judged = measurement_due(&r.status, t(now), &r.cfg);
+                if matches!(round, Some(Verdict::Pass)) && judged {
+                    passes_here += 1;
+                }
+                let shown = r.world.service.as_ref().and_then(|s| s.service_deployment.clone());
+                let s = r.step(now, "bbbbbbb", if judged { round } else { None }).clone();
+                for e in &s.effects {
+                    prop_assert!(!matches!(e, Effect::Shift { .. }), "ECS shifts, not shipshape: {e:?}");
+                    if let Effect::Resume { hook, rollback: false, .. } = e {
+                        let d = shown.clone().unwrap_or_default();
+                        prop_assert_eq!(Some(hook.clone()), d.paused_hook.clone(), "only the pause ECS shows");
+                        if d.weight.unwrap_or(0) > 0 && d.task_definition == td {
+                            prop_assert!(passes_here >= r.cfg.successful_runs || promoted_by_hand, "step at {:?} passed unjudged", d.weight);
+                        }
+                    }
+                }
+                if s.effects.iter().any(|e| matches!(e, Effect::UpdateService { task_definition } if task_definition == td)) {
+                    if let Some(svc) = r.world.service.as_mut() {
+                        svc.service_deployment = Some(ServiceDeploymentObs {
+                            arn: "arn:sd/1".into(), status: "IN_PROGRESS".into(), reason: None, stage: None,
+                            task_definition: td.into(), weight: Some(0), paused_hook: Some("h0".into()),
+                        });
+                    }
+                }
+                let svc = r.world.service.clone().unwrap_or_default();
+                match r.status.phase {
+                    Phase::Healthy | Phase::RolledBack => {
+                        prop_assert_eq!(Some(svc.task_definition.clone()), r.status.stable_task_definition_arn.clone());
+                        if r.status.phase == Phase::RolledBack {
+                            prop_assert!(svc.service_deployment.as_ref().is_none_or(|d| !d.in_progress() || d.task_definition != td));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
 }
