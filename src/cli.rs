@@ -80,6 +80,11 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
             Some((None, Some(step))) => format!("- (step {step})"),
             _ => "-".into(),
         };
+        // An ECS service deployment's lifecycle stage beside it.
+        let traffic = match st.rollout.as_ref().and_then(|ro| ro.stage.as_deref()) {
+            Some(stage) => format!("{traffic} at {stage}"),
+            None => traffic,
+        };
         let phase = serde_json::to_value(st.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         rows.push(vec![
             r.namespace().unwrap_or_default(),

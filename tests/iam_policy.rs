@@ -41,6 +41,8 @@ fn actions(service: &str, op: &str) -> Vec<String> {
         ("lambda", "UpdateFunctionConfiguration") => vec!["lambda:UpdateFunctionConfiguration".into(), "iam:PassRole".into()],
         // Task definitions name execution and task roles.
         ("ecs", "RegisterTaskDefinition") => vec!["ecs:RegisterTaskDefinition".into(), "iam:PassRole".into()],
+        // A load balancer's advancedConfiguration names the role ECS uses for ELB.
+        ("ecs", op @ ("CreateService" | "UpdateService")) => vec![format!("ecs:{op}"), "iam:PassRole".into()],
         (service, op) => vec![format!("{service}:{op}")],
     }
 }

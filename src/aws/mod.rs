@@ -126,6 +126,12 @@ pub trait Ecs: Send + Sync {
     /// Scales a service to 0 tasks, then deletes it (its task definitions stay); a service
     /// already gone is a success.
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), AwsError>;
+    /// ContinueServiceDeployment: a service deployment paused at lifecycle hook `hook` goes
+    /// on to its next stage (CONTINUE), or back to the previous revision (ROLLBACK).
+    async fn continue_deployment(&self, deployment: &str, hook: &str, rollback: bool) -> Result<(), AwsError>;
+    /// StopServiceDeployment with stopType ROLLBACK: ECS moves the service back to the
+    /// revision it ran before the deployment.
+    async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError>;
 }
 
 /// What a task definition family holds for a release.
@@ -163,6 +169,55 @@ pub struct ServiceRequest {
     /// CreateService's idempotency token (at most 36 characters): a retried create after a
     /// lost answer finds its own service instead of failing.
     pub client_token: String,
+    /// The load balancer the tasks register with, if any.
+    pub load_balancer: Option<LoadBalancer>,
+    /// ECS's own traffic-shifting strategy, if the release has one.
+    pub native: Option<NativeDeployment>,
+}
+
+/// A service's load balancer (ECS `loadBalancers[0]` and its `advancedConfiguration`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadBalancer {
+    /// Production target group.
+    pub target_group: String,
+    /// Alternate target group (traffic-shifting strategies).
+    pub alternate_target_group: Option<String>,
+    /// Production listener rule (traffic-shifting strategies).
+    pub production_listener_rule: Option<String>,
+    /// Test listener rule.
+    pub test_listener_rule: Option<String>,
+    /// The role ECS uses for Elastic Load Balancing.
+    pub role_arn: Option<String>,
+    /// The container that serves.
+    pub container_name: String,
+    /// Its port.
+    pub container_port: i32,
+}
+
+/// ECS's CANARY, LINEAR or BLUE_GREEN deployment of a service.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeDeployment {
+    /// Which, with its share.
+    pub strategy: NativeStrategy,
+    /// PAUSE lifecycle hooks at PRE_PRODUCTION_TRAFFIC_SHIFT and POST_PRODUCTION_TRAFFIC_SHIFT:
+    /// set on the deployment of a rollout shipshape judges, cleared (an empty list) on the
+    /// ones it does not (a rollback, a drift correction), so ECS never waits for nobody.
+    pub pause_hooks: bool,
+    /// How long ECS waits at a pause before rolling back by itself (a controller that is
+    /// gone never leaves a half-shifted service behind).
+    pub hook_timeout_minutes: i32,
+}
+
+/// ECS's traffic-shifting strategies. Their bake times are 0 in ECS: the bakes are
+/// shipshape's, held at its pauses while the analysis runs (with second precision).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NativeStrategy {
+    /// CANARY with canaryPercent.
+    Canary(f64),
+    /// LINEAR with stepPercent.
+    Linear(f64),
+    /// BLUE_GREEN.
+    BlueGreen,
 }
 
 /// The STS operations shipshape uses.

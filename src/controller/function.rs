@@ -95,6 +95,7 @@ fn as_service(alias: &ObservedAlias, function_arn: &str, tags: &BTreeMap<String,
         tags: tags.clone(),
         network: None,
         canary,
+        service_deployment: None,
     }
 }
 
@@ -279,6 +280,8 @@ pub(super) async fn converge(
                 minimum_healthy_percent: 100,
                 tags: tags.clone(),
                 client_token: String::new(),
+                load_balancer: None,
+                native: None,
             };
             (effect.clone(), req)
         })

@@ -15,12 +15,13 @@ use serde_json::Value;
 use tracing::{info, instrument};
 
 use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
+use crate::api::LoadBalancerSpec;
 use crate::api::ReleaseDeletionPolicy;
 use crate::api::{
     condition_types, finalizer_name, owner_of, reasons, Environment, Measurement, Phase, ServiceRelease, ServiceReleaseStatus,
     ADOPT_ANNOTATION, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG,
 };
-use crate::aws::{AwsClients, AwsError, ServiceRequest};
+use crate::aws::{AwsClients, AwsError, LoadBalancer, NativeDeployment, NativeStrategy, ServiceRequest};
 use crate::core::analysis::{self, QueryResult, Verdict};
 use crate::core::conditions::Readiness;
 use crate::core::ownership::{self, Ownership};
@@ -323,7 +324,7 @@ pub(super) struct Pending {
 
 impl Pending {
     fn rollback(&self) -> bool {
-        self.requests.iter().any(|(e, _)| matches!(e, Effect::RollBack { .. }))
+        self.requests.iter().any(|(e, _)| matches!(e, Effect::RollBack { .. } | Effect::Halt { .. }))
     }
 
     /// Makes the calls in order. A rollback refused by ECS makes sure its stable task
@@ -360,9 +361,32 @@ impl Pending {
                         other => other,
                     }
                 }
-                // Refused in the spec check: ECS services roll.
+                // An ECS service's steps are ECS's own (Resume): never a Shift.
                 Effect::Shift { .. } => {
-                    Err(AwsError::Invalid { op: "UpdateService", message: "traffic steps are not available for ECS services".into() })
+                    Err(AwsError::Invalid { op: "UpdateService", message: "an ECS service's traffic is shifted by ECS".into() })
+                }
+                Effect::Resume { deployment, hook, rollback, .. } => {
+                    match self.aws.ecs.continue_deployment(deployment, hook, *rollback).await {
+                        // No longer waiting (an earlier attempt whose answer was lost, or ECS's
+                        // own timeout): nothing left to continue.
+                        Err(AwsError::Invalid { .. } | AwsError::Conflict { .. }) if !rollback => Ok(()),
+                        other => other,
+                    }
+                }
+                Effect::Halt { deployment, hook, task_definition } => {
+                    rollback_to = Some(task_definition.clone());
+                    let halted = match hook {
+                        Some(hook) => self.aws.ecs.continue_deployment(deployment, hook, true).await,
+                        None => self.aws.ecs.stop_deployment(deployment).await,
+                    };
+                    match halted {
+                        // The deployment is over (finished, or stopped by an earlier attempt):
+                        // the service is pointed back at the stable revision instead.
+                        Err(AwsError::Invalid { .. } | AwsError::Conflict { .. } | AwsError::NotFound { .. }) => {
+                            self.aws.ecs.update_service(&ServiceRequest { task_definition: task_definition.clone(), ..req.clone() }).await
+                        }
+                        other => other,
+                    }
                 }
             };
             if let Err(e) = done {
@@ -392,6 +416,9 @@ impl Pending {
                 Effect::Shift { stable, weight, .. } => {
                     let share = f64::from(*weight) / 100.0;
                     self.aws.lambda.route_alias(&req.name, alias, super::function::version_of(stable), version, share).await
+                }
+                Effect::Resume { .. } | Effect::Halt { .. } => {
+                    Err(AwsError::Invalid { op: "UpdateAlias", message: "a Lambda alias has no ECS service deployment".into() })
                 }
             };
             if let Err(e) = done {
@@ -500,6 +527,10 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
         }
     }
 
+    let (load_balancer, native) = match wiring(r, env, cfg, &service) {
+        Ok(w) => w,
+        Err(message) => return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec)),
+    };
     let Some(td) = TaskDefinitionSpec::new(&service, &r.spec, &outputs, &env.spec.region) else {
         let message = "spec.task is missing: an ECS release needs it".to_string();
         return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
@@ -565,6 +596,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     let step = rollout::step(&st, &inputs);
     let ro = r.spec.rollout.clone();
     let token = client_token(r, &hash);
+    let judged = step.status.rollout.as_ref().and_then(|r| r.task_definition_arn.clone());
     let requests = step
         .effects
         .iter()
@@ -582,6 +614,12 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
                 minimum_healthy_percent: ro.as_ref().map(|r| r.min_healthy_percent).unwrap_or(100),
                 tags: tags.clone(),
                 client_token: token.clone(),
+                load_balancer: load_balancer.clone(),
+                native: native.as_ref().map(|n| NativeDeployment {
+                    // Pauses only on the deployment of a rollout being judged.
+                    pause_hooks: matches!(effect, Effect::UpdateService { .. }) && judged.as_deref() == Some(effect.task_definition()),
+                    ..n.clone()
+                }),
             };
             (effect.clone(), req)
         })
@@ -589,6 +627,73 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     let pending =
         Pending { aws, environment: env.name_any(), cluster, service, requests, verdict_at, frozen, cfg: cfg.clone(), alias: None };
     Ok(Outcome::Stepped(Box::new(step), Box::new(pending)))
+}
+
+/// The release's load balancer (its own fields, else the Environment's) and ECS strategy,
+/// or what is missing.
+fn wiring(
+    r: &ServiceRelease,
+    env: &Environment,
+    cfg: &Config,
+    service: &str,
+) -> Result<(Option<LoadBalancer>, Option<NativeDeployment>), String> {
+    let defaults = env.spec.load_balancer.as_ref();
+    let lb = match (&r.spec.load_balancer, cfg.native) {
+        (Some(own), _) => Some(own.or(defaults)),
+        (None, true) => Some(LoadBalancerSpec::default().or(defaults)),
+        (None, false) => None,
+    };
+    let Some(lb) = lb else { return Ok((None, None)) };
+    let port = r.spec.task.as_ref().and_then(|t| t.port);
+    let mut missing = vec![];
+    let need = |v: &Option<String>, field: &str, missing: &mut Vec<String>| {
+        if v.is_none() {
+            missing.push(format!("loadBalancer.{field}"));
+        }
+    };
+    need(&lb.target_group_arn, "targetGroupArn", &mut missing);
+    if cfg.native {
+        need(&lb.alternate_target_group_arn, "alternateTargetGroupArn", &mut missing);
+        need(&lb.production_listener_rule, "productionListenerRule", &mut missing);
+        need(&lb.role_arn, "roleArn", &mut missing);
+    }
+    if port.is_none() {
+        missing.push("task.port".into());
+    }
+    if !missing.is_empty() {
+        let what = if cfg.native { "a canary, linear or blueGreen strategy on ECS" } else { "a load balancer" };
+        return Err(format!(
+            "{what} needs {} (in the ServiceRelease, or loadBalancer defaults in Environment {})",
+            missing.join(", "),
+            env.name_any()
+        ));
+    }
+    let strategy = r.spec.rollout.as_ref().and_then(|ro| ro.strategy.as_ref()).and_then(|s| {
+        if let Some(c) = &s.canary {
+            Some(NativeStrategy::Canary(f64::from(c.percent)))
+        } else if let Some(l) = &s.linear {
+            Some(NativeStrategy::Linear(f64::from(l.step_percent)))
+        } else {
+            s.blue_green.as_ref().map(|_| NativeStrategy::BlueGreen)
+        }
+    });
+    // ECS rolls back by itself when a pause outlives the longest a step may take (its bake,
+    // then the progress deadline); a rollout held on purpose (onFailure: Pause) waits the
+    // most ECS allows, 24 hours.
+    let longest = cfg.steps.iter().map(|s| s.bake).max().unwrap_or_default().saturating_add(cfg.progress_deadline);
+    let minutes = i32::try_from(longest.as_secs().div_ceil(60)).unwrap_or(i32::MAX).saturating_add(5);
+    let hook_timeout_minutes = if cfg.on_failure == crate::api::FailurePolicy::Pause { 1440 } else { minutes.clamp(10, 1440) };
+    let native = strategy.filter(|_| cfg.native).map(|strategy| NativeDeployment { strategy, pause_hooks: false, hook_timeout_minutes });
+    let lb = LoadBalancer {
+        target_group: lb.target_group_arn.unwrap_or_default(),
+        alternate_target_group: lb.alternate_target_group_arn,
+        production_listener_rule: lb.production_listener_rule,
+        test_listener_rule: lb.test_listener_rule,
+        role_arn: lb.role_arn,
+        container_name: service.to_string(),
+        container_port: port.unwrap_or(80),
+    };
+    Ok((Some(lb), native))
 }
 
 /// Whether a reconcile of `r` is rollout work (a spec not yet acted on, a rollout or

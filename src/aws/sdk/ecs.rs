@@ -10,21 +10,31 @@ use aws_sdk_ecs::types::{
     TaskDefinitionStatus, TransportProtocol,
 };
 
+use aws_sdk_ecs::types::{
+    AdvancedConfiguration, CanaryConfiguration, DeploymentLifecycleHook, DeploymentLifecycleHookAction, DeploymentLifecycleHookStage,
+    DeploymentLifecycleHookStatus, DeploymentLifecycleHookTargetType, DeploymentLifecycleHookTimeoutConfiguration, DeploymentStrategy,
+    LinearConfiguration, StopServiceDeploymentStopType,
+};
+
 use super::map_err;
 use crate::api::OWNER_TAG;
-use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NewCluster, ServiceRequest};
+use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NativeStrategy, NewCluster, ServiceRequest};
 use crate::core::environment::ObservedCluster;
-use crate::core::rollout::{DeploymentObs, Network, ServiceObs};
+use crate::core::rollout::{DeploymentObs, Network, ServiceDeploymentObs, ServiceObs};
 use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
 
 pub(super) struct SdkEcs {
     client: aws_sdk_ecs::Client,
     caller: Caller,
+    /// Service revision ARN → its task definition (a revision never changes), so a drift
+    /// check of a traffic-shifting service reads its deployment without describing the
+    /// revision again.
+    revisions: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
 impl SdkEcs {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkEcs { client: aws_sdk_ecs::Client::new(conf), caller }
+        SdkEcs { client: aws_sdk_ecs::Client::new(conf), caller, revisions: Default::default() }
     }
 
     /// A task definition (an ARN, or a family for its newest revision) with its tags.
@@ -349,10 +359,22 @@ impl Ecs for SdkEcs {
                         .map_err(|e| map_err("DescribeServices", e))
                 })
                 .await?;
+            let current: Vec<String> = resp
+                .services()
+                .iter()
+                .filter(|s| shifts_traffic(s) && s.status() != Some("INACTIVE"))
+                .filter_map(|s| s.current_service_deployment().map(String::from))
+                .collect();
+            let deployments = if current.is_empty() { vec![] } else { self.service_deployments(&current).await? };
             for s in resp.services() {
                 if s.status() == Some("INACTIVE") {
                     continue;
                 }
+                let service_deployment = s
+                    .current_service_deployment()
+                    .filter(|_| shifts_traffic(s))
+                    .and_then(|arn| deployments.iter().find(|d| d.arn == arn))
+                    .cloned();
                 let deployments = s
                     .deployments()
                     .iter()
@@ -383,6 +405,7 @@ impl Ecs for SdkEcs {
                             )
                         }),
                         canary: None,
+                        service_deployment,
                     },
                 ));
             }
@@ -444,6 +467,7 @@ impl Ecs for SdkEcs {
                     .launch_type(LaunchType::Fargate)
                     .network_configuration(network.clone())
                     .deployment_configuration(deployment_configuration(r))
+                    .set_load_balancers(load_balancers(r))
                     .propagate_tags(PropagateTags::Service)
                     .set_tags(Some(tags_of(&r.tags)))
                     .client_token(&r.client_token)
@@ -467,6 +491,7 @@ impl Ecs for SdkEcs {
                     .desired_count(r.desired_count)
                     .network_configuration(network.clone())
                     .deployment_configuration(deployment_configuration(r))
+                    .set_load_balancers(load_balancers(r))
                     .send()
                     .await
                     .map_err(|e| map_err("UpdateService", e))
@@ -511,16 +536,180 @@ impl Ecs for SdkEcs {
             Err(e) => Err(e),
         }
     }
+
+    async fn continue_deployment(&self, deployment: &str, hook: &str, rollback: bool) -> Result<(), AwsError> {
+        let op = "ContinueServiceDeployment";
+        let action = if rollback { DeploymentLifecycleHookAction::Rollback } else { DeploymentLifecycleHookAction::Continue };
+        self.caller
+            .call(op, || async {
+                self.client
+                    .continue_service_deployment()
+                    .service_deployment_arn(deployment)
+                    .hook_id(hook)
+                    .action(action.clone())
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError> {
+        let op = "StopServiceDeployment";
+        self.caller
+            .call(op, || async {
+                self.client
+                    .stop_service_deployment()
+                    .service_deployment_arn(deployment)
+                    .stop_type(StopServiceDeploymentStopType::Rollback)
+                    .send()
+                    .await
+                    .map_err(|e| map_err(op, e))
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
+impl SdkEcs {
+    /// The current service deployments of `arns` (at most 20 per call, as ECS allows), with
+    /// the task definition of each one's target revision.
+    async fn service_deployments(&self, arns: &[String]) -> Result<Vec<ServiceDeploymentObs>, AwsError> {
+        let mut out = vec![];
+        for chunk in arns.chunks(20) {
+            let op = "DescribeServiceDeployments";
+            let resp = self
+                .caller
+                .call(op, || async {
+                    self.client
+                        .describe_service_deployments()
+                        .set_service_deployment_arns(Some(chunk.to_vec()))
+                        .send()
+                        .await
+                        .map_err(|e| map_err(op, e))
+                })
+                .await?;
+            let known = |arn: &str| self.revisions.lock().ok().and_then(|m| m.get(arn).cloned());
+            let revisions: Vec<String> = resp
+                .service_deployments()
+                .iter()
+                .filter_map(|d| d.target_service_revision()?.arn().map(String::from))
+                .filter(|arn| known(arn).is_none())
+                .collect();
+            if !revisions.is_empty() {
+                let op = "DescribeServiceRevisions";
+                let revs = self
+                    .caller
+                    .call(op, || async {
+                        self.client
+                            .describe_service_revisions()
+                            .set_service_revision_arns(Some(revisions.clone()))
+                            .send()
+                            .await
+                            .map_err(|e| map_err(op, e))
+                    })
+                    .await?;
+                if let Ok(mut known) = self.revisions.lock() {
+                    if known.len() > 10_000 {
+                        known.clear();
+                    }
+                    for r in revs.service_revisions() {
+                        if let (Some(arn), Some(td)) = (r.service_revision_arn(), r.task_definition()) {
+                            known.insert(arn.to_string(), td.to_string());
+                        }
+                    }
+                }
+            }
+            for d in resp.service_deployments() {
+                let target = d.target_service_revision();
+                let weight = target
+                    .and_then(|t| t.requested_production_traffic_weight())
+                    .filter(|w| w.is_finite() && (0.0..=100.0).contains(w))
+                    .map(|w| w.round() as i32);
+                let paused_hook = d
+                    .lifecycle_hook_details()
+                    .iter()
+                    .find(|h| h.status() == Some(&DeploymentLifecycleHookStatus::AwaitingAction))
+                    .and_then(|h| h.hook_id().map(String::from));
+                out.push(ServiceDeploymentObs {
+                    arn: d.service_deployment_arn().unwrap_or_default().to_string(),
+                    status: d.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+                    reason: d.status_reason().map(String::from),
+                    stage: d.lifecycle_stage().map(|s| s.as_str().to_string()),
+                    task_definition: target.and_then(|t| t.arn()).and_then(known).unwrap_or_default(),
+                    weight,
+                    paused_hook,
+                });
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Surge and availability from the spec; ECS's circuit breaker on as a second line of
-/// defence (without its own rollback: shipshape decides, from status, what stable is).
+/// defence (without its own rollback: shipshape decides, from status, what stable is). A
+/// traffic-shifting strategy with its bakes at 0 (shipshape's bakes run at its pauses) and,
+/// for a rollout it judges, its PAUSE hooks (an empty list otherwise, replacing earlier ones).
 fn deployment_configuration(r: &ServiceRequest) -> DeploymentConfiguration {
-    DeploymentConfiguration::builder()
+    let mut c = DeploymentConfiguration::builder()
         .maximum_percent(r.maximum_percent)
         .minimum_healthy_percent(r.minimum_healthy_percent)
-        .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(false).build())
-        .build()
+        .deployment_circuit_breaker(DeploymentCircuitBreaker::builder().enable(true).rollback(false).build());
+    // A release without a strategy rolls, also after one had a strategy.
+    let Some(n) = &r.native else { return c.strategy(DeploymentStrategy::Rolling).build() };
+    c = c.bake_time_in_minutes(0);
+    c = match n.strategy {
+        NativeStrategy::Canary(percent) => c
+            .strategy(DeploymentStrategy::Canary)
+            .canary_configuration(CanaryConfiguration::builder().canary_percent(percent).canary_bake_time_in_minutes(0).build()),
+        NativeStrategy::Linear(step) => c
+            .strategy(DeploymentStrategy::Linear)
+            .linear_configuration(LinearConfiguration::builder().step_percent(step).step_bake_time_in_minutes(0).build()),
+        NativeStrategy::BlueGreen => c.strategy(DeploymentStrategy::BlueGreen),
+    };
+    let hooks = n.pause_hooks.then(|| {
+        DeploymentLifecycleHook::builder()
+            .target_type(DeploymentLifecycleHookTargetType::Pause)
+            .lifecycle_stages(DeploymentLifecycleHookStage::PreProductionTrafficShift)
+            .lifecycle_stages(DeploymentLifecycleHookStage::PostProductionTrafficShift)
+            .timeout_configuration(
+                DeploymentLifecycleHookTimeoutConfiguration::builder()
+                    .timeout_in_minutes(n.hook_timeout_minutes.clamp(1, 1440))
+                    .action(DeploymentLifecycleHookAction::Rollback)
+                    .build(),
+            )
+            .build()
+    });
+    c.set_lifecycle_hooks(Some(hooks.into_iter().collect())).build()
+}
+
+/// The service's load balancer, with the alternate target group, listener rules and role
+/// of a traffic-shifting strategy.
+fn load_balancers(r: &ServiceRequest) -> Option<Vec<aws_sdk_ecs::types::LoadBalancer>> {
+    let lb = r.load_balancer.as_ref()?;
+    let advanced = (r.native.is_some() && lb.alternate_target_group.is_some()).then(|| {
+        AdvancedConfiguration::builder()
+            .set_alternate_target_group_arn(lb.alternate_target_group.clone())
+            .set_production_listener_rule(lb.production_listener_rule.clone())
+            .set_test_listener_rule(lb.test_listener_rule.clone())
+            .set_role_arn(lb.role_arn.clone())
+            .build()
+    });
+    Some(vec![aws_sdk_ecs::types::LoadBalancer::builder()
+        .target_group_arn(&lb.target_group)
+        .container_name(&lb.container_name)
+        .container_port(lb.container_port)
+        .set_advanced_configuration(advanced)
+        .build()])
+}
+
+/// Whether a service deploys with a traffic-shifting strategy of ECS's.
+fn shifts_traffic(s: &aws_sdk_ecs::types::Service) -> bool {
+    matches!(
+        s.deployment_configuration().and_then(|c| c.strategy()),
+        Some(DeploymentStrategy::Canary | DeploymentStrategy::Linear | DeploymentStrategy::BlueGreen)
+    )
 }
 
 #[cfg(test)]
