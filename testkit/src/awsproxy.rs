@@ -70,6 +70,10 @@ struct State_ {
     faults: HashMap<String, VecDeque<Fault>>,
     calls: Vec<Call>,
     ecs: EcsModel,
+    /// Service deployments of traffic-shifting strategies.
+    native: crate::ecs_deploy::Model,
+    /// Listener rule writes as they landed in moto (ModifyRule answered), with when.
+    rules_landed: Vec<(std::time::Instant, crate::ecs_deploy::RuleWrite)>,
 }
 
 /// ECS deployment dynamics moto lacks: a new PRIMARY deployment per task definition
@@ -164,6 +168,61 @@ struct Shared {
     upstream: String,
     http: reqwest::Client,
     state: Mutex<State_>,
+    /// Listener rule writes made in ELBv2 so far (held while making them, so they land in
+    /// the order the model decided them).
+    rules_written: tokio::sync::Mutex<usize>,
+}
+
+fn pending_writes(shared: &Shared, done: usize) -> Vec<crate::ecs_deploy::Write> {
+    let mut s = shared.state.lock().unwrap();
+    s.native.tick(std::time::Instant::now());
+    s.native.take_writes(done)
+}
+
+/// Moves the service deployments on and makes the listener rule writes they decided, in
+/// order, in moto's ELBv2 (ModifyRule with a weighted forward action).
+async fn flush(shared: &Shared) {
+    let mut done = shared.rules_written.lock().await;
+    let writes = pending_writes(shared, *done);
+    for w in writes {
+        let w = match w {
+            crate::ecs_deploy::Write::Rule(w) => w,
+            crate::ecs_deploy::Write::Service { auth, cluster, service, task_definition } => {
+                let body = serde_json::json!({"cluster": cluster, "service": service, "taskDefinition": task_definition});
+                let _ = shared
+                    .http
+                    .post(format!("{}/", shared.upstream))
+                    .header("authorization", auth)
+                    .header("content-type", "application/x-amz-json-1.1")
+                    .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.UpdateService")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                *done += 1;
+                continue;
+            }
+        };
+        let body = {
+            let mut form = url::form_urlencoded::Serializer::new(String::new());
+            form.append_pair("Action", "ModifyRule").append_pair("Version", "2015-12-01").append_pair("RuleArn", &w.rule);
+            form.append_pair("Actions.member.1.Type", "forward");
+            for (i, (group, weight)) in w.groups.iter().enumerate() {
+                let key = format!("Actions.member.1.ForwardConfig.TargetGroups.member.{}", i + 1);
+                form.append_pair(&format!("{key}.TargetGroupArn"), group).append_pair(&format!("{key}.Weight"), &weight.to_string());
+            }
+            form.finish()
+        };
+        let _ = shared
+            .http
+            .post(format!("{}/", shared.upstream))
+            .header("authorization", &w.auth)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
+        shared.state.lock().unwrap().rules_landed.push((std::time::Instant::now(), w));
+        *done += 1;
+    }
 }
 
 /// A running proxy.
@@ -187,8 +246,18 @@ impl AwsProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             state: Mutex::default(),
+            rules_written: tokio::sync::Mutex::new(0),
         });
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
+        // Bakes, scale-ups and hook timeouts run on time, whether or not anyone calls.
+        let ticker = Arc::downgrade(&shared);
+        tokio::spawn(async move {
+            while let Some(shared) = ticker.upgrade() {
+                flush(&shared).await;
+                drop(shared);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
         let (tx, rx) = oneshot::channel();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -236,6 +305,17 @@ impl AwsProxy {
     /// How long an ECS deployment stays IN_PROGRESS before COMPLETED (or FAILED).
     pub fn set_deployment_delay(&self, d: Duration) {
         self.shared.state.lock().unwrap().ecs.delay = d;
+    }
+
+    /// Every listener rule write the ECS service deployments made, with when it landed in
+    /// ELBv2 (moto answered the ModifyRule).
+    pub fn rule_writes(&self) -> Vec<(std::time::Instant, crate::ecs_deploy::RuleWrite)> {
+        self.shared.state.lock().unwrap().rules_landed.clone()
+    }
+
+    /// How long SCALE_UP, CLEAN_UP and a rollback's scale-down take in the service deployments.
+    pub fn set_scale_delay(&self, d: Duration) {
+        self.shared.state.lock().unwrap().native.scale = d;
     }
 
     /// The next deployment of `service` fails with `failed_tasks` tasks that did not start.
@@ -426,6 +506,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     if uri.path().starts_with("/__proxy/") {
         return control(&shared, &method, uri.path(), &body).await;
     }
+    flush(&shared).await;
     let service = service_of(&headers);
     let operation = operation_of(&service, &method, &uri, &headers, &body);
     let fault = {
@@ -472,9 +553,19 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         Some(f) => return fault_response(&service, &operation, f),
         None => {}
     }
+    if service == "ecs" && crate::ecs_deploy::OPERATIONS.contains(&operation.as_str()) {
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        let answer = shared.state.lock().unwrap().native.answer(&operation, &request, std::time::Instant::now());
+        flush(&shared).await;
+        return ecs_answer(answer);
+    }
     if service == "ecs" && (operation == "CreateService" || operation == "UpdateService") {
         if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
             return refusal;
+        }
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        if let Some(e) = crate::ecs_deploy::validate(&request) {
+            return ecs_answer(Err(e));
         }
     }
     if uri.path().starts_with(crate::cloudwatch::PREFIX) {
@@ -508,13 +599,15 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     // own task, which a dropped connection does not cancel.
     let forwarded = {
         let (shared, service, operation) = (shared.clone(), service.clone(), operation.clone());
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         tokio::spawn(async move {
             let resp = req.send().await.map_err(|e| format!("aws proxy: upstream failed: {e}"))?;
             let status = resp.status();
             let resp_headers = resp.headers().clone();
             let mut bytes = resp.bytes().await.unwrap_or_default().to_vec();
             if service == "ecs" && status.is_success() {
-                bytes = ecs_overlay(&shared, &operation, &body, bytes);
+                bytes = ecs_overlay(&shared, &operation, &body, bytes, &auth);
+                flush(&shared).await;
             }
             if service == "elasticache" && status.is_success() {
                 let mut model = crate::elasticache::model();
@@ -615,8 +708,21 @@ async fn final_cache_snapshot(shared: &Shared, headers: &HeaderMap, body: &[u8])
     Some(r)
 }
 
+/// An ECS answer in its JSON protocol.
+fn ecs_answer(answer: Result<serde_json::Value, crate::ecs_deploy::EcsError>) -> Response {
+    let (status, body) = match answer {
+        Ok(v) => (StatusCode::OK, v),
+        Err((status, kind, message)) => {
+            (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST), serde_json::json!({"__type": kind, "message": message}))
+        }
+    };
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("application/x-amz-json-1.1"));
+    r
+}
+
 /// Records deployments on CreateService/UpdateService and shows them in DescribeServices.
-fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u8>) -> Vec<u8> {
+fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u8>, auth: &str) -> Vec<u8> {
     let req: serde_json::Value = serde_json::from_slice(request).unwrap_or_default();
     let mut resp: serde_json::Value = match serde_json::from_slice(&response) {
         Ok(v) => v,
@@ -634,9 +740,17 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
             let desired = req["desiredCount"].as_i64().or(resp["service"]["desiredCount"].as_i64()).unwrap_or(1);
             let force = req["forceNewDeployment"].as_bool().unwrap_or(false);
             let arn = resp["service"]["serviceArn"].as_str().map(String::from).unwrap_or_else(|| name.clone());
+            let previous = state.ecs.services.get(&arn).and_then(|l| l.first()).map(|d| d.task_definition.clone());
             state.ecs.deploy(&arn, &name, &td, desired, force);
             if req["deploymentConfiguration"].is_object() {
                 state.ecs.configs.insert(arn.clone(), req["deploymentConfiguration"].clone());
+            }
+            let config = state.ecs.configs.get(&arn).cloned().unwrap_or_default();
+            if crate::ecs_deploy::shifts_traffic(&config) {
+                let mut service = resp["service"].clone();
+                service["taskDefinition"] = td.clone().into();
+                state.native.deployed(&service, &config, previous.as_deref(), auth);
+                state.native.overlay(&mut resp["service"]);
             }
             if let Some((deps, running)) = state.ecs.render(&arn) {
                 resp["service"]["deployments"] = serde_json::Value::Array(deps);
@@ -654,6 +768,7 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
                     if let Some(config) = state.ecs.configs.get(&arn) {
                         svc["deploymentConfiguration"] = config.clone();
                     }
+                    state.native.overlay(svc);
                 }
             }
         }

@@ -250,6 +250,15 @@ impl Ecs for FakeAws {
             Ok(())
         })
     }
+    async fn continue_deployment(&self, deployment: &str, _hook: &str, _rollback: bool) -> Result<(), AwsError> {
+        // The fake's services roll; none has a service deployment to continue.
+        self.call("ContinueServiceDeployment", |_| {
+            Err(AwsError::NotFound { op: "ContinueServiceDeployment", message: deployment.to_string() })
+        })
+    }
+    async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError> {
+        self.call("StopServiceDeployment", |_| Err(AwsError::NotFound { op: "StopServiceDeployment", message: deployment.to_string() }))
+    }
 }
 
 fn register(w: &mut World, family: &str, spec_hash: &str, tags: &BTreeMap<String, String>) -> String {
@@ -867,6 +876,8 @@ pub fn service_request(cluster: &str, name: &str, task_definition: &str) -> Serv
         minimum_healthy_percent: 100,
         tags: Default::default(),
         client_token: String::new(),
+        load_balancer: None,
+        native: None,
     }
 }
 

@@ -66,7 +66,13 @@ pub fn moto() -> &'static str {
 /// A raw query-protocol call (RDS, EC2, ...) straight to moto, for setup and checks the
 /// domain traits do not offer; returns the XML answer.
 pub async fn moto_query(service: &str, body: &str) -> String {
-    let auth = format!("AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/{service}/aws4_request, SignedHeaders=host, Signature=x");
+    moto_query_as("test", "eu-west-1", service, body).await
+}
+
+/// A query-protocol call to moto as the account behind `akid` (moto tells accounts apart by
+/// access key), in `region`.
+pub async fn moto_query_as(akid: &str, region: &str, service: &str, body: &str) -> String {
+    let auth = format!("AWS4-HMAC-SHA256 Credential={akid}/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=x");
     reqwest::Client::new()
         .post(moto())
         .header("content-type", "application/x-www-form-urlencoded")
@@ -112,6 +118,84 @@ pub async fn network() -> (String, String) {
     let sg = between(&sg, "<groupId>", "</groupId>");
     assert!(subnet.starts_with("subnet-") && sg.starts_with("sg-"), "{subnet} {sg}");
     (subnet, sg)
+}
+
+/// An Application Load Balancer in moto's ELBv2, as a team sets one up for ECS blue/green,
+/// linear and canary deployments: two target groups (type ip) and a listener rule whose
+/// weighted forward sends all traffic to the first.
+pub struct LoadBalancer {
+    /// Production target group.
+    pub production: String,
+    /// Alternate target group.
+    pub alternate: String,
+    /// The production listener rule.
+    pub rule: String,
+    /// A test listener rule (`/test/*`), all to the production group too.
+    pub test_rule: String,
+}
+
+fn between(s: &str, a: &str, b: &str) -> String {
+    s.split(a).nth(1).and_then(|r| r.split(b).next()).unwrap_or_default().to_string()
+}
+
+/// Creates a [`LoadBalancer`] (its own VPC and two subnets) in moto's default account, eu-west-1.
+pub async fn load_balancer() -> LoadBalancer {
+    load_balancer_in("test", "eu-west-1").await
+}
+
+/// Creates a [`LoadBalancer`] in the account behind `akid`, in `region`.
+pub async fn load_balancer_in(akid: &str, region: &str) -> LoadBalancer {
+    let ec2 = |body: String| async move { moto_query_as(akid, region, "ec2", &body).await };
+    let elb = |body: String| async move { moto_query_as(akid, region, "elasticloadbalancing", &body).await };
+    let vpc = between(&ec2("Action=CreateVpc&Version=2016-11-15&CidrBlock=10.1.0.0/16".into()).await, "<vpcId>", "</vpcId>");
+    let mut subnets = vec![];
+    for (i, az) in ['a', 'b'].iter().enumerate() {
+        let out =
+            ec2(format!("Action=CreateSubnet&Version=2016-11-15&VpcId={vpc}&CidrBlock=10.1.{i}.0/24&AvailabilityZone={region}{az}")).await;
+        subnets.push(between(&out, "<subnetId>", "</subnetId>"));
+    }
+    let v = "Version=2015-12-01";
+    let name = unique("web");
+    let lb =
+        elb(format!("Action=CreateLoadBalancer&{v}&Name={name}&Subnets.member.1={}&Subnets.member.2={}", subnets[0], subnets[1])).await;
+    let lb = between(&lb, "<LoadBalancerArn>", "</LoadBalancerArn>");
+    let mut groups = vec![];
+    for color in ["blue", "green"] {
+        let tg = elb(format!("Action=CreateTargetGroup&{v}&Name={}&Protocol=HTTP&Port=80&VpcId={vpc}&TargetType=ip", unique(color))).await;
+        groups.push(between(&tg, "<TargetGroupArn>", "</TargetGroupArn>"));
+    }
+    let listener = elb(format!(
+        "Action=CreateListener&{v}&LoadBalancerArn={lb}&Protocol=HTTP&Port=80&DefaultActions.member.1.Type=fixed-response&DefaultActions.member.1.FixedResponseConfig.StatusCode=404"
+    ))
+    .await;
+    let listener = between(&listener, "<ListenerArn>", "</ListenerArn>");
+    let fwd = "Actions.member.1.ForwardConfig.TargetGroups.member";
+    let mut rules = vec![];
+    for (priority, path) in [(2, "/test/*"), (1, "/*")] {
+        let rule = elb(format!(
+            "Action=CreateRule&{v}&ListenerArn={listener}&Priority={priority}&Conditions.member.1.Field=path-pattern&Conditions.member.1.Values.member.1={path}&Actions.member.1.Type=forward&{fwd}.1.TargetGroupArn={}&{fwd}.1.Weight=100&{fwd}.2.TargetGroupArn={}&{fwd}.2.Weight=0",
+            groups[0], groups[1]
+        ))
+        .await;
+        rules.push(between(&rule, "<RuleArn>", "</RuleArn>"));
+    }
+    assert!(
+        rules.iter().all(|r| r.contains(":listener-rule/")) && groups.iter().all(|g| g.contains(":targetgroup/")),
+        "{rules:?} {groups:?}"
+    );
+    LoadBalancer { production: groups[0].clone(), alternate: groups[1].clone(), rule: rules[1].clone(), test_rule: rules[0].clone() }
+}
+
+/// A listener rule's weighted forward as ELBv2 reports it (`aws elbv2 describe-rules`):
+/// (target group, weight) pairs.
+pub async fn rule_weights(rule: &str) -> Vec<(String, i64)> {
+    let out = moto_query("elasticloadbalancing", &format!("Action=DescribeRules&Version=2015-12-01&RuleArns.member.1={rule}")).await;
+    let forward = between(&out, "<ForwardConfig>", "</ForwardConfig>");
+    forward
+        .split("<member>")
+        .skip(1)
+        .map(|m| (between(m, "<TargetGroupArn>", "</TargetGroupArn>"), between(m, "<Weight>", "</Weight>").parse().unwrap_or(-1)))
+        .collect()
 }
 
 /// YAML of `namespaces` and an Environment `env` with a Fargate network in moto's EC2 that

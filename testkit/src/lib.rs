@@ -11,6 +11,7 @@
 
 pub mod awsproxy;
 pub mod cloudwatch;
+pub mod ecs_deploy;
 pub mod elasticache;
 pub mod fakes;
 mod harness;
