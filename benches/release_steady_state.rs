@@ -44,6 +44,7 @@ fn cfg() -> Config {
         on_unavailable: Default::default(),
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
         on_failure: Default::default(),
+        native: false,
     }
 }
 
@@ -59,6 +60,7 @@ async fn latencies(runs: usize) {
         tags: Default::default(),
         network: None,
         canary: None,
+        service_deployment: None,
         deployments: vec![DeploymentObs {
             id: "d2".into(),
             task_definition: "td:2".into(),
@@ -92,6 +94,8 @@ async fn latencies(runs: usize) {
             steps: None,
             step_text: None,
             weight: None,
+            service_deployment_arn: None,
+            stage: None,
             step_started_at: None,
             held: None,
             passed_steps: vec![],

@@ -264,6 +264,89 @@ echo "  rolled back $(( ($(now_ms) - start) / 1000 ))s later, in one UpdateAlias
 alias_weights
 kubectl get release -n car-rental | sed 's/^/  /'
 
+step "A canary on ECS: pricing behind a load balancer, ECS's own CANARY deployment paused at 5 % while shipshape judges it"
+# The load balancer a team sets up for ECS canary deployments: two target groups and a
+# listener rule whose weighted forward ECS moves between them (moto's ELBv2).
+read -r blue green rule < <(python3 - <<'PY'
+import os, boto3
+kw = dict(endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1")
+ec2, elb = boto3.client("ec2", **kw), boto3.client("elbv2", **kw)
+vpc = ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=az)["Subnet"]["SubnetId"] for i, az in enumerate(["eu-west-1a", "eu-west-1b"])]
+lb = elb.create_load_balancer(Name="pricing", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+tgs = [elb.create_target_group(Name=f"pricing-{c}", Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")["TargetGroups"][0]["TargetGroupArn"] for c in ("blue", "green")]
+listener = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}])["Listeners"][0]["ListenerArn"]
+fwd = {"TargetGroups": [{"TargetGroupArn": tgs[0], "Weight": 100}, {"TargetGroupArn": tgs[1], "Weight": 0}]}
+rule = elb.create_rule(ListenerArn=listener, Priority=1, Conditions=[{"Field": "path-pattern", "Values": ["/*"]}], Actions=[{"Type": "forward", "ForwardConfig": fwd}])["Rules"][0]["RuleArn"]
+cw = boto3.client("cloudwatch", **kw)
+cw.put_metric_alarm(AlarmName="pricing-errors", MetricName="HTTPCode_Target_5XX_Count", Namespace="AWS/ApplicationELB", Statistic="Sum",
+                    Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+cw.set_alarm_state(AlarmName="pricing-errors", StateValue="OK", StateReason="demo")
+print(tgs[0], tgs[1], rule)
+PY
+)
+if $have_prometheus; then
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=pricing&rate=0" >/dev/null
+  judge='queries: [{ name: error-rate, max: 0.05, prometheus: "sum(rate(http_requests_total{service=\"{{service}}\",code=~\"5..\"}[5s])) / sum(rate(http_requests_total{service=\"{{service}}\"}[5s]))" }]'
+else
+  judge='cloudwatchAlarms: [pricing-errors]'
+fi
+pricing() { # pricing SHA
+  cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: shipshape.dev/v1alpha1
+kind: ServiceRelease
+metadata: { name: pricing, namespace: car-rental }
+spec:
+  environment: prod
+  image: { repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/pricing, gitSha: $1 }
+  task: { cpu: 256, memory: 512, port: 8080 }
+  replicas: 2
+  loadBalancer:
+    targetGroupArn: $blue
+    alternateTargetGroupArn: $green
+    productionListenerRule: $rule
+    roleArn: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers
+  rollout:
+    strategy: { canary: { percent: 5, bake: 4s } }
+    analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, $judge }
+YAML
+}
+rule_weights() { # what `aws elbv2 describe-rules` shows for the production listener rule
+  RULE="$rule" BLUE="$blue" python3 -c '
+import os, boto3
+r = boto3.client("elbv2", endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1").describe_rules(RuleArns=[os.environ["RULE"]])["Rules"][0]
+groups = r["Actions"][0]["ForwardConfig"]["TargetGroups"]
+print("  listener rule: " + ", ".join(("blue " if g["TargetGroupArn"] == os.environ["BLUE"] else "green ") + str(g["Weight"]) + "%" for g in groups))'
+}
+wait_pricing() { wait_for "$1" "$2" "$3" pricing; }
+pricing d4e5f6a
+wait_pricing 60 '{.status.phase}' Healthy
+echo "  d4e5f6a Healthy (a first version: straight to the production target group)"
+rule_weights
+pricing e5f6a7b
+wait_pricing 30 '{.status.rollout.weight}' 5
+echo "  e5f6a7b: ECS shifted 5 % and paused at $(kubectl get release pricing -n car-rental -o jsonpath='{.status.rollout.stage}') (step $(kubectl get release pricing -n car-rental -o jsonpath='{.status.rollout.stepText}')); shipshape judges it through the bake:"
+rule_weights
+wait_pricing 60 '{.status.stableSha}' e5f6a7b
+echo "  promoted: CONTINUE at each pause, all of the traffic on the green group"
+rule_weights
+pricing f6a7b8c
+wait_pricing 30 '{.status.rollout.weight}' 5
+echo "  f6a7b8c at 5 %:"
+rule_weights
+start=$(now_ms)
+if $have_prometheus; then
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=pricing&rate=0.25" >/dev/null
+  echo "  f6a7b8c serves 25% errors"
+else
+  python3 -c 'import os, boto3; boto3.client("cloudwatch", endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1").set_alarm_state(AlarmName="pricing-errors", StateValue="ALARM", StateReason="5xx")'
+  echo "  the alarm pricing-errors goes to ALARM"
+fi
+wait_pricing 60 '{.status.phase}' RolledBack
+echo "  rolled back $(( ($(now_ms) - start) / 1000 ))s later: ContinueServiceDeployment ROLLBACK at the pause, ECS moved the traffic back at once:"
+rule_weights
+kubectl get release -n car-rental | sed 's/^/  /'
+
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
 echo "  (dashboards and alerts over these: deploy/monitoring/)"

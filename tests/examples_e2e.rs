@@ -9,8 +9,9 @@
 //!   An Environment with `roleArn` keeps its account: the controller assumes the role
 //!   through moto's STS, and moto keeps that account's resources apart.
 //! - the subnets, security groups, clusters (`create: false`), IAM roles, build buckets with
-//!   their zips and the cache's AUTH token Secret the examples take as given are created
-//!   first, in their account and Region, and the network ids replaced by moto's;
+//!   their zips, the cache's AUTH token Secret and the load balancers (target groups, listener
+//!   rule) the examples take as given are created first, in their account and Region, and the
+//!   network ids and ARNs replaced by moto's;
 //! - Prometheus is the test's own: every example query is first checked to be valid PromQL
 //!   there, then replaced by the test exporter's error rate of the release (the examples'
 //!   metrics come from the apps themselves); warmup, interval and bakes become seconds.
@@ -182,6 +183,30 @@ async fn prepare(file: &str, endpoint: &str) -> (Vec<Value>, BTreeMap<String, En
             create_role(&env, arn).await;
         }
         envs.insert(name, env);
+    }
+    // The load balancers the examples name: one per Environment that has releases behind
+    // one, created in its account and Region, and its ARNs put in place of the example's.
+    let mut balancers: BTreeMap<String, (String, String, String)> = BTreeMap::new();
+    let behind: Vec<String> = docs
+        .iter()
+        .filter(|d| d["kind"] == "ServiceRelease" && d["spec"]["loadBalancer"].is_object())
+        .filter_map(|d| d["spec"]["environment"].as_str().map(String::from))
+        .collect();
+    for name in behind {
+        if !balancers.contains_key(&name) {
+            let lb = support::load_balancer_in(&envs[&name].akid, &envs[&name].region).await;
+            balancers.insert(name.clone(), (lb.production, lb.alternate, lb.rule));
+        }
+    }
+    for d in docs.iter_mut() {
+        let env = if d["kind"] == "Environment" { d["metadata"]["name"].as_str() } else { d["spec"]["environment"].as_str() };
+        let Some((production, alternate, rule)) = env.and_then(|e| balancers.get(e)).cloned() else { continue };
+        let lb = &mut d["spec"]["loadBalancer"];
+        for (field, arn) in [("targetGroupArn", production), ("alternateTargetGroupArn", alternate), ("productionListenerRule", rule)] {
+            if lb[field].is_string() {
+                lb[field] = json!(arn);
+            }
+        }
     }
     let mut secrets = vec![];
     for d in docs.iter_mut() {
