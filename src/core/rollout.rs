@@ -79,6 +79,13 @@ pub struct ServiceDeploymentObs {
     pub paused_hook: Option<String>,
 }
 
+impl ServiceObs {
+    /// Its ECS service deployment while that is still in progress.
+    pub fn deploying(&self) -> Option<&ServiceDeploymentObs> {
+        self.service_deployment.as_ref().filter(|d| d.in_progress())
+    }
+}
+
 impl ServiceDeploymentObs {
     /// Still moving (PENDING or IN_PROGRESS): it can be continued or stopped.
     pub fn in_progress(&self) -> bool {
@@ -282,7 +289,7 @@ fn after(t: DateTime<Utc>, d: Duration) -> Option<DateTime<Utc>> {
 /// another revision is rolled back by ECS (its traffic shifted back to the stable revision,
 /// which still runs); otherwise the service is pointed back at `stable`.
 fn rollback_effect(inp: &Inputs, stable: &str) -> Effect {
-    match inp.service.and_then(|s| s.service_deployment.as_ref()).filter(|d| d.in_progress() && d.task_definition != stable) {
+    match inp.service.and_then(ServiceObs::deploying).filter(|d| d.task_definition != stable) {
         Some(d) => Effect::Halt { deployment: d.arn.clone(), hook: d.paused_hook.clone(), task_definition: stable.to_string() },
         None => Effect::RollBack { task_definition: stable.to_string() },
     }
@@ -521,8 +528,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     // accepts it. A service already on the stable task definition means an earlier call
     // went through (the controller stopped before recording it).
     if let Some(rb) = c.st.rollback.clone() {
-        let moving_elsewhere =
-            |s: &ServiceObs| s.service_deployment.as_ref().is_some_and(|d| d.in_progress() && d.task_definition != rb.task_definition_arn);
+        let moving_elsewhere = |s: &ServiceObs| s.deploying().is_some_and(|d| d.task_definition != rb.task_definition_arn);
         if inp.service.is_some_and(|s| s.task_definition == rb.task_definition_arn && s.canary.is_none() && !moving_elsewhere(s)) {
             let (st, events) = rollback_accepted(&c.st, &rb.task_definition_arn, inp.now, inp.config.history_limit);
             c.st = st;
@@ -579,7 +585,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
     }
 
     let (readiness, mut requeue) = verdict(&c.st, inp);
-    if inp.service.and_then(|s| s.service_deployment.as_ref()).is_some_and(|d| d.in_progress()) {
+    if inp.service.and_then(ServiceObs::deploying).is_some() {
         // ECS is deploying: its next pause is looked at soon, whatever the phase.
         requeue = requeue.min(Duration::from_secs(2));
     }
@@ -607,7 +613,7 @@ fn idle(c: &mut Ctx) {
         hold(c);
         return;
     }
-    if inp.service.and_then(|s| s.service_deployment.as_ref()).is_some_and(|d| d.in_progress()) {
+    if inp.service.and_then(ServiceObs::deploying).is_some() {
         // ECS is still finishing a service deployment (its bake or clean-up after the
         // promotion): the next one starts when it has ended, not by cutting it short.
         hold(c);
@@ -618,14 +624,14 @@ fn idle(c: &mut Ctx) {
 
 /// An ECS service deployment of the service toward `td`, paused at a hook.
 fn paused<'a>(svc: Option<&'a ServiceObs>, td: &str) -> Option<&'a ServiceDeploymentObs> {
-    svc?.service_deployment.as_ref().filter(|d| d.in_progress() && d.task_definition == td && d.paused_hook.is_some())
+    svc?.deploying().filter(|d| d.task_definition == td && d.paused_hook.is_some())
 }
 
 /// Keeps the service on the task definition it should run (drift correction).
 fn hold(c: &mut Ctx) {
     let Some(svc) = c.inp.service else { return };
     let want = c.st.task_definition_arn.clone().or(c.st.stable_task_definition_arn.clone());
-    if let Some(d) = svc.service_deployment.as_ref().filter(|d| d.in_progress()) {
+    if let Some(d) = svc.deploying() {
         // ECS is deploying (no rollout of shipshape's in flight): a pause is continued when
         // the deployment goes where the service should be, rolled back when not; nothing else
         // is started meanwhile.

@@ -4,16 +4,12 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ClusterField, ClusterSetting, ClusterSettingName, Compatibility, ContainerDefinition,
-    DeploymentCircuitBreaker, DeploymentConfiguration, HealthCheck, KeyValuePair, LaunchType, LogConfiguration, LogDriver,
-    NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, ServiceField, SortOrder, Tag, TaskDefinitionField,
-    TaskDefinitionStatus, TransportProtocol,
-};
-
-use aws_sdk_ecs::types::{
-    AdvancedConfiguration, CanaryConfiguration, DeploymentLifecycleHook, DeploymentLifecycleHookAction, DeploymentLifecycleHookStage,
-    DeploymentLifecycleHookStatus, DeploymentLifecycleHookTargetType, DeploymentLifecycleHookTimeoutConfiguration, DeploymentStrategy,
-    LinearConfiguration, StopServiceDeploymentStopType,
+    AdvancedConfiguration, AssignPublicIp, AwsVpcConfiguration, CanaryConfiguration, ClusterField, ClusterSetting, ClusterSettingName,
+    Compatibility, ContainerDefinition, DeploymentCircuitBreaker, DeploymentConfiguration, DeploymentLifecycleHook,
+    DeploymentLifecycleHookAction, DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentLifecycleHookTargetType,
+    DeploymentLifecycleHookTimeoutConfiguration, DeploymentStrategy, HealthCheck, KeyValuePair, LaunchType, LinearConfiguration,
+    LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, ServiceField, SortOrder,
+    StopServiceDeploymentStopType, Tag, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
 
 use super::map_err;
