@@ -225,7 +225,7 @@ async fn an_unowned_bucket_is_adopted_only_with_the_annotation() {
     setup(&c, &n);
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
-    aws.s3.create_bucket(&n.uploads, "eu-west-1").await.unwrap();
+    aws.s3.create_bucket(&n.uploads, "eu-west-1", &Default::default()).await.unwrap();
     c.apply(&stack(&n, "", "", "")).success();
     assert_eq!(condition(&c, &n, "Stalled", "True").await, "Conflict");
     let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");

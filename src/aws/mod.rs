@@ -293,9 +293,12 @@ pub trait S3: Send + Sync {
     /// The bucket's settings, or None when missing. Encryption and lifecycle are read only
     /// when `reads` asks for them (a spec that does not manage them does not pay for them).
     async fn describe_bucket(&self, name: &str, reads: BucketReads) -> Result<Option<ObservedBucket>, AwsError>;
-    /// Creates a bucket in `region`.
-    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError>;
-    /// Replaces the tag set.
+    /// Creates a bucket in `region` with `tags`.
+    async fn create_bucket(&self, name: &str, region: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+    /// Turns attribute-based access control on (PutBucketAbac).
+    async fn enable_abac(&self, name: &str) -> Result<(), AwsError>;
+    /// Adds or overwrites tags (S3 Control TagResource: with ABAC on, PutBucketTagging is
+    /// refused).
     async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Enables or suspends versioning.
     async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError>;

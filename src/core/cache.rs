@@ -114,7 +114,7 @@ pub fn plan_cache(spec: &CacheSpec, observed: Option<&ObservedCache>, ctx: &Cont
     let Some(c) = observed else {
         plan.create = true;
         if let Some(p) = ctx.placement {
-            plan.steps.push(Step::EnsureCacheSubnetGroup { placement: p.clone(), tags: ctx.env_tags.clone() });
+            plan.steps.push(Step::EnsureCacheSubnetGroup { placement: p.clone(), tags: super::stack::placement_tags(ctx, p) });
         }
         plan.steps.push(Step::CreateCache { spec: spec.clone(), tags, placement: ctx.placement.cloned() });
         return plan;

@@ -103,6 +103,8 @@ pub struct ObservedBucket {
     pub lifecycle: Vec<LifecycleRule>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+    /// Whether attribute-based access control is on (GetBucketAbac).
+    pub abac: bool,
 }
 
 /// Everything read from AWS for one StackSpec: None when a resource does not exist.
@@ -153,8 +155,10 @@ pub enum Step {
     ModifyDatabase { name: String, modify: DbModify },
     /// AddTagsToResource.
     TagDatabase { name: String, arn: String, tags: BTreeMap<String, String> },
-    /// CreateBucket (+ tags).
-    CreateBucket { name: String, region: String },
+    /// CreateBucket with its tags (ownership included: creation is authorized by them).
+    CreateBucket { name: String, region: String, tags: BTreeMap<String, String> },
+    /// PutBucketAbac Enabled: IAM sees the bucket's tags (and so its ownership) only then.
+    EnableBucketAbac { name: String },
     /// PutBucketTagging with the full tag set.
     TagBucket { name: String, tags: BTreeMap<String, String> },
     /// PutBucketVersioning.
@@ -318,6 +322,16 @@ pub struct Context<'a> {
     pub placement: Option<&'a Placement>,
 }
 
+/// The tags of an Environment's subnet group (shared by its StackSpecs): the Environment's
+/// tags and shipshape's ownership, owned by the Environment — so changing its subnets is
+/// allowed only on the group shipshape made (IAM: aws:ResourceTag).
+pub(crate) fn placement_tags(ctx: &Context, p: &Placement) -> BTreeMap<String, String> {
+    let mut tags = ctx.env_tags.clone();
+    tags.insert(MANAGED_BY_TAG.into(), MANAGED_BY.into());
+    tags.insert(OWNER_TAG.into(), p.subnet_group.trim_start_matches("shipshape-").into());
+    tags
+}
+
 pub(crate) fn ownership_tags(ctx: &Context, extra: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let mut tags = ctx.env_tags.clone();
     tags.extend(extra.clone());
@@ -372,7 +386,7 @@ pub fn plan_database(spec: &DatabaseSpec, observed: Option<&ObservedDatabase>, c
         plan.create = true;
         if let Some(p) = ctx.placement {
             // The Environment's subnet group carries the Environment's own tags.
-            plan.steps.push(Step::EnsureSubnetGroup { placement: p.clone(), tags: ctx.env_tags.clone() });
+            plan.steps.push(Step::EnsureSubnetGroup { placement: p.clone(), tags: placement_tags(ctx, p) });
         }
         plan.steps.push(Step::CreateDatabase { spec: spec.clone(), tags, placement: ctx.placement.cloned() });
         return plan;
@@ -549,7 +563,8 @@ pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &C
     let b = match observed {
         None => {
             plan.create = true;
-            plan.steps.push(Step::CreateBucket { name: name.clone(), region: ctx.region.into() });
+            plan.steps.push(Step::CreateBucket { name: name.clone(), region: ctx.region.into(), tags: tags.clone() });
+            plan.steps.push(Step::EnableBucketAbac { name: name.clone() });
             &empty
         }
         Some(b) => {
@@ -571,11 +586,14 @@ pub fn plan_bucket(spec: &BucketSpec, observed: Option<&ObservedBucket>, ctx: &C
         }
         plan.steps.push(step);
     };
-    let missing = missing_tags(&tags, &b.tags);
+    // A bucket made before shipshape turned ABAC on (or adopted) gets it first: its tags,
+    // ownership included, then decide what IAM lets shipshape do with it.
+    if !create && !b.abac {
+        change(&mut plan, "abac", "Disabled".into(), "Enabled".into(), Step::EnableBucketAbac { name: name.clone() });
+    }
+    let missing = if create { BTreeMap::new() } else { missing_tags(&tags, &b.tags) };
     if !missing.is_empty() {
-        let mut all = b.tags.clone();
-        all.extend(tags.clone());
-        change(&mut plan, "tags", join_keys(&b.tags, &missing), join(&missing), Step::TagBucket { name: name.clone(), tags: all });
+        change(&mut plan, "tags", join_keys(&b.tags, &missing), join(&missing), Step::TagBucket { name: name.clone(), tags: missing });
     }
     let enabled = b.versioning.as_deref() == Some("Enabled");
     if spec.versioning != enabled {

@@ -411,6 +411,7 @@ impl S3 for FakeAws {
                 self.call(op, |_| Ok(()))?;
             }
         }
+        self.call("GetBucketAbac", |_| Ok(()))?;
         self.call("GetBucketTagging", |w| {
             Ok(w.buckets.get(name).cloned().map(|mut b| {
                 if !reads.encryption {
@@ -423,15 +424,26 @@ impl S3 for FakeAws {
             }))
         })
     }
-    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
+    async fn create_bucket(&self, name: &str, region: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("CreateBucket", |w| {
-            w.buckets.entry(name.to_string()).or_insert(ObservedBucket { name: name.into(), region: region.into(), ..Default::default() });
+            w.buckets.entry(name.to_string()).or_insert(ObservedBucket {
+                name: name.into(),
+                region: region.into(),
+                tags: tags.clone(),
+                ..Default::default()
+            });
+            Ok(())
+        })
+    }
+    async fn enable_abac(&self, name: &str) -> Result<(), AwsError> {
+        self.call("PutBucketAbac", |w| {
+            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketAbac", name))?.abac = true;
             Ok(())
         })
     }
     async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        self.call("PutBucketTagging", |w| {
-            w.buckets.get_mut(name).ok_or_else(|| not_found("PutBucketTagging", name))?.tags = tags.clone();
+        self.call("TagResource", |w| {
+            w.buckets.get_mut(name).ok_or_else(|| not_found("TagResource", name))?.tags.extend(tags.clone());
             Ok(())
         })
     }
@@ -889,16 +901,16 @@ mod tests {
     async fn the_kth_call_fails_and_the_others_succeed() {
         let aws = FakeAws::new();
         aws.fail_on("CreateBucket", 2, AwsError::Throttled { op: "CreateBucket", message: "SlowDown".into() });
-        assert!(aws.create_bucket("a", "eu-west-1").await.is_ok());
-        assert!(matches!(aws.create_bucket("b", "eu-west-1").await, Err(AwsError::Throttled { .. })));
-        assert!(aws.create_bucket("b", "eu-west-1").await.is_ok());
+        assert!(aws.create_bucket("a", "eu-west-1", &BTreeMap::new()).await.is_ok());
+        assert!(matches!(aws.create_bucket("b", "eu-west-1", &BTreeMap::new()).await, Err(AwsError::Throttled { .. })));
+        assert!(aws.create_bucket("b", "eu-west-1", &BTreeMap::new()).await.is_ok());
         assert_eq!(aws.count("CreateBucket"), 3);
     }
 
     #[tokio::test]
     async fn a_bucket_with_objects_is_not_deleted() {
         let aws = FakeAws::new();
-        aws.create_bucket("a", "eu-west-1").await.unwrap();
+        aws.create_bucket("a", "eu-west-1", &BTreeMap::new()).await.unwrap();
         aws.put_object("a");
         assert_eq!(aws.delete_bucket("a").await.unwrap(), BucketDeletion::NotEmpty);
     }

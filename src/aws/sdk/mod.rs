@@ -267,20 +267,21 @@ impl AwsProvider for SdkProvider {
         let path_style =
             self.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let caller = |service| Caller::new(service, self.per_second, self.metrics.clone());
+        // The caller identity changes only with the credentials (refreshed hourly at most).
+        let sts: Arc<dyn Sts> = Arc::new(CachedSts::new(
+            Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
+            Duration::from_secs(600),
+        ));
         let clients = AwsClients {
             ecs: Arc::new(ecs::SdkEcs::new(&conf, caller("ecs"))),
             rds: Arc::new(rds::SdkRds::new(&conf, caller("rds"))),
-            s3: Arc::new(s3::SdkS3::new(&conf, path_style, caller("s3"))),
+            s3: Arc::new(s3::SdkS3::new(&conf, path_style, sts.clone(), caller("s3"))),
             dynamodb: Arc::new(dynamodb::SdkDynamo::new(&conf, caller("dynamodb"))),
             elasticache: Arc::new(elasticache::SdkElastiCache::new(&conf, caller("elasticache"))),
             lambda: Arc::new(lambda::SdkLambda::new(&conf, caller("lambda"))),
-            // The caller identity changes only with the credentials (refreshed hourly at most).
             credentials: conf.credentials_provider(),
             cloudwatch: Arc::new(cloudwatch::SdkCloudWatch::new(&conf, caller("cloudwatch"))),
-            sts: Arc::new(CachedSts::new(
-                Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
-                Duration::from_secs(600),
-            )),
+            sts,
         };
         cache.insert(target.clone(), clients.clone());
         Ok(clients)

@@ -4,26 +4,52 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use aws_sdk_s3::types::{
-    BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus, CreateBucketConfiguration, ExpirationStatus,
-    LifecycleExpiration, LifecycleRule as SdkRule, LifecycleRuleFilter, PublicAccessBlockConfiguration, ServerSideEncryption,
-    ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging, Transition as SdkTransition,
-    TransitionStorageClass,
+    AbacStatus, BucketAbacStatus, BucketLifecycleConfiguration, BucketLocationConstraint, BucketVersioningStatus,
+    CreateBucketConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule as SdkRule, LifecycleRuleFilter,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault, ServerSideEncryptionConfiguration,
+    ServerSideEncryptionRule, Tag, Transition as SdkTransition, TransitionStorageClass,
 };
 
 use super::map_err;
 use crate::api::{BucketEncryption, EncryptionAlgorithm, LifecycleRule, StorageClass, Transition};
-use crate::aws::{AwsError, BucketDeletion, BucketReads, Caller, S3};
+use std::sync::Arc;
+
+use crate::aws::{AwsError, BucketDeletion, BucketReads, Caller, Sts, S3};
 use crate::core::stack::{storage_class_name, ObservedBucket};
 
 pub(super) struct SdkS3 {
     client: aws_sdk_s3::Client,
+    /// S3 Control: bucket tags once ABAC is on.
+    control: aws_sdk_s3control::Client,
+    /// The account (S3 Control names it in every request).
+    sts: Arc<dyn Sts>,
     caller: Caller,
 }
 
+/// S3 Control's endpoint when an emulator's endpoint is configured: its own rules would put
+/// the account id in front of the emulator's host (`123456789012.127.0.0.1`).
+#[derive(Debug)]
+struct EmulatorEndpoint(String);
+
+impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for EmulatorEndpoint {
+    fn resolve_endpoint<'a>(
+        &'a self,
+        _: &'a aws_sdk_s3control::config::endpoint::Params,
+    ) -> aws_sdk_s3control::config::endpoint::EndpointFuture<'a> {
+        aws_sdk_s3control::config::endpoint::EndpointFuture::ready(Ok(aws_sdk_s3control::config::endpoint::Endpoint::builder()
+            .url(self.0.clone())
+            .build()))
+    }
+}
+
 impl SdkS3 {
-    pub(super) fn new(conf: &aws_config::SdkConfig, path_style: bool, caller: Caller) -> Self {
+    pub(super) fn new(conf: &aws_config::SdkConfig, path_style: bool, sts: Arc<dyn Sts>, caller: Caller) -> Self {
         let cfg = aws_sdk_s3::config::Builder::from(conf).force_path_style(path_style).build();
-        SdkS3 { client: aws_sdk_s3::Client::from_conf(cfg), caller }
+        let mut control = aws_sdk_s3control::config::Builder::from(conf);
+        if let Some(url) = conf.endpoint_url() {
+            control = control.endpoint_resolver(EmulatorEndpoint(url.to_string()));
+        }
+        SdkS3 { client: aws_sdk_s3::Client::from_conf(cfg), control: aws_sdk_s3control::Client::from_conf(control.build()), sts, caller }
     }
 }
 
@@ -162,6 +188,15 @@ impl S3 for SdkS3 {
             })
             .unwrap_or_default()
         };
+        let abac = self
+            .caller
+            .call("GetBucketAbac", || async {
+                self.client.get_bucket_abac().bucket(name).send().await.map_err(|e| map_err("GetBucketAbac", e))
+            })
+            .await?
+            .abac_status()
+            .and_then(|s| s.status())
+            == Some(&BucketAbacStatus::Enabled);
         let tags = absent(
             self.caller
                 .call("GetBucketTagging", || async {
@@ -181,12 +216,21 @@ impl S3 for SdkS3 {
             public_access_block_present: present,
             lifecycle,
             tags,
+            abac,
         }))
     }
 
-    async fn create_bucket(&self, name: &str, region: &str) -> Result<(), AwsError> {
-        let config = (region != "us-east-1")
-            .then(|| CreateBucketConfiguration::builder().location_constraint(BucketLocationConstraint::from(region)).build());
+    async fn create_bucket(&self, name: &str, region: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let set = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("CreateBucket", e))?;
+        let mut config = CreateBucketConfiguration::builder().set_tags(Some(set).filter(|s| !s.is_empty()));
+        if region != "us-east-1" {
+            config = config.location_constraint(BucketLocationConstraint::from(region));
+        }
+        let config = Some(config.build());
         let r = self
             .caller
             .call("CreateBucket", || async {
@@ -207,22 +251,35 @@ impl S3 for SdkS3 {
         }
     }
 
+    async fn enable_abac(&self, name: &str) -> Result<(), AwsError> {
+        let status = AbacStatus::builder().status(BucketAbacStatus::Enabled).build();
+        self.caller
+            .call("PutBucketAbac", || async {
+                self.client.put_bucket_abac().bucket(name).abac_status(status.clone()).send().await.map_err(|e| map_err("PutBucketAbac", e))
+            })
+            .await
+            .map(|_| ())
+    }
+
     async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let op = "TagResource";
         let set = tags
             .iter()
-            .map(|(k, v)| Tag::builder().key(k).value(v).build())
+            .map(|(k, v)| aws_sdk_s3control::types::Tag::builder().key(k).value(v).build())
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("PutBucketTagging", e))?;
-        let tagging = Tagging::builder().set_tag_set(Some(set)).build().map_err(|e| invalid("PutBucketTagging", e))?;
+            .map_err(|e| invalid(op, e))?;
+        let account = self.sts.caller_account().await?;
+        let arn = format!("arn:aws:s3:::{name}");
         self.caller
-            .call("PutBucketTagging", || async {
-                self.client
-                    .put_bucket_tagging()
-                    .bucket(name)
-                    .tagging(tagging.clone())
+            .call(op, || async {
+                self.control
+                    .tag_resource()
+                    .account_id(&account)
+                    .resource_arn(&arn)
+                    .set_tags(Some(set.clone()))
                     .send()
                     .await
-                    .map_err(|e| map_err("PutBucketTagging", e))
+                    .map_err(|e| super::map_err(op, e))
             })
             .await
             .map(|_| ())

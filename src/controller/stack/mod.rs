@@ -123,7 +123,8 @@ async fn execute(p: &StackPlan, aws: &AwsClients, tokens: &BTreeMap<String, Stri
                 Step::CreateDatabase { spec, tags, placement } => aws.rds.create_db_instance(spec, tags, placement.as_ref()).await?,
                 Step::ModifyDatabase { name, modify } => aws.rds.modify_db_instance(name, modify).await?,
                 Step::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
-                Step::CreateBucket { name, region } => aws.s3.create_bucket(name, region).await?,
+                Step::CreateBucket { name, region, tags } => aws.s3.create_bucket(name, region, tags).await?,
+                Step::EnableBucketAbac { name } => aws.s3.enable_abac(name).await?,
                 Step::TagBucket { name, tags } => aws.s3.put_tags(name, tags).await?,
                 Step::SetVersioning { name, enabled } => aws.s3.put_versioning(name, *enabled).await?,
                 Step::SetEncryption { name, encryption } => aws.s3.put_encryption(name, encryption).await?,
@@ -212,7 +213,8 @@ async fn auth_tokens(ctx: &Context, stack: &StackSpec, p: &StackPlan) -> Result<
     for step in p.resources.iter().flat_map(|r| &r.steps) {
         let Step::CreateCache { spec, .. } = step else { continue };
         let Some(r) = &spec.auth_token_secret_ref else { continue };
-        let secret = secrets.get_opt(&r.name).await.map_err(|e| format!("Cache {}: reading Secret {ns}/{}: {e}", spec.name, r.name))?;
+        let secret =
+            secrets.get_opt(&r.name).await.map_err(|e| format!("Cache {}: {}", spec.name, super::secret_error(&ns, &r.name, e)))?;
         let value = secret.and_then(|s| s.data).and_then(|mut d| d.remove(&r.key)).ok_or_else(|| {
             format!(
                 "Cache {}: Secret {ns}/{} has no key {} (the AUTH token); create it, then the cache is created",

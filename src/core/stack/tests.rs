@@ -49,6 +49,7 @@ fn live_bucket() -> ObservedBucket {
         public_access_blocked: true,
         public_access_block_present: true,
         tags: owned(),
+        abac: true,
         ..Default::default()
     }
 }
@@ -146,6 +147,7 @@ fn a_new_bucket_gets_every_declared_setting() {
         .iter()
         .map(|s| match s {
             Step::CreateBucket { .. } => "create",
+            Step::EnableBucketAbac { .. } => "abac",
             Step::TagBucket { .. } => "tags",
             Step::SetVersioning { .. } => "versioning",
             Step::SetEncryption { .. } => "encryption",
@@ -154,8 +156,23 @@ fn a_new_bucket_gets_every_declared_setting() {
             _ => "other",
         })
         .collect();
-    assert_eq!(kinds, ["create", "tags", "versioning", "encryption", "block", "lifecycle"]);
+    assert_eq!(kinds, ["create", "abac", "versioning", "encryption", "block", "lifecycle"]);
     assert_eq!(p.lines(), ["Bucket uploads: create"]);
+    // Its tags, ownership included, are in the create request: IAM authorizes the creation
+    // by them.
+    let Some(Step::CreateBucket { tags, .. }) = p.steps.first() else { panic!() };
+    assert_eq!(tags.get("shipshape.dev/owner").map(String::as_str), Some("car-rental/data"));
+}
+
+#[test]
+fn a_bucket_made_before_abac_gets_it_first_then_only_the_tags_it_lacks() {
+    let mut live = live_bucket();
+    live.abac = false;
+    live.tags.remove("Project");
+    let p = with(false, |c| plan_bucket(&bucket(json!({})), Some(&live), c));
+    assert_eq!(p.steps[0], Step::EnableBucketAbac { name: "uploads".into() });
+    let Some(Step::TagBucket { tags, .. }) = p.steps.get(1) else { panic!("{p:?}") };
+    assert_eq!(tags, &BTreeMap::from([("Project".to_string(), "car-rental".to_string())]), "TagResource adds; ownership is not sent again");
 }
 
 #[test]
@@ -180,7 +197,8 @@ fn bucket_drift_is_planned_per_field_and_foreign_tags_are_kept() {
     live.tags.remove("Project");
     let p = with(false, |c| plan_bucket(&spec, Some(&live), c));
     let Some(Step::TagBucket { tags, .. }) = p.steps.iter().find(|s| matches!(s, Step::TagBucket { .. })) else { panic!() };
-    assert_eq!(tags.get("CostCenter").map(String::as_str), Some("7"));
+    // S3 Control's TagResource adds to the tag set: CostCenter (someone else's) stays.
+    assert_eq!(tags.get("CostCenter"), None);
     assert_eq!(tags.get("Project").map(String::as_str), Some("car-rental"));
 }
 
