@@ -9,6 +9,7 @@ pub mod controller;
 pub mod core;
 pub mod health;
 pub mod http;
+pub mod iam;
 pub mod metrics;
 pub mod plan;
 pub mod telemetry;

@@ -44,6 +44,9 @@ enum Command {
     Resume(Target),
     /// Retry a rolled-back SHA.
     Retry(Target),
+    /// Print the IAM policy the controller's role needs (deploy/iam-policy.json is this with
+    /// the defaults): every action scoped by shipshape's ownership tags.
+    IamPolicy(IamPolicyArgs),
     /// Show what the controller would change in AWS for these manifests (read-only).
     /// Exit 0: nothing; 2: changes; 1: error.
     Plan {
@@ -51,6 +54,30 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         file: String,
     },
+}
+
+#[derive(clap::Args)]
+struct IamPolicyArgs {
+    /// A Region Environments use (repeat; none: any Region). Default: the examples' Regions.
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    /// Where Lambda code is read from, s3://bucket/prefix (IAM wildcards allowed; repeat):
+    /// the Environments' functionCodeLocations. Default: s3://*-builds*/*.
+    #[arg(long = "function-code")]
+    function_code: Vec<String>,
+    /// The IAM path of the roles shipshape passes (<path>ecs-tasks/, <path>lambda/, <path>ecs/)
+    /// and assumes (<path>environments/).
+    #[arg(long, default_value = "/shipshape/")]
+    role_path: String,
+    /// The AWS partition.
+    #[arg(long, default_value = "aws")]
+    partition: String,
+    /// Print the temporary adoption policy for these resource ARNs instead (repeat).
+    #[arg(long = "adopt")]
+    adopt: Vec<String>,
+    /// With no --region, allow any Region (no aws:RequestedRegion condition).
+    #[arg(long)]
+    any_region: bool,
 }
 
 #[derive(clap::Args)]
@@ -144,6 +171,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Pause(t) => act(t, shipshape::cli::Command::Pause).await,
         Command::Resume(t) => act(t, shipshape::cli::Command::Resume).await,
         Command::Retry(t) => act(t, shipshape::cli::Command::Retry).await,
+        Command::IamPolicy(a) => {
+            let defaults = shipshape::iam::PolicyOptions::default();
+            let role_path = format!("/{}/", a.role_path.trim_matches('/')).replace("//", "/");
+            let o = shipshape::iam::PolicyOptions {
+                partition: a.partition,
+                regions: if a.regions.is_empty() && !a.any_region { defaults.regions } else { a.regions },
+                function_code: if a.function_code.is_empty() { defaults.function_code } else { a.function_code },
+                role_path,
+            };
+            let doc = if a.adopt.is_empty() {
+                serde_json::to_string_pretty(&shipshape::iam::policy(&o))?
+            } else {
+                serde_json::to_string_pretty(&shipshape::iam::adoption_policy(&a.adopt))?
+            };
+            println!("{doc}");
+            Ok(())
+        }
         Command::Plan { file } => {
             let manifests = shipshape::plan::read(&file)?;
             let aws = SdkProvider::new(Metrics::new(), 20);

@@ -1,6 +1,9 @@
-//! deploy/iam-policy.json grants exactly the AWS actions the code calls: the actions are
-//! derived from the SDK adapters' operation names, so a new call without a policy change
-//! (or a policy action no code uses) fails here.
+//! deploy/iam-policy.json is `shipshape iam-policy` (src/iam.rs) as committed, and grants
+//! exactly the AWS actions the code calls: the actions are derived from the SDK adapters'
+//! operation names, so a new call without a policy change (or a policy action no code uses)
+//! fails here. Whether each call is allowed *in the cases the code makes it* — and denied on
+//! what shipshape does not own — is the IAM evaluator's job: tests/iam_evaluator.rs and every
+//! e2e test through the AWS test proxy.
 
 use std::collections::BTreeSet;
 
@@ -15,10 +18,22 @@ fn actions(service: &str, op: &str) -> Vec<String> {
         ("s3", "PutPublicAccessBlock" | "DeletePublicAccessBlock") => s3("PutBucketPublicAccessBlock"),
         ("s3", "GetBucketLifecycleConfiguration") => s3("GetLifecycleConfiguration"),
         ("s3", "PutBucketLifecycleConfiguration") => s3("PutLifecycleConfiguration"),
+        // Tags at creation need s3:TagResource as well.
+        ("s3", "CreateBucket") => vec!["s3:CreateBucket".into(), "s3:TagResource".into()],
+        // A final snapshot needs rds:CreateDBSnapshot (since 2024-08-15).
+        ("rds", "DeleteDBInstance") => vec!["rds:DeleteDBInstance".into(), "rds:CreateDBSnapshot".into()],
+        // A tagged function's tags come back from GetFunction only with lambda:ListTags.
+        ("lambda", "GetFunction") => vec!["lambda:GetFunction".into(), "lambda:ListTags".into()],
         // RDS-managed master passwords are created in Secrets Manager on the caller's behalf.
-        ("rds", "CreateDBInstance") => {
-            vec!["rds:CreateDBInstance".into(), "secretsmanager:CreateSecret".into(), "secretsmanager:TagResource".into()]
-        }
+        ("rds", "CreateDBInstance") => [
+            "rds:CreateDBInstance",
+            "rds:AddTagsToResource",
+            "secretsmanager:CreateSecret",
+            "secretsmanager:TagResource",
+            "kms:DescribeKey",
+        ]
+        .map(String::from)
+        .to_vec(),
         // A KMS-encrypted table (AwsManaged, CustomerKey): DynamoDB describes the key and
         // creates a grant in the caller's name; tags on create need TagResource.
         ("dynamodb", "CreateTable") => {
@@ -85,16 +100,16 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
     if health.contains(".name(\"aps\")") {
         wanted.insert("aps:QueryMetrics".into());
     }
-    let policy: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap()).unwrap();
-    let granted: BTreeSet<String> = policy["Statement"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|s| s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()))
-        .collect();
+    let granted = shipshape::iam::policy(&shipshape::iam::PolicyOptions::default()).actions();
     let missing: Vec<_> = wanted.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&wanted).collect();
     assert!(missing.is_empty() && unused.is_empty(), "deploy/iam-policy.json is off: missing {missing:?}, not used by the code {unused:?}");
     assert!(wanted.len() > 30, "the scan found the adapters' operations: {wanted:?}");
+}
+
+#[test]
+fn deploy_iam_policy_json_is_the_generators_output() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/iam-policy.json")).unwrap();
+    let generated = serde_json::to_string_pretty(&shipshape::iam::policy(&shipshape::iam::PolicyOptions::default())).unwrap() + "\n";
+    assert!(committed == generated, "deploy/iam-policy.json is stale: run `cargo run -q -- iam-policy > deploy/iam-policy.json`");
 }
