@@ -70,10 +70,25 @@ pub struct EnvironmentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(pattern(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$"), length(max = 2048))]
     pub function_role_arn: Option<String>,
+    /// Where this Environment's Lambda releases may take their code from, as
+    /// `s3://bucket/` or `s3://bucket/key-prefix`: a release whose `function.s3` lies
+    /// elsewhere is refused (InvalidSpec). The controller's IAM policy reads code only there
+    /// too (`shipshape iam-policy --function-code`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(pattern(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^*?]*$"), length(max = 1100)))]
+    pub function_code_locations: Vec<String>,
     /// Load balancer defaults for this Environment's ECS releases (typically `roleArn` and
     /// `productionListenerRule`); a release's own `loadBalancer` fields win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<crate::api::LoadBalancerSpec>,
+}
+
+impl EnvironmentSpec {
+    /// Whether `s3://bucket/key` lies in one of the Environment's `functionCodeLocations`.
+    pub fn allows_function_code(&self, bucket: &str, key: &str) -> bool {
+        let url = format!("s3://{bucket}/{key}");
+        self.function_code_locations.iter().any(|l| url.starts_with(l.as_str()))
+    }
 }
 
 /// The ECS cluster of an environment.
@@ -215,4 +230,23 @@ pub struct EnvironmentStatus {
     /// Tag keys the controller applied, so removing one from the spec removes it in AWS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub managed_tag_keys: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_code_is_allowed_only_under_a_declared_location() {
+        let spec: EnvironmentSpec = serde_json::from_value(serde_json::json!({
+            "region": "eu-west-1", "ecsCluster": {"name": "c"},
+            "functionCodeLocations": ["s3://builds/api/", "s3://other/"]
+        }))
+        .unwrap();
+        assert!(spec.allows_function_code("builds", "api/abc.zip"));
+        assert!(spec.allows_function_code("other", "x/y.zip"));
+        assert!(!spec.allows_function_code("builds", "worker/abc.zip"), "another prefix of the bucket");
+        assert!(!spec.allows_function_code("builds-evil", "api/abc.zip"), "a bucket whose name only starts alike");
+        assert!(!spec.allows_function_code("b", "k"), "undeclared");
+    }
 }

@@ -126,6 +126,20 @@ pub(super) async fn converge(
         );
         return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
     };
+    if let Some((bucket, key)) = &config.s3 {
+        if !env.spec.allows_function_code(bucket, key) {
+            let declared = if env.spec.function_code_locations.is_empty() {
+                "it declares none".to_string()
+            } else {
+                format!("it declares {}", env.spec.function_code_locations.join(", "))
+            };
+            let message = format!(
+                "Lambda function {name}: code s3://{bucket}/{key} (spec.function.s3) is outside Environment {}'s functionCodeLocations ({declared}); add its location there",
+                env.name_any()
+            );
+            return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
+        }
+    }
     let description = description(&config);
     let hash = description.trim_start_matches("shipshape ").to_string();
 
