@@ -322,9 +322,14 @@ async fn the_controllers_credentials_are_refused_what_its_rules_do_not_grant() {
         args.extend(ns_args);
         assert_eq!(c.kubectl_as(&me, &args, "").stdout.trim(), "yes", "{verb} {resource}");
     }
+    // Secrets: by name only, and only where the chart binds shipshape-secrets (its own
+    // namespace, rbac.secretNamespaces) — never listed, never elsewhere.
+    assert_eq!(c.kubectl_as(&me, &["auth", "can-i", "get", "secrets/prom-auth", "-n", "shipshape"], "").stdout.trim(), "yes");
+    assert_eq!(c.kubectl_as(&me, &["auth", "can-i", "get", "secrets/db-token", "-n", "default"], "").stdout.trim(), "no");
     // Not granted: secrets, deleting the user's objects, writing their spec, leases elsewhere.
     for (args, what) in [
         (vec!["get", "secrets", "-n", "shipshape"], "secrets"),
+        (vec!["get", "secret", "anything", "-n", "kube-system"], "secrets"),
         (vec!["delete", "servicereleases.shipshape.dev", "nothing-here", "-n", "default"], "servicereleases"),
         (vec!["get", "leases", "-n", "kube-system"], "leases"),
         (vec!["create", "namespace", "owned-by-the-controller"], "namespaces"),
@@ -340,4 +345,39 @@ async fn the_controllers_credentials_are_refused_what_its_rules_do_not_grant() {
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client, "shipshape");
     let err = api_error(secrets.list(&Default::default()).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (403, "Forbidden"));
+}
+
+/// What Flux and Argo CD see of an object the controller has not looked at yet: kstatus
+/// itself (sigs.k8s.io/cli-utils, testkit/kstatus) on each kind as the real API server
+/// returns it just after `kubectl apply` — the schema's status default makes it InProgress,
+/// not Current — and Current once a status for its generation is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_just_applied_object_of_each_kind_reads_in_progress_to_kstatus_until_its_status_is_written() {
+    let c = Cluster::start().await;
+    let ns = unique("kstatus");
+    c.kubectl(&["create", "namespace", &ns]).success();
+    let client = c.client().await;
+    for kind in ["Environment", "StackSpec", "ServiceRelease"] {
+        let name = unique("fresh");
+        let mut obj = valid(kind, &name, &ns);
+        obj["metadata"]["labels"] = json!({support::TEST_LABEL: c.id});
+        c.apply(&serde_json::to_string(&obj).unwrap()).success();
+        let api: Api<DynamicObject> = if kind == "Environment" {
+            Api::all_with(client.clone(), &resource(kind))
+        } else {
+            Api::namespaced_with(client.clone(), &ns, &resource(kind))
+        };
+        let stored = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+        assert_eq!(stored["status"]["observedGeneration"], -1, "{kind}: the schema's status default: {stored}");
+        let seen = support::kstatus(&stored);
+        assert!(seen.starts_with("InProgress"), "{kind} before the controller: {seen}");
+        // The controller's first status write: its generation observed, Ready.
+        let status = json!({"apiVersion": "shipshape.dev/v1alpha1", "kind": kind, "status": {"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "", "lastTransitionTime": "2026-12-06T00:00:00Z"},
+            {"type": "Reconciling", "status": "False", "reason": "Reconciled", "message": "", "lastTransitionTime": "2026-12-06T00:00:00Z"},
+            {"type": "Stalled", "status": "False", "reason": "Reconciled", "message": "", "lastTransitionTime": "2026-12-06T00:00:00Z"}]}});
+        api.patch_status(&name, &PatchParams::apply("kstatus-test").force(), &Patch::Apply(status)).await.unwrap();
+        let written = serde_json::to_value(api.get(&name).await.unwrap()).unwrap();
+        assert!(support::kstatus(&written).starts_with("Current"), "{kind} after its status: {}", support::kstatus(&written));
+    }
 }

@@ -33,8 +33,28 @@ pub fn finalizer_name<K: Resource<DynamicType = ()>>() -> String {
 
 /// All CRDs, ordered by plural name (the order of the files in `crds/`).
 pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![Environment::crd(), ServiceRelease::crd(), StackSpec::crd()]
+    let mut crds = vec![Environment::crd(), ServiceRelease::crd(), StackSpec::crd()];
+    for crd in &mut crds {
+        for v in &mut crd.spec.versions {
+            let status = v
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+                .and_then(|s| s.properties.as_mut())
+                .and_then(|p| p.get_mut("status"));
+            if let Some(status) = status {
+                status.default = Some(k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(UNOBSERVED_STATUS.clone()));
+            }
+        }
+    }
+    crds
 }
+
+/// The status every object has before the controller first writes one: generation -1 was
+/// observed, so kstatus (Flux, Argo CD's health, `kubectl wait`) reads a just-applied object
+/// as InProgress instead of Current (an object with no status reads Current).
+pub static UNOBSERVED_STATUS: std::sync::LazyLock<serde_json::Value> =
+    std::sync::LazyLock::new(|| serde_json::json!({"observedGeneration": -1}));
 
 /// One CRD as a YAML document (with its leading `---`), as in `crds/<plural>.yaml`.
 pub fn crd_yaml(crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition) -> String {
