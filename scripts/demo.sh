@@ -72,6 +72,10 @@ if ! command -v moto_server >/dev/null; then
   step "Installing the AWS emulator (pip install 'moto[server]')"
   pip install -q 'moto[server]'
 fi
+if [ ! -d testkit/iam/node_modules/@cloud-copilot/iam-simulate ]; then
+  step "Installing the IAM policy evaluator the AWS proxy checks every request with (npm ci in testkit/iam)"
+  (cd testkit/iam && npm ci --no-audit --no-fund --loglevel=error)
+fi
 have_prometheus=false
 if [ "${DEMO_NO_PROMETHEUS:-0}" != 1 ] && command -v prometheus >/dev/null; then have_prometheus=true; fi
 
@@ -203,7 +207,7 @@ python3 - <<'PY'
 import os, boto3
 moto = os.environ["MOTO_URL"]
 kw = dict(endpoint_url=moto, region_name="eu-west-1")
-boto3.client("iam", **kw).create_role(RoleName="bookings", AssumeRolePolicyDocument="{}")
+boto3.client("iam", **kw).create_role(RoleName="bookings", Path="/shipshape/lambda/", AssumeRolePolicyDocument="{}")
 s3 = boto3.client("s3", **kw)
 s3.create_bucket(Bucket="car-rental-builds", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
 for sha in ["a1b2c3d", "b2c3d4e", "c3d4e5f"]:
@@ -225,7 +229,7 @@ spec:
     s3: { bucket: car-rental-builds, key: "bookings/{{sha}}.zip" }
     runtime: nodejs20.x
     handler: index.handler
-    roleArn: arn:aws:iam::123456789012:role/bookings
+    roleArn: arn:aws:iam::123456789012:role/shipshape/lambda/bookings
   rollout:
     strategy: { canary: { percent: 5, bake: 4s } }
     analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, cloudwatchAlarms: [bookings-errors] }
@@ -305,7 +309,7 @@ spec:
     targetGroupArn: $blue
     alternateTargetGroupArn: $green
     productionListenerRule: $rule
-    roleArn: arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers
+    roleArn: arn:aws:iam::123456789012:role/shipshape/ecs/ecsInfrastructureRoleForLoadBalancers
   rollout:
     strategy: { canary: { percent: 5, bake: 4s } }
     analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, $judge }
@@ -350,5 +354,11 @@ kubectl get release -n car-rental | sed 's/^/  /'
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
 echo "  (dashboards and alerts over these: deploy/monitoring/)"
+
+step "Least privilege: every AWS request the controller made, checked by the AWS proxy"
+calls=$(curl -s "127.0.0.1:$proxy_port/__proxy/calls" | python3 -c 'import json,sys; print(sum(1 for c in json.load(sys.stdin) if c.get("access_key") == "demo"))')
+refused=$(curl -s "127.0.0.1:$proxy_port/__proxy/violations" | python3 -c 'import json,sys; v=json.load(sys.stdin); [print("  REFUSED", x["operation"], x["reason"], file=sys.stderr) for x in v]; print(len(v))')
+echo "  $calls requests, each valid for AWS's API model and allowed by deploy/iam-policy.json in a real IAM evaluator: $refused refused"
+[ "$refused" = 0 ]
 
 step "Done in $(( ($(now_ms) - built_ms) / 1000 ))s after the build; stopping everything the demo started"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The tests, on a fresh machine (the Rust and Go toolchains and Python are all it needs):
-# installs what the tests use when it is missing — moto (pip), Prometheus and promtool,
-# Lua 5.1, curl and openssl (apt) —, builds the pinned Kubernetes control plane the first
+# The tests, on a fresh machine (the Rust and Go toolchains, Python and Node are all it
+# needs): installs what the tests use when it is missing — moto (pip), the IAM policy
+# evaluator (npm), Prometheus and promtool, Lua 5.1, curl and openssl (apt) —, builds the pinned Kubernetes control plane the first
 # time (scripts/control-plane.sh: etcd, kube-apiserver, kube-controller-manager and kubectl
 # from the Go module proxy, about 10 minutes on 2 cores, cached in ~/.cache/shipshape), then
 # runs `cargo test` with the pinned kubectl first on PATH.
@@ -21,6 +21,12 @@ say() { echo "test.sh: $*" >&2; }
 if ! command -v moto_server >/dev/null 2>&1; then
   say "installing moto (pip install 'moto[server]')"
   pip install --quiet 'moto[server]'
+fi
+# The IAM policy evaluator the AWS test proxy asks about every request (testkit/src/iam.rs):
+# @cloud-copilot/iam-simulate, pinned in testkit/iam/package-lock.json.
+if [ ! -d testkit/iam/node_modules/@cloud-copilot/iam-simulate ]; then
+  say "installing the IAM policy evaluator (npm ci in testkit/iam)"
+  (cd testkit/iam && npm ci --no-audit --no-fund --loglevel=error)
 fi
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)

@@ -37,7 +37,7 @@ async fn setup() -> Setup {
     // The role and the listener rule as the Environment's defaults; the target groups on
     // the release.
     c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n  loadBalancer: {{roleArn: \"arn:aws:iam::123456789012:role/ecsInfrastructureRoleForLoadBalancers\", productionListenerRule: \"{}\", testListenerRule: \"{}\"}}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n  loadBalancer: {{roleArn: \"arn:aws:iam::123456789012:role/shipshape/ecs/ecsInfrastructureRoleForLoadBalancers\", productionListenerRule: \"{}\", testListenerRule: \"{}\"}}\n",
         health().prometheus, lb.rule, lb.test_rule
     ))
     .success();

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ecs, eventually, unique, Cluster, Controller};
+use support::{ecs, eventually, proxy, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -28,7 +28,9 @@ async fn ready(c: &Cluster, kind_name: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applying_an_environment_creates_its_ecs_cluster_with_tags_and_reports_ready() {
     let c = Cluster::start().await;
-    let _ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  tags: {Project: car-rental}\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -47,7 +49,9 @@ async fn applying_an_environment_creates_its_ecs_cluster_with_tags_and_reports_r
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_tags_updates_them_in_aws_and_removes_dropped_ones() {
     let c = Cluster::start().await;
-    let _ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  tags: {Project: car-rental, Team: blue}\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -69,7 +73,9 @@ async fn editing_tags_updates_them_in_aws_and_removes_dropped_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call() {
     let c = Cluster::start().await;
-    let ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "")).success();
     ready(&c, &["environment", &env]).await;
@@ -110,7 +116,9 @@ async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_whose_environment_is_gone_can_still_be_deleted() {
     let c = Cluster::start().await;
-    let _ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let ns = unique("team");
     c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
     c.apply(&format!(
@@ -133,7 +141,9 @@ async fn a_release_whose_environment_is_gone_can_still_be_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_environment_with_retain_removes_the_object_and_keeps_the_cluster() {
     let c = Cluster::start().await;
-    let _ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "")).success();
     ready(&c, &["environment", &env]).await;
@@ -146,7 +156,9 @@ async fn deleting_an_environment_with_retain_removes_the_object_and_keeps_the_cl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_environment_with_delete_policy_deletes_the_cluster_it_created() {
     let c = Cluster::start().await;
-    let _ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let _ctl = Controller::start_at(&c, &p.url(), &[]);
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  deletionPolicy: Delete\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -158,7 +170,9 @@ async fn deleting_an_environment_with_delete_policy_deletes_the_cluster_it_creat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_account_or_a_missing_cluster_to_adopt_is_stalled_without_writes() {
     let c = Cluster::start().await;
-    let ctl = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
     let (wrong, missing) = (unique("env"), unique("env"));
     let cluster = unique("cluster");
     c.apply(&environment(&wrong, &cluster, "  accountId: \"999999999999\"\n")).success();
@@ -186,7 +200,9 @@ async fn a_wrong_account_or_a_missing_cluster_to_adopt_is_stalled_without_writes
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_killed_midway_and_restarted_creates_no_duplicates() {
     let c = Cluster::start().await;
-    let mut first = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let mut first = Controller::start_at(&c, &p.url(), &[]);
     let names: Vec<(String, String)> = (0..4).map(|_| (unique("env"), unique("cluster"))).collect();
     for (env, cluster) in &names {
         c.apply(&environment(env, cluster, "")).success();
@@ -197,7 +213,7 @@ async fn a_controller_killed_midway_and_restarted_creates_no_duplicates() {
     })
     .await;
     first.kill();
-    let second = Controller::start(&c, &[]);
+    let second = Controller::start_at(&c, &p.url(), &[]);
     for (env, _) in &names {
         ready(&c, &["environment", env]).await;
     }
@@ -216,9 +232,11 @@ async fn a_controller_killed_midway_and_restarted_creates_no_duplicates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     let c = Cluster::start().await;
-    let mut a = Controller::start(&c, &[]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let mut a = Controller::start_at(&c, &p.url(), &[]);
     eventually(WAIT, "a leader", || (a.metric("shipshape_leader", &[]) == 1.0).then_some(())).await;
-    let b = Controller::start(&c, &[]);
+    let b = Controller::start_at(&c, &p.url(), &[]);
     let (env1, cl1) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env1, &cl1, "")).success();
     ready(&c, &["environment", &env1]).await;
@@ -238,9 +256,11 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_work_and_releases_the_lease_for_an_immediate_takeover() {
     let c = Cluster::start().await;
-    let mut a = Controller::start(&c, &["--lease-duration", "60s"]);
+    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
+    let p = proxy().await;
+    let mut a = Controller::start_at(&c, &p.url(), &["--lease-duration", "60s"]);
     eventually(WAIT, "a leader", || (a.metric("shipshape_leader", &[]) == 1.0).then_some(())).await;
-    let b = Controller::start(&c, &["--lease-duration", "60s"]);
+    let b = Controller::start_at(&c, &p.url(), &["--lease-duration", "60s"]);
     assert_eq!(a.terminate(), Some(0), "{}", a.logs());
     assert!(a.logs().contains("lease released"), "{}", a.logs());
     // Far sooner than the 60s lease would take to expire.

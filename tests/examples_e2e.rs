@@ -75,7 +75,10 @@ async fn clients(endpoint: &str, env: &Env) -> AwsClients {
 
 async fn create_role(env: &Env, arn: &str) {
     let name = arn.rsplit('/').next().unwrap();
-    let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&AssumeRolePolicyDocument=%7B%7D");
+    // The role's path (`role/shipshape/lambda/name` → `/shipshape/lambda/`): the IAM policy
+    // lets shipshape pass only roles under its paths.
+    let path = arn.split_once(":role").map(|(_, p)| p.trim_end_matches(name)).unwrap_or("/");
+    let body = format!("Action=CreateRole&Version=2010-05-08&RoleName={name}&Path={path}&AssumeRolePolicyDocument=%7B%7D");
     let auth = format!("AWS4-HMAC-SHA256 Credential={}/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=x", env.akid);
     // A role named twice (two releases of one account) is there already: fine.
     let r = reqwest::Client::new()
@@ -233,7 +236,7 @@ async fn prepare(file: &str, endpoint: &str) -> (Vec<Value>, BTreeMap<String, En
             let key = f["s3"]["key"].as_str().unwrap().replace("{{sha}}", &sha);
             let aws = clients(endpoint, &env).await;
             if aws.s3.describe_bucket(&bucket, BucketReads::BASIC).await.unwrap().is_none() {
-                aws.s3.create_bucket(&bucket, &env.region).await.unwrap();
+                aws.s3.create_bucket(&bucket, &env.region, &Default::default()).await.unwrap();
             }
             put_object(&env, &bucket, &key).await;
         }
@@ -286,6 +289,8 @@ async fn run(c: &Cluster, file: &str, endpoint: &str) -> (Vec<Value>, BTreeMap<S
     for (ns, name, key) in &secrets {
         c.kubectl(&["create", "secret", "generic", name, "-n", ns, &format!("--from-literal={key}=an-auth-token-of-32-characters!!")])
             .success();
+        // As the install would (rbac.secretNamespaces): the controller reads Secrets there.
+        c.allow_secrets(ns);
     }
     let rest: Vec<&Value> = docs.iter().filter(|d| d["kind"] != "Namespace").collect();
     c.apply(&yaml(&rest)).success();
@@ -391,12 +396,49 @@ async fn check_aws(docs: &[Value], envs: &BTreeMap<String, Env>, endpoint: &str)
     }
 }
 
+/// The existing clusters an example's Environments adopt (`ecsCluster.create` not true):
+/// their ARNs, for the adoption policy a platform team attaches meanwhile.
+fn adopted_clusters(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("deploy/examples").join(file)).unwrap();
+    let mut arns = vec![];
+    for d in serde_yaml::Deserializer::from_str(&text) {
+        let v: Value = serde::Deserialize::deserialize(d).unwrap();
+        let spec = &v["spec"];
+        if v["kind"] != "Environment" || spec["ecsCluster"]["create"] == true {
+            continue;
+        }
+        let account = match (spec["roleArn"].as_str(), spec["accountId"].as_str()) {
+            (Some(role), _) => role.split(':').nth(4).unwrap().to_string(),
+            _ => MOTO_ACCOUNT.to_string(),
+        };
+        arns.push(format!(
+            "arn:aws:ecs:{}:{account}:cluster/{}",
+            spec["region"].as_str().unwrap(),
+            spec["ecsCluster"]["name"].as_str().unwrap()
+        ));
+    }
+    arns
+}
+
 async fn example(file: &str) {
     let c = Cluster::start().await;
     let p = proxy().await;
+    // Environments that use an existing cluster adopt it: shipshape tags it as theirs, which
+    // its IAM policy allows only with the adoption policy for those clusters attached.
+    let adopted = adopted_clusters(file);
+    if !adopted.is_empty() {
+        p.attach_policy("adopt-clusters", shipshape::iam::adoption_policy(&adopted));
+    }
     let _ctl = Controller::start_at(&c, &p.url(), &[]);
-    let (docs, envs) = run(&c, file, &p.url()).await;
-    check_aws(&docs, &envs, &p.url()).await;
+    // The test's own set-up and checks (build buckets, roles, reads in each account) are a
+    // team's and an auditor's, not shipshape's: through a proxy that checks nothing (their
+    // assumed roles' sessions look like the controller's to the controller's proxy).
+    let mine = shipshape_testkit::awsproxy::AwsProxy::start_with("127.0.0.1:0", support::moto(), shipshape_testkit::gate::Gate::off())
+        .await
+        .unwrap();
+    let (docs, envs) = run(&c, file, &mine.url()).await;
+    check_aws(&docs, &envs, &mine.url()).await;
+    p.assert_no_violations();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

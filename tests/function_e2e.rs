@@ -41,19 +41,23 @@ async fn setup() -> Setup {
     let c = Cluster::start().await;
     let p = proxy().await;
     let h = health();
-    let (env, ns, name, bucket) = (unique("env"), unique("sched"), unique("bookings"), unique("builds"));
+    let (env, ns, name, bucket) = (unique("env"), unique("sched"), unique("bookings"), unique("fn-builds"));
     // The execution role (moto's Lambda checks that it exists; the Environment's default for
     // functions) and the builds bucket.
     let role = unique("lambda-role");
-    let created = moto_query("iam", &format!("Action=CreateRole&Version=2010-05-08&RoleName={role}&AssumeRolePolicyDocument=%7B%7D")).await;
+    let created = moto_query(
+        "iam",
+        &format!("Action=CreateRole&Version=2010-05-08&RoleName={role}&Path=/shipshape/lambda/&AssumeRolePolicyDocument=%7B%7D"),
+    )
+    .await;
     assert!(created.contains("<Arn>"), "{created}");
     let aws = aws_at(&p.url(), "eu-west-1").await;
-    aws.s3.create_bucket(&bucket, "eu-west-1").await.unwrap();
+    aws.s3.create_bucket(&bucket, "eu-west-1", &Default::default()).await.unwrap();
     for sha in ["aaaa111", "bbbb222", "cccc333", "dddd444"] {
         put_object(&bucket, &format!("builds/{sha}.zip"), format!("zip of {sha}").as_bytes()).await;
     }
     c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n  functionRoleArn: arn:aws:iam::123456789012:role/{role}\n",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  health: {{prometheus: {{url: \"{}\"}}}}\n  functionRoleArn: arn:aws:iam::123456789012:role/shipshape/lambda/{role}\n  functionCodeLocations: [\"s3://{bucket}/builds/\"]\n",
         h.prometheus
     ))
     .success();
@@ -210,7 +214,7 @@ async fn lambda_provisioned_concurrency_model_follows_the_api_reference() {
     let s = setup().await;
     let aws = aws_at(&s.p.url(), "eu-west-1").await;
     let name = &s.name;
-    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    let role = format!("arn:aws:iam::123456789012:role/shipshape/lambda/{}", s.role);
     let config = shipshape::aws::FunctionConfig {
         name: name.clone(),
         s3: Some((s.bucket.clone(), "builds/aaaa111.zip".into())),
@@ -364,7 +368,10 @@ async fn prometheus_behind_basic_auth_and_tls_judges_and_a_wrong_password_is_una
     let prom = SecurePrometheus::start().await;
     health().set_error_rate(&s.name, 0.0);
     let ca = prom.ca.replace('\n', "\n    ");
-    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    let role = format!("arn:aws:iam::123456789012:role/shipshape/lambda/{}", s.role);
+    // The Prometheus credentials live in the team's namespace: it lets the controller read
+    // Secrets there.
+    s.c.allow_secrets(&s.ns);
     // Two Environments on the same Prometheus: the right password, and a wrong one.
     let (good, bad) = (unique("env-auth"), unique("env-wrong"));
     let mut yaml = format!(
@@ -373,9 +380,10 @@ async fn prometheus_behind_basic_auth_and_tls_judges_and_a_wrong_password_is_una
     );
     for (env, secret) in [(&good, "prom-auth"), (&bad, "prom-wrong")] {
         yaml += &format!(
-            "---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  health:\n    prometheus:\n      url: \"{url}\"\n      authSecretRef: {{name: {secret}, namespace: {ns}}}\n      caSecretRef: {{name: prom-ca, namespace: {ns}}}\n",
+            "---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  functionCodeLocations: [\"s3://{bucket}/\"]\n  health:\n    prometheus:\n      url: \"{url}\"\n      authSecretRef: {{name: {secret}, namespace: {ns}}}\n      caSecretRef: {{name: prom-ca, namespace: {ns}}}\n",
             ns = s.ns,
-            url = prom.url
+            url = prom.url,
+            bucket = s.bucket
         );
     }
     s.c.apply(&yaml).success();
@@ -519,7 +527,8 @@ async fn a_linear_release_rolls_back_at_step_2_of_4_and_a_blue_green_one_during_
 
 /// An Amazon Managed Prometheus stand-in: answers a query only when its SigV4 signature
 /// (service `aps`, eu-west-1) checks out with the key the controller runs with (the test
-/// harness's `test`/`test`), re-derived from what it received; counts the ones it accepted.
+/// harness's `shipshape`/`test`), re-derived from what it received; counts the ones it
+/// accepted.
 async fn sigv4_prometheus() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use axum::http::{HeaderMap, Uri};
     let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -533,7 +542,7 @@ async fn sigv4_prometheus() -> (String, std::sync::Arc<std::sync::atomic::Atomic
                 .unwrap_or(std::time::UNIX_EPOCH);
             let url = format!("http://{}{}", header("host"), uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
             let token = Some(header("x-amz-security-token")).filter(|t| !t.is_empty());
-            let creds = aws_credential_types::Credentials::new("test", "test", token, None, "verifier");
+            let creds = aws_credential_types::Credentials::new("shipshape", "test", token, None, "verifier");
             let want = shipshape::health::prometheus::sigv4_headers(&url, "eu-west-1", creds, time)
                 .unwrap_or_default()
                 .into_iter()
@@ -561,10 +570,11 @@ async fn an_environment_with_sigv4_signs_its_queries_with_the_controllers_creden
     let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
     let (url, accepted) = sigv4_prometheus().await;
     let env = unique("env-amp");
-    let role = format!("arn:aws:iam::123456789012:role/{}", s.role);
+    let role = format!("arn:aws:iam::123456789012:role/shipshape/lambda/{}", s.role);
     s.c.apply(&format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  health:\n    prometheus:\n      url: \"{url}\"\n      sigv4: {{}}\n",
-        ns = s.ns
+        "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  functionRoleArn: {role}\n  functionCodeLocations: [\"s3://{bucket}/\"]\n  health:\n    prometheus:\n      url: \"{url}\"\n      sigv4: {{}}\n",
+        ns = s.ns,
+        bucket = s.bucket
     ))
     .success();
     s.c.apply(&s.release("aaaa111").replace(&format!("environment: {}", s.env), &format!("environment: {env}"))).success();

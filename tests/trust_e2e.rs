@@ -129,6 +129,22 @@ async fn a_hostile_tenant_cannot_crash_the_controller_take_over_a_service_or_mov
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(w.service("legacy").await.unwrap().task_definition, legacy_td, "untouched until adopted");
     w.c.kubectl(&["annotate", "release", "legacy", "-n", a, "shipshape.dev/adopt=true"]).success();
+    // The annotation alone is not enough: IAM lets shipshape put its ownership tags on an
+    // ECS service only at creation, so the adoption is AccessDenied, named in the status...
+    let (reason, message) = eventually(WAIT, "adoption refused by IAM", || {
+        let (s, r) = w.c.condition(&["release", "legacy", "-n", a], "Stalled");
+        let m = w.get(a, "legacy", "{.status.conditions[?(@.type==\"Stalled\")].message}");
+        (s == "True" && r == "AccessDenied").then_some((r, m))
+    })
+    .await;
+    assert!(message.contains("TagResource"), "{reason}: {message}");
+    let refused = w.p.take_violations();
+    assert!(!refused.is_empty() && refused.iter().all(|v| v.denied && v.reason.starts_with("ecs:TagResource")), "{refused:?}");
+    // ...until the platform team attaches the adoption policy for this service
+    // (`shipshape iam-policy --adopt ARN`), and the release is looked at again.
+    let arn = w.service("legacy").await.unwrap().arn;
+    w.p.attach_policy("adopt-legacy", shipshape::iam::adoption_policy(&[arn]));
+    w.c.kubectl(&["annotate", "release", "legacy", "-n", a, "e2e.shipshape.dev/nudge=1"]).success();
     w.phase(a, "legacy", "Healthy").await;
     let adopted = w.service("legacy").await.unwrap();
     assert_ne!(adopted.task_definition, legacy_td, "managed now: rolled to the release's task definition");

@@ -33,7 +33,9 @@ impl Bench {
     /// with its own ECS cluster and a Fargate network.
     pub async fn new(n: usize) -> Bench {
         let c = Cluster::start().await;
-        let proxy = support::proxy().await;
+        // The benchmarks measure the controller: no API-model or IAM checks in the proxy (the
+        // e2e suite runs with them).
+        let proxy = AwsProxy::start_with("127.0.0.1:0", support::moto(), shipshape_testkit::gate::Gate::off()).await.unwrap();
         proxy.set_deployment_delay(Duration::from_millis(500));
         let (subnet, sg) = support::network().await;
         let ns = format!("bench{n}");

@@ -5,9 +5,14 @@
 //!   500 or AccessDenied in the service's own error format, or are delayed;
 //! - records every call (service, operation) so tests can count reads and writes.
 //!
+//! - checks each request of the controller against AWS's API model and authorizes it with a
+//!   real IAM policy evaluator against deploy/iam-policy.json ([`crate::gate`]): what AWS
+//!   would refuse is refused, and the test that sent it fails;
+//! - models S3 bucket ABAC and S3 Control tagging ([`crate::s3`]).
+//!
 //! Control it from Rust ([`AwsProxy::inject`], [`AwsProxy::calls`]) or over HTTP:
 //! `POST /__proxy/faults` with `{"operation":"CreateBucket","fault":"throttle","times":3}`,
-//! `GET /__proxy/calls`, `POST /__proxy/reset`, `POST /__proxy/ecs/fail-next` with
+//! `GET /__proxy/calls`, `GET /__proxy/violations`, `POST /__proxy/reset`, `POST /__proxy/ecs/fail-next` with
 //! `{"service":"api","failedTasks":3}`, `POST /__proxy/ecs/delay` with `{"ms":500}`.
 
 use std::collections::{HashMap, VecDeque};
@@ -74,6 +79,16 @@ struct State_ {
     native: crate::ecs_deploy::Model,
     /// Listener rule writes as they landed in moto (ModifyRule answered), with when.
     rules_landed: Vec<(std::time::Instant, crate::ecs_deploy::RuleWrite)>,
+    /// Requests AWS would have refused (invalid for the API model, or denied by IAM).
+    violations: Vec<crate::gate::Violation>,
+    /// The account of each access key STS issued (AssumeRole answers); others are moto's
+    /// default account.
+    accounts: HashMap<String, String>,
+    /// Keys of roles assumed by someone other than shipshape (a test's set-up, session names
+    /// other than `shipshape`): like [`crate::gate::ADMIN_KEY`], not checked.
+    others: std::collections::HashSet<String>,
+    /// IAM policies attached beside deploy/iam-policy.json (e.g. an adoption policy).
+    attached: Vec<(String, serde_json::Value)>,
 }
 
 /// ECS deployment dynamics moto lacks: a new PRIMARY deployment per task definition
@@ -166,6 +181,9 @@ impl EcsModel {
 
 struct Shared {
     upstream: String,
+    gate: crate::gate::Gate,
+    /// Violations are expected (a test of refusals): dropping the proxy does not fail.
+    expect_violations: std::sync::atomic::AtomicBool,
     http: reqwest::Client,
     state: Mutex<State_>,
     /// Listener rule writes made in ELBv2 so far (held while making them, so they land in
@@ -238,11 +256,25 @@ pub fn is_write(operation: &str) -> bool {
 }
 
 impl AwsProxy {
-    /// Starts a proxy on `addr` forwarding to `upstream` (moto's URL).
+    /// Starts a proxy on `addr` forwarding to `upstream` (moto's URL), checking the
+    /// controller's requests against AWS's API model and deploy/iam-policy.json.
     pub async fn start(addr: &str, upstream: &str) -> std::io::Result<AwsProxy> {
+        Self::start_with(addr, upstream, crate::gate::Gate::strict()).await
+    }
+
+    /// [`AwsProxy::start`] with the checks of `gate`.
+    pub async fn start_with(addr: &str, upstream: &str, gate: crate::gate::Gate) -> std::io::Result<AwsProxy> {
+        if gate.policies.is_some() && crate::iam::Evaluator::shared().is_none() {
+            return Err(std::io::Error::other(format!(
+                "the IAM evaluator is not installed in {} (scripts/test.sh --setup runs npm ci there)",
+                crate::iam::evaluator_dir().display()
+            )));
+        }
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
+            gate,
+            expect_violations: std::sync::atomic::AtomicBool::new(false),
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             state: Mutex::default(),
@@ -272,6 +304,38 @@ impl AwsProxy {
     /// The URL to put in `AWS_ENDPOINT_URL`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Requests of the controller that AWS would have refused so far.
+    pub fn violations(&self) -> Vec<crate::gate::Violation> {
+        self.shared.state.lock().unwrap().violations.clone()
+    }
+
+    /// Attaches another IAM policy to shipshape's role beside deploy/iam-policy.json (as a
+    /// platform team attaches `shipshape iam-policy --adopt ARN` while adopting).
+    pub fn attach_policy(&self, name: &str, policy: serde_json::Value) {
+        self.shared.state.lock().unwrap().attached.push((name.to_string(), policy));
+    }
+
+    /// The violations so far, forgotten: a test that provokes refusals checks them itself.
+    pub fn take_violations(&self) -> Vec<crate::gate::Violation> {
+        std::mem::take(&mut self.shared.state.lock().unwrap().violations)
+    }
+
+    /// This test provokes refusals on purpose: dropping the proxy does not fail on them.
+    pub fn expect_violations(&self) {
+        self.shared.expect_violations.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fails (panics) when a request of the controller was one AWS would have refused.
+    pub fn assert_no_violations(&self) {
+        let v = self.violations();
+        assert!(
+            v.is_empty(),
+            "requests AWS would refuse ({}):\n{}",
+            v.len(),
+            v.iter().map(|v| format!("  {}: {}", v.operation, v.reason)).collect::<Vec<_>>().join("\n")
+        );
     }
 
     /// The next `times` calls of `operation` get `fault`.
@@ -329,6 +393,9 @@ impl Drop for AwsProxy {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        if !std::thread::panicking() && !self.shared.expect_violations.load(std::sync::atomic::Ordering::Relaxed) {
+            self.assert_no_violations();
+        }
     }
 }
 
@@ -377,6 +444,11 @@ fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, 
     if let Some(op) = uri.path().strip_prefix(crate::cloudwatch::PREFIX) {
         return op.to_string();
     }
+    if service == "s3" {
+        if let Some(op) = crate::s3::control_operation(method.as_str(), uri.path()) {
+            return op.into();
+        }
+    }
     if service != "s3" {
         let form = String::from_utf8_lossy(body);
         let query = uri.query().unwrap_or("");
@@ -390,7 +462,7 @@ fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, 
     let path = uri.path().trim_start_matches('/');
     let has_key = path.split_once('/').is_some_and(|(_, k)| !k.is_empty());
     let q: Vec<&str> = uri.query().unwrap_or("").split('&').map(|p| p.split('=').next().unwrap_or("")).collect();
-    let sub = ["versioning", "tagging", "encryption", "publicAccessBlock", "lifecycle", "location", "policy", "acl"]
+    let sub = ["versioning", "tagging", "encryption", "publicAccessBlock", "lifecycle", "location", "policy", "acl", "abac"]
         .into_iter()
         .find(|s| q.contains(s));
     let name = |s: &str| match s {
@@ -401,6 +473,7 @@ fn operation_of(service: &str, method: &Method, uri: &Uri, headers: &HeaderMap, 
         "lifecycle" => "BucketLifecycleConfiguration",
         "location" => "BucketLocation",
         "policy" => "BucketPolicy",
+        "abac" => "BucketAbac",
         _ => "BucketAcl",
     };
     match (method.as_str(), has_key, sub) {
@@ -492,6 +565,7 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             StatusCode::NO_CONTENT.into_response()
         }
         ("GET", "/__proxy/calls") => axum::Json(shared.state.lock().unwrap().calls.clone()).into_response(),
+        ("GET", "/__proxy/violations") => axum::Json(shared.state.lock().unwrap().violations.clone()).into_response(),
         ("POST", "/__proxy/reset") => {
             let mut s = shared.state.lock().unwrap();
             s.calls.clear();
@@ -553,6 +627,30 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         Some(f) => return fault_response(&service, &operation, f),
         None => {}
     }
+    let (access_key, _) = crate::gate::scope(&headers);
+    let (account, other, attached) = {
+        let s = shared.state.lock().unwrap();
+        let account = s.accounts.get(&access_key).cloned().unwrap_or_else(|| crate::gate::DEFAULT_ACCOUNT.into());
+        (account, s.others.contains(&access_key), s.attached.clone())
+    };
+    if access_key != crate::gate::ADMIN_KEY && !other {
+        let req =
+            crate::gate::Request { signing: &service, operation: &operation, method: &method, uri: &uri, headers: &headers, body: &body };
+        let lookups = TagLookups { shared: shared.clone() };
+        let mut gate = shared.gate.clone();
+        if let Some(p) = gate.policies.as_mut() {
+            p.extend(attached);
+        }
+        if let crate::gate::Verdict::Refuse(v, status, code, message) = crate::gate::check(&gate, &req, &account, &lookups).await {
+            shared.state.lock().unwrap().violations.push(v);
+            return refusal(&service, &uri, status, code, &message);
+        }
+    }
+    if service == "s3" {
+        if let Some(answer) = s3_model(&shared, &operation, &method, &uri, &headers, &body).await {
+            return answer;
+        }
+    }
     if service == "ecs" && crate::ecs_deploy::OPERATIONS.contains(&operation.as_str()) {
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         let answer = shared.state.lock().unwrap().native.answer(&operation, &request, std::time::Instant::now());
@@ -599,6 +697,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     // own task, which a dropped connection does not cancel.
     let forwarded = {
         let (shared, service, operation) = (shared.clone(), service.clone(), operation.clone());
+        let uri_path = uri.path().to_string();
         let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
         tokio::spawn(async move {
             let resp = req.send().await.map_err(|e| format!("aws proxy: upstream failed: {e}"))?;
@@ -608,6 +707,12 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             if service == "ecs" && status.is_success() {
                 bytes = ecs_overlay(&shared, &operation, &body, bytes, &auth);
                 flush(&shared).await;
+            }
+            if service == "s3" && operation == "DeleteBucket" && status.is_success() {
+                crate::s3::forget(&crate::s3::bucket_of(uri_path.as_str()));
+            }
+            if service == "sts" && operation == "AssumeRole" && status.is_success() {
+                learn_account(&shared, &String::from_utf8_lossy(&bytes));
             }
             if service == "elasticache" && status.is_success() {
                 let mut model = crate::elasticache::model();
@@ -862,5 +967,238 @@ mod ecs_model_tests {
         m.deploy(API, "api", "td:1", 4, false);
         assert_eq!(m.services[API].len(), 1);
         assert_eq!(m.services[API][0].desired, 4);
+    }
+}
+
+/// An assumed role's credentials act in the role's account (moto does the same): remember
+/// the account of the access key an AssumeRole answer hands out.
+fn learn_account(shared: &Shared, xml: &str) {
+    let between = |a: &str, b: &str| xml.split(a).nth(1).and_then(|r| r.split(b).next()).map(str::to_string);
+    if let (Some(key), Some(arn)) = (between("<AccessKeyId>", "</AccessKeyId>"), between("<Arn>", "</Arn>")) {
+        if let Some(account) = arn.split(':').nth(4).filter(|a| !a.is_empty()) {
+            let mut s = shared.state.lock().unwrap();
+            s.accounts.insert(key.clone(), account.to_string());
+            // The controller's sessions are named `shipshape` (aws/sdk/mod.rs).
+            if !arn.ends_with("/shipshape") {
+                s.others.insert(key);
+            }
+        }
+    }
+}
+
+/// AWS's refusal of a request in the service's own error format.
+fn refusal(service: &str, uri: &Uri, status: u16, code: &str, message: &str) -> Response {
+    let st = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let json = |ct: &'static str, code: &str| {
+        let mut r = (st, serde_json::json!({"__type": code, "message": message}).to_string()).into_response();
+        r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static(ct));
+        r
+    };
+    if uri.path().starts_with(crate::cloudwatch::PREFIX) {
+        return crate::cloudwatch::error(st, code, message);
+    }
+    let exception = |c: &str| if c.ends_with("Exception") { c.to_string() } else { format!("{c}Exception") };
+    match service {
+        "ecs" | "logs" | "sqs" | "events" => json("application/x-amz-json-1.1", &exception(code)),
+        "dynamodb" => json("application/x-amz-json-1.0", &exception(code)),
+        "lambda" => {
+            let mut r = json("application/json", &exception(code));
+            if let Ok(v) = axum::http::HeaderValue::from_str(&exception(code)) {
+                r.headers_mut().insert("x-amzn-errortype", v);
+            }
+            r
+        }
+        "s3" => crate::s3::error(status, code, message),
+        _ => {
+            let kind = if status >= 500 { "Receiver" } else { "Sender" };
+            let code = if code == "ValidationException" { "ValidationError" } else { code };
+            let mut r = (st, format!("<ErrorResponse><Error><Type>{kind}</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>proxy</RequestId></ErrorResponse>")).into_response();
+            r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/xml"));
+            r
+        }
+    }
+}
+
+/// Reads resources' tags from moto as the request's caller, for the IAM checks.
+struct TagLookups {
+    shared: Arc<Shared>,
+}
+
+#[async_trait::async_trait]
+impl crate::gate::Tags for TagLookups {
+    async fn tags(&self, of: &crate::iam::TagsOf, key: &str, region: &str) -> (std::collections::BTreeMap<String, String>, bool) {
+        use crate::iam::TagsOf;
+        let auth =
+            |svc: &str| format!("AWS4-HMAC-SHA256 Credential={key}/20260101/{region}/{svc}/aws4_request, SignedHeaders=host, Signature=x");
+        let http = &self.shared.http;
+        let up = &self.shared.upstream;
+        let json_post = |svc: &str, target: String, ct: &'static str, body: serde_json::Value| {
+            http.post(format!("{up}/"))
+                .header("authorization", auth(svc))
+                .header("x-amz-target", target)
+                .header("content-type", ct)
+                .body(body.to_string())
+        };
+        let form_post = |svc: &str, body: String| {
+            http.post(format!("{up}/"))
+                .header("authorization", auth(svc))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+        };
+        let form = |pairs: &[(&str, &str)]| {
+            let mut f = url::form_urlencoded::Serializer::new(String::new());
+            for (k, v) in pairs {
+                f.append_pair(k, v);
+            }
+            f.finish()
+        };
+        let (req, xml, abac) = match of {
+            TagsOf::Ecs(arn) => (
+                json_post(
+                    "ecs",
+                    "AmazonEC2ContainerServiceV20141113.ListTagsForResource".into(),
+                    "application/x-amz-json-1.1",
+                    serde_json::json!({"resourceArn": arn}),
+                ),
+                false,
+                false,
+            ),
+            TagsOf::Dynamo(arn) => (
+                json_post(
+                    "dynamodb",
+                    "DynamoDB_20120810.ListTagsOfResource".into(),
+                    "application/x-amz-json-1.0",
+                    serde_json::json!({"ResourceArn": arn}),
+                ),
+                false,
+                false,
+            ),
+            TagsOf::Rds(arn) => (
+                form_post("rds", form(&[("Action", "ListTagsForResource"), ("Version", "2014-10-31"), ("ResourceName", arn)])),
+                true,
+                false,
+            ),
+            TagsOf::Cache(arn) => (
+                form_post("elasticache", form(&[("Action", "ListTagsForResource"), ("Version", "2015-02-02"), ("ResourceName", arn)])),
+                true,
+                false,
+            ),
+            TagsOf::Lambda(arn) => {
+                let path: String = url::form_urlencoded::byte_serialize(arn.as_bytes()).collect();
+                (http.get(format!("{up}/2017-03-31/tags/{path}")).header("authorization", auth("lambda")), false, false)
+            }
+            TagsOf::S3(bucket) => {
+                (http.get(format!("{up}/{bucket}?tagging")).header("authorization", auth("s3")), true, crate::s3::abac_enabled(bucket))
+            }
+        };
+        let Ok(resp) = req.send().await else { return (Default::default(), abac) };
+        if !resp.status().is_success() {
+            return (Default::default(), abac);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        let tags = if xml {
+            crate::gate::xml_tags(&text)
+        } else {
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            let list = if v["tags"].is_null() { &v["Tags"] } else { &v["tags"] };
+            crate::iam::tag_map(list)
+        };
+        (tags, abac)
+    }
+}
+
+/// S3 behaviour moto lacks (crate::s3): bucket ABAC, tags at creation, PutBucketTagging
+/// refused under ABAC, S3 Control tagging. None: forward to moto as it is.
+async fn s3_model(
+    shared: &Arc<Shared>,
+    operation: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Response> {
+    let moto = |m: Method, path: String, body: Option<String>| {
+        let mut r = shared.http.request(m, format!("{}{path}", shared.upstream));
+        for (k, v) in crate::s3::s3_headers(headers) {
+            r = r.header(k, v);
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        r
+    };
+    let bucket = crate::s3::bucket_of(uri.path());
+    let exists =
+        |b: String| async move { moto(Method::HEAD, format!("/{b}"), None).send().await.map(|r| r.status().is_success()).unwrap_or(false) };
+    match operation {
+        "PutBucketAbac" | "GetBucketAbac" => {
+            if !exists(bucket.clone()).await {
+                return Some(crate::s3::error(404, "NoSuchBucket", "The specified bucket does not exist"));
+            }
+            crate::s3::answer_abac(operation, &bucket, body)
+        }
+        "PutBucketTagging" | "DeleteBucketTagging" if crate::s3::abac_enabled(&bucket) => Some(crate::s3::error(
+            400,
+            "InvalidRequest",
+            "ABAC is enabled for this bucket: use the S3 Control TagResource and UntagResource operations to manage its tags",
+        )),
+        "CreateBucket" => {
+            let tags = crate::gate::xml_tags(&String::from_utf8_lossy(body));
+            // moto creates the bucket and ignores CreateBucketConfiguration.Tags.
+            let mut fwd = shared
+                .http
+                .request(method.clone(), format!("{}{}", shared.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")));
+            for (k, v) in headers.iter() {
+                if k != "host" && k != "content-length" {
+                    fwd = fwd.header(k, v);
+                }
+            }
+            let resp = fwd.body(body.to_vec()).send().await.ok()?;
+            let status = resp.status();
+            let resp_headers = resp.headers().clone();
+            let bytes = resp.bytes().await.unwrap_or_default();
+            if status.is_success() && !tags.is_empty() {
+                let _ = moto(Method::PUT, format!("/{bucket}?tagging"), Some(crate::s3::tagging_body(&tags))).send().await;
+            }
+            let mut out = Response::new(Body::from(bytes));
+            *out.status_mut() = status;
+            for (k, v) in resp_headers.iter() {
+                if k != "content-length" && k != "transfer-encoding" && k != "connection" {
+                    out.headers_mut().insert(k, v.clone());
+                }
+            }
+            Some(out)
+        }
+        "TagResource" | "UntagResource" | "ListTagsForResource" => {
+            let Some(b) = crate::s3::control_bucket(uri.path()) else {
+                return Some(crate::s3::error(400, "InvalidRequest", "not a general purpose bucket ARN"));
+            };
+            let current = moto(Method::GET, format!("/{b}?tagging"), None).send().await.ok()?;
+            if current.status() == StatusCode::NOT_FOUND && !exists(b.clone()).await {
+                return Some(crate::s3::error(404, "NoSuchBucket", "The specified bucket does not exist"));
+            }
+            let mut tags = crate::gate::xml_tags(&current.text().await.unwrap_or_default());
+            match operation {
+                "ListTagsForResource" => return Some(crate::s3::list_answer(&tags)),
+                "TagResource" => tags.extend(crate::s3::control_tags(body)),
+                _ => {
+                    for k in crate::s3::untag_keys(uri.query().unwrap_or("")) {
+                        tags.remove(&k);
+                    }
+                }
+            }
+            let put = if tags.is_empty() {
+                moto(Method::DELETE, format!("/{b}?tagging"), None)
+            } else {
+                moto(Method::PUT, format!("/{b}?tagging"), Some(crate::s3::tagging_body(&tags)))
+            };
+            let ok = put.send().await.map(|r| r.status().is_success()).unwrap_or(false);
+            Some(if ok {
+                StatusCode::NO_CONTENT.into_response()
+            } else {
+                crate::s3::error(500, "InternalError", "moto refused the tag set")
+            })
+        }
+        _ => None,
     }
 }

@@ -18,7 +18,7 @@ use serde_json::Value;
 pub const PREFIX: &str = "/service/GraniteServiceVersion20100801/operation/";
 
 /// A CBOR item as JSON (strings, numbers, booleans, arrays, maps; tags dropped).
-fn decode(d: &mut minicbor::Decoder) -> Result<Value, minicbor::decode::Error> {
+pub(crate) fn decode(d: &mut minicbor::Decoder) -> Result<Value, minicbor::decode::Error> {
     Ok(match d.datatype()? {
         Type::Bool => Value::Bool(d.bool()?),
         Type::Null | Type::Undefined => {
@@ -174,6 +174,11 @@ fn alarms(xml: &str, list: &str) -> Value {
         })
         .collect();
     Value::Array(members)
+}
+
+/// A CloudWatch error in RPCv2-CBOR (`__type`, `message`).
+pub fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    cbor_response(status, &serde_json::json!({"__type": code, "message": message}))
 }
 
 fn cbor_response(status: StatusCode, v: &Value) -> Response {

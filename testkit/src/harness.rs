@@ -337,6 +337,16 @@ impl Cluster {
         Cluster { cp, id: unique("t"), dir: tempfile::tempdir().unwrap(), kubeconfig: cp.admin.clone() }
     }
 
+    /// Lets the controller read Secrets in `ns`, as a team does for its StackSpecs' AUTH
+    /// tokens or its Prometheus credentials: a RoleBinding to the chart's shipshape-secrets
+    /// ClusterRole (the chart binds it only in its own namespace and rbac.secretNamespaces).
+    pub fn allow_secrets(&self, ns: &str) {
+        self.apply(&format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: shipshape-secrets, namespace: {ns}}}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: shipshape-secrets}}\nsubjects: [{{kind: ServiceAccount, name: shipshape, namespace: shipshape}}]\n"
+        ))
+        .success();
+    }
+
     /// The control plane under this test.
     pub fn control_plane(&self) -> &'static ControlPlane {
         self.cp
@@ -480,16 +490,11 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Starts the controller binary against `cluster` and moto.
-    pub fn start(cluster: &Cluster, extra: &[&str]) -> Controller {
-        Self::start_at(cluster, moto(), extra)
-    }
-
     /// Starts the controller binary against `cluster`, with AWS at `endpoint` (moto, or the
     /// AWS test proxy in front of it), as the chart's ServiceAccount, watching only this
     /// test's objects, on this test's Lease.
     pub fn start_at(cluster: &Cluster, endpoint: &str, extra: &[&str]) -> Controller {
-        Self::start_as(cluster, endpoint, extra, "test")
+        Self::start_as(cluster, endpoint, extra, "shipshape")
     }
 
     /// [`Controller::start_at`] with its own AWS access key id, so the AWS test proxy tells
@@ -760,4 +765,33 @@ pub fn health() -> &'static Health {
         }
         Health { prometheus: format!("http://{addr}"), exporter: format!("127.0.0.1:{exporter_port}"), rates }
     })
+}
+
+/// kstatus's verdict on an object (`<Status> <message>`), from the real library
+/// (sigs.k8s.io/cli-utils/pkg/kstatus, testkit/kstatus), built once into ~/.cache/shipshape.
+pub fn kstatus(obj: &serde_json::Value) -> String {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| {
+        let src = root().join("testkit/kstatus");
+        let cache = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir).join(".cache/shipshape");
+        let bin = cache.join("kstatus-cli-utils-v0.37.2");
+        if !bin.exists() {
+            std::fs::create_dir_all(&cache).unwrap();
+            let out = Command::new("go")
+                .args(["build", "-o"])
+                .arg(&bin)
+                .arg(".")
+                .current_dir(&src)
+                .env("GOTOOLCHAIN", "local")
+                .env("GOFLAGS", "-mod=mod")
+                .output()
+                .expect("go builds testkit/kstatus");
+            assert!(out.status.success(), "go build testkit/kstatus: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        bin
+    });
+    let mut child = Command::new(bin).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("kstatus runs");
+    writeln!(child.stdin.take().unwrap(), "{obj}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -9,12 +9,16 @@
 //!   (scripts/control-plane.sh), moto, Prometheus, kubectl, and the `shipshape` binary run
 //!   as the chart's ServiceAccount.
 
+pub mod aws_model;
 pub mod awsproxy;
 pub mod cloudwatch;
 pub mod ecs_deploy;
 pub mod elasticache;
 pub mod fakes;
+pub mod gate;
 mod harness;
+pub mod iam;
 pub mod lambda;
+pub mod s3;
 
 pub use harness::*;
