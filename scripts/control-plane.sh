@@ -20,9 +20,11 @@
 # with etcd, kube-apiserver and kubectl, as setup-envtest installs them) is used instead of
 # building when set; without a kube-controller-manager there, namespaces never finish
 # deleting (as in envtest). Cache: ${SHIPSHAPE_CACHE:-~/.cache/shipshape}/k8s-<version>/.
+# K8S_VERSION=v1.34.4 builds and runs the oldest minor the README claims instead (README,
+# "Supported Kubernetes versions").
 set -euo pipefail
 
-K8S_VERSION=v1.37.2
+K8S_VERSION=${K8S_VERSION:-v1.37.2}
 ETCD_VERSION=v3.7.3
 # The staging modules (k8s.io/api, k8s.io/client-go, ...) are published as v0.<minor>.<patch>.
 K8S_STAGING_VERSION=v0${K8S_VERSION#v1}

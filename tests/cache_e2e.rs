@@ -28,6 +28,8 @@ fn setup(c: &Cluster) -> Names {
         env = n.env
     ))
     .success();
+    // The team lets the controller read its AUTH token Secrets.
+    c.allow_secrets(&n.ns);
     n
 }
 

@@ -86,12 +86,57 @@ fn the_default_deployment_is_two_hardened_replicas_with_probes_and_leader_electi
         let flag = a.split('=').next().unwrap();
         assert!(help.contains(flag), "{flag} is not a controller flag");
     }
-    assert_eq!(find(&d, "PodDisruptionBudget")[0]["spec"]["minAvailable"], 1);
+    let pdb = &find(&d, "PodDisruptionBudget")[0]["spec"];
+    assert_eq!(pdb["minAvailable"], 1);
+    assert_eq!(pdb["unhealthyPodEvictionPolicy"], "AlwaysAllow", "a crash-looping pair never blocks a node drain");
+    // The two replicas on different nodes and zones where the cluster has them (soft), and
+    // a new one ready before an old one goes.
+    let spread: Vec<&str> =
+        pod["topologySpreadConstraints"].as_array().unwrap().iter().map(|c| c["topologyKey"].as_str().unwrap()).collect();
+    assert_eq!(spread, ["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+    assert!(pod["topologySpreadConstraints"].as_array().unwrap().iter().all(|c| c["whenUnsatisfiable"] == "ScheduleAnyway"));
+    assert!(pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"].is_array());
+    assert_eq!(dep["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"], 0);
     assert_eq!(find(&d, "Service")[0]["spec"]["ports"][0]["name"], "metrics");
     assert_eq!(find(&d, "CustomResourceDefinition").len(), 3, "--include-crds");
-    for kind in ["ServiceMonitor", "PrometheusRule", "NetworkPolicy"] {
+    assert_eq!(find(&d, "NetworkPolicy")[0]["spec"]["ingress"][0]["ports"][0]["port"], "metrics", "on by default");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
         assert!(find(&d, kind).is_empty(), "{kind} is opt-in");
     }
+    // Secrets: not in the ClusterRole bound cluster-wide; a ClusterRole bound by a
+    // RoleBinding in the controller's own namespace only.
+    let main = find(&d, "ClusterRole").into_iter().find(|r| r["metadata"]["name"] == "shipshape").unwrap();
+    assert!(!main["rules"].to_string().contains("secrets"), "{}", main["rules"]);
+    let bindings: Vec<(&str, &str)> = find(&d, "RoleBinding")
+        .into_iter()
+        .map(|b| (b["metadata"]["namespace"].as_str().unwrap(), b["roleRef"]["name"].as_str().unwrap()))
+        .collect();
+    assert!(bindings.contains(&("shipshape", "shipshape-secrets")), "{bindings:?}");
+    assert_eq!(bindings.iter().filter(|(_, r)| *r == "shipshape-secrets").count(), 1, "{bindings:?}");
+}
+
+#[test]
+fn secrets_are_readable_in_the_namespaces_named_and_the_image_can_be_pinned_by_digest() {
+    let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let out = helm(&[
+        "template",
+        "shipshape",
+        "charts/shipshape",
+        "--namespace",
+        "ops",
+        "--set",
+        &format!("image.digest={digest},rbac.secretNamespaces={{shop,ops}}"),
+    ]);
+    let d = docs(&out);
+    let image = find(&d, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
+    assert_eq!(image, format!("ghcr.io/shipshape-dev/shipshape@{digest}"));
+    let mut namespaces: Vec<&str> = find(&d, "RoleBinding")
+        .into_iter()
+        .filter(|b| b["roleRef"]["name"] == "shipshape-secrets")
+        .map(|b| b["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    namespaces.sort();
+    assert_eq!(namespaces, ["ops", "shop"], "the release's namespace once, and each one named");
 }
 
 #[test]

@@ -296,10 +296,7 @@ impl Context {
     async fn secret_key(&self, r: &crate::api::SecretRef, key: &str) -> Result<Vec<u8>, String> {
         let ns = r.namespace.clone().unwrap_or_else(|| self.settings.namespace.clone());
         let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(self.client.clone(), &ns);
-        let secret = api.get(&r.name).await.map_err(|e| match e {
-            kube::Error::Api(s) if s.code == 404 => format!("Secret {ns}/{} not found", r.name),
-            other => format!("Secret {ns}/{}: {other}", r.name),
-        })?;
+        let secret = api.get(&r.name).await.map_err(|e| secret_error(&ns, &r.name, e))?;
         secret.data.and_then(|d| d.get(key).map(|v| v.0.clone())).ok_or_else(|| format!("Secret {ns}/{} has no key {key}", r.name))
     }
 
@@ -437,6 +434,18 @@ fn key_of<K: ResourceExt>(obj: &K) -> String {
 pub use run::{run, RunConfig};
 
 mod run;
+
+/// Why a Secret could not be read, saying what to do: Secrets are readable only in the
+/// namespaces where the chart binds the `<release>-secrets` ClusterRole.
+pub(crate) fn secret_error(ns: &str, name: &str, e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => format!("Secret {ns}/{name} not found"),
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "Secret {ns}/{name}: the controller may not read Secrets in namespace {ns}; bind the chart's <release>-secrets ClusterRole there (add {ns} to rbac.secretNamespaces, or a RoleBinding of its own)"
+        ),
+        other => format!("Secret {ns}/{name}: {other}"),
+    }
+}
 
 #[cfg(test)]
 mod tests {
