@@ -122,7 +122,7 @@ curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/nu
 # Fargate services need a subnet and a security group that exist in (emulated) EC2.
 read -r subnet sg < <(python3 - <<'PY'
 import os, boto3
-ec2 = boto3.client("ec2", endpoint_url=os.environ["AWS_ENDPOINT_URL"], region_name="eu-west-1")
+ec2 = boto3.client("ec2", endpoint_url=os.environ["MOTO_URL"], region_name="eu-west-1")
 vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
 subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24", AvailabilityZone="eu-west-1a")["Subnet"]["SubnetId"]
 sg = ec2.create_security_group(GroupName="car-rental", Description="demo", VpcId=vpc)["GroupId"]
