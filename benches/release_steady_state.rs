@@ -79,26 +79,10 @@ async fn latencies(runs: usize) {
             sha: "bbbbbbb".into(),
             started_at: Utc::now(),
             deployment_id: Some("d2".into()),
-            measurements: vec![],
-            failures: 0,
-            successes: 0,
             spec_hash: "h2".into(),
             task_definition_arn: Some("td:2".into()),
             deployed_at: Some(Utc::now()),
-            last_measured_at: None,
-            invalid_query: None,
-            analysis_unavailable: None,
-            unavailable_since: None,
-            deadline_extension_seconds: 0,
-            step: None,
-            steps: None,
-            step_text: None,
-            weight: None,
-            service_deployment_arn: None,
-            stage: None,
-            step_started_at: None,
-            held: None,
-            passed_steps: vec![],
+            ..Default::default()
         }),
         ..Default::default()
     };
@@ -231,19 +215,10 @@ async fn steady(n: usize) {
     }
     let phases: Vec<String> = phases.iter().map(|(p, c)| format!("{c} {p}")).collect();
     let converge_calls = b.proxy.calls().len() as f64 / n as f64;
-    // Let the first drift pass after convergence settle, then measure two intervals.
-    tokio::time::sleep(Duration::from_secs(DRIFT)).await;
-    b.proxy.reset();
-    let reconciles = || ctl.metric("shipshape_reconcile_total", &["servicerelease"]);
-    let (api0, cpu0, rec0) = (b.api_requests(), common::cpu_seconds(pid), reconciles());
-    tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
-    let rec = reconciles() - rec0;
-    let calls = b.proxy.calls();
-    let writes = b.proxy.writes().len();
+    let steady = b.steady(&ctl, pid, "servicerelease", DRIFT).await;
+    let (calls, writes, cpu, cpu_ms) = (&steady.calls, steady.writes, steady.cpu_seconds, steady.cpu_ms_per_reconcile());
     let per = |op: &str| calls.iter().filter(|c| c.operation == op).count() as f64 / 2.0;
-    let api_per = (b.api_requests() - api0) as f64 / 2.0;
-    let cpu = common::cpu_seconds(pid) - cpu0;
-    let cpu_ms = if rec > 0.0 { cpu * 1000.0 / rec } else { 0.0 };
+    let api_per = steady.api_requests as f64 / 2.0;
     let rss = common::rss_mib(pid);
     if writes > 0 {
         eprintln!("the steady state wrote to AWS: {writes} calls");

@@ -8,8 +8,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use shipshape::api::StackSpec;
 
 const DRIFT: u64 = 10;
@@ -31,29 +29,22 @@ async fn run(n: usize) {
     let ready = |s: &StackSpec| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
     let converge = b.converge::<StackSpec>(n, common::Bench::timeout(n), ready).await;
     let converge_calls = b.proxy.calls().len() as f64 / n as f64;
-    // Let the first drift pass after convergence settle, then measure two intervals.
-    tokio::time::sleep(Duration::from_secs(DRIFT)).await;
-    b.proxy.reset();
-    let reconciles = || ctl.metric("shipshape_reconcile_total", &["stackspec"]);
-    let (api0, cpu0, rec0) = (b.api_requests(), common::cpu_seconds(pid), reconciles());
-    tokio::time::sleep(Duration::from_secs(2 * DRIFT)).await;
-    let all = b.proxy.calls();
-    let (calls, writes) = (all.len(), b.proxy.writes().len());
+    let steady = b.steady(&ctl, pid, "stackspec", DRIFT).await;
+    let all = &steady.calls;
     let rds_reads = all.iter().filter(|c| c.operation == "DescribeDBInstances").count();
     let s3_reads = all.iter().filter(|c| c.service == "s3").count();
-    let (cpu1, rec1) = (common::cpu_seconds(pid), reconciles());
-    let cpu_ms = if rec1 > rec0 { (cpu1 - cpu0) * 1000.0 / (rec1 - rec0) } else { 0.0 };
     println!(
-        "| {n} | {converge:.1} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {cpu_ms:.2} | {:.0} |",
-        calls as f64 / 2.0,
+        "| {n} | {converge:.1} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} |",
+        all.len() as f64 / 2.0,
         rds_reads as f64 / 2.0,
         s3_reads as f64 / 2.0,
-        writes as f64 / 2.0,
-        (rec1 - rec0) / 2.0,
-        (b.api_requests() - api0) as f64 / 2.0,
+        steady.writes as f64 / 2.0,
+        steady.reconciles / 2.0,
+        steady.api_requests as f64 / 2.0,
+        steady.cpu_ms_per_reconcile(),
         common::rss_mib(pid)
     );
-    if writes > 0 {
+    if steady.writes > 0 {
         std::process::exit(3);
     }
 }

@@ -1,5 +1,5 @@
-//! shipshape: a Kubernetes controller that keeps a team's AWS footprint (ECS, RDS, S3)
-//! in its declared state.
+//! shipshape: a Kubernetes controller that keeps a team's AWS footprint (ECS services and
+//! Lambda functions, RDS, S3, DynamoDB, ElastiCache) in its declared state.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -7,6 +7,8 @@ pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod core;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod health;
 pub mod http;
 pub mod iam;

@@ -13,7 +13,11 @@ use shipshape::telemetry::{self, LogFormat};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "shipshape", version, about = "Keeps a team's AWS footprint (ECS, RDS, S3) in its declared state from Kubernetes")]
+#[command(
+    name = "shipshape",
+    version,
+    about = "Keeps a team's AWS footprint (ECS, Lambda, RDS, S3, DynamoDB, ElastiCache) in its declared state from Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

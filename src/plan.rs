@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::api::{owner_of, Environment, StackSpec};
 use crate::aws::AwsProvider;
 use crate::controller::{environment_target, observe_stack, plan_stack};
-use crate::core::environment::{self as env_plan, Observed};
+use crate::core::environment::{self as env_plan, ObservedEnvironment};
 
 /// The manifests `plan` understands.
 #[derive(Default)]
@@ -70,7 +70,7 @@ pub async fn run(m: &Manifests, aws: &dyn AwsProvider, out: &mut impl std::io::W
         let caller = clients.sts.caller_account().await?;
         let cluster = clients.ecs.describe_cluster(&env.spec.ecs_cluster.name).await?;
         writeln!(out, "Environment {} ({}):", env.name_any(), env.spec.region)?;
-        match env_plan::plan(&env.spec, &owner_of(env), &Observed { caller_account: caller, cluster }, &[]) {
+        match env_plan::plan(&env.spec, &owner_of(env), &ObservedEnvironment { caller_account: caller, cluster }, &[]) {
             Err(r) => {
                 changes = true;
                 writeln!(out, "  unsupported: {} ({})", r.message, r.reason)?;
@@ -110,17 +110,17 @@ pub async fn run(m: &Manifests, aws: &dyn AwsProvider, out: &mut impl std::io::W
     Ok(changes)
 }
 
-fn describe(step: &env_plan::Action) -> String {
+fn describe(step: &env_plan::ClusterCall) -> String {
     match step {
-        env_plan::Action::CreateCluster { .. } => "create".into(),
-        env_plan::Action::Tag { tags } => {
+        env_plan::ClusterCall::CreateCluster { .. } => "create".into(),
+        env_plan::ClusterCall::Tag { tags } => {
             format!("update tags: set {}", tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
         }
-        env_plan::Action::Untag { keys } => format!("update tags: remove {}", keys.join(",")),
-        env_plan::Action::SetCapacityProviders { providers } => {
+        env_plan::ClusterCall::Untag { keys } => format!("update tags: remove {}", keys.join(",")),
+        env_plan::ClusterCall::SetCapacityProviders { providers } => {
             format!("update capacityProviders -> {}", providers.join(","))
         }
-        env_plan::Action::SetContainerInsights { value } => {
+        env_plan::ClusterCall::SetContainerInsights { value } => {
             format!("update containerInsights -> {value}")
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{json, Value};
-use support::{eventually, proxy, unique, Cluster, Controller};
+use support::{eventually, unique, Cluster, E2e};
 
 fn api_error(e: kube::Error) -> kube::core::Status {
     match e {
@@ -285,10 +285,7 @@ async fn the_schema_refuses_bad_fields_fills_defaults_prunes_unknown_ones_and_pr
 /// refused, which must not block it) and the namespace is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_namespace_holding_a_stackspec_and_a_servicerelease_finishes() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    p.set_deployment_delay(Duration::from_millis(300));
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl } = E2e::start_slow(Duration::from_millis(300), &[]).await;
     let (env, ns) = (unique("env"), unique("team"));
     let mut yaml = support::namespaces_and_environment(&env, &[&ns], "").await;
     yaml += &format!(

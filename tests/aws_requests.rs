@@ -7,19 +7,10 @@
 mod support;
 
 use serde_json::json;
-use support::{moto_ecs, proxy, unique};
+use support::{ecs_call, moto_ecs, proxy, unique};
 
 async fn ecs(proxy: &str, key: &str, op: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
-    let auth = format!("AWS4-HMAC-SHA256 Credential={key}/20260101/eu-west-1/ecs/aws4_request, SignedHeaders=host, Signature=x");
-    let r = reqwest::Client::new()
-        .post(proxy)
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{op}"))
-        .header("authorization", auth)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = ecs_call(proxy, key, op, body).await;
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or_default())
 }

@@ -34,10 +34,7 @@ async fn reads_of_25_services_in_one_window_cost_3_calls() {
 }
 
 fn db(name: &str) -> DatabaseSpec {
-    serde_json::from_value(serde_json::json!({
-        "name": name, "engine": "postgres", "engineVersion": "16.4", "instanceClass": "db.t4g.micro", "allocatedStorageGiB": 20
-    }))
-    .unwrap()
+    shipshape::fixtures::database(serde_json::json!({ "name": name }))
 }
 
 #[tokio::test]

@@ -9,46 +9,32 @@ use std::time::Duration;
 
 use shipshape::core::stack::CacheModify;
 
-use support::{aws_at, eventually, moto_query, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, moto_query, proxy, unique, Cluster, E2e, Team};
 
 const WAIT: Duration = Duration::from_secs(40);
 const TOKEN: &str = "s3cret-auth-token-of-the-shop";
 
-struct Names {
-    env: String,
-    ns: String,
-    cache: String,
-}
-
-fn setup(c: &Cluster) -> Names {
-    let n = Names { env: unique("env"), ns: unique("shop"), cache: unique("shop-redis") };
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  tags: {{Project: shop}}\n",
-        ns = n.ns,
-        env = n.env
-    ))
-    .success();
+fn setup(c: &Cluster) -> Team {
+    let n = Team::new(c, "shop");
     // The team lets the controller read its AUTH token Secrets.
     c.allow_secrets(&n.ns);
     n
 }
 
-fn secret(n: &Names) -> String {
+/// The team's replication group.
+fn redis(n: &Team) -> String {
+    format!("{}-redis", n.ns)
+}
+
+fn secret(n: &Team) -> String {
     format!("apiVersion: v1\nkind: Secret\nmetadata: {{name: redis-auth, namespace: {}}}\nstringData: {{token: {TOKEN}}}\n", n.ns)
 }
 
 /// The shop's Redis: 3 nodes, Multi-AZ, encrypted, AUTH, 7-day snapshots 03:00–05:00,
 /// Sunday maintenance.
-fn stack(n: &Names) -> String {
-    format!(
-        r#"apiVersion: shipshape.dev/v1alpha1
-kind: StackSpec
-metadata: {{name: data, namespace: {ns}}}
-spec:
-  environment: {env}
-  outputs: data-outputs
-  driftInterval: 2s
-  caches:
+fn stack(n: &Team) -> String {
+    n.stack(&format!(
+        r#"  caches:
     - name: {cache}
       engineVersion: "7.0"
       nodeType: cache.r6g.large
@@ -60,28 +46,20 @@ spec:
       maintenanceWindow: "sun:05:00-sun:06:00"
       deletionPolicy: Delete
 "#,
-        ns = n.ns,
-        env = n.env,
-        cache = n.cache
-    )
-}
-
-async fn condition(c: &Cluster, n: &Names, type_: &str, status: &str) -> String {
-    c.await_condition(&["stackspec", "data", "-n", &n.ns], type_, status, WAIT).await
+        cache = redis(n)
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_is_created_with_its_auth_token_and_outputs_and_drift_is_put_back() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl } = E2e::start().await;
     let n = setup(&c);
     c.apply(&format!("{}---\n{}", secret(&n), stack(&n))).success();
-    assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
+    assert_eq!(n.stack_condition(&c, "Ready", "True", WAIT).await, "Reconciled");
 
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
-    let g = aws.elasticache.describe_cache(&n.cache).await.unwrap().expect("replication group exists");
+    let g = aws.elasticache.describe_cache(&redis(&n)).await.unwrap().expect("replication group exists");
     assert_eq!(g.members.len(), 3, "a primary and two replicas: {:?}", g.members);
     assert!(g.multi_az && g.automatic_failover);
     assert!(g.at_rest_encryption && g.transit_encryption && g.auth_token_enabled);
@@ -96,7 +74,7 @@ async fn a_cache_is_created_with_its_auth_token_and_outputs_and_drift_is_put_bac
 
     let data = c.jsonpath(&["configmap", "data-outputs", "-n", &n.ns], "{.data}");
     let data: serde_json::Value = serde_json::from_str(&data).unwrap();
-    let key = n.cache.to_uppercase().replace('-', "_");
+    let key = redis(&n).to_uppercase().replace('-', "_");
     assert_eq!(data[format!("{key}_HOST")].as_str(), g.primary_endpoint.as_ref().map(|(h, _)| h.as_str()), "{data}");
     assert_eq!(data[format!("{key}_PORT")], "6379");
     assert!(data[format!("{key}_READER_HOST")].as_str().is_some_and(|h| !h.is_empty()), "{data}");
@@ -104,9 +82,9 @@ async fn a_cache_is_created_with_its_auth_token_and_outputs_and_drift_is_put_bac
 
     // Someone shortens the snapshots and moves the window.
     let drift = CacheModify { snapshot_retention_days: Some(1), snapshot_window: Some("10:00-11:00".into()), ..Default::default() };
-    aws.elasticache.modify_cache(&n.cache, &drift).await.unwrap();
+    aws.elasticache.modify_cache(&redis(&n), &drift).await.unwrap();
     eventually(WAIT, "snapshots put back", || {
-        let g = futures::executor::block_on(aws.elasticache.describe_cache(&n.cache)).ok()??;
+        let g = futures::executor::block_on(aws.elasticache.describe_cache(&redis(&n))).ok()??;
         (g.snapshot_retention_days == 7 && g.snapshot_window.as_deref() == Some("03:00-05:00")).then_some(())
     })
     .await;
@@ -126,42 +104,38 @@ async fn a_cache_is_created_with_its_auth_token_and_outputs_and_drift_is_put_bac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_auth_secret_stalls_until_it_exists_and_nothing_is_created_meanwhile() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let n = setup(&c);
     c.apply(&stack(&n)).success();
-    assert_eq!(condition(&c, &n, "Stalled", "True").await, "SecretNotFound");
-    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert_eq!(n.stack_condition(&c, "Stalled", "True", WAIT).await, "SecretNotFound");
+    let message = n.stack_message(&c, "Stalled");
     assert!(message.contains("redis-auth") && message.contains("token"), "{message}");
     assert_eq!(p.calls().iter().filter(|c| c.operation == "CreateReplicationGroup").count(), 0);
     // The Secret appears; the next check (the drift interval, 2s) creates the cache.
     c.apply(&secret(&n)).success();
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replication_group_changes_are_made_in_the_order_elasticache_requires() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let n = setup(&c);
     // A single node first, no failover.
     let single = stack(&n).replace("replicas: 2", "replicas: 0").replace("multiAz: true", "multiAz: false");
     c.apply(&format!("{}---\n{}", secret(&n), single)).success();
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
-    assert_eq!(aws.elasticache.describe_cache(&n.cache).await.unwrap().unwrap().members.len(), 1);
+    assert_eq!(aws.elasticache.describe_cache(&redis(&n)).await.unwrap().unwrap().members.len(), 1);
     // Then two replicas with Multi-AZ, a bigger node type: replicas first (failover needs
     // one), then the modification; the proxy refuses the other order as ElastiCache does.
     c.apply(&stack(&n).replace("cache.r6g.large", "cache.r6g.xlarge")).success();
     eventually(WAIT, "replicas, failover and node type changed", || {
-        let g = futures::executor::block_on(aws.elasticache.describe_cache(&n.cache)).ok()??;
+        let g = futures::executor::block_on(aws.elasticache.describe_cache(&redis(&n))).ok()??;
         (g.members.len() == 3 && g.multi_az && g.automatic_failover && g.node_type == "cache.r6g.xlarge").then_some(())
     })
     .await;
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
     let ops: Vec<String> = p
         .calls()
         .into_iter()
@@ -171,7 +145,7 @@ async fn replication_group_changes_are_made_in_the_order_elasticache_requires() 
     assert_eq!(ops, ["IncreaseReplicaCount", "ModifyReplicationGroup"]);
     // Deleting the StackSpec deletes the cache (deletionPolicy Delete).
     c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--timeout=40s"]).success();
-    let gone = aws.elasticache.describe_cache(&n.cache).await.unwrap();
+    let gone = aws.elasticache.describe_cache(&redis(&n)).await.unwrap();
     assert!(gone.as_ref().is_none_or(|g| g.status == "deleting"), "{gone:?}");
 }
 
@@ -236,9 +210,7 @@ async fn elasticache_model_follows_the_api_reference() {
 /// a final snapshot, which is there afterwards; Retain leaves the group as it is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_cache_leaves_its_final_snapshot_and_a_retained_one_stays() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let n = setup(&c);
     let kept = unique("kept-redis");
     let two = stack(&n)
@@ -247,12 +219,13 @@ async fn a_deleted_cache_leaves_its_final_snapshot_and_a_retained_one_stays() {
         .replace("multiAz: true", "multiAz: false")
         + &format!("    - {{name: {kept}, engineVersion: \"7.0\", nodeType: cache.t4g.micro, deletionPolicy: Retain}}\n");
     c.apply(&format!("{}---\n{}", secret(&n), two)).success();
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
     c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--timeout=40s"]).success();
     let deletes: Vec<_> = p.calls().into_iter().filter(|c| c.operation == "DeleteReplicationGroup").collect();
     assert_eq!(deletes.len(), 1, "only the Snapshot cache is deleted");
-    let snapshots = moto_query("elasticache", &format!("Action=DescribeSnapshots&Version=2015-02-02&ReplicationGroupId={}", n.cache)).await;
-    assert!(snapshots.contains(&format!("<SnapshotName>{}-final-", n.cache)), "{snapshots}");
+    let snapshots =
+        moto_query("elasticache", &format!("Action=DescribeSnapshots&Version=2015-02-02&ReplicationGroupId={}", redis(&n))).await;
+    assert!(snapshots.contains(&format!("<SnapshotName>{}-final-", redis(&n))), "{snapshots}");
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
     let retained = aws.elasticache.describe_cache(&kept).await.unwrap().expect("the retained cache stays");

@@ -22,6 +22,11 @@ fn helm(args: &[&str]) -> String {
     run(Command::new(root().join("scripts/helm")).args(args).current_dir(root()))
 }
 
+/// The chart rendered into namespace `ops` with `values` (`--set`), as documents.
+fn template(values: &str) -> Vec<Value> {
+    docs(&helm(&["template", "shipshape", "charts/shipshape", "--namespace", "ops", "--set", values]))
+}
+
 fn docs(yaml: &str) -> Vec<Value> {
     serde_yaml::Deserializer::from_str(yaml)
         .filter_map(|d| {
@@ -118,16 +123,7 @@ fn the_default_deployment_is_two_hardened_replicas_with_probes_and_leader_electi
 #[test]
 fn secrets_are_readable_in_the_namespaces_named_and_the_image_can_be_pinned_by_digest() {
     let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let out = helm(&[
-        "template",
-        "shipshape",
-        "charts/shipshape",
-        "--namespace",
-        "ops",
-        "--set",
-        &format!("image.digest={digest},rbac.secretNamespaces={{shop,ops}}"),
-    ]);
-    let d = docs(&out);
+    let d = template(&format!("image.digest={digest},rbac.secretNamespaces={{shop,ops}}"));
     let image = find(&d, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap().to_string();
     assert_eq!(image, format!("ghcr.io/shipshape-dev/shipshape@{digest}"));
     let mut namespaces: Vec<&str> = find(&d, "RoleBinding")
@@ -141,18 +137,10 @@ fn secrets_are_readable_in_the_namespaces_named_and_the_image_can_be_pinned_by_d
 
 #[test]
 fn optional_pieces_render_when_enabled() {
-    let out = helm(&[
-        "template",
-        "shipshape",
-        "charts/shipshape",
-        "--namespace",
-        "ops",
-        "--set",
-        "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true",
-        "--set",
-        "serviceAccount.irsaRoleArn=arn:aws:iam::123456789012:role/shipshape,aws.region=eu-west-1,replicaCount=1",
-    ]);
-    let d = docs(&out);
+    let d = template(
+        "serviceMonitor.enabled=true,prometheusRule.enabled=true,grafanaDashboard.enabled=true,networkPolicy.enabled=true,\
+         serviceAccount.irsaRoleArn=arn:aws:iam::123456789012:role/shipshape,aws.region=eu-west-1,replicaCount=1",
+    );
     let sa = find(&d, "ServiceAccount")[0];
     assert_eq!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/shipshape");
     let rule = find(&d, "PrometheusRule")[0];
@@ -318,7 +306,7 @@ fn every_dashboard_and_alert_query_parses_and_uses_only_metrics_the_controller_e
 /// `--shard N/3` and selecting only its own pods; one shard renders as before.
 #[test]
 fn shards_render_a_deployment_each() {
-    let d = docs(&helm(&["template", "shipshape", "charts/shipshape", "--namespace", "ops", "--set", "shards=3"]));
+    let d = template("shards=3");
     let deployments = find(&d, "Deployment");
     assert_eq!(deployments.len(), 3);
     for (i, dep) in deployments.iter().enumerate() {

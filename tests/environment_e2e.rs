@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{ecs, eventually, proxy, unique, Cluster, Controller};
+use support::{ecs, eventually, proxy, unique, Cluster, Controller, E2e};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -27,10 +27,7 @@ async fn ready(c: &Cluster, kind_name: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn applying_an_environment_creates_its_ecs_cluster_with_tags_and_reports_ready() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl: _ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  tags: {Project: car-rental}\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -48,10 +45,7 @@ async fn applying_an_environment_creates_its_ecs_cluster_with_tags_and_reports_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editing_tags_updates_them_in_aws_and_removes_dropped_ones() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl: _ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  tags: {Project: car-rental, Team: blue}\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -72,10 +66,7 @@ async fn editing_tags_updates_them_in_aws_and_removes_dropped_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "")).success();
     ready(&c, &["environment", &env]).await;
@@ -115,10 +106,7 @@ async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_whose_environment_is_gone_can_still_be_deleted() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl: _ctl } = E2e::start().await;
     let ns = unique("team");
     c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
     c.apply(&format!(
@@ -140,10 +128,7 @@ async fn a_release_whose_environment_is_gone_can_still_be_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_environment_with_retain_removes_the_object_and_keeps_the_cluster() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl: _ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "")).success();
     ready(&c, &["environment", &env]).await;
@@ -155,10 +140,7 @@ async fn deleting_an_environment_with_retain_removes_the_object_and_keeps_the_cl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_an_environment_with_delete_policy_deletes_the_cluster_it_created() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl: _ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "  deletionPolicy: Delete\n")).success();
     ready(&c, &["environment", &env]).await;
@@ -169,10 +151,7 @@ async fn deleting_an_environment_with_delete_policy_deletes_the_cluster_it_creat
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_account_or_a_missing_cluster_to_adopt_is_stalled_without_writes() {
-    let c = Cluster::start().await;
-    // Every AWS request through the proxy: checked against AWS's API model and the IAM policy.
-    let p = proxy().await;
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p: _p, ctl } = E2e::start().await;
     let (wrong, missing) = (unique("env"), unique("env"));
     let cluster = unique("cluster");
     c.apply(&environment(&wrong, &cluster, "  accountId: \"999999999999\"\n")).success();

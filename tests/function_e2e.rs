@@ -157,8 +157,9 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
     s.at_canary("1", "2").await;
     eventually(WAIT, "v2 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
     assert_eq!(s.alias().await, ("2".to_string(), String::new()));
-    let stable = s.get("{.status.stableTaskDefinitionArn}");
+    let stable = s.get("{.status.stableFunctionVersionArn}");
     assert!(stable.ends_with(&format!("function:{}:2", s.name)), "{stable}");
+    assert_eq!(s.get("{.status.stableTaskDefinitionArn}"), "", "a Lambda version is not stored under ECS's name");
 
     // v3 serves 20% errors at its 10 % step: rolled back, the alias on version 2 again with
     // no weights.

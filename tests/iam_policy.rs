@@ -65,7 +65,7 @@ fn actions(service: &str, op: &str) -> Vec<String> {
 fn operations(file: &str) -> BTreeSet<String> {
     let text = std::fs::read_to_string(format!("{}/src/aws/sdk/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let mut ops = BTreeSet::new();
-    for marker in ["call(\"", "map_err(\"", "let op = \"", "const OP: &str = \""] {
+    for marker in ["sdk(\"", "call(\"", "map_err(\"", "let op = \"", "const OP: &str = \""] {
         for part in text.split(marker).skip(1) {
             if let Some(op) = part.split('"').next().filter(|o| o.chars().all(|c| c.is_ascii_alphanumeric())) {
                 ops.insert(op.to_string());

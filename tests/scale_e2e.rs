@@ -6,17 +6,14 @@ mod support;
 
 use std::time::Duration;
 
-use support::{eventually, proxy, unique, Cluster, Controller};
+use support::{eventually, proxy, unique, Cluster, Controller, E2e};
 
 /// A Healthy release with its StackSpec, drift-checked every 2 s: over several intervals its
 /// reconciles make no API request (Environment, StackSpec and outputs come from caches; no
 /// status write when nothing changed), and the drift reads of ECS are answered in batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_no_op_reconcile_makes_no_api_request() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    p.set_deployment_delay(Duration::from_millis(300));
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl } = E2e::start_slow(Duration::from_millis(300), &[]).await;
     let (env, ns) = (unique("env"), unique("team"));
     let bucket = unique("noop");
     let mut yaml = support::namespaces_and_environment(&env, &[&ns], "").await;

@@ -12,33 +12,17 @@ use shipshape::api::{StreamView, TableEncryption};
 use shipshape::aws::BackupState;
 use shipshape::core::stack::TableUpdate;
 
-use support::{aws_at, eventually, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, proxy, unique, Cluster, E2e, Team};
 
 const WAIT: Duration = Duration::from_secs(40);
 
-struct Names {
-    env: String,
-    ns: String,
-}
-
-fn setup(c: &Cluster) -> Names {
-    let n = Names { env: unique("env"), ns: unique("mobile") };
-    c.apply(&format!(
-        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  tags: {{Project: mobile}}\n",
-        ns = n.ns,
-        env = n.env
-    ))
-    .success();
-    n
+fn setup(c: &Cluster) -> Team {
+    Team::new(c, "mobile")
 }
 
 /// A StackSpec `data` holding `tables` (YAML list items, indented by 4).
-fn stack(n: &Names, tables: &str) -> String {
-    format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-outputs\n  driftInterval: 2s\n  tables:\n{tables}",
-        ns = n.ns,
-        env = n.env
-    )
+fn stack(n: &Team, tables: &str) -> String {
+    n.stack(&format!("  tables:\n{tables}"))
 }
 
 fn users(name: &str, extra: &str) -> String {
@@ -47,19 +31,13 @@ fn users(name: &str, extra: &str) -> String {
     )
 }
 
-async fn condition(c: &Cluster, n: &Names, type_: &str, status: &str) -> String {
-    c.await_condition(&["stackspec", "data", "-n", &n.ns], type_, status, WAIT).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_is_created_as_declared_with_outputs_and_drift_is_put_back() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl } = E2e::start().await;
     let n = setup(&c);
     let table = unique("users");
     c.apply(&stack(&n, &users(&table, ""))).success();
-    assert_eq!(condition(&c, &n, "Ready", "True").await, "Reconciled");
+    assert_eq!(n.stack_condition(&c, "Ready", "True", WAIT).await, "Reconciled");
 
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
@@ -108,18 +86,16 @@ async fn a_table_is_created_as_declared_with_outputs_and_drift_is_put_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_schema_change_is_refused_and_nothing_is_written() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let n = setup(&c);
     let table = unique("users");
     c.apply(&stack(&n, &users(&table, ""))).success();
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
     p.reset();
     let changed = users(&table, "").replace("sortKey: {name: createdAt, type: N}", "sortKey: {name: createdAt, type: S}");
     c.apply(&stack(&n, &changed)).success();
-    assert_eq!(condition(&c, &n, "Stalled", "True").await, "UnsupportedChange");
-    let message = c.jsonpath(&["stack", "data", "-n", &n.ns], "{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert_eq!(n.stack_condition(&c, "Stalled", "True", WAIT).await, "UnsupportedChange");
+    let message = n.stack_message(&c, "Stalled");
     assert!(message.contains("sortKey") && message.contains("createdAt(N)") && message.contains("createdAt(S)"), "{message}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(p.writes(), vec![]);
@@ -127,9 +103,7 @@ async fn a_key_schema_change_is_refused_and_nothing_is_written() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deletion_keeps_backs_up_or_deletes_each_table_as_its_policy_says() {
-    let c = Cluster::start().await;
-    let p = proxy().await;
-    let _ctl = Controller::start_at(&c, &p.url(), &[]);
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let n = setup(&c);
     let (kept, backed, gone, guarded) = (unique("kept"), unique("backed"), unique("gone"), unique("guarded"));
     let key = |name: &str, extra: &str| format!("    - {{name: {name}, partitionKey: {{name: id, type: S}}{extra}}}\n");
@@ -141,13 +115,13 @@ async fn deletion_keeps_backs_up_or_deletes_each_table_as_its_policy_says() {
     ]
     .concat();
     c.apply(&stack(&n, &tables)).success();
-    condition(&c, &n, "Ready", "True").await;
+    n.stack_condition(&c, "Ready", "True", WAIT).await;
     let mine = proxy().await;
     let aws = aws_at(&mine.url(), "eu-west-1").await;
 
     // A protected table stops the deletion until the user says otherwise.
     c.kubectl(&["delete", "stackspec", "data", "-n", &n.ns, "--wait=false"]).success();
-    assert_eq!(condition(&c, &n, "Stalled", "True").await, "DeletionProtected");
+    assert_eq!(n.stack_condition(&c, "Stalled", "True", WAIT).await, "DeletionProtected");
     assert!(aws.dynamodb.describe_table(&guarded).await.unwrap().is_some(), "the protected table is still there");
     c.kubectl(&[
         "patch",

@@ -90,6 +90,23 @@ impl Bench {
         }
     }
 
+    /// The steady state of `controller` (`ctl`, process `pid`): one drift interval to settle
+    /// after convergence, then two measured.
+    pub async fn steady(&self, ctl: &Controller, pid: u32, controller: &str, drift: u64) -> Steady {
+        tokio::time::sleep(Duration::from_secs(drift)).await;
+        self.proxy.reset();
+        let reconciles = || ctl.metric("shipshape_reconcile_total", &[controller]);
+        let (api0, cpu0, rec0) = (self.api_requests(), cpu_seconds(pid), reconciles());
+        tokio::time::sleep(Duration::from_secs(2 * drift)).await;
+        Steady {
+            calls: self.proxy.calls(),
+            writes: self.proxy.writes().len(),
+            reconciles: reconciles() - rec0,
+            api_requests: self.api_requests().saturating_sub(api0),
+            cpu_seconds: cpu_seconds(pid) - cpu0,
+        }
+    }
+
     /// Requests the controller's identity has made to the API server so far (audit log),
     /// Lease renewals left out: they are per replica, not per object (a get and an update
     /// every `--lease-retry-period`, 500 ms in the harness, 2 s by default).
@@ -100,6 +117,31 @@ impl Bench {
             .iter()
             .filter(|e| e["user"]["username"] == support::CONTROLLER_USER && e["objectRef"]["resource"] != "leases")
             .count()
+    }
+}
+
+/// Two drift intervals of a steady state.
+pub struct Steady {
+    /// The AWS calls made.
+    pub calls: Vec<shipshape_testkit::awsproxy::Call>,
+    /// How many of them wrote.
+    pub writes: usize,
+    /// Reconciles run.
+    pub reconciles: f64,
+    /// Requests to the API server.
+    pub api_requests: usize,
+    /// CPU the controller used.
+    pub cpu_seconds: f64,
+}
+
+impl Steady {
+    /// CPU milliseconds per reconcile.
+    pub fn cpu_ms_per_reconcile(&self) -> f64 {
+        if self.reconciles > 0.0 {
+            self.cpu_seconds * 1000.0 / self.reconciles
+        } else {
+            0.0
+        }
     }
 }
 

@@ -558,12 +558,18 @@ pub struct ServiceReleaseStatus {
     /// Last promoted SHA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_sha: Option<String>,
-    /// Task definition of `currentSha`.
+    /// ECS: the task definition of `currentSha`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
-    /// Task definition of `stableSha`.
+    /// ECS: the task definition of `stableSha`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stable_task_definition_arn: Option<String>,
+    /// Lambda: the published version (its ARN) of `currentSha`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_version_arn: Option<String>,
+    /// Lambda: the published version (its ARN) of `stableSha`, the one the alias keeps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_function_version_arn: Option<String>,
     /// The rollout under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
@@ -598,8 +604,12 @@ pub struct ServiceReleaseStatus {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RollbackStatus {
-    /// The stable task definition the service goes back to.
+    /// ECS: the stable task definition the service goes back to.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub task_definition_arn: String,
+    /// Lambda: the stable version the alias goes back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_version_arn: Option<String>,
     /// Why the rollout failed.
     pub reason: String,
     /// What triggered it: analysis, deployment_failed, deadline, manual.
@@ -615,7 +625,7 @@ pub struct RollbackStatus {
 }
 
 /// The rollout being judged.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutStatus {
     /// SHA being judged.
@@ -637,9 +647,12 @@ pub struct RolloutStatus {
     /// Hash of the task definition content and size being rolled out.
     #[serde(default)]
     pub spec_hash: String,
-    /// Task definition being rolled out.
+    /// ECS: the task definition being rolled out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
+    /// Lambda: the version being rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_version_arn: Option<String>,
     /// When ECS reported the deployment COMPLETED (analysis starts after warmup).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed_at: Option<DateTime<Utc>>,
@@ -717,11 +730,14 @@ pub struct Measurement {
 pub struct HistoryEntry {
     /// SHA.
     pub sha: String,
-    /// Its task definition.
+    /// ECS: its task definition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_definition_arn: Option<String>,
+    /// Lambda: its version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_version_arn: Option<String>,
     /// How it ended.
-    pub outcome: Outcome,
+    pub outcome: RolloutOutcome,
     /// Start.
     pub started_at: DateTime<Utc>,
     /// End.
@@ -755,7 +771,7 @@ pub struct StepRecord {
 
 /// How a rollout ended.
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-pub enum Outcome {
+pub enum RolloutOutcome {
     /// Became stable.
     Promoted,
     /// Failed and was rolled back.

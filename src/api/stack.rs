@@ -68,7 +68,8 @@ pub struct StackSpecSpec {
     /// Auto applies changes; Manual waits for `shipshape.dev/approve: <plan hash>`.
     #[serde(default)]
     pub approval: Approval,
-    /// How often RDS, S3 and DynamoDB are re-read to correct drift (default 5m).
+    /// How often the databases, buckets, tables and caches are re-read to correct drift
+    /// (default 5m).
     #[x_kube(validation = duration_rule(bounds::DRIFT_INTERVAL, "driftInterval"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_interval: Option<GoDuration>,

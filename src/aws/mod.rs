@@ -1,7 +1,11 @@
 //! The AWS layer: domain traits and errors, the rate-limited and counted call path, and the
-//! SDK adapter (`sdk.rs`, the only file importing the AWS SDK service crates).
+//! SDK adapters (`sdk/`, one file per service: the only place importing the AWS SDK service
+//! crates).
 
 pub mod sdk;
+
+/// AWS tags, key → value.
+pub type Tags = std::collections::BTreeMap<String, String>;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -106,12 +110,7 @@ pub trait Ecs: Send + Sync {
     /// owner's revision, whatever its hash tag says), and the tags of the newest revision.
     async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<FamilyLookup, AwsError>;
     /// Registers a task definition tagged with its content hash; returns its ARN.
-    async fn register_task_definition(
-        &self,
-        td: &TaskDefinitionSpec,
-        spec_hash: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<String, AwsError>;
+    async fn register_task_definition(&self, td: &TaskDefinitionSpec, spec_hash: &str, tags: &Tags) -> Result<String, AwsError>;
     /// Services by name, with their tags (missing ones are left out); at most 10 names per
     /// call, as in ECS.
     async fn describe_services(&self, cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError>;
@@ -238,12 +237,7 @@ pub trait Rds: Send + Sync {
     /// Creates an instance (master password managed by RDS in Secrets Manager), in the
     /// placement's subnet group and security groups when there is one. A create retried
     /// after a lost answer that finds the instance with its owner tag is a success.
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-        placement: Option<&Placement>,
-    ) -> Result<(), AwsError>;
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &Tags, placement: Option<&Placement>) -> Result<(), AwsError>;
     /// Creates the DB subnet group of a placement, or sets its subnets when they differ.
     async fn ensure_db_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Modifies an instance, applied immediately.
@@ -354,15 +348,9 @@ pub trait ElastiCache: Send + Sync {
     /// Creates the cache subnet group of a placement, or sets its subnets when they differ.
     async fn ensure_cache_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Creates a replication group (in the placement's subnet group and security groups when
-    /// there is one) with `auth_token` if given. A create retried after a lost answer that
-    /// finds the group with its owner tag is a success.
-    async fn create_cache(
-        &self,
-        spec: &CacheSpec,
-        tags: &BTreeMap<String, String>,
-        placement: Option<&Placement>,
-        auth_token: Option<&str>,
-    ) -> Result<(), AwsError>;
+    /// there is one) with the AUTH token `auth` if given. A create retried after a lost
+    /// answer that finds the group with its owner tag is a success.
+    async fn create_cache(&self, spec: &CacheSpec, tags: &Tags, placement: Option<&Placement>, auth: Option<&str>) -> Result<(), AwsError>;
     /// ModifyReplicationGroup, applied immediately.
     async fn modify_cache(&self, name: &str, modify: &CacheModify) -> Result<(), AwsError>;
     /// IncreaseReplicaCount or DecreaseReplicaCount to `replicas`, applied immediately.

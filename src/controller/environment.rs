@@ -1,21 +1,20 @@
 //! The Environment controller: ECS cluster created or adopted, tags kept, caller account checked.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
-use super::{error_policy, invalid_spec, key_of, next_conditions, record, stall_for, status, stored_reason, Context, Error};
-use crate::api::{finalizer_name, owner_of, reasons, Environment, EnvironmentStatus, ServiceRelease, StackSpec};
-use crate::aws::{AwsClients, NewCluster, Target};
+use super::reconcile::{finish, next_conditions, settle, stall_for, stored_reason, Kind, Settled, Written};
+use super::{key_of, status, Context, Error, Settings};
+use crate::api::{owner_of, reasons, Environment, EnvironmentStatus, ServiceRelease, StackSpec};
+use crate::aws::{AwsClients, AwsError, NewCluster, Target};
 use crate::core::conditions::Readiness;
-use crate::core::environment::{self as plan, Action as Step, Observed};
-use crate::core::requeue::{self, Category};
+use crate::core::environment::{self as plan, ClusterCall, ObservedEnvironment};
+use crate::core::requeue::Category;
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "environment";
@@ -41,53 +40,65 @@ pub fn tenant_view(env: &Environment) -> Option<u64> {
     Some(h.finish())
 }
 
-/// Reconciles one Environment.
-#[instrument(skip_all, fields(environment = %env.name_any()))]
-pub async fn reconcile(env: Arc<Environment>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    let api: Api<Environment> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, &finalizer_name::<Environment>(), env, |event| async {
-        match event {
-            Finalizer::Apply(env) => apply(env, &ctx).await,
-            Finalizer::Cleanup(env) => cleanup(env, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    record(&ctx, CONTROLLER, &result, started);
-    result
-}
+impl Kind for Environment {
+    const CONTROLLER: &'static str = CONTROLLER;
 
-/// Requeue after failure.
-pub fn on_error(env: Arc<Environment>, err: &Error, ctx: Arc<Context>) -> Action {
-    error_policy(env, err, ctx, CONTROLLER)
+    fn api(client: kube::Client, _: &Self) -> Api<Self> {
+        Api::all(client)
+    }
+
+    fn slow_recheck(settings: &Settings) -> std::time::Duration {
+        settings.ecs_drift
+    }
+
+    #[instrument(skip_all, fields(environment = %env.name_any()))]
+    async fn apply(env: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        apply(env, ctx).await
+    }
+
+    async fn cleanup(env: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        cleanup(env, ctx).await
+    }
 }
 
 /// What a successful pass did.
 struct Converged {
     cluster_arn: String,
     caller_account: String,
-    steps: Vec<Step>,
+    steps: Vec<ClusterCall>,
 }
 
 enum Failure {
     Invalid(crate::core::spec::InvalidSpec),
     Refused(plan::Refusal),
-    Aws(crate::aws::AwsError),
+    Aws(AwsError),
+    /// This replica may not write (its lease lapsed): nothing is written, status included.
+    NotLeader,
 }
 
-impl From<crate::aws::AwsError> for Failure {
-    fn from(e: crate::aws::AwsError) -> Self {
+impl From<AwsError> for Failure {
+    fn from(e: AwsError) -> Self {
         Failure::Aws(e)
     }
 }
 
-async fn observe(env: &Environment, aws: &AwsClients) -> Result<Observed, Failure> {
+impl From<Failure> for Settled {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Invalid(e) => Settled::from(&e),
+            Failure::Refused(r) => Settled::from(r),
+            Failure::Aws(e) => Settled::from(e),
+            Failure::NotLeader => unreachable!("handled before settling"),
+        }
+    }
+}
+
+async fn observe(env: &Environment, aws: &AwsClients) -> Result<ObservedEnvironment, Failure> {
     let caller_account = aws.sts.caller_account().await?;
     // The account is checked before anything else is read or written.
     plan::check_account(&env.spec, &caller_account).map_err(Failure::Refused)?;
     let cluster = aws.ecs.describe_cluster(&env.spec.ecs_cluster.name).await?;
-    Ok(Observed { caller_account, cluster })
+    Ok(ObservedEnvironment { caller_account, cluster })
 }
 
 async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure> {
@@ -98,11 +109,11 @@ async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure
     let name = &env.spec.ecs_cluster.name;
     let mut arn = observed.cluster.as_ref().filter(|c| c.is_live()).map(|c| c.arn.clone()).unwrap_or_default();
     if !steps.is_empty() && ctx.may_act().is_err() {
-        return Err(Failure::Aws(crate::aws::AwsError::Transient { op: "leadership", message: "not the leader: nothing written".into() }));
+        return Err(Failure::NotLeader);
     }
     for step in &steps {
         match step {
-            Step::CreateCluster { name, tags, capacity_providers, container_insights } => {
+            ClusterCall::CreateCluster { name, tags, capacity_providers, container_insights } => {
                 arn = aws
                     .ecs
                     .create_cluster(&NewCluster {
@@ -113,24 +124,24 @@ async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure
                     })
                     .await?;
             }
-            Step::Tag { tags } => aws.ecs.tag_resource(&arn, tags).await?,
-            Step::Untag { keys } => aws.ecs.untag_resource(&arn, keys).await?,
-            Step::SetCapacityProviders { providers } => aws.ecs.put_capacity_providers(name, providers).await?,
-            Step::SetContainerInsights { value } => aws.ecs.set_container_insights(name, value).await?,
+            ClusterCall::Tag { tags } => aws.ecs.tag_resource(&arn, tags).await?,
+            ClusterCall::Untag { keys } => aws.ecs.untag_resource(&arn, keys).await?,
+            ClusterCall::SetCapacityProviders { providers } => aws.ecs.put_capacity_providers(name, providers).await?,
+            ClusterCall::SetContainerInsights { value } => aws.ecs.set_container_insights(name, value).await?,
         }
     }
     Ok(Converged { cluster_arn: arn, caller_account: observed.caller_account, steps })
 }
 
-fn describe(step: &Step) -> String {
+fn describe(step: &ClusterCall) -> String {
     match step {
-        Step::CreateCluster { name, .. } => format!("created ECS cluster {name}"),
-        Step::Tag { tags } => format!("set tags {}", tags.keys().cloned().collect::<Vec<_>>().join(", ")),
-        Step::Untag { keys } => format!("removed tags {}", keys.join(", ")),
-        Step::SetCapacityProviders { providers } => {
+        ClusterCall::CreateCluster { name, .. } => format!("created ECS cluster {name}"),
+        ClusterCall::Tag { tags } => format!("set tags {}", tags.keys().cloned().collect::<Vec<_>>().join(", ")),
+        ClusterCall::Untag { keys } => format!("removed tags {}", keys.join(", ")),
+        ClusterCall::SetCapacityProviders { providers } => {
             format!("set capacity providers {}", providers.join(", "))
         }
-        Step::SetContainerInsights { value } => format!("set containerInsights {value}"),
+        ClusterCall::SetContainerInsights { value } => format!("set containerInsights {value}"),
     }
 }
 
@@ -146,18 +157,18 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
         Err(e) => Err(Failure::Invalid(e)),
     };
     let mut new_status = EnvironmentStatus { observed_generation: generation, ..old_status.clone() };
-    let (readiness, action, err) = match outcome {
+    let settled = match outcome {
         Ok(done) => {
             let spec_unchanged = old_status.observed_generation == generation
                 && stored_reason(&old_status.conditions).as_deref() == Some(reasons::RECONCILED);
             for step in &done.steps {
                 let (reason, note) = match step {
-                    Step::CreateCluster { .. } => (reasons::CREATED, describe(step)),
+                    ClusterCall::CreateCluster { .. } => (reasons::CREATED, describe(step)),
                     _ if spec_unchanged => {
                         ctx.metrics.drift_corrections.with_label_values(&[CONTROLLER, "EcsCluster"]).inc();
                         (reasons::DRIFT_CORRECTED, format!("{} (changed outside shipshape)", describe(step)))
                     }
-                    _ => ("Updated", describe(step)),
+                    _ => (reasons::UPDATED, describe(step)),
                 };
                 info!(env = %key_of(env.as_ref()), reason, note, "applied");
                 ctx.event(env.as_ref(), false, reason, note).await;
@@ -167,41 +178,21 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
             let mut keys: Vec<String> = plan::desired_tags(&env.spec, &owner_of(env.as_ref())).into_keys().collect();
             keys.sort();
             new_status.managed_tag_keys = keys;
-            ctx.reset_failures(env.as_ref());
-            let msg = format!("ECS cluster {} is in its declared state", env.spec.ecs_cluster.name);
-            (Readiness::Ready { reason: reasons::RECONCILED, message: msg }, Action::requeue(drift), None)
+            let message = format!("ECS cluster {} is in its declared state", env.spec.ecs_cluster.name);
+            Settled::Done { readiness: Readiness::Ready { reason: reasons::RECONCILED, message }, requeue: Some(drift) }
         }
-        Err(Failure::Invalid(e)) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::InvalidSpec.label()]).inc();
-            (invalid_spec(&e), Action::await_change(), None)
-        }
-        Err(Failure::Refused(r)) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, r.category.label()]).inc();
-            let action = requeue::after_failure(r.category, 1, drift, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
-            (Readiness::Stalled { reason: r.reason, message: r.message }, action, None)
-        }
-        Err(Failure::Aws(e)) if e.category().is_transient() => (
-            Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },
-            Action::await_change(),
-            Some(Error::Aws(e)),
-        ),
-        Err(Failure::Aws(e)) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, e.category().label()]).inc();
-            let action = requeue::after_failure(e.category(), 1, drift, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
-            (stall_for(&e), action, None)
-        }
+        Err(Failure::NotLeader) => return Err(Error::NotLeader),
+        Err(f) => Settled::from(f),
     };
-    if let Readiness::Stalled { reason, message } = &readiness {
-        if stored_reason(&old_status.conditions).as_deref() != Some(*reason) {
-            ctx.event(env.as_ref(), true, reason, message.clone()).await;
-        }
-    }
-    new_status.conditions = next_conditions(&old_status.conditions, &readiness, generation);
-    status::write(&api, env.as_ref(), old_value, serde_json::to_value(&new_status).expect("status serializes")).await?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(action),
-    }
+    let written = Written {
+        previous: &old_status.conditions,
+        conditions: &old_status.conditions,
+        stored: old_value,
+        status: new_status,
+        announced: &[],
+        fenced: None,
+    };
+    finish(ctx, &api, env.as_ref(), written, settle(ctx, env.as_ref(), settled, drift)).await
 }
 
 /// The StackSpecs and ServiceReleases that name an Environment, as `Kind ns/name`.
@@ -260,11 +251,12 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
             ctx.event(env.as_ref(), true, r.reason, msg.clone()).await;
             return Err(refuse(msg, r.category));
         }
+        Err(Failure::NotLeader) => return Err(Error::NotLeader),
     };
     if plan::should_delete_cluster(&env.spec, &owner, observed.cluster.as_ref()) {
         ctx.may_act()?;
         match aws.ecs.delete_cluster(&env.spec.ecs_cluster.name).await {
-            Ok(()) | Err(crate::aws::AwsError::NotFound { .. }) => {}
+            Ok(()) | Err(AwsError::NotFound { .. }) => {}
             Err(e) => {
                 ctx.event(env.as_ref(), true, stall_for(&e).reason(), format!("could not delete ECS cluster: {e}")).await;
                 return Err(e.into());

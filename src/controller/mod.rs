@@ -2,9 +2,9 @@
 
 pub mod batch;
 mod environment;
-mod function;
 pub mod leader;
 pub mod listing;
+pub mod reconcile;
 mod release;
 pub mod shard;
 mod stack;
@@ -14,7 +14,7 @@ mod tenant;
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -22,10 +22,9 @@ use kube::runtime::finalizer;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Mutex;
 
-use crate::api::{reasons, Condition, Environment, StackSpec};
+use crate::api::{Environment, StackSpec};
 use crate::aws::{AwsError, AwsProvider};
-use crate::core::conditions::{self, Readiness};
-use crate::core::requeue::{self, Category};
+use crate::core::requeue::Category;
 use crate::metrics::Metrics;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -40,7 +39,7 @@ pub mod release_annotations {
 }
 pub use leader::{Elector, LeaseConfig};
 pub use shard::Shard;
-pub use stack::{observe as observe_stack, plan_for as plan_stack};
+pub use stack::{execute as execute_stack_plan, observe as observe_stack, plan_for as plan_stack};
 
 /// Intervals that apply when a resource does not set its own.
 #[derive(Clone, Debug)]
@@ -74,6 +73,22 @@ impl Stores {
     /// Empty caches (for code that runs without watches).
     pub fn empty() -> Self {
         Stores { environments: reflector::store().0, outputs: reflector::store().0, stacks: reflector::store().0 }
+    }
+
+    /// Caches holding these objects (for code that runs without watches: the in-process
+    /// controller tests).
+    pub fn holding(environments: Vec<Environment>, stacks: Vec<StackSpec>, outputs: Vec<ConfigMap>) -> Self {
+        fn of<K>(objects: Vec<K>) -> Store<K>
+        where
+            K: kube::Resource<DynamicType = ()> + Clone + 'static,
+        {
+            let (store, mut writer) = reflector::store();
+            for o in objects {
+                writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+            }
+            store
+        }
+        Stores { environments: of(environments), outputs: of(outputs), stacks: of(stacks) }
     }
 
     /// An Environment by name.
@@ -378,49 +393,6 @@ impl Error {
             },
         }
     }
-}
-
-/// Requeue after a failure: by category, with jittered backoff for transient ones.
-pub fn error_policy<K: Resource<DynamicType = ()>>(obj: Arc<K>, err: &Error, ctx: Arc<Context>, controller: &str) -> Action {
-    let attempt = ctx.bump_failures(obj.as_ref());
-    let category = err.category();
-    ctx.metrics.errors.with_label_values(&[controller, category.label()]).inc();
-    tracing::warn!(object = %obj.meta().name.as_deref().unwrap_or(""), error = %err, category = category.label(), attempt, "reconcile failed");
-    match requeue::after_failure(category, attempt, ctx.settings.stack_drift, rand::random()) {
-        Some(d) => Action::requeue(d),
-        None => Action::await_change(),
-    }
-}
-
-/// Records a finished reconcile in metrics.
-fn record(ctx: &Context, controller: &str, result: &Result<Action, Error>, started: Instant) {
-    let label = if result.is_ok() { "ok" } else { "error" };
-    ctx.metrics.reconciled(controller, label, started.elapsed());
-}
-
-/// Builds the conditions for `readiness`, given the stored ones.
-fn next_conditions(previous: &[Condition], readiness: &Readiness, generation: Option<i64>) -> Vec<Condition> {
-    conditions::conditions(previous, readiness, generation, chrono::Utc::now())
-}
-
-/// The Ready reason currently stored, to emit Events only on a change of verdict.
-fn stored_reason(conds: &[Condition]) -> Option<String> {
-    conditions::find(conds, crate::api::condition_types::READY).map(|c| c.reason.clone())
-}
-
-/// A stalled verdict for a failure category, with its reason.
-fn stall_for(e: &AwsError) -> Readiness {
-    let reason = match e.category() {
-        Category::AccessDenied => reasons::ACCESS_DENIED,
-        Category::Conflict => reasons::CONFLICT,
-        _ => reasons::AWS_VALIDATION,
-    };
-    Readiness::Stalled { reason, message: e.to_string() }
-}
-
-/// The stalled verdict for a spec the schema let through but shipshape cannot use.
-fn invalid_spec(e: &crate::core::spec::InvalidSpec) -> Readiness {
-    Readiness::Stalled { reason: reasons::INVALID_SPEC, message: format!("{e}; fix the spec (nothing else is affected)") }
 }
 
 /// The namespaced name of an object, for logs.

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::leader::Leadership;
-use super::{environment, release, stack, Context, Elector, LeaseConfig, Settings, Shard, Stores};
+use super::reconcile::{on_error, reconcile, Kind};
+use super::{environment, Context, Elector, LeaseConfig, Settings, Shard, Stores};
 use crate::api::{Environment, ServiceRelease, StackSpec, MANAGED_BY, MANAGED_BY_TAG};
 use crate::aws::AwsProvider;
 use crate::http::{self, Health};
@@ -70,6 +71,51 @@ fn trim<K: kube::Resource>(obj: &mut K) {
 /// never its own status writes.
 fn own_changes<K: kube::Resource>() -> impl kube::runtime::Predicate<K> {
     predicates::generation.combine(predicates::annotations).combine(predicates::finalizers)
+}
+
+/// What a tenant kind's controller runs with.
+struct Tenant<'a> {
+    client: &'a Client,
+    wc: &'a watcher::Config,
+    shard: Shard,
+    concurrency: controller::Config,
+    stop: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+}
+
+/// The controller of a namespaced kind whose objects name an Environment (StackSpec,
+/// ServiceRelease): woken by its own changes in this shard (kept in its cache through
+/// `cache`) and by a change of its Environment (`env_changes`), for every object of the
+/// shard naming it (`environment_of`).
+fn tenant_controller<K, S>(
+    t: Tenant<'_>,
+    (writer, store): (reflector::store::Writer<K>, reflector::Store<K>),
+    env_changes: S,
+    environment_of: fn(&K) -> &str,
+) -> impl std::future::Future<Output = ()>
+where
+    K: Kind,
+    S: futures::Stream<Item = Result<Environment, watcher::Error>> + Send + 'static,
+{
+    let shard = t.shard;
+    let trigger = watcher(Api::<K>::all(t.client.clone()), t.wc.clone())
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer)
+        .applied_objects()
+        .try_filter(move |o| futures::future::ready(shard.owns(o.meta().namespace.as_deref())))
+        .predicate_filter(own_changes(), Default::default());
+    let index = store.clone();
+    Controller::for_stream(trigger, store)
+        .with_config(t.concurrency)
+        .watches_stream(env_changes, move |env| {
+            let name = env.name_any();
+            let tenants = index.state().into_iter().filter(|o| environment_of(o) == name && shard.owns(o.meta().namespace.as_deref()));
+            tenants.map(|o| ObjectRef::from_obj(o.as_ref())).collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(stopped(t.stop))
+        .run(reconcile::<K>, on_error::<K>, t.ctx)
+        .for_each(|res| log_result(K::CONTROLLER, res))
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -235,8 +281,8 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         .watches(Api::<StackSpec>::all(client.clone()), wc.clone(), |s| when_deleted(&s.metadata, &s.spec.environment))
         .watches(Api::<ServiceRelease>::all(client.clone()), wc.clone(), |r| when_deleted(&r.metadata, &r.spec.environment))
         .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(environment::reconcile, environment::on_error, ctx.clone())
-        .for_each(|res| log_result(environment::CONTROLLER, res));
+        .run(reconcile::<Environment>, on_error::<Environment>, ctx.clone())
+        .for_each(|res| log_result(Environment::CONTROLLER, res));
 
     // An Environment's spec change, or its readiness changing, wakes what uses it, once;
     // its other status writes do not.
@@ -246,51 +292,18 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             .touched_objects()
             .predicate_filter(environment::tenant_view, Default::default())
     };
-    let stack_trigger = watcher(Api::<StackSpec>::all(client.clone()), wc.clone())
-        .default_backoff()
-        .modify(trim)
-        .reflect(stacks_writer)
-        .applied_objects()
-        .try_filter(move |s| futures::future::ready(shard.owns(s.metadata.namespace.as_deref())))
-        .predicate_filter(own_changes(), Default::default());
-    let stack_index = stacks_store.clone();
-    let stacks = Controller::for_stream(stack_trigger, stacks_store.clone())
-        .with_config(concurrency.clone())
-        .watches_stream(environment_changes(), move |env| {
-            let name = env.name_any();
-            stack_index
-                .state()
-                .into_iter()
-                .filter(|s| s.spec.environment == name && shard.owns(s.metadata.namespace.as_deref()))
-                .map(|s| ObjectRef::from_obj(s.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(stack::reconcile, stack::on_error, ctx.clone())
-        .for_each(|res| log_result(stack::CONTROLLER, res));
-
-    let release_trigger = watcher(Api::<ServiceRelease>::all(client.clone()), wc.clone())
-        .default_backoff()
-        .modify(trim)
-        .reflect(releases_writer)
-        .applied_objects()
-        .try_filter(move |r| futures::future::ready(shard.owns(r.metadata.namespace.as_deref())))
-        .predicate_filter(own_changes(), Default::default());
-    let release_index = releases_store.clone();
-    let releases = Controller::for_stream(release_trigger, releases_store.clone())
-        .with_config(concurrency)
-        .watches_stream(environment_changes(), move |env| {
-            let name = env.name_any();
-            release_index
-                .state()
-                .into_iter()
-                .filter(|r| r.spec.environment == name && shard.owns(r.metadata.namespace.as_deref()))
-                .map(|r| ObjectRef::from_obj(r.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        .graceful_shutdown_on(stopped(stop_rx.clone()))
-        .run(release::reconcile, release::on_error, ctx.clone())
-        .for_each(|res| log_result(release::CONTROLLER, res));
+    let stacks = tenant_controller(
+        Tenant { client: &client, wc: &wc, shard, concurrency: concurrency.clone(), stop: stop_rx.clone(), ctx: ctx.clone() },
+        (stacks_writer, stacks_store.clone()),
+        environment_changes(),
+        |s: &StackSpec| s.spec.environment.as_str(),
+    );
+    let releases = tenant_controller(
+        Tenant { client: &client, wc: &wc, shard, concurrency, stop: stop_rx.clone(), ctx: ctx.clone() },
+        (releases_writer, releases_store.clone()),
+        environment_changes(),
+        |r: &ServiceRelease| r.spec.environment.as_str(),
+    );
 
     info!("controllers running");
     // Environments are cluster-scoped: shard 0 reconciles them.

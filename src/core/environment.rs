@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::{reasons, EnvironmentSpec, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG};
+pub use crate::core::refusal::Refusal;
 
 use super::requeue::Category;
 
@@ -30,7 +31,7 @@ impl ObservedCluster {
 
 /// Everything read from AWS before planning.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Observed {
+pub struct ObservedEnvironment {
     /// Account of the caller identity.
     pub caller_account: String,
     /// The cluster, when it exists and is not INACTIVE.
@@ -39,7 +40,7 @@ pub struct Observed {
 
 /// One change to make in AWS.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Action {
+pub enum ClusterCall {
     /// Create the cluster with these tags and settings.
     CreateCluster { name: String, tags: BTreeMap<String, String>, capacity_providers: Vec<String>, container_insights: Option<String> },
     /// Add or change tags.
@@ -50,17 +51,6 @@ pub enum Action {
     SetCapacityProviders { providers: Vec<String> },
     /// Set Container Insights.
     SetContainerInsights { value: String },
-}
-
-/// Why nothing may be done.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Refusal {
-    /// Condition reason.
-    pub reason: &'static str,
-    /// What is wrong and what to change.
-    pub message: String,
-    /// The category deciding the requeue.
-    pub category: Category,
 }
 
 /// Tags every created or adopted cluster carries: the Environment's plus ownership.
@@ -90,7 +80,12 @@ pub fn check_account(spec: &EnvironmentSpec, caller_account: &str) -> Result<(),
 ///
 /// `managed_tag_keys` are the keys applied by an earlier reconcile (from status): only
 /// those may be removed, so tags others put on the cluster are left alone.
-pub fn plan(spec: &EnvironmentSpec, owner: &str, observed: &Observed, managed_tag_keys: &[String]) -> Result<Vec<Action>, Refusal> {
+pub fn plan(
+    spec: &EnvironmentSpec,
+    owner: &str,
+    observed: &ObservedEnvironment,
+    managed_tag_keys: &[String],
+) -> Result<Vec<ClusterCall>, Refusal> {
     check_account(spec, &observed.caller_account)?;
     let want_tags = desired_tags(spec, owner);
     let cluster = &spec.ecs_cluster;
@@ -106,7 +101,7 @@ pub fn plan(spec: &EnvironmentSpec, owner: &str, observed: &Observed, managed_ta
                 category: Category::InvalidSpec,
             });
         }
-        return Ok(vec![Action::CreateCluster {
+        return Ok(vec![ClusterCall::CreateCluster {
             name: cluster.name.clone(),
             tags: want_tags,
             capacity_providers: cluster.capacity_providers.clone(),
@@ -127,20 +122,20 @@ pub fn plan(spec: &EnvironmentSpec, owner: &str, observed: &Observed, managed_ta
     let changed: BTreeMap<_, _> =
         want_tags.iter().filter(|(k, v)| current.tags.get(*k) != Some(v)).map(|(k, v)| (k.clone(), v.clone())).collect();
     if !changed.is_empty() {
-        actions.push(Action::Tag { tags: changed });
+        actions.push(ClusterCall::Tag { tags: changed });
     }
     let stale: Vec<String> =
         managed_tag_keys.iter().filter(|k| !want_tags.contains_key(*k) && current.tags.contains_key(*k)).cloned().collect();
     if !stale.is_empty() {
-        actions.push(Action::Untag { keys: stale });
+        actions.push(ClusterCall::Untag { keys: stale });
     }
     // Settings are managed only on clusters shipshape creates; an adopted cluster keeps its own.
     if cluster.create {
         if !cluster.capacity_providers.is_empty() && sorted(&cluster.capacity_providers) != sorted(&current.capacity_providers) {
-            actions.push(Action::SetCapacityProviders { providers: cluster.capacity_providers.clone() });
+            actions.push(ClusterCall::SetCapacityProviders { providers: cluster.capacity_providers.clone() });
         }
         if let Some(value) = insights.filter(|v| current.container_insights.as_ref() != Some(v)) {
-            actions.push(Action::SetContainerInsights { value });
+            actions.push(ClusterCall::SetContainerInsights { value });
         }
     }
     Ok(actions)
@@ -165,20 +160,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(extra: serde_json::Value) -> EnvironmentSpec {
-        let mut base = json!({
-            "region": "eu-west-1",
-            "ecsCluster": {"name": "prod", "create": true, "capacityProviders": ["FARGATE"]},
-            "tags": {"Project": "car-rental"},
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            base[k] = v.clone();
-        }
-        serde_json::from_value(base).unwrap()
-    }
+    use crate::fixtures::environment_spec as spec;
 
-    fn observed(cluster: Option<ObservedCluster>) -> Observed {
-        Observed { caller_account: "123456789012".into(), cluster }
+    fn observed(cluster: Option<ObservedCluster>) -> ObservedEnvironment {
+        ObservedEnvironment { caller_account: "123456789012".into(), cluster }
     }
 
     fn live(tags: &[(&str, &str)]) -> ObservedCluster {
@@ -198,7 +183,7 @@ mod tests {
     #[test]
     fn a_missing_cluster_is_created_with_environment_and_ownership_tags() {
         let actions = plan(&spec(json!({})), "prod", &observed(None), &[]).unwrap();
-        let Action::CreateCluster { tags, capacity_providers, .. } = &actions[0] else { panic!("{actions:?}") };
+        let ClusterCall::CreateCluster { tags, capacity_providers, .. } = &actions[0] else { panic!("{actions:?}") };
         assert_eq!(tags.get("Project").unwrap(), "car-rental");
         assert_eq!(tags.get(OWNER_TAG).unwrap(), "prod");
         assert_eq!(tags.get(MANAGED_BY_TAG).unwrap(), "shipshape");
@@ -210,7 +195,7 @@ mod tests {
         let mut c = live(&owned());
         c.status = "INACTIVE".into();
         let actions = plan(&spec(json!({})), "prod", &observed(Some(c)), &[]).unwrap();
-        assert!(matches!(actions[0], Action::CreateCluster { .. }));
+        assert!(matches!(actions[0], ClusterCall::CreateCluster { .. }));
     }
 
     #[test]
@@ -252,8 +237,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::Tag { tags: [("Project".to_string(), "car-rental-2".to_string())].into() },
-                Action::Untag { keys: vec!["Team".into()] },
+                ClusterCall::Tag { tags: [("Project".to_string(), "car-rental-2".to_string())].into() },
+                ClusterCall::Untag { keys: vec!["Team".into()] },
             ]
         );
     }
@@ -276,8 +261,8 @@ mod tests {
         assert_eq!(
             actions,
             vec![
-                Action::SetCapacityProviders { providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()] },
-                Action::SetContainerInsights { value: "enabled".into() },
+                ClusterCall::SetCapacityProviders { providers: vec!["FARGATE".into(), "FARGATE_SPOT".into()] },
+                ClusterCall::SetContainerInsights { value: "enabled".into() },
             ]
         );
     }

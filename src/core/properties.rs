@@ -14,7 +14,7 @@ use crate::core::analysis::Verdict;
 use crate::core::environment::{self, ObservedCluster};
 use crate::core::rollout::{self, Commands, DeploymentObs, Inputs, Network, ServiceObs};
 use crate::core::spec;
-use crate::core::stack::{self, Observed, ObservedBucket, ObservedDatabase};
+use crate::core::stack::{self, ObservedBucket, ObservedDatabase, ObservedStack};
 
 /// Text a tenant might put in a duration, a SHA or a name: valid-looking, absurd, empty.
 fn text() -> impl Strategy<Value = String> {
@@ -227,7 +227,7 @@ proptest! {
             "name": format!("{n}-b"), "lifecycle": [{"prefix": "", "expireDays": expire, "transitions": [{"days": days, "storageClass": "GLACIER"}]}]}))
             .ok()).collect();
         let tags: BTreeMap<String, String> = owner.map(|o| [(crate::api::OWNER_TAG.to_string(), o.to_string())].into()).unwrap_or_default();
-        let mut observed = Observed::default();
+        let mut observed = ObservedStack::default();
         for d in &dbs {
             observed.databases.insert(d.name.clone(), exists.then(|| ObservedDatabase {
                 name: d.name.clone(), status: status.into(), engine: "postgres".into(), engine_version: obs_version.clone(),
@@ -239,7 +239,7 @@ proptest! {
         }
         let env_tags = BTreeMap::new();
         let placement = stack::Placement::of("prod", &["subnet-1".into()], &["sg-1".into()]);
-        let ctx = stack::Context { owner: "t/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: placement.as_ref() };
+        let ctx = stack::PlanInputs { owner: "t/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: placement.as_ref() };
         let plan = stack::plan(&dbs, &buckets, &[], &observed, &ctx);
         let _ = (plan.hash(), plan.lines(), plan.refusal(), plan.is_noop());
     }
@@ -256,7 +256,7 @@ proptest! {
             "ecsCluster": {"name": "c", "create": true, "capacityProviders": providers}})) else { return Ok(()) };
         let _ = spec::drift_interval(spec.drift_interval.as_ref(), Duration::from_secs(60));
         let tags: BTreeMap<String, String> = owner.map(|o| [(crate::api::OWNER_TAG.to_string(), o)].into()).unwrap_or_default();
-        let observed = environment::Observed {
+        let observed = environment::ObservedEnvironment {
             caller_account: caller,
             cluster: exists.then(|| ObservedCluster { arn: "arn".into(), status: status.into(), tags, capacity_providers: vec![], container_insights: Some(insights.into()) }),
         };

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use super::analysis::Verdict;
 use super::conditions::Readiness;
 use crate::api::{
-    reasons, FailurePolicy, HistoryEntry, Measurement, Outcome, Phase, RollbackStatus, RolloutStatus, ServiceReleaseStatus, StepRecord,
-    UnavailablePolicy,
+    reasons, FailurePolicy, HistoryEntry, Measurement, Phase, RollbackStatus, RolloutOutcome, RolloutStatus, ServiceReleaseStatus,
+    StepRecord, UnavailablePolicy,
 };
 
 /// One ECS deployment of the service.
@@ -251,7 +251,7 @@ impl Effect {
 
 /// What a step decided.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Step {
+pub struct Decision {
     /// The next status.
     pub status: ServiceReleaseStatus,
     /// ECS changes, in order.
@@ -320,7 +320,8 @@ pub fn rollback_accepted(
                     steps: steps_of(&r, "RolledBack", now),
                     sha: r.sha,
                     task_definition_arn: r.task_definition_arn,
-                    outcome: Outcome::RolledBack,
+                    function_version_arn: None,
+                    outcome: RolloutOutcome::RolledBack,
                     started_at: r.started_at,
                     finished_at: Some(now),
                     reason: rb.reason.clone(),
@@ -379,13 +380,14 @@ impl Ctx<'_, '_> {
         self.st.history.truncate(self.inp.config.history_limit.max(1));
     }
 
-    fn finish_rollout(&mut self, outcome: Outcome, reason: String) {
+    fn finish_rollout(&mut self, outcome: RolloutOutcome, reason: String) {
         if let Some(r) = self.st.rollout.take() {
             let word = serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             self.history(HistoryEntry {
                 steps: steps_of(&r, &word, self.inp.now),
                 sha: r.sha,
                 task_definition_arn: r.task_definition_arn,
+                function_version_arn: None,
                 outcome,
                 started_at: r.started_at,
                 finished_at: Some(self.inp.now),
@@ -430,6 +432,7 @@ impl Ctx<'_, '_> {
             successes: 0,
             spec_hash: inp.spec_hash.to_string(),
             task_definition_arn: Some(td.clone()),
+            function_version_arn: None,
             deployed_at: None,
             last_measured_at: None,
             invalid_query: None,
@@ -451,7 +454,7 @@ impl Ctx<'_, '_> {
         self.st.rejected_spec_hash = None;
         self.st.phase = Phase::Healthy;
         self.events.push((false, reasons::PROMOTED, format!("{} promoted: {reason}", r.sha)));
-        self.finish_rollout(Outcome::Promoted, reason);
+        self.finish_rollout(RolloutOutcome::Promoted, reason);
     }
 
     /// Decides a rollback to `stable_td`: persisted as RollingBack, carried out by the
@@ -465,6 +468,7 @@ impl Ctx<'_, '_> {
         self.events.push((true, reasons::ROLLING_BACK, format!("rolling {sha} back to {stable}: {reason}")));
         self.st.rollback = Some(RollbackStatus {
             task_definition_arn: stable_td,
+            function_version_arn: None,
             reason,
             trigger: why.to_string(),
             requested_at: self.inp.now,
@@ -505,14 +509,14 @@ impl Ctx<'_, '_> {
                     format!("{} failed (autoRollback is off; the service is left as is): {reason}", r.sha)
                 };
                 self.events.push((true, reasons::ROLLOUT_FAILED, msg));
-                self.finish_rollout(Outcome::Failed, reason);
+                self.finish_rollout(RolloutOutcome::Failed, reason);
             }
         }
     }
 }
 
 /// One step of the rollout.
-pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
+pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
     let mut c = Ctx { inp, st: prev.clone(), effects: vec![], events: vec![], rolled_back: None };
     // Commands are acted on once per annotation value.
     for (name, value) in [("retry", &inp.commands.retry), ("rollback", &inp.commands.rollback), ("promote", &inp.commands.promote)] {
@@ -538,12 +542,12 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
             c.effects.push(rollback_effect(inp, &rb.task_definition_arn));
         }
         let (readiness, requeue) = verdict(&c.st, inp);
-        return Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: None };
+        return Decision { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: None };
     }
 
     // A rollout whose spec is no longer the desired one is superseded.
     if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) {
-        c.finish_rollout(Outcome::Superseded, "the spec changed before it finished".into());
+        c.finish_rollout(RolloutOutcome::Superseded, "the spec changed before it finished".into());
         c.st.phase = Phase::Pending;
     }
 
@@ -589,7 +593,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Step {
         // ECS is deploying: its next pause is looked at soon, whatever the phase.
         requeue = requeue.min(Duration::from_secs(2));
     }
-    Step { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: c.rolled_back }
+    Decision { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: c.rolled_back }
 }
 
 /// No rollout in flight: hold the stable release, or start the desired one.

@@ -144,14 +144,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn spec(extra: serde_json::Value) -> ServiceReleaseSpec {
-        let mut base =
-            json!({"environment": "prod", "image": {"repository": "r", "gitSha": "3f9c2a1d"}, "task": {"cpu": 256, "memory": 512}});
-        if let (Some(b), Some(e)) = (base.as_object_mut(), extra.as_object()) {
-            b.extend(e.clone());
-        }
-        serde_json::from_value(base).unwrap()
-    }
+    use crate::fixtures::release_spec as spec;
 
     #[test]
     fn defaults_apply_when_nothing_is_set() {

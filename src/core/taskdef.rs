@@ -81,12 +81,10 @@ mod tests {
 
     fn spec(sha: &str, env: &[(&str, &str)]) -> ServiceReleaseSpec {
         let env: BTreeMap<&str, &str> = env.iter().cloned().collect();
-        serde_json::from_value(serde_json::json!({
-            "environment": "prod",
+        crate::fixtures::release_spec(serde_json::json!({
             "image": {"repository": "r", "gitSha": sha},
             "task": {"cpu": 256, "memory": 512, "env": env},
         }))
-        .unwrap()
     }
 
     #[test]

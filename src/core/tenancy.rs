@@ -28,12 +28,7 @@ mod tests {
     use super::*;
 
     fn env(allowed: &[&str]) -> EnvironmentSpec {
-        serde_json::from_value(serde_json::json!({
-            "region": "eu-west-1",
-            "ecsCluster": {"name": "c"},
-            "allowedNamespaces": allowed,
-        }))
-        .unwrap()
+        crate::fixtures::environment_spec(serde_json::json!({"allowedNamespaces": allowed}))
     }
 
     #[test]

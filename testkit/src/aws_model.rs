@@ -466,13 +466,7 @@ fn xml_root(body: &[u8]) -> Result<Xml, String> {
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
-        }
-        m
-    }
+    use crate::awsproxy::test_headers as h;
 
     #[test]
     fn query_lists_maps_and_structures_decode_as_botocore_serializes_them() {

@@ -1,6 +1,6 @@
 //! The AWS test proxy: sits between the SDK and moto (`AWS_ENDPOINT_URL` points here), and
 //! - fixes the wire differences between moto and AWS that break the Rust SDK
-//!   (GetBucketVersioning's root element, see TESTING.md);
+//!   (GetBucketVersioning's root element: moto's GetBucketVersioningResponse, S3's VersioningConfiguration);
 //! - injects faults on demand: the next k calls of an operation fail with a throttle, a
 //!   500 or AccessDenied in the service's own error format, or are delayed;
 //! - records every call (service, operation) so tests can count reads and writes.
@@ -882,17 +882,21 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
     serde_json::to_vec(&resp).unwrap_or(response)
 }
 
+/// Headers from (name, value) pairs, for the tests of the proxy and of the API model.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+    let mut m = HeaderMap::new();
+    for (k, v) in pairs {
+        m.insert(*k, v.parse().unwrap());
+    }
+    m
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
-        for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
-        }
-        m
-    }
+    use crate::awsproxy::test_headers as h;
 
     #[test]
     fn operations_are_named_for_json_query_and_s3_rest_protocols() {

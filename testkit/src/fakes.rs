@@ -9,15 +9,16 @@ use async_trait::async_trait;
 use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
     AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, CloudWatch, Dynamo, Ecs, ElastiCache, FamilyLookup,
-    FunctionConfig, Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Target, S3,
+    FunctionConfig, Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Tags, Target, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs};
 use shipshape::core::stack::{
-    CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedTable, Placement, TableUpdate,
+    CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedIndex, ObservedTable, Placement, TableUpdate,
 };
-use shipshape::core::table::ObservedIndex;
 use shipshape::core::taskdef::TaskDefinitionSpec;
+
+use crate::kube_double::Journal;
 
 /// A function: its $LATEST as read, its configuration, its published versions as
 /// (description, configuration).
@@ -54,12 +55,36 @@ struct World {
 #[derive(Clone, Default)]
 pub struct FakeAws {
     world: Arc<Mutex<World>>,
+    journal: Option<Journal>,
 }
 
 impl FakeAws {
     /// An empty account.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty account recording every call into `journal` (shared with the API server
+    /// double, to read the order of effects on both sides).
+    pub fn with_journal(journal: Journal) -> Self {
+        FakeAws { journal: Some(journal), ..Self::default() }
+    }
+
+    /// Sets a CloudWatch alarm's state (`OK`, `ALARM`, `INSUFFICIENT_DATA`).
+    pub fn set_alarm(&self, name: &str, state: &str) {
+        self.world.lock().unwrap().alarms.insert(name.into(), state.into());
+    }
+
+    /// An ECS service as the fake holds it.
+    pub fn service(&self, name: &str) -> Option<ServiceObs> {
+        self.world.lock().unwrap().services.get(name).cloned()
+    }
+
+    /// Changes an ECS service outside shipshape (its tags, a deployment's state).
+    pub fn tamper_service(&self, name: &str, f: impl FnOnce(&mut ServiceObs)) {
+        if let Some(s) = self.world.lock().unwrap().services.get_mut(name) {
+            f(s);
+        }
     }
 
     /// Makes the `k`-th call (1-based, counted from now on) of `op` fail with `err`.
@@ -129,6 +154,9 @@ impl FakeAws {
     }
 
     fn call<T>(&self, op: &str, f: impl FnOnce(&mut World) -> Result<T, AwsError>) -> Result<T, AwsError> {
+        if let Some(j) = &self.journal {
+            j.push("aws", op.to_string(), serde_json::Value::Null);
+        }
         let mut w = self.world.lock().unwrap();
         let n = {
             let c = w.calls.entry(op.to_string()).or_default();
@@ -215,12 +243,7 @@ impl Ecs for FakeAws {
             Ok(FamilyLookup { found, newest_tags })
         })
     }
-    async fn register_task_definition(
-        &self,
-        td: &TaskDefinitionSpec,
-        spec_hash: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<String, AwsError> {
+    async fn register_task_definition(&self, td: &TaskDefinitionSpec, spec_hash: &str, tags: &Tags) -> Result<String, AwsError> {
         self.call("RegisterTaskDefinition", |w| Ok(register(w, &td.family, spec_hash, tags)))
     }
     async fn describe_services(&self, _cluster: &str, names: &[String]) -> Result<Vec<(String, ServiceObs)>, AwsError> {
@@ -311,12 +334,7 @@ impl Rds for FakeAws {
     async fn ensure_db_subnet_group(&self, _placement: &Placement, _tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         self.call("DescribeDBSubnetGroups", |_| Ok(()))
     }
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-        placement: Option<&Placement>,
-    ) -> Result<(), AwsError> {
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &Tags, placement: Option<&Placement>) -> Result<(), AwsError> {
         self.call("CreateDBInstance", |w| {
             if w.databases.contains_key(&spec.name) {
                 return Err(AwsError::Conflict { op: "CreateDBInstance", message: "DBInstanceAlreadyExists".into() });
@@ -636,9 +654,9 @@ impl ElastiCache for FakeAws {
     async fn create_cache(
         &self,
         spec: &CacheSpec,
-        tags: &BTreeMap<String, String>,
+        tags: &Tags,
         _placement: Option<&Placement>,
-        auth_token: Option<&str>,
+        auth: Option<&str>,
     ) -> Result<(), AwsError> {
         self.call("CreateReplicationGroup", |w| {
             if w.caches.contains_key(&spec.name) {
@@ -659,7 +677,7 @@ impl ElastiCache for FakeAws {
                     automatic_failover: spec.replicas > 0,
                     at_rest_encryption: spec.at_rest_encryption,
                     transit_encryption: spec.transit_encryption,
-                    auth_token_enabled: auth_token.is_some(),
+                    auth_token_enabled: auth.is_some(),
                     snapshot_retention_days: spec.snapshot_retention_days,
                     snapshot_window: spec.snapshot_window.clone(),
                     maintenance_window: spec.maintenance_window.clone(),
@@ -668,7 +686,7 @@ impl ElastiCache for FakeAws {
                     tags: tags.clone(),
                 },
             );
-            w.cache_tokens.insert(spec.name.clone(), auth_token.map(String::from));
+            w.cache_tokens.insert(spec.name.clone(), auth.map(String::from));
             Ok(())
         })
     }

@@ -72,36 +72,34 @@ pub async fn moto_query(service: &str, body: &str) -> String {
 /// A query-protocol call to moto as the account behind `akid` (moto tells accounts apart by
 /// access key), in `region`.
 pub async fn moto_query_as(akid: &str, region: &str, service: &str, body: &str) -> String {
-    let auth = format!("AWS4-HMAC-SHA256 Credential={akid}/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=x");
-    reqwest::Client::new()
-        .post(moto())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("authorization", auth)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let form = [("content-type", "application/x-www-form-urlencoded".to_string())];
+    post_as(moto(), akid, region, service, &form, body.to_string()).await.text().await.unwrap()
 }
 
 /// A raw JSON-protocol ECS call straight to moto (e.g. `DescribeTaskDefinition`), for checks
 /// the domain traits do not offer.
 pub async fn moto_ecs(operation: &str, body: serde_json::Value) -> serde_json::Value {
-    let auth = "AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/ecs/aws4_request, SignedHeaders=host, Signature=x";
-    reqwest::Client::new()
-        .post(moto())
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{operation}"))
-        .header("authorization", auth)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    ecs_call(moto(), "test", operation, body).await.json().await.unwrap()
+}
+
+/// An ECS call (JSON protocol) to `url` (moto, or the AWS test proxy) as `akid`.
+pub async fn ecs_call(url: &str, akid: &str, operation: &str, body: serde_json::Value) -> reqwest::Response {
+    let headers = [
+        ("content-type", "application/x-amz-json-1.1".to_string()),
+        ("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{operation}")),
+    ];
+    post_as(url, akid, "eu-west-1", "ecs", &headers, body.to_string()).await
+}
+
+/// A POST to `url` signed in form only (moto and the AWS test proxy read the access key, the
+/// Region and the service from the Authorization header; nothing checks the signature).
+pub async fn post_as(url: &str, akid: &str, region: &str, service: &str, headers: &[(&str, String)], body: String) -> reqwest::Response {
+    let auth = format!("AWS4-HMAC-SHA256 Credential={akid}/20260101/{region}/{service}/aws4_request, SignedHeaders=host, Signature=x");
+    let mut req = reqwest::Client::new().post(url).header("authorization", auth);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    req.body(body).send().await.unwrap()
 }
 
 /// A VPC, subnet and security group in moto's EC2: Fargate services need them there.
@@ -239,6 +237,86 @@ pub async fn aws_at(endpoint: &str, region: &str) -> AwsClients {
 /// An AWS test proxy in front of this binary's moto.
 pub async fn proxy() -> AwsProxy {
     AwsProxy::start("127.0.0.1:0", moto()).await.unwrap()
+}
+
+/// One e2e test's world: the controller (the binary, as the chart's ServiceAccount) talking
+/// to the real control plane, and to moto through the AWS test proxy, which checks every
+/// request. Fields drop in order: the controller, then the proxy (a request it refused fails
+/// the test there), then the control plane.
+pub struct E2e {
+    /// The controller.
+    pub ctl: Controller,
+    /// The AWS test proxy.
+    pub p: AwsProxy,
+    /// The control plane.
+    pub c: Cluster,
+}
+
+impl E2e {
+    /// The control plane, the proxy, the controller with its default flags.
+    pub async fn start() -> E2e {
+        Self::start_with(&[]).await
+    }
+
+    /// [`E2e::start`] with `extra` controller flags.
+    pub async fn start_with(extra: &[&str]) -> E2e {
+        Self::start_slow(Duration::ZERO, extra).await
+    }
+
+    /// [`E2e::start_with`], ECS deployments at the proxy taking `deployments` to complete.
+    pub async fn start_slow(deployments: Duration, extra: &[&str]) -> E2e {
+        let c = Cluster::start().await;
+        let p = proxy().await;
+        if !deployments.is_zero() {
+            p.set_deployment_delay(deployments);
+        }
+        let ctl = Controller::start_at(&c, &p.url(), extra);
+        E2e { ctl, p, c }
+    }
+}
+
+/// A team: its namespace and an Environment admitting it, whose ECS cluster (named as the
+/// Environment) shipshape creates, tagged `Project: <project>`.
+pub struct Team {
+    /// The Environment.
+    pub env: String,
+    /// The namespace.
+    pub ns: String,
+}
+
+impl Team {
+    /// Applies the namespace and the Environment.
+    pub fn new(c: &Cluster, project: &str) -> Team {
+        let t = Team { env: unique("env"), ns: unique(project) };
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  tags: {{Project: {project}}}\n",
+            ns = t.ns,
+            env = t.env
+        ))
+        .success();
+        t
+    }
+
+    /// The team's StackSpec `data` (outputs in ConfigMap `data-outputs`, drift checked every
+    /// 2 s) declaring `resources`: YAML lines of its spec, indented by 2.
+    pub fn stack(&self, resources: &str) -> String {
+        format!(
+            "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  outputs: data-outputs\n  driftInterval: 2s\n{resources}",
+            ns = self.ns,
+            env = self.env
+        )
+    }
+
+    /// The message of condition `type_` of StackSpec `data`.
+    pub fn stack_message(&self, c: &Cluster, type_: &str) -> String {
+        c.jsonpath(&["stackspec", "data", "-n", &self.ns], &format!("{{.status.conditions[?(@.type==\"{type_}\")].message}}"))
+    }
+
+    /// Waits (at most `wait`) for condition `type_` of StackSpec `data` to be `status`;
+    /// returns its reason.
+    pub async fn stack_condition(&self, c: &Cluster, type_: &str, status: &str, wait: Duration) -> String {
+        c.await_condition(&["stackspec", "data", "-n", &self.ns], type_, status, wait).await
+    }
 }
 
 /// The repository root.

@@ -2,19 +2,10 @@
 
 use async_trait::async_trait;
 
-use super::map_err;
-use crate::aws::{AwsError, Caller, CloudWatch};
+use super::Adapter;
+use crate::aws::{AwsError, CloudWatch};
 
-pub(super) struct SdkCloudWatch {
-    client: aws_sdk_cloudwatch::Client,
-    caller: Caller,
-}
-
-impl SdkCloudWatch {
-    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkCloudWatch { client: aws_sdk_cloudwatch::Client::new(conf), caller }
-    }
-}
+adapter!(SdkCloudWatch(aws_sdk_cloudwatch::Client));
 
 #[async_trait]
 impl CloudWatch for SdkCloudWatch {
@@ -22,18 +13,8 @@ impl CloudWatch for SdkCloudWatch {
         let mut out = vec![];
         // DescribeAlarms takes at most 100 names.
         for chunk in names.chunks(100) {
-            let page = self
-                .caller
-                .call("DescribeAlarms", || async {
-                    self.client
-                        .describe_alarms()
-                        .set_alarm_names(Some(chunk.to_vec()))
-                        .max_records(100)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DescribeAlarms", e))
-                })
-                .await?;
+            let page =
+                self.sdk("DescribeAlarms", |c| c.describe_alarms().set_alarm_names(Some(chunk.to_vec())).max_records(100).send()).await?;
             for a in page.metric_alarms() {
                 let state = a.state_value().map(|s| s.as_str().to_string()).unwrap_or_default();
                 out.push((a.alarm_name().unwrap_or_default().to_string(), state));

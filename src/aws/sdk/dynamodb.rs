@@ -10,24 +10,16 @@ use aws_sdk_dynamodb::types::{
     SseStatus, SseType, StreamSpecification, StreamViewType, Tag, TimeToLiveSpecification, UpdateGlobalSecondaryIndexAction,
 };
 
-use super::map_err;
+use super::Adapter;
 use crate::api::{
     AttributeType, Billing, Capacity, IndexSpec, KeyAttribute, Projection, StreamView, TableEncryption, TableSpec, OWNER_TAG,
 };
-use crate::aws::{AwsError, BackupState, Caller, Dynamo};
+use crate::aws::{AwsError, BackupState, Dynamo};
+use crate::core::stack::ObservedIndex;
 use crate::core::stack::{ObservedTable, TableUpdate};
-use crate::core::table::{attribute_definitions, index_capacity, ObservedIndex};
+use crate::core::table::{attribute_definitions, index_capacity};
 
-pub(super) struct SdkDynamo {
-    client: aws_sdk_dynamodb::Client,
-    caller: Caller,
-}
-
-impl SdkDynamo {
-    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkDynamo { client: aws_sdk_dynamodb::Client::new(conf), caller }
-    }
-}
+adapter!(SdkDynamo(aws_sdk_dynamodb::Client));
 
 /// A request that could not be built (a required field missing): the spec's fault.
 fn built<T>(op: &'static str, r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> Result<T, AwsError> {
@@ -116,12 +108,7 @@ fn capacity_of(read: Option<i64>, write: Option<i64>) -> Option<Capacity> {
 #[async_trait]
 impl Dynamo for SdkDynamo {
     async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError> {
-        let out = self
-            .caller
-            .call("DescribeTable", || async {
-                self.client.describe_table().table_name(name).send().await.map_err(|e| map_err("DescribeTable", e))
-            })
-            .await;
+        let out = self.sdk("DescribeTable", |c| c.describe_table().table_name(name).send()).await;
         let table = match out {
             Ok(o) => match o.table {
                 Some(t) => t,
@@ -193,12 +180,7 @@ impl Dynamo for SdkDynamo {
         if observed.stream.is_none() {
             observed.stream_arn = None;
         }
-        let backups = self
-            .caller
-            .call("DescribeContinuousBackups", || async {
-                self.client.describe_continuous_backups().table_name(name).send().await.map_err(|e| map_err("DescribeContinuousBackups", e))
-            })
-            .await;
+        let backups = self.sdk("DescribeContinuousBackups", |c| c.describe_continuous_backups().table_name(name).send()).await;
         match backups {
             Ok(b) => {
                 observed.point_in_time_recovery = b
@@ -211,12 +193,7 @@ impl Dynamo for SdkDynamo {
             Err(AwsError::NotFound { .. }) => return Ok(None),
             Err(e) => return Err(e),
         }
-        let ttl = self
-            .caller
-            .call("DescribeTimeToLive", || async {
-                self.client.describe_time_to_live().table_name(name).send().await.map_err(|e| map_err("DescribeTimeToLive", e))
-            })
-            .await;
+        let ttl = self.sdk("DescribeTimeToLive", |c| c.describe_time_to_live().table_name(name).send()).await;
         match ttl {
             Ok(t) => {
                 observed.ttl = t.time_to_live_description().and_then(|d| {
@@ -230,18 +207,8 @@ impl Dynamo for SdkDynamo {
         let mut token: Option<String> = None;
         // A table holds at most 50 tags: one page, a second at most.
         for _ in 0..10 {
-            let out = self
-                .caller
-                .call("ListTagsOfResource", || async {
-                    self.client
-                        .list_tags_of_resource()
-                        .resource_arn(&arn)
-                        .set_next_token(token.clone())
-                        .send()
-                        .await
-                        .map_err(|e| map_err("ListTagsOfResource", e))
-                })
-                .await;
+            let out =
+                self.sdk("ListTagsOfResource", |c| c.list_tags_of_resource().resource_arn(&arn).set_next_token(token.clone()).send()).await;
             let out = match out {
                 Ok(o) => o,
                 Err(AwsError::NotFound { .. }) => return Ok(None),
@@ -287,10 +254,8 @@ impl Dynamo for SdkDynamo {
             None => None,
         };
         let r = self
-            .caller
-            .call(OP, || async {
-                self.client
-                    .create_table()
+            .sdk(OP, |c| {
+                c.create_table()
                     .table_name(&spec.name)
                     .set_attribute_definitions(Some(defs.clone()))
                     .set_key_schema(Some(keys.clone()))
@@ -302,8 +267,6 @@ impl Dynamo for SdkDynamo {
                     .deletion_protection_enabled(spec.deletion_protection)
                     .set_tags(Some(tag_list.clone()))
                     .send()
-                    .await
-                    .map_err(|e| map_err(OP, e))
             })
             .await;
         match r {
@@ -367,22 +330,13 @@ impl Dynamo for SdkDynamo {
             TableUpdate::Encryption { encryption, kms_key_id } => req = req.sse_specification(sse(*encryption, kms_key_id.as_deref())),
             TableUpdate::DeletionProtection(on) => req = req.deletion_protection_enabled(*on),
         }
-        self.caller.call(OP, || async { req.clone().send().await.map_err(|e| map_err(OP, e)) }).await.map(|_| ())
+        self.sdk(OP, |_| req.clone().send()).await.map(|_| ())
     }
 
     async fn set_point_in_time_recovery(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
         const OP: &str = "UpdateContinuousBackups";
         let spec = built(OP, PointInTimeRecoverySpecification::builder().point_in_time_recovery_enabled(enabled).build())?;
-        self.caller
-            .call(OP, || async {
-                self.client
-                    .update_continuous_backups()
-                    .table_name(name)
-                    .point_in_time_recovery_specification(spec.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err(OP, e))
-            })
+        self.sdk(OP, |c| c.update_continuous_backups().table_name(name).point_in_time_recovery_specification(spec.clone()).send())
             .await
             .map(|_| ())
     }
@@ -390,38 +344,17 @@ impl Dynamo for SdkDynamo {
     async fn set_ttl(&self, name: &str, attribute: &str, enabled: bool) -> Result<(), AwsError> {
         const OP: &str = "UpdateTimeToLive";
         let spec = built(OP, TimeToLiveSpecification::builder().enabled(enabled).attribute_name(attribute).build())?;
-        self.caller
-            .call(OP, || async {
-                self.client
-                    .update_time_to_live()
-                    .table_name(name)
-                    .time_to_live_specification(spec.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err(OP, e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk(OP, |c| c.update_time_to_live().table_name(name).time_to_live_specification(spec.clone()).send()).await.map(|_| ())
     }
 
     async fn tag_table(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         const OP: &str = "TagResource";
         let list: Vec<Tag> = tags.iter().map(|(k, v)| built(OP, Tag::builder().key(k).value(v).build())).collect::<Result<_, _>>()?;
-        self.caller
-            .call(OP, || async {
-                self.client.tag_resource().resource_arn(arn).set_tags(Some(list.clone())).send().await.map_err(|e| map_err(OP, e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk(OP, |c| c.tag_resource().resource_arn(arn).set_tags(Some(list.clone())).send()).await.map(|_| ())
     }
 
     async fn final_backup(&self, table: &str, name: &str) -> Result<BackupState, AwsError> {
-        let listed = self
-            .caller
-            .call("ListBackups", || async {
-                self.client.list_backups().table_name(table).send().await.map_err(|e| map_err("ListBackups", e))
-            })
-            .await?;
+        let listed = self.sdk("ListBackups", |c| c.list_backups().table_name(table).send()).await?;
         let prefix = format!("{table}-final-");
         let existing = listed
             .backup_summaries()
@@ -436,23 +369,13 @@ impl Dynamo for SdkDynamo {
                 BackupState::Creating(found)
             });
         }
-        let created = self
-            .caller
-            .call("CreateBackup", || async {
-                self.client.create_backup().table_name(table).backup_name(name).send().await.map_err(|e| map_err("CreateBackup", e))
-            })
-            .await?;
+        let created = self.sdk("CreateBackup", |c| c.create_backup().table_name(table).backup_name(name).send()).await?;
         let status = created.backup_details().map(|d| d.backup_status().clone());
         Ok(if status == Some(BackupStatus::Available) { BackupState::Available(name.into()) } else { BackupState::Creating(name.into()) })
     }
 
     async fn delete_table(&self, name: &str) -> Result<(), AwsError> {
-        let r = self
-            .caller
-            .call("DeleteTable", || async {
-                self.client.delete_table().table_name(name).send().await.map_err(|e| map_err("DeleteTable", e))
-            })
-            .await;
+        let r = self.sdk("DeleteTable", |c| c.delete_table().table_name(name).send()).await;
         match r {
             Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),

@@ -12,9 +12,9 @@ use aws_sdk_ecs::types::{
     StopServiceDeploymentStopType, Tag, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
 
-use super::map_err;
+use super::Adapter;
 use crate::api::OWNER_TAG;
-use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NativeStrategy, NewCluster, ServiceRequest};
+use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NativeStrategy, NewCluster, ServiceRequest, Tags};
 use crate::core::environment::ObservedCluster;
 use crate::core::rollout::{DeploymentObs, Network, ServiceDeploymentObs, ServiceObs};
 use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
@@ -28,6 +28,8 @@ pub(super) struct SdkEcs {
     revisions: std::sync::Mutex<BTreeMap<String, String>>,
 }
 
+adapter!(impl SdkEcs, aws_sdk_ecs::Client);
+
 impl SdkEcs {
     pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
         SdkEcs { client: aws_sdk_ecs::Client::new(conf), caller, revisions: Default::default() }
@@ -39,17 +41,7 @@ impl SdkEcs {
         id: &str,
     ) -> Result<aws_sdk_ecs::operation::describe_task_definition::DescribeTaskDefinitionOutput, AwsError> {
         let op = "DescribeTaskDefinition";
-        self.caller
-            .call(op, || async {
-                self.client
-                    .describe_task_definition()
-                    .task_definition(id)
-                    .include(TaskDefinitionField::Tags)
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
-            .await
+        self.sdk(op, |c| c.describe_task_definition().task_definition(id).include(TaskDefinitionField::Tags).send()).await
     }
 }
 
@@ -91,16 +83,8 @@ fn no_such_task_definition(e: &AwsError) -> bool {
 impl Ecs for SdkEcs {
     async fn describe_cluster(&self, name: &str) -> Result<Option<ObservedCluster>, AwsError> {
         let out = self
-            .caller
-            .call("DescribeClusters", || async {
-                self.client
-                    .describe_clusters()
-                    .clusters(name)
-                    .include(ClusterField::Tags)
-                    .include(ClusterField::Settings)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DescribeClusters", e))
+            .sdk("DescribeClusters", |c| {
+                c.describe_clusters().clusters(name).include(ClusterField::Tags).include(ClusterField::Settings).send()
             })
             .await?;
         let Some(c) = out.clusters().first() else {
@@ -121,89 +105,53 @@ impl Ecs for SdkEcs {
 
     async fn create_cluster(&self, cluster: &NewCluster) -> Result<String, AwsError> {
         let out = self
-            .caller
-            .call("CreateCluster", || async {
-                let mut req = self.client.create_cluster().cluster_name(&cluster.name).set_tags(Some(tags_of(&cluster.tags)));
+            .sdk("CreateCluster", |c| {
+                let mut req = c.create_cluster().cluster_name(&cluster.name).set_tags(Some(tags_of(&cluster.tags)));
                 if !cluster.capacity_providers.is_empty() {
                     req = req.set_capacity_providers(Some(cluster.capacity_providers.clone()));
                 }
                 if let Some(v) = &cluster.container_insights {
                     req = req.settings(ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(v).build());
                 }
-                req.send().await.map_err(|e| map_err("CreateCluster", e))
+                req.send()
             })
             .await?;
         Ok(out.cluster().and_then(|c| c.cluster_arn()).unwrap_or_default().to_string())
     }
 
     async fn tag_resource(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        self.caller
-            .call("TagResource", || async {
-                self.client
-                    .tag_resource()
-                    .resource_arn(arn)
-                    .set_tags(Some(tags_of(tags)))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("TagResource", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("TagResource", |c| c.tag_resource().resource_arn(arn).set_tags(Some(tags_of(tags))).send()).await.map(|_| ())
     }
 
     async fn untag_resource(&self, arn: &str, keys: &[String]) -> Result<(), AwsError> {
-        self.caller
-            .call("UntagResource", || async {
-                self.client
-                    .untag_resource()
-                    .resource_arn(arn)
-                    .set_tag_keys(Some(keys.to_vec()))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UntagResource", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UntagResource", |c| c.untag_resource().resource_arn(arn).set_tag_keys(Some(keys.to_vec())).send()).await.map(|_| ())
     }
 
     async fn put_capacity_providers(&self, cluster: &str, providers: &[String]) -> Result<(), AwsError> {
-        self.caller
-            .call("PutClusterCapacityProviders", || async {
-                self.client
-                    .put_cluster_capacity_providers()
-                    .cluster(cluster)
-                    .set_capacity_providers(Some(providers.to_vec()))
-                    .set_default_capacity_provider_strategy(Some(vec![]))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("PutClusterCapacityProviders", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("PutClusterCapacityProviders", |c| {
+            c.put_cluster_capacity_providers()
+                .cluster(cluster)
+                .set_capacity_providers(Some(providers.to_vec()))
+                .set_default_capacity_provider_strategy(Some(vec![]))
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn set_container_insights(&self, cluster: &str, value: &str) -> Result<(), AwsError> {
-        self.caller
-            .call("UpdateClusterSettings", || async {
-                self.client
-                    .update_cluster_settings()
-                    .cluster(cluster)
-                    .settings(ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(value).build())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateClusterSettings", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UpdateClusterSettings", |c| {
+            c.update_cluster_settings()
+                .cluster(cluster)
+                .settings(ClusterSetting::builder().name(ClusterSettingName::ContainerInsights).value(value).build())
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn delete_cluster(&self, cluster: &str) -> Result<(), AwsError> {
-        self.caller
-            .call("DeleteCluster", || async {
-                self.client.delete_cluster().cluster(cluster).send().await.map_err(|e| map_err("DeleteCluster", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("DeleteCluster", |c| c.delete_cluster().cluster(cluster).send()).await.map(|_| ())
     }
 
     async fn find_task_definition(&self, family: &str, spec_hash: &str, owner: &str) -> Result<FamilyLookup, AwsError> {
@@ -229,17 +177,13 @@ impl Ecs for SdkEcs {
         let mut token: Option<String> = None;
         for _ in 0..MAX_FAMILY_PAGES {
             let page = self
-                .caller
-                .call("ListTaskDefinitions", || async {
-                    self.client
-                        .list_task_definitions()
+                .sdk("ListTaskDefinitions", |c| {
+                    c.list_task_definitions()
                         .family_prefix(family)
                         .sort(SortOrder::Asc)
                         .max_results(100)
                         .set_next_token(token.clone())
                         .send()
-                        .await
-                        .map_err(|e| map_err("ListTaskDefinitions", e))
                 })
                 .await?;
             revisions.extend(page.task_definition_arns().iter().filter(|arn| family_of(arn) == Some(family)).cloned());
@@ -261,12 +205,7 @@ impl Ecs for SdkEcs {
         Ok(FamilyLookup { found: None, newest_tags: Some(newest_tags) })
     }
 
-    async fn register_task_definition(
-        &self,
-        td: &TaskDefinitionSpec,
-        spec_hash: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<String, AwsError> {
+    async fn register_task_definition(&self, td: &TaskDefinitionSpec, spec_hash: &str, tags: &Tags) -> Result<String, AwsError> {
         let op = "RegisterTaskDefinition";
         let invalid = |e: &dyn std::fmt::Display| AwsError::Invalid { op, message: e.to_string() };
         let secrets = td
@@ -318,10 +257,8 @@ impl Ecs for SdkEcs {
         let mut all_tags = tags.clone();
         all_tags.insert(SPEC_HASH_TAG.into(), spec_hash.into());
         let out = self
-            .caller
-            .call(op, || async {
-                self.client
-                    .register_task_definition()
+            .sdk(op, |c| {
+                c.register_task_definition()
                     .family(&td.family)
                     .requires_compatibilities(Compatibility::Fargate)
                     .network_mode(NetworkMode::Awsvpc)
@@ -332,8 +269,6 @@ impl Ecs for SdkEcs {
                     .container_definitions(container.clone())
                     .set_tags(Some(tags_of(&all_tags)))
                     .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
             })
             .await?;
         Ok(out.task_definition().and_then(|t| t.task_definition_arn()).unwrap_or_default().to_string())
@@ -343,16 +278,8 @@ impl Ecs for SdkEcs {
         let mut out = vec![];
         for chunk in names.chunks(10) {
             let resp = self
-                .caller
-                .call("DescribeServices", || async {
-                    self.client
-                        .describe_services()
-                        .cluster(cluster)
-                        .set_services(Some(chunk.to_vec()))
-                        .include(ServiceField::Tags)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DescribeServices", e))
+                .sdk("DescribeServices", |c| {
+                    c.describe_services().cluster(cluster).set_services(Some(chunk.to_vec())).include(ServiceField::Tags).send()
                 })
                 .await?;
             let current: Vec<String> = resp
@@ -422,10 +349,8 @@ impl Ecs for SdkEcs {
         // The same content as a new revision is the same release.
         let op = "RegisterTaskDefinition";
         let registered = self
-            .caller
-            .call(op, || async {
-                self.client
-                    .register_task_definition()
+            .sdk(op, |c| {
+                c.register_task_definition()
                     .set_family(td.family().map(String::from))
                     .set_container_definitions(Some(td.container_definitions().to_vec()))
                     .set_cpu(td.cpu().map(String::from))
@@ -438,8 +363,6 @@ impl Ecs for SdkEcs {
                     .set_runtime_platform(td.runtime_platform().cloned())
                     .set_tags((!out.tags().is_empty()).then(|| out.tags().to_vec()))
                     .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
             })
             .await?;
         registered
@@ -452,66 +375,46 @@ impl Ecs for SdkEcs {
     async fn create_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
         let op = "CreateService";
         let network = network_configuration(op, r)?;
-        self.caller
-            .call(op, || async {
-                self.client
-                    .create_service()
-                    .cluster(&r.cluster)
-                    .service_name(&r.name)
-                    .task_definition(&r.task_definition)
-                    .desired_count(r.desired_count)
-                    .launch_type(LaunchType::Fargate)
-                    .network_configuration(network.clone())
-                    .deployment_configuration(deployment_configuration(r))
-                    .set_load_balancers(load_balancers(r))
-                    .propagate_tags(PropagateTags::Service)
-                    .set_tags(Some(tags_of(&r.tags)))
-                    .client_token(&r.client_token)
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk(op, |c| {
+            c.create_service()
+                .cluster(&r.cluster)
+                .service_name(&r.name)
+                .task_definition(&r.task_definition)
+                .desired_count(r.desired_count)
+                .launch_type(LaunchType::Fargate)
+                .network_configuration(network.clone())
+                .deployment_configuration(deployment_configuration(r))
+                .set_load_balancers(load_balancers(r))
+                .propagate_tags(PropagateTags::Service)
+                .set_tags(Some(tags_of(&r.tags)))
+                .client_token(&r.client_token)
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn update_service(&self, r: &ServiceRequest) -> Result<(), AwsError> {
         let network = network_configuration("UpdateService", r)?;
-        self.caller
-            .call("UpdateService", || async {
-                self.client
-                    .update_service()
-                    .cluster(&r.cluster)
-                    .service(&r.name)
-                    .task_definition(&r.task_definition)
-                    .desired_count(r.desired_count)
-                    .network_configuration(network.clone())
-                    .deployment_configuration(deployment_configuration(r))
-                    .set_load_balancers(load_balancers(r))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateService", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UpdateService", |c| {
+            c.update_service()
+                .cluster(&r.cluster)
+                .service(&r.name)
+                .task_definition(&r.task_definition)
+                .desired_count(r.desired_count)
+                .network_configuration(network.clone())
+                .deployment_configuration(deployment_configuration(r))
+                .set_load_balancers(load_balancers(r))
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn delete_service(&self, cluster: &str, name: &str) -> Result<(), AwsError> {
         // "you must update the service to a desired task count of 0 ... before you can delete
         // it" (ECS API Reference, DeleteService; or force, which shipshape does not use).
-        let scaled = self
-            .caller
-            .call("UpdateService", || async {
-                self.client
-                    .update_service()
-                    .cluster(cluster)
-                    .service(name)
-                    .desired_count(0)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateService", e))
-            })
-            .await;
+        let scaled = self.sdk("UpdateService", |c| c.update_service().cluster(cluster).service(name).desired_count(0).send()).await;
         match scaled {
             Ok(_) => {}
             Err(AwsError::NotFound { .. }) => return Ok(()),
@@ -520,12 +423,7 @@ impl Ecs for SdkEcs {
             }
             Err(e) => return Err(e),
         }
-        let r = self
-            .caller
-            .call("DeleteService", || async {
-                self.client.delete_service().cluster(cluster).service(name).send().await.map_err(|e| map_err("DeleteService", e))
-            })
-            .await;
+        let r = self.sdk("DeleteService", |c| c.delete_service().cluster(cluster).service(name).send()).await;
         match r {
             Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
             Err(AwsError::Invalid { message, .. }) if message.contains("ServiceNotActive") || message.contains("ServiceNotFound") => Ok(()),
@@ -536,35 +434,18 @@ impl Ecs for SdkEcs {
     async fn continue_deployment(&self, deployment: &str, hook: &str, rollback: bool) -> Result<(), AwsError> {
         let op = "ContinueServiceDeployment";
         let action = if rollback { DeploymentLifecycleHookAction::Rollback } else { DeploymentLifecycleHookAction::Continue };
-        self.caller
-            .call(op, || async {
-                self.client
-                    .continue_service_deployment()
-                    .service_deployment_arn(deployment)
-                    .hook_id(hook)
-                    .action(action.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
+        self.sdk(op, |c| c.continue_service_deployment().service_deployment_arn(deployment).hook_id(hook).action(action.clone()).send())
             .await
             .map(|_| ())
     }
 
     async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError> {
         let op = "StopServiceDeployment";
-        self.caller
-            .call(op, || async {
-                self.client
-                    .stop_service_deployment()
-                    .service_deployment_arn(deployment)
-                    .stop_type(StopServiceDeploymentStopType::Rollback)
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk(op, |c| {
+            c.stop_service_deployment().service_deployment_arn(deployment).stop_type(StopServiceDeploymentStopType::Rollback).send()
+        })
+        .await
+        .map(|_| ())
     }
 }
 
@@ -575,17 +456,7 @@ impl SdkEcs {
         let mut out = vec![];
         for chunk in arns.chunks(20) {
             let op = "DescribeServiceDeployments";
-            let resp = self
-                .caller
-                .call(op, || async {
-                    self.client
-                        .describe_service_deployments()
-                        .set_service_deployment_arns(Some(chunk.to_vec()))
-                        .send()
-                        .await
-                        .map_err(|e| map_err(op, e))
-                })
-                .await?;
+            let resp = self.sdk(op, |c| c.describe_service_deployments().set_service_deployment_arns(Some(chunk.to_vec())).send()).await?;
             let known = |arn: &str| self.revisions.lock().ok().and_then(|m| m.get(arn).cloned());
             let revisions: Vec<String> = resp
                 .service_deployments()
@@ -595,17 +466,8 @@ impl SdkEcs {
                 .collect();
             if !revisions.is_empty() {
                 let op = "DescribeServiceRevisions";
-                let revs = self
-                    .caller
-                    .call(op, || async {
-                        self.client
-                            .describe_service_revisions()
-                            .set_service_revision_arns(Some(revisions.clone()))
-                            .send()
-                            .await
-                            .map_err(|e| map_err(op, e))
-                    })
-                    .await?;
+                let revs =
+                    self.sdk(op, |c| c.describe_service_revisions().set_service_revision_arns(Some(revisions.clone())).send()).await?;
                 if let Ok(mut known) = self.revisions.lock() {
                     if known.len() > 10_000 {
                         known.clear();

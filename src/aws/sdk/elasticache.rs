@@ -5,22 +5,13 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_elasticache::types::{AutomaticFailoverStatus, MultiAzStatus, Tag};
 
-use super::map_err;
+use super::Adapter;
 use crate::api::{CacheSpec, OWNER_TAG};
-use crate::aws::{AwsError, Caller, ElastiCache};
+use crate::aws::{AwsError, ElastiCache, Tags};
 use crate::core::cache::engine_name;
 use crate::core::stack::{CacheModify, ObservedCache, Placement};
 
-pub(super) struct SdkElastiCache {
-    client: aws_sdk_elasticache::Client,
-    caller: Caller,
-}
-
-impl SdkElastiCache {
-    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkElastiCache { client: aws_sdk_elasticache::Client::new(conf), caller }
-    }
-}
+adapter!(SdkElastiCache(aws_sdk_elasticache::Client));
 
 fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
     tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect()
@@ -29,17 +20,7 @@ fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 #[async_trait]
 impl ElastiCache for SdkElastiCache {
     async fn describe_cache(&self, name: &str) -> Result<Option<ObservedCache>, AwsError> {
-        let out = self
-            .caller
-            .call("DescribeReplicationGroups", || async {
-                self.client
-                    .describe_replication_groups()
-                    .replication_group_id(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DescribeReplicationGroups", e))
-            })
-            .await;
+        let out = self.sdk("DescribeReplicationGroups", |c| c.describe_replication_groups().replication_group_id(name).send()).await;
         let group = match out {
             Ok(o) => match o.replication_groups().first() {
                 Some(g) => g.clone(),
@@ -76,17 +57,7 @@ impl ElastiCache for SdkElastiCache {
         };
         // The version and maintenance window live on the member clusters.
         if let Some(member) = observed.members.first().cloned() {
-            let cluster = self
-                .caller
-                .call("DescribeCacheClusters", || async {
-                    self.client
-                        .describe_cache_clusters()
-                        .cache_cluster_id(&member)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DescribeCacheClusters", e))
-                })
-                .await;
+            let cluster = self.sdk("DescribeCacheClusters", |c| c.describe_cache_clusters().cache_cluster_id(&member).send()).await;
             match cluster {
                 Ok(o) => {
                     if let Some(c) = o.cache_clusters().first() {
@@ -102,12 +73,7 @@ impl ElastiCache for SdkElastiCache {
         }
         if !observed.arn.is_empty() {
             let arn = observed.arn.clone();
-            let tags = self
-                .caller
-                .call("ListTagsForResource", || async {
-                    self.client.list_tags_for_resource().resource_name(&arn).send().await.map_err(|e| map_err("ListTagsForResource", e))
-                })
-                .await?;
+            let tags = self.sdk("ListTagsForResource", |c| c.list_tags_for_resource().resource_name(&arn).send()).await?;
             observed.tags = tags
                 .tag_list()
                 .iter()
@@ -120,77 +86,40 @@ impl ElastiCache for SdkElastiCache {
     async fn ensure_cache_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         let name = placement.subnet_group.as_str();
         let found = self
-            .caller
-            .call("DescribeCacheSubnetGroups", || async {
-                self.client
-                    .describe_cache_subnet_groups()
+            .sdk("DescribeCacheSubnetGroups", |c| c.describe_cache_subnet_groups().cache_subnet_group_name(name).send())
+            .await
+            .map(|o| {
+                o.cache_subnet_groups()
+                    .first()
+                    .map(|g| g.subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect())
+            });
+        let create = |description: String| async move {
+            self.sdk("CreateCacheSubnetGroup", |c| {
+                c.create_cache_subnet_group()
                     .cache_subnet_group_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DescribeCacheSubnetGroups", e))
-            })
-            .await;
-        let existing = match found {
-            Ok(o) => o.cache_subnet_groups().first().cloned(),
-            Err(AwsError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let Some(group) = existing else {
-            let description = format!("shipshape: the subnets of Environment {}", name.trim_start_matches("shipshape-"));
-            let r = self
-                .caller
-                .call("CreateCacheSubnetGroup", || async {
-                    self.client
-                        .create_cache_subnet_group()
-                        .cache_subnet_group_name(name)
-                        .cache_subnet_group_description(&description)
-                        .set_subnet_ids(Some(placement.subnets.clone()))
-                        .set_tags(Some(tags_of(tags)))
-                        .send()
-                        .await
-                        .map_err(|e| map_err("CreateCacheSubnetGroup", e))
-                })
-                .await;
-            return match r {
-                // Made by an earlier attempt or by another StackSpec of the Environment.
-                Err(AwsError::Conflict { .. }) => Ok(()),
-                other => other.map(|_| ()),
-            };
-        };
-        let mut have: Vec<String> = group.subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect();
-        let mut want = placement.subnets.clone();
-        have.sort();
-        want.sort();
-        if have == want {
-            return Ok(());
-        }
-        self.caller
-            .call("ModifyCacheSubnetGroup", || async {
-                self.client
-                    .modify_cache_subnet_group()
-                    .cache_subnet_group_name(name)
+                    .cache_subnet_group_description(&description)
                     .set_subnet_ids(Some(placement.subnets.clone()))
+                    .set_tags(Some(tags_of(tags)))
                     .send()
-                    .await
-                    .map_err(|e| map_err("ModifyCacheSubnetGroup", e))
             })
             .await
             .map(|_| ())
+        };
+        let modify = || async {
+            self.sdk("ModifyCacheSubnetGroup", |c| {
+                c.modify_cache_subnet_group().cache_subnet_group_name(name).set_subnet_ids(Some(placement.subnets.clone())).send()
+            })
+            .await
+            .map(|_| ())
+        };
+        super::ensure_subnet_group(placement, found, create, modify).await
     }
 
-    async fn create_cache(
-        &self,
-        spec: &CacheSpec,
-        tags: &BTreeMap<String, String>,
-        placement: Option<&Placement>,
-        auth_token: Option<&str>,
-    ) -> Result<(), AwsError> {
+    async fn create_cache(&self, spec: &CacheSpec, tags: &Tags, placement: Option<&Placement>, auth: Option<&str>) -> Result<(), AwsError> {
         let failover = spec.replicas > 0;
         let r = self
-            .caller
-            .call("CreateReplicationGroup", || async {
-                self.client
-                    .create_replication_group()
+            .sdk("CreateReplicationGroup", |c| {
+                c.create_replication_group()
                     .replication_group_id(&spec.name)
                     .replication_group_description(format!("shipshape: {}", tags.get(OWNER_TAG).map(String::as_str).unwrap_or("")))
                     .engine(engine_name(spec.engine))
@@ -201,7 +130,7 @@ impl ElastiCache for SdkElastiCache {
                     .multi_az_enabled(spec.multi_az)
                     .at_rest_encryption_enabled(spec.at_rest_encryption)
                     .transit_encryption_enabled(spec.transit_encryption)
-                    .set_auth_token(auth_token.map(String::from))
+                    .set_auth_token(auth.map(String::from))
                     .snapshot_retention_limit(spec.snapshot_retention_days)
                     .set_snapshot_window(spec.snapshot_window.clone())
                     .set_preferred_maintenance_window(spec.maintenance_window.clone())
@@ -209,8 +138,6 @@ impl ElastiCache for SdkElastiCache {
                     .set_security_group_ids(placement.map(|p| p.security_groups.clone()).filter(|g| !g.is_empty()))
                     .set_tags(Some(tags_of(tags)))
                     .send()
-                    .await
-                    .map_err(|e| map_err("CreateReplicationGroup", e))
             })
             .await;
         match r {
@@ -225,86 +152,53 @@ impl ElastiCache for SdkElastiCache {
     }
 
     async fn modify_cache(&self, name: &str, m: &CacheModify) -> Result<(), AwsError> {
-        self.caller
-            .call("ModifyReplicationGroup", || async {
-                self.client
-                    .modify_replication_group()
-                    .replication_group_id(name)
-                    .apply_immediately(true)
-                    .set_cache_node_type(m.node_type.clone())
-                    .set_engine(m.engine.clone())
-                    .set_engine_version(m.engine_version.clone())
-                    .set_multi_az_enabled(m.multi_az)
-                    .set_automatic_failover_enabled(m.automatic_failover)
-                    .set_snapshot_retention_limit(m.snapshot_retention_days)
-                    .set_snapshot_window(m.snapshot_window.clone())
-                    .set_preferred_maintenance_window(m.maintenance_window.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("ModifyReplicationGroup", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("ModifyReplicationGroup", |c| {
+            c.modify_replication_group()
+                .replication_group_id(name)
+                .apply_immediately(true)
+                .set_cache_node_type(m.node_type.clone())
+                .set_engine(m.engine.clone())
+                .set_engine_version(m.engine_version.clone())
+                .set_multi_az_enabled(m.multi_az)
+                .set_automatic_failover_enabled(m.automatic_failover)
+                .set_snapshot_retention_limit(m.snapshot_retention_days)
+                .set_snapshot_window(m.snapshot_window.clone())
+                .set_preferred_maintenance_window(m.maintenance_window.clone())
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn set_cache_replicas(&self, name: &str, replicas: i32, current: i32) -> Result<(), AwsError> {
         if replicas > current {
-            self.caller
-                .call("IncreaseReplicaCount", || async {
-                    self.client
-                        .increase_replica_count()
-                        .replication_group_id(name)
-                        .new_replica_count(replicas)
-                        .apply_immediately(true)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("IncreaseReplicaCount", e))
-                })
-                .await
-                .map(|_| ())
+            self.sdk("IncreaseReplicaCount", |c| {
+                c.increase_replica_count().replication_group_id(name).new_replica_count(replicas).apply_immediately(true).send()
+            })
+            .await
+            .map(|_| ())
         } else {
-            self.caller
-                .call("DecreaseReplicaCount", || async {
-                    self.client
-                        .decrease_replica_count()
-                        .replication_group_id(name)
-                        .new_replica_count(replicas)
-                        .apply_immediately(true)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DecreaseReplicaCount", e))
-                })
-                .await
-                .map(|_| ())
+            self.sdk("DecreaseReplicaCount", |c| {
+                c.decrease_replica_count().replication_group_id(name).new_replica_count(replicas).apply_immediately(true).send()
+            })
+            .await
+            .map(|_| ())
         }
     }
 
     async fn tag_cache(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        self.caller
-            .call("AddTagsToResource", || async {
-                self.client
-                    .add_tags_to_resource()
-                    .resource_name(arn)
-                    .set_tags(Some(tags_of(tags)))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("AddTagsToResource", e))
-            })
+        self.sdk("AddTagsToResource", |c| c.add_tags_to_resource().resource_name(arn).set_tags(Some(tags_of(tags))).send())
             .await
             .map(|_| ())
     }
 
     async fn delete_cache(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError> {
         let r = self
-            .caller
-            .call("DeleteReplicationGroup", || async {
-                self.client
-                    .delete_replication_group()
+            .sdk("DeleteReplicationGroup", |c| {
+                c.delete_replication_group()
                     .replication_group_id(name)
                     .set_final_snapshot_identifier(final_snapshot.map(String::from))
                     .send()
-                    .await
-                    .map_err(|e| map_err("DeleteReplicationGroup", e))
             })
             .await;
         match r {

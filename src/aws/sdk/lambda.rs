@@ -5,19 +5,10 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_lambda::types::{AliasRoutingConfiguration, Architecture, Environment, FunctionCode, PackageType, Runtime};
 
-use super::map_err;
-use crate::aws::{AwsError, Caller, FunctionConfig, Lambda, ObservedAlias, ObservedFunction};
+use super::Adapter;
+use crate::aws::{AwsError, FunctionConfig, Lambda, ObservedAlias, ObservedFunction};
 
-pub(super) struct SdkLambda {
-    client: aws_sdk_lambda::Client,
-    caller: Caller,
-}
-
-impl SdkLambda {
-    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkLambda { client: aws_sdk_lambda::Client::new(conf), caller }
-    }
-}
+adapter!(SdkLambda(aws_sdk_lambda::Client));
 
 fn architecture(a: &str) -> Architecture {
     if a == "arm64" {
@@ -34,12 +25,7 @@ fn environment(env: &BTreeMap<String, String>) -> Environment {
 #[async_trait]
 impl Lambda for SdkLambda {
     async fn get_function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError> {
-        let out = self
-            .caller
-            .call("GetFunction", || async {
-                self.client.get_function().function_name(name).send().await.map_err(|e| map_err("GetFunction", e))
-            })
-            .await;
+        let out = self.sdk("GetFunction", |c| c.get_function().function_name(name).send()).await;
         let out = match out {
             Ok(o) => o,
             Err(AwsError::NotFound { .. }) => return Ok(None),
@@ -62,10 +48,8 @@ impl Lambda for SdkLambda {
             (None, image) => FunctionCode::builder().set_image_uri(image.clone()).build(),
         };
         let r = self
-            .caller
-            .call("CreateFunction", || async {
-                self.client
-                    .create_function()
+            .sdk("CreateFunction", |c| {
+                c.create_function()
                     .function_name(&config.name)
                     .role(&config.role_arn)
                     .code(code.clone())
@@ -79,8 +63,6 @@ impl Lambda for SdkLambda {
                     .description(description)
                     .set_tags(Some(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
                     .send()
-                    .await
-                    .map_err(|e| map_err("CreateFunction", e))
             })
             .await;
         match r {
@@ -100,36 +82,31 @@ impl Lambda for SdkLambda {
     }
 
     async fn update_function(&self, config: &FunctionConfig, description: &str) -> Result<(), AwsError> {
-        self.caller
-            .call("UpdateFunctionCode", || async {
-                let req = self.client.update_function_code().function_name(&config.name).architectures(architecture(&config.architecture));
-                let req = match (&config.s3, &config.image) {
-                    (Some((bucket, key)), _) => req.s3_bucket(bucket).s3_key(key),
-                    (None, image) => req.set_image_uri(image.clone()),
-                };
-                req.send().await.map_err(|e| map_err("UpdateFunctionCode", e))
-            })
-            .await?;
+        self.sdk("UpdateFunctionCode", |c| {
+            let req = c.update_function_code().function_name(&config.name).architectures(architecture(&config.architecture));
+            let req = match (&config.s3, &config.image) {
+                (Some((bucket, key)), _) => req.s3_bucket(bucket).s3_key(key),
+                (None, image) => req.set_image_uri(image.clone()),
+            };
+            req.send()
+        })
+        .await?;
         // Lambda takes no configuration change while the code update is in progress: a
         // conflict here is retried by the next reconcile (the description still differs).
-        self.caller
-            .call("UpdateFunctionConfiguration", || async {
-                self.client
-                    .update_function_configuration()
-                    .function_name(&config.name)
-                    .role(&config.role_arn)
-                    .set_runtime(config.runtime.as_deref().map(Runtime::from))
-                    .set_handler(config.handler.clone())
-                    .memory_size(config.memory)
-                    .timeout(config.timeout_seconds)
-                    .environment(environment(&config.env))
-                    .description(description)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateFunctionConfiguration", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UpdateFunctionConfiguration", |c| {
+            c.update_function_configuration()
+                .function_name(&config.name)
+                .role(&config.role_arn)
+                .set_runtime(config.runtime.as_deref().map(Runtime::from))
+                .set_handler(config.handler.clone())
+                .memory_size(config.memory)
+                .timeout(config.timeout_seconds)
+                .environment(environment(&config.env))
+                .description(description)
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn find_version(&self, name: &str, description: &str) -> Result<Option<String>, AwsError> {
@@ -137,16 +114,7 @@ impl Lambda for SdkLambda {
         // 50 versions a page; a function keeps at most a few hundred in practice.
         for _ in 0..100 {
             let out = self
-                .caller
-                .call("ListVersionsByFunction", || async {
-                    self.client
-                        .list_versions_by_function()
-                        .function_name(name)
-                        .set_marker(marker.clone())
-                        .send()
-                        .await
-                        .map_err(|e| map_err("ListVersionsByFunction", e))
-                })
+                .sdk("ListVersionsByFunction", |c| c.list_versions_by_function().function_name(name).set_marker(marker.clone()).send())
                 .await?;
             if let Some(v) = out.versions().iter().find(|v| v.version() != Some("$LATEST") && v.description() == Some(description)) {
                 return Ok(v.function_arn().map(String::from));
@@ -160,28 +128,12 @@ impl Lambda for SdkLambda {
     }
 
     async fn publish_version(&self, name: &str, description: &str) -> Result<String, AwsError> {
-        let out = self
-            .caller
-            .call("PublishVersion", || async {
-                self.client
-                    .publish_version()
-                    .function_name(name)
-                    .description(description)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("PublishVersion", e))
-            })
-            .await?;
+        let out = self.sdk("PublishVersion", |c| c.publish_version().function_name(name).description(description).send()).await?;
         Ok(out.function_arn().unwrap_or_default().to_string())
     }
 
     async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<ObservedAlias>, AwsError> {
-        let out = self
-            .caller
-            .call("GetAlias", || async {
-                self.client.get_alias().function_name(name).name(alias).send().await.map_err(|e| map_err("GetAlias", e))
-            })
-            .await;
+        let out = self.sdk("GetAlias", |c| c.get_alias().function_name(name).name(alias).send()).await;
         match out {
             Ok(a) => Ok(Some(ObservedAlias {
                 arn: a.alias_arn().unwrap_or_default().to_string(),
@@ -200,66 +152,41 @@ impl Lambda for SdkLambda {
     async fn set_alias(&self, name: &str, alias: &str, version: &str, create: bool) -> Result<(), AwsError> {
         if create {
             return self
-                .caller
-                .call("CreateAlias", || async {
-                    self.client
-                        .create_alias()
-                        .function_name(name)
-                        .name(alias)
-                        .function_version(version)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("CreateAlias", e))
-                })
+                .sdk("CreateAlias", |c| c.create_alias().function_name(name).name(alias).function_version(version).send())
                 .await
                 .map(|_| ());
         }
-        self.caller
-            .call("UpdateAlias", || async {
-                self.client
-                    .update_alias()
-                    .function_name(name)
-                    .name(alias)
-                    .function_version(version)
-                    // All traffic on the version: no weighted routing left behind.
-                    .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(Default::default())).build())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateAlias", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UpdateAlias", |c| {
+            c.update_alias()
+                .function_name(name)
+                .name(alias)
+                .function_version(version)
+                // All traffic on the version: no weighted routing left behind.
+                .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(Default::default())).build())
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn route_alias(&self, name: &str, alias: &str, stable: &str, version: &str, weight: f64) -> Result<(), AwsError> {
         let weights = std::collections::HashMap::from([(version.to_string(), weight)]);
-        self.caller
-            .call("UpdateAlias", || async {
-                self.client
-                    .update_alias()
-                    .function_name(name)
-                    .name(alias)
-                    .function_version(stable)
-                    .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(weights.clone())).build())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("UpdateAlias", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("UpdateAlias", |c| {
+            c.update_alias()
+                .function_name(name)
+                .name(alias)
+                .function_version(stable)
+                .routing_config(AliasRoutingConfiguration::builder().set_additional_version_weights(Some(weights.clone())).build())
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn get_provisioned_concurrency(&self, name: &str, qualifier: &str) -> Result<Option<(i32, String)>, AwsError> {
         let out = self
-            .caller
-            .call("GetProvisionedConcurrencyConfig", || async {
-                self.client
-                    .get_provisioned_concurrency_config()
-                    .function_name(name)
-                    .qualifier(qualifier)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("GetProvisionedConcurrencyConfig", e))
+            .sdk("GetProvisionedConcurrencyConfig", |c| {
+                c.get_provisioned_concurrency_config().function_name(name).qualifier(qualifier).send()
             })
             .await;
         match out {
@@ -275,30 +202,19 @@ impl Lambda for SdkLambda {
     async fn set_provisioned_concurrency(&self, name: &str, qualifier: &str, n: Option<i32>) -> Result<(), AwsError> {
         match n {
             Some(n) => self
-                .caller
-                .call("PutProvisionedConcurrencyConfig", || async {
-                    self.client
-                        .put_provisioned_concurrency_config()
+                .sdk("PutProvisionedConcurrencyConfig", |c| {
+                    c.put_provisioned_concurrency_config()
                         .function_name(name)
                         .qualifier(qualifier)
                         .provisioned_concurrent_executions(n)
                         .send()
-                        .await
-                        .map_err(|e| map_err("PutProvisionedConcurrencyConfig", e))
                 })
                 .await
                 .map(|_| ()),
             None => {
                 let r = self
-                    .caller
-                    .call("DeleteProvisionedConcurrencyConfig", || async {
-                        self.client
-                            .delete_provisioned_concurrency_config()
-                            .function_name(name)
-                            .qualifier(qualifier)
-                            .send()
-                            .await
-                            .map_err(|e| map_err("DeleteProvisionedConcurrencyConfig", e))
+                    .sdk("DeleteProvisionedConcurrencyConfig", |c| {
+                        c.delete_provisioned_concurrency_config().function_name(name).qualifier(qualifier).send()
                     })
                     .await;
                 match r {
@@ -310,12 +226,7 @@ impl Lambda for SdkLambda {
     }
 
     async fn delete_function(&self, name: &str) -> Result<(), AwsError> {
-        let r = self
-            .caller
-            .call("DeleteFunction", || async {
-                self.client.delete_function().function_name(name).send().await.map_err(|e| map_err("DeleteFunction", e))
-            })
-            .await;
+        let r = self.sdk("DeleteFunction", |c| c.delete_function().function_name(name).send()).await;
         match r {
             Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -325,45 +236,20 @@ impl Lambda for SdkLambda {
     async fn set_reserved_concurrency(&self, name: &str, reserved: Option<i32>) -> Result<(), AwsError> {
         match reserved {
             Some(n) => self
-                .caller
-                .call("PutFunctionConcurrency", || async {
-                    self.client
-                        .put_function_concurrency()
-                        .function_name(name)
-                        .reserved_concurrent_executions(n)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("PutFunctionConcurrency", e))
+                .sdk("PutFunctionConcurrency", |c| {
+                    c.put_function_concurrency().function_name(name).reserved_concurrent_executions(n).send()
                 })
                 .await
                 .map(|_| ()),
-            None => self
-                .caller
-                .call("DeleteFunctionConcurrency", || async {
-                    self.client
-                        .delete_function_concurrency()
-                        .function_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DeleteFunctionConcurrency", e))
-                })
-                .await
-                .map(|_| ()),
+            None => self.sdk("DeleteFunctionConcurrency", |c| c.delete_function_concurrency().function_name(name).send()).await.map(|_| ()),
         }
     }
 
     async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        self.caller
-            .call("TagResource", || async {
-                self.client
-                    .tag_resource()
-                    .resource(arn)
-                    .set_tags(Some(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("TagResource", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("TagResource", |c| {
+            c.tag_resource().resource(arn).set_tags(Some(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())).send()
+        })
+        .await
+        .map(|_| ())
     }
 }

@@ -1,7 +1,36 @@
 //! The AWS SDK adapters: the only files that import the AWS SDK service crates
 //! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs,
 //! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs,
-//! `aws_sdk_lambda` in lambda.rs, STS here).
+//! `aws_sdk_lambda` in lambda.rs, STS here). Each adapter holds its service's client and
+//! the call path; every request goes through [`Adapter::sdk`], its operation named once.
+
+/// An adapter's boilerplate. `adapter!(SdkX(client type))` declares an adapter holding only
+/// its client and the caller, with `new` and its [`Adapter`] impl; `adapter!(impl SdkX,
+/// client type)` is the impl alone, for an adapter with fields of its own.
+macro_rules! adapter {
+    ($adapter:ident($client:ty)) => {
+        pub(super) struct $adapter {
+            client: $client,
+            caller: $crate::aws::Caller,
+        }
+
+        impl $adapter {
+            pub(super) fn new(conf: &aws_config::SdkConfig, caller: $crate::aws::Caller) -> Self {
+                $adapter { client: <$client>::new(conf), caller }
+            }
+        }
+
+        adapter!(impl $adapter, $client);
+    };
+    (impl $adapter:ty, $client:ty) => {
+        impl $crate::aws::sdk::Adapter for $adapter {
+            type Client = $client;
+            fn parts(&self) -> (&$client, &$crate::aws::Caller) {
+                (&self.client, &self.caller)
+            }
+        }
+    };
+}
 
 mod cloudwatch;
 mod dynamodb;
@@ -160,6 +189,68 @@ pub fn classify(code: &str, status: Option<u16>) -> Kind {
     }
 }
 
+/// One service's SDK client and the call path its requests go through.
+pub(super) trait Adapter {
+    /// The service's SDK client.
+    type Client;
+
+    /// The client and the caller (rate limiter, retries, metrics).
+    fn parts(&self) -> (&Self::Client, &Caller);
+
+    /// The one way an adapter calls AWS: `f` builds the request on the client and sends it,
+    /// anew for each attempt; `op` is named once, for the rate limiter, the retries, the
+    /// metrics (`Caller::call`) and the error (`map_err`).
+    async fn sdk<T, E, F, Fut>(&self, op: &'static str, f: F) -> Result<T, AwsError>
+    where
+        F: Fn(&Self::Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let (client, caller) = self.parts();
+        caller
+            .call(op, || {
+                let sent = f(client);
+                async move { sent.await.map_err(|e| map_err(op, e)) }
+            })
+            .await
+    }
+}
+
+/// A subnet group as RDS and ElastiCache both keep them for an Environment (`placement`):
+/// `found` is its subnets when it exists; a missing one is created (with the description
+/// `create` is given; a conflict is an earlier attempt's or another StackSpec's group), one
+/// whose subnets differ gets the Environment's.
+pub(super) async fn ensure_subnet_group<C, M>(
+    placement: &crate::core::stack::Placement,
+    found: Result<Option<Vec<String>>, AwsError>,
+    create: impl FnOnce(String) -> C,
+    modify: impl FnOnce() -> M,
+) -> Result<(), AwsError>
+where
+    C: std::future::Future<Output = Result<(), AwsError>>,
+    M: std::future::Future<Output = Result<(), AwsError>>,
+{
+    let have = match found {
+        Ok(have) => have,
+        Err(AwsError::NotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let Some(mut have) = have else {
+        let description = format!("shipshape: the subnets of Environment {}", placement.subnet_group.trim_start_matches("shipshape-"));
+        return match create(description).await {
+            Err(AwsError::Conflict { .. }) => Ok(()),
+            other => other,
+        };
+    };
+    let mut want = placement.subnets.clone();
+    have.sort();
+    want.sort();
+    if have == want {
+        return Ok(());
+    }
+    modify().await
+}
+
 /// Maps an SDK error to a domain error by its AWS error code and HTTP status.
 pub(crate) fn map_err<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
@@ -194,20 +285,12 @@ where
     }
 }
 
-struct SdkSts {
-    client: aws_sdk_sts::Client,
-    caller: Caller,
-}
+adapter!(SdkSts(aws_sdk_sts::Client));
 
 #[async_trait]
 impl Sts for SdkSts {
     async fn caller_account(&self) -> Result<String, AwsError> {
-        let out = self
-            .caller
-            .call("GetCallerIdentity", || async {
-                self.client.get_caller_identity().send().await.map_err(|e| map_err("GetCallerIdentity", e))
-            })
-            .await?;
+        let out = self.sdk("GetCallerIdentity", |c| c.get_caller_identity().send()).await?;
         Ok(out.account().unwrap_or_default().to_string())
     }
 }
@@ -263,15 +346,12 @@ impl AwsProvider for SdkProvider {
                 .await;
             conf = loader().credentials_provider(provider).load().await;
         }
-        // Emulators on localhost need path-style S3 addressing (TESTING.md).
+        // Emulators on localhost need path-style S3 addressing (docs/testing.md).
         let path_style =
             self.endpoint.is_some() || std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
         let caller = |service| Caller::new(service, self.per_second, self.metrics.clone());
         // The caller identity changes only with the credentials (refreshed hourly at most).
-        let sts: Arc<dyn Sts> = Arc::new(CachedSts::new(
-            Arc::new(SdkSts { client: aws_sdk_sts::Client::new(&conf), caller: caller("sts") }),
-            Duration::from_secs(600),
-        ));
+        let sts: Arc<dyn Sts> = Arc::new(CachedSts::new(Arc::new(SdkSts::new(&conf, caller("sts"))), Duration::from_secs(600)));
         let clients = AwsClients {
             ecs: Arc::new(ecs::SdkEcs::new(&conf, caller("ecs"))),
             rds: Arc::new(rds::SdkRds::new(&conf, caller("rds"))),

@@ -5,22 +5,15 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use aws_sdk_rds::types::{DbInstance, Tag};
 
-use super::map_err;
+use super::Adapter;
 use crate::api::DatabaseSpec;
 use crate::api::OWNER_TAG;
-use crate::aws::{AwsError, Caller, Rds};
+use crate::aws::{AwsError, Rds, Tags};
 use crate::core::stack::{DbModify, ObservedDatabase, Placement};
 
-pub(super) struct SdkRds {
-    client: aws_sdk_rds::Client,
-    caller: Caller,
-}
+adapter!(SdkRds(aws_sdk_rds::Client));
 
 impl SdkRds {
-    pub(super) fn new(conf: &aws_config::SdkConfig, caller: Caller) -> Self {
-        SdkRds { client: aws_sdk_rds::Client::new(conf), caller }
-    }
-
     /// Whether the instance exists and carries `owner` as its owner tag.
     async fn owned_by(&self, name: &str, owner: Option<&String>) -> Result<bool, AwsError> {
         let observed = self.describe_db_instance(name).await?;
@@ -65,12 +58,7 @@ fn tags_of(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 #[async_trait]
 impl Rds for SdkRds {
     async fn describe_db_instance(&self, name: &str) -> Result<Option<ObservedDatabase>, AwsError> {
-        let out = self
-            .caller
-            .call("DescribeDBInstances", || async {
-                self.client.describe_db_instances().db_instance_identifier(name).send().await.map_err(|e| map_err("DescribeDBInstances", e))
-            })
-            .await;
+        let out = self.sdk("DescribeDBInstances", |c| c.describe_db_instances().db_instance_identifier(name).send()).await;
         let out = match out {
             Ok(o) => o,
             Err(AwsError::NotFound { .. }) => return Ok(None),
@@ -84,18 +72,8 @@ impl Rds for SdkRds {
         let mut marker: Option<String> = None;
         // At most 1,000 pages of 100: an account holds far fewer (the default quota is 40).
         for _ in 0..1000 {
-            let out = self
-                .caller
-                .call("DescribeDBInstances", || async {
-                    self.client
-                        .describe_db_instances()
-                        .max_records(100)
-                        .set_marker(marker.clone())
-                        .send()
-                        .await
-                        .map_err(|e| map_err("DescribeDBInstances", e))
-                })
-                .await?;
+            let out =
+                self.sdk("DescribeDBInstances", |c| c.describe_db_instances().max_records(100).set_marker(marker.clone()).send()).await?;
             all.extend(out.db_instances().iter().map(observed));
             match out.marker() {
                 Some(m) if !m.is_empty() && marker.as_deref() != Some(m) => marker = Some(m.to_string()),
@@ -107,77 +85,37 @@ impl Rds for SdkRds {
 
     async fn ensure_db_subnet_group(&self, placement: &Placement, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
         let name = placement.subnet_group.as_str();
-        let found = self
-            .caller
-            .call("DescribeDBSubnetGroups", || async {
-                self.client
-                    .describe_db_subnet_groups()
+        let found =
+            self.sdk("DescribeDBSubnetGroups", |c| c.describe_db_subnet_groups().db_subnet_group_name(name).send()).await.map(|o| {
+                o.db_subnet_groups().first().map(|g| g.subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect())
+            });
+        let create = |description: String| async move {
+            self.sdk("CreateDBSubnetGroup", |c| {
+                c.create_db_subnet_group()
                     .db_subnet_group_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DescribeDBSubnetGroups", e))
-            })
-            .await;
-        let existing = match found {
-            Ok(o) => o.db_subnet_groups().first().cloned(),
-            Err(AwsError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let Some(group) = existing else {
-            let description = format!("shipshape: the subnets of Environment {}", name.trim_start_matches("shipshape-"));
-            let r = self
-                .caller
-                .call("CreateDBSubnetGroup", || async {
-                    self.client
-                        .create_db_subnet_group()
-                        .db_subnet_group_name(name)
-                        .db_subnet_group_description(&description)
-                        .set_subnet_ids(Some(placement.subnets.clone()))
-                        .set_tags(Some(tags_of(tags)))
-                        .send()
-                        .await
-                        .map_err(|e| map_err("CreateDBSubnetGroup", e))
-                })
-                .await;
-            return match r {
-                // Created by an earlier attempt, or by another StackSpec of the Environment.
-                Err(AwsError::Conflict { .. }) => Ok(()),
-                other => other.map(|_| ()),
-            };
-        };
-        let mut have: Vec<String> = group.subnets().iter().filter_map(|s| s.subnet_identifier().map(String::from)).collect();
-        let mut want = placement.subnets.clone();
-        have.sort();
-        want.sort();
-        if have == want {
-            return Ok(());
-        }
-        self.caller
-            .call("ModifyDBSubnetGroup", || async {
-                self.client
-                    .modify_db_subnet_group()
-                    .db_subnet_group_name(name)
+                    .db_subnet_group_description(&description)
                     .set_subnet_ids(Some(placement.subnets.clone()))
+                    .set_tags(Some(tags_of(tags)))
                     .send()
-                    .await
-                    .map_err(|e| map_err("ModifyDBSubnetGroup", e))
             })
             .await
             .map(|_| ())
+        };
+        let modify = || async {
+            self.sdk("ModifyDBSubnetGroup", |c| {
+                c.modify_db_subnet_group().db_subnet_group_name(name).set_subnet_ids(Some(placement.subnets.clone())).send()
+            })
+            .await
+            .map(|_| ())
+        };
+        super::ensure_subnet_group(placement, found, create, modify).await
     }
 
-    async fn create_db_instance(
-        &self,
-        spec: &DatabaseSpec,
-        tags: &BTreeMap<String, String>,
-        placement: Option<&Placement>,
-    ) -> Result<(), AwsError> {
+    async fn create_db_instance(&self, spec: &DatabaseSpec, tags: &Tags, placement: Option<&Placement>) -> Result<(), AwsError> {
         let engine = serde_json::to_value(spec.engine).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         let r = self
-            .caller
-            .call("CreateDBInstance", || async {
-                self.client
-                    .create_db_instance()
+            .sdk("CreateDBInstance", |c| {
+                c.create_db_instance()
                     .db_instance_identifier(&spec.name)
                     .engine(&engine)
                     .engine_version(&spec.engine_version)
@@ -194,8 +132,6 @@ impl Rds for SdkRds {
                     .set_vpc_security_group_ids(placement.map(|p| p.security_groups.clone()).filter(|g| !g.is_empty()))
                     .set_tags(Some(tags_of(tags)))
                     .send()
-                    .await
-                    .map_err(|e| map_err("CreateDBInstance", e))
             })
             .await;
         match r {
@@ -206,57 +142,40 @@ impl Rds for SdkRds {
     }
 
     async fn modify_db_instance(&self, name: &str, m: &DbModify) -> Result<(), AwsError> {
-        self.caller
-            .call("ModifyDBInstance", || async {
-                self.client
-                    .modify_db_instance()
-                    .db_instance_identifier(name)
-                    .apply_immediately(true)
-                    .set_db_instance_class(m.instance_class.clone())
-                    .set_allocated_storage(m.allocated_storage_gib)
-                    .set_multi_az(m.multi_az)
-                    .set_engine_version(m.engine_version.clone())
-                    .allow_major_version_upgrade(m.allow_major_version_upgrade)
-                    .set_backup_retention_period(m.backup_retention_days)
-                    .set_deletion_protection(m.deletion_protection)
-                    .set_publicly_accessible(m.publicly_accessible)
-                    .set_vpc_security_group_ids(m.vpc_security_groups.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("ModifyDBInstance", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("ModifyDBInstance", |c| {
+            c.modify_db_instance()
+                .db_instance_identifier(name)
+                .apply_immediately(true)
+                .set_db_instance_class(m.instance_class.clone())
+                .set_allocated_storage(m.allocated_storage_gib)
+                .set_multi_az(m.multi_az)
+                .set_engine_version(m.engine_version.clone())
+                .allow_major_version_upgrade(m.allow_major_version_upgrade)
+                .set_backup_retention_period(m.backup_retention_days)
+                .set_deletion_protection(m.deletion_protection)
+                .set_publicly_accessible(m.publicly_accessible)
+                .set_vpc_security_group_ids(m.vpc_security_groups.clone())
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
-        self.caller
-            .call("AddTagsToResource", || async {
-                self.client
-                    .add_tags_to_resource()
-                    .resource_name(arn)
-                    .set_tags(Some(tags_of(tags)))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("AddTagsToResource", e))
-            })
+        self.sdk("AddTagsToResource", |c| c.add_tags_to_resource().resource_name(arn).set_tags(Some(tags_of(tags))).send())
             .await
             .map(|_| ())
     }
 
     async fn delete_db_instance(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError> {
-        self.caller
-            .call("DeleteDBInstance", || async {
-                self.client
-                    .delete_db_instance()
-                    .db_instance_identifier(name)
-                    .skip_final_snapshot(final_snapshot.is_none())
-                    .set_final_db_snapshot_identifier(final_snapshot.map(String::from))
-                    .send()
-                    .await
-                    .map_err(|e| map_err("DeleteDBInstance", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("DeleteDBInstance", |c| {
+            c.delete_db_instance()
+                .db_instance_identifier(name)
+                .skip_final_snapshot(final_snapshot.is_none())
+                .set_final_db_snapshot_identifier(final_snapshot.map(String::from))
+                .send()
+        })
+        .await
+        .map(|_| ())
     }
 }

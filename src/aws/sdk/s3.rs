@@ -10,7 +10,7 @@ use aws_sdk_s3::types::{
     ServerSideEncryptionRule, Tag, Transition as SdkTransition, TransitionStorageClass,
 };
 
-use super::map_err;
+use super::Adapter;
 use crate::api::{BucketEncryption, EncryptionAlgorithm, LifecycleRule, StorageClass, Transition};
 use std::sync::Arc;
 
@@ -25,6 +25,8 @@ pub(super) struct SdkS3 {
     sts: Arc<dyn Sts>,
     caller: Caller,
 }
+
+adapter!(impl SdkS3, aws_sdk_s3::Client);
 
 /// S3 Control's endpoint when an emulator's endpoint is configured: its own rules would put
 /// the account id in front of the emulator's host (`123456789012.127.0.0.1`).
@@ -85,10 +87,7 @@ fn storage_class(name: &str) -> Option<StorageClass> {
 #[async_trait]
 impl S3 for SdkS3 {
     async fn describe_bucket(&self, name: &str, reads: BucketReads) -> Result<Option<ObservedBucket>, AwsError> {
-        let head = self
-            .caller
-            .call("HeadBucket", || async { self.client.head_bucket().bucket(name).send().await.map_err(|e| map_err("HeadBucket", e)) })
-            .await;
+        let head = self.sdk("HeadBucket", |c| c.head_bucket().bucket(name).send()).await;
         let Some(head) = absent(head, &[])? else {
             return Ok(None);
         };
@@ -97,12 +96,7 @@ impl S3 for SdkS3 {
         let region = match head.bucket_region() {
             Some(r) if !r.is_empty() => r.to_string(),
             _ => {
-                let location = self
-                    .caller
-                    .call("GetBucketLocation", || async {
-                        self.client.get_bucket_location().bucket(name).send().await.map_err(|e| map_err("GetBucketLocation", e))
-                    })
-                    .await?;
+                let location = self.sdk("GetBucketLocation", |c| c.get_bucket_location().bucket(name).send()).await?;
                 match location.location_constraint().map(|l| l.as_str()) {
                     None | Some("") => "us-east-1".to_string(),
                     Some(r) => r.to_string(),
@@ -110,10 +104,7 @@ impl S3 for SdkS3 {
             }
         };
         let versioning = self
-            .caller
-            .call("GetBucketVersioning", || async {
-                self.client.get_bucket_versioning().bucket(name).send().await.map_err(|e| map_err("GetBucketVersioning", e))
-            })
+            .sdk("GetBucketVersioning", |c| c.get_bucket_versioning().bucket(name).send())
             .await?
             .status()
             .map(|s| s.as_str().to_string());
@@ -121,11 +112,7 @@ impl S3 for SdkS3 {
             None
         } else {
             absent(
-                self.caller
-                    .call("GetBucketEncryption", || async {
-                        self.client.get_bucket_encryption().bucket(name).send().await.map_err(|e| map_err("GetBucketEncryption", e))
-                    })
-                    .await,
+                self.sdk("GetBucketEncryption", |c| c.get_bucket_encryption().bucket(name).send()).await,
                 &["ServerSideEncryptionConfigurationNotFoundError"],
             )?
             .and_then(|o| {
@@ -138,11 +125,7 @@ impl S3 for SdkS3 {
             })
         };
         let block = absent(
-            self.caller
-                .call("GetPublicAccessBlock", || async {
-                    self.client.get_public_access_block().bucket(name).send().await.map_err(|e| map_err("GetPublicAccessBlock", e))
-                })
-                .await,
+            self.sdk("GetPublicAccessBlock", |c| c.get_public_access_block().bucket(name).send()).await,
             &["NoSuchPublicAccessBlockConfiguration"],
         )?;
         let (present, blocked) = match block.as_ref().and_then(|b| b.public_access_block_configuration()) {
@@ -159,16 +142,7 @@ impl S3 for SdkS3 {
             vec![]
         } else {
             absent(
-                self.caller
-                    .call("GetBucketLifecycleConfiguration", || async {
-                        self.client
-                            .get_bucket_lifecycle_configuration()
-                            .bucket(name)
-                            .send()
-                            .await
-                            .map_err(|e| map_err("GetBucketLifecycleConfiguration", e))
-                    })
-                    .await,
+                self.sdk("GetBucketLifecycleConfiguration", |c| c.get_bucket_lifecycle_configuration().bucket(name).send()).await,
                 &["NoSuchLifecycleConfiguration"],
             )?
             .map(|o| {
@@ -188,25 +162,11 @@ impl S3 for SdkS3 {
             })
             .unwrap_or_default()
         };
-        let abac = self
-            .caller
-            .call("GetBucketAbac", || async {
-                self.client.get_bucket_abac().bucket(name).send().await.map_err(|e| map_err("GetBucketAbac", e))
-            })
-            .await?
-            .abac_status()
-            .and_then(|s| s.status())
+        let abac = self.sdk("GetBucketAbac", |c| c.get_bucket_abac().bucket(name).send()).await?.abac_status().and_then(|s| s.status())
             == Some(&BucketAbacStatus::Enabled);
-        let tags = absent(
-            self.caller
-                .call("GetBucketTagging", || async {
-                    self.client.get_bucket_tagging().bucket(name).send().await.map_err(|e| map_err("GetBucketTagging", e))
-                })
-                .await,
-            &["NoSuchTagSet"],
-        )?
-        .map(|o| o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
-        .unwrap_or_default();
+        let tags = absent(self.sdk("GetBucketTagging", |c| c.get_bucket_tagging().bucket(name).send()).await, &["NoSuchTagSet"])?
+            .map(|o| o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+            .unwrap_or_default();
         Ok(Some(ObservedBucket {
             name: name.to_string(),
             region,
@@ -231,18 +191,7 @@ impl S3 for SdkS3 {
             config = config.location_constraint(BucketLocationConstraint::from(region));
         }
         let config = Some(config.build());
-        let r = self
-            .caller
-            .call("CreateBucket", || async {
-                self.client
-                    .create_bucket()
-                    .bucket(name)
-                    .set_create_bucket_configuration(config.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("CreateBucket", e))
-            })
-            .await;
+        let r = self.sdk("CreateBucket", |c| c.create_bucket().bucket(name).set_create_bucket_configuration(config.clone()).send()).await;
         match r {
             // Created by an earlier attempt whose answer was lost: fine.
             Err(AwsError::Conflict { message, .. }) if message.contains("BucketAlreadyOwnedByYou") => Ok(()),
@@ -253,12 +202,7 @@ impl S3 for SdkS3 {
 
     async fn enable_abac(&self, name: &str) -> Result<(), AwsError> {
         let status = AbacStatus::builder().status(BucketAbacStatus::Enabled).build();
-        self.caller
-            .call("PutBucketAbac", || async {
-                self.client.put_bucket_abac().bucket(name).abac_status(status.clone()).send().await.map_err(|e| map_err("PutBucketAbac", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("PutBucketAbac", |c| c.put_bucket_abac().bucket(name).abac_status(status.clone()).send()).await.map(|_| ())
     }
 
     async fn put_tags(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
@@ -270,17 +214,7 @@ impl S3 for SdkS3 {
             .map_err(|e| invalid(op, e))?;
         let account = self.sts.caller_account().await?;
         let arn = format!("arn:aws:s3:::{name}");
-        self.caller
-            .call(op, || async {
-                self.control
-                    .tag_resource()
-                    .account_id(&account)
-                    .resource_arn(&arn)
-                    .set_tags(Some(set.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| super::map_err(op, e))
-            })
+        self.sdk(op, |_| self.control.tag_resource().account_id(&account).resource_arn(&arn).set_tags(Some(set.clone())).send())
             .await
             .map(|_| ())
     }
@@ -288,16 +222,7 @@ impl S3 for SdkS3 {
     async fn put_versioning(&self, name: &str, enabled: bool) -> Result<(), AwsError> {
         let status = if enabled { BucketVersioningStatus::Enabled } else { BucketVersioningStatus::Suspended };
         let config = aws_sdk_s3::types::VersioningConfiguration::builder().status(status).build();
-        self.caller
-            .call("PutBucketVersioning", || async {
-                self.client
-                    .put_bucket_versioning()
-                    .bucket(name)
-                    .versioning_configuration(config.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("PutBucketVersioning", e))
-            })
+        self.sdk("PutBucketVersioning", |c| c.put_bucket_versioning().bucket(name).versioning_configuration(config.clone()).send())
             .await
             .map(|_| ())
     }
@@ -316,29 +241,16 @@ impl S3 for SdkS3 {
             .rules(ServerSideEncryptionRule::builder().apply_server_side_encryption_by_default(default).build())
             .build()
             .map_err(|e| invalid("PutBucketEncryption", e))?;
-        self.caller
-            .call("PutBucketEncryption", || async {
-                self.client
-                    .put_bucket_encryption()
-                    .bucket(name)
-                    .server_side_encryption_configuration(config.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("PutBucketEncryption", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("PutBucketEncryption", |c| {
+            c.put_bucket_encryption().bucket(name).server_side_encryption_configuration(config.clone()).send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn set_public_access_block(&self, name: &str, block: bool) -> Result<(), AwsError> {
         if !block {
-            return self
-                .caller
-                .call("DeletePublicAccessBlock", || async {
-                    self.client.delete_public_access_block().bucket(name).send().await.map_err(|e| map_err("DeletePublicAccessBlock", e))
-                })
-                .await
-                .map(|_| ());
+            return self.sdk("DeletePublicAccessBlock", |c| c.delete_public_access_block().bucket(name).send()).await.map(|_| ());
         }
         let config = PublicAccessBlockConfiguration::builder()
             .block_public_acls(true)
@@ -346,18 +258,11 @@ impl S3 for SdkS3 {
             .block_public_policy(true)
             .restrict_public_buckets(true)
             .build();
-        self.caller
-            .call("PutPublicAccessBlock", || async {
-                self.client
-                    .put_public_access_block()
-                    .bucket(name)
-                    .public_access_block_configuration(config.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err("PutPublicAccessBlock", e))
-            })
-            .await
-            .map(|_| ())
+        self.sdk("PutPublicAccessBlock", |c| {
+            c.put_public_access_block().bucket(name).public_access_block_configuration(config.clone()).send()
+        })
+        .await
+        .map(|_| ())
     }
 
     async fn put_lifecycle(&self, name: &str, rules: &[LifecycleRule]) -> Result<(), AwsError> {
@@ -385,27 +290,13 @@ impl S3 for SdkS3 {
             sdk_rules.push(rule);
         }
         let config = BucketLifecycleConfiguration::builder().set_rules(Some(sdk_rules)).build().map_err(|e| invalid(op, e))?;
-        self.caller
-            .call(op, || async {
-                self.client
-                    .put_bucket_lifecycle_configuration()
-                    .bucket(name)
-                    .lifecycle_configuration(config.clone())
-                    .send()
-                    .await
-                    .map_err(|e| map_err(op, e))
-            })
+        self.sdk(op, |c| c.put_bucket_lifecycle_configuration().bucket(name).lifecycle_configuration(config.clone()).send())
             .await
             .map(|_| ())
     }
 
     async fn delete_bucket(&self, name: &str) -> Result<BucketDeletion, AwsError> {
-        let r = self
-            .caller
-            .call("DeleteBucket", || async {
-                self.client.delete_bucket().bucket(name).send().await.map_err(|e| map_err("DeleteBucket", e))
-            })
-            .await;
+        let r = self.sdk("DeleteBucket", |c| c.delete_bucket().bucket(name).send()).await;
         match r {
             Ok(_) => Ok(BucketDeletion::Deleted),
             Err(AwsError::NotFound { .. }) => Ok(BucketDeletion::Missing),

@@ -3,24 +3,25 @@
 //! kept unless the policy says Snapshot (an on-demand backup, available before the table
 //! goes) or Delete, and the finalizer goes only once every policy has been carried out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::Utc;
-use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use serde_json::Value;
 
 use super::super::{environment, Context, Error};
-use super::{finish, outputs, CONTROLLER};
+use super::outputs;
 use crate::api::{
     owner_of, reasons, BucketDeletionPolicy, CacheDeletionPolicy, DatabaseDeletionPolicy, StackSpec, StackSpecStatus, TableDeletionPolicy,
     OWNER_TAG,
 };
 use crate::aws::{AwsClients, BackupState, BucketDeletion};
+use crate::controller::reconcile::{finish, Kind, Written};
 use crate::core::conditions::Readiness;
 use crate::core::requeue::Category;
-use crate::core::stack::{final_snapshot_name, DbModify, TableUpdate};
+use crate::core::stack::{final_snapshot_name, DbModify, ResourceKind, TableUpdate};
 use crate::core::tenancy;
 
 /// Whether the spec asks for anything to be removed from AWS.
@@ -35,17 +36,14 @@ fn needs_aws(stack: &StackSpec) -> bool {
 pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     outputs::delete(ctx, &stack).await?;
     if !needs_aws(&stack) {
-        for d in &stack.spec.databases {
-            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("database {} left in AWS (deletionPolicy Retain)", d.name)).await;
-        }
-        for b in &stack.spec.buckets {
-            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
-        }
-        for t in &stack.spec.tables {
-            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("table {} left in AWS (deletionPolicy Retain)", t.name)).await;
-        }
-        for c in &stack.spec.caches {
-            ctx.event(stack.as_ref(), false, reasons::RETAINED, format!("cache {} left in AWS (deletionPolicy Retain)", c.name)).await;
+        let s = &stack.spec;
+        let names =
+            s.databases.iter().map(|d| (ResourceKind::Database, &d.name)).chain(s.buckets.iter().map(|b| (ResourceKind::Bucket, &b.name)));
+        let names = names
+            .chain(s.tables.iter().map(|t| (ResourceKind::Table, &t.name)))
+            .chain(s.caches.iter().map(|c| (ResourceKind::Cache, &c.name)));
+        for (kind, name) in names {
+            retained(ctx, &stack, kind, name).await;
         }
         return Ok(Action::await_change());
     }
@@ -82,6 +80,56 @@ pub async fn cleanup(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Err
     Ok(Action::await_change())
 }
 
+/// An Event saying a resource stays in AWS (its deletionPolicy is Retain).
+async fn retained(ctx: &Context, stack: &StackSpec, kind: ResourceKind, name: &str) {
+    ctx.event(stack, false, reasons::RETAINED, format!("{} {name} left in AWS (deletionPolicy Retain)", kind.noun())).await;
+}
+
+/// A declared resource to delete: None when its policy is Retain (said with an Event), or
+/// when AWS does not hold it as this StackSpec's (`mine`).
+async fn doomed<T, F, Fut>(
+    ctx: &Context,
+    stack: &StackSpec,
+    (kind, name): (ResourceKind, &str),
+    retain: bool,
+    found: F,
+    mine: impl Fn(&T) -> bool,
+) -> Result<Option<T>, Error>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>, crate::aws::AwsError>>,
+{
+    if retain {
+        retained(ctx, stack, kind, name).await;
+        return Ok(None);
+    }
+    Ok(found().await?.filter(|x| mine(x)))
+}
+
+/// Whether a resource found in AWS is this StackSpec's to delete: it carries the owner tag
+/// and is not already going.
+fn ours(tags: &BTreeMap<String, String>, owner: &str, going: bool) -> bool {
+    tags.get(OWNER_TAG).map(String::as_str) == Some(owner) && !going
+}
+
+/// Why a resource with deletion protection on in the spec is not deleted.
+fn protected(kind: ResourceKind, name: &str, policy: impl std::fmt::Debug) -> (&'static str, String) {
+    let message = format!(
+        "{} {name} has deletionProtection on; set deletionProtection: false (shipshape turns it off, then deletes with policy {policy:?}) or deletionPolicy: Retain",
+        kind.noun()
+    );
+    (reasons::DELETION_PROTECTED, message)
+}
+
+/// The Event of a deletion: after its final `copy` (a snapshot, a backup) or without one.
+async fn deleting(ctx: &Context, stack: &StackSpec, kind: ResourceKind, name: &str, copy: &str, taken: Option<&str>) {
+    let (reason, note) = match taken {
+        Some(s) => (reasons::SNAPSHOT_TAKEN, format!("deleting {} {name} after final {copy} {s}", kind.noun())),
+        None => (reasons::DELETED, format!("deleting {} {name} without a {copy} (deletionPolicy Delete)", kind.noun())),
+    };
+    ctx.event(stack, false, reason, note).await;
+}
+
 async fn delete_databases(
     ctx: &Context,
     stack: &StackSpec,
@@ -89,85 +137,57 @@ async fn delete_databases(
     owner: &str,
 ) -> Result<Option<(&'static str, String)>, Error> {
     for d in &stack.spec.databases {
-        if d.deletion_policy == DatabaseDeletionPolicy::Retain {
-            ctx.event(stack, false, reasons::RETAINED, format!("database {} left in AWS (deletionPolicy Retain)", d.name)).await;
-            continue;
-        }
-        let Some(db) = aws.rds.describe_db_instance(&d.name).await? else {
+        let retain = d.deletion_policy == DatabaseDeletionPolicy::Retain;
+        let found = || aws.rds.describe_db_instance(&d.name);
+        let Some(db) =
+            doomed(ctx, stack, (ResourceKind::Database, &d.name), retain, found, |db| ours(&db.tags, owner, db.status == "deleting"))
+                .await?
+        else {
             continue;
         };
-        if db.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || db.status == "deleting" {
-            continue;
-        }
         if db.deletion_protection {
             if d.deletion_protection {
-                return Ok(Some((
-                    reasons::DELETION_PROTECTED,
-                    format!(
-                        "database {} has deletionProtection on; set deletionProtection: false (shipshape turns it off, then deletes with policy {:?}) or deletionPolicy: Retain",
-                        d.name, d.deletion_policy
-                    ),
-                )));
+                return Ok(Some(protected(ResourceKind::Database, &d.name, d.deletion_policy)));
             }
             // The spec says off: bring AWS to it before deleting.
             aws.rds.modify_db_instance(&d.name, &DbModify { deletion_protection: Some(false), ..Default::default() }).await?;
         }
         let snapshot = (d.deletion_policy == DatabaseDeletionPolicy::Snapshot).then(|| final_snapshot_name(&d.name, Utc::now()));
         aws.rds.delete_db_instance(&d.name, snapshot.as_deref()).await?;
-        let note = match &snapshot {
-            Some(s) => format!("deleting database {} after final snapshot {s}", d.name),
-            None => format!("deleting database {} without a snapshot (deletionPolicy Delete)", d.name),
-        };
-        let reason = if snapshot.is_some() { reasons::SNAPSHOT_TAKEN } else { reasons::DELETED };
-        ctx.event(stack, false, reason, note).await;
+        deleting(ctx, stack, ResourceKind::Database, &d.name, "snapshot", snapshot.as_deref()).await;
     }
     Ok(None)
 }
 
 async fn delete_caches(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<(), Error> {
     for c in &stack.spec.caches {
-        if c.deletion_policy == CacheDeletionPolicy::Retain {
-            ctx.event(stack, false, reasons::RETAINED, format!("cache {} left in AWS (deletionPolicy Retain)", c.name)).await;
-            continue;
-        }
-        let Some(cache) = aws.elasticache.describe_cache(&c.name).await? else {
-            continue;
-        };
-        if cache.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || cache.status == "deleting" {
+        let retain = c.deletion_policy == CacheDeletionPolicy::Retain;
+        let found = || aws.elasticache.describe_cache(&c.name);
+        if doomed(ctx, stack, (ResourceKind::Cache, &c.name), retain, found, |g| ours(&g.tags, owner, g.status == "deleting"))
+            .await?
+            .is_none()
+        {
             continue;
         }
         let snapshot = (c.deletion_policy == CacheDeletionPolicy::Snapshot).then(|| final_snapshot_name(&c.name, Utc::now()));
         aws.elasticache.delete_cache(&c.name, snapshot.as_deref()).await?;
-        let (reason, note) = match &snapshot {
-            Some(s) => (reasons::SNAPSHOT_TAKEN, format!("deleting cache {} after final snapshot {s}", c.name)),
-            None => (reasons::DELETED, format!("deleting cache {} without a snapshot (deletionPolicy Delete)", c.name)),
-        };
-        ctx.event(stack, false, reason, note).await;
+        deleting(ctx, stack, ResourceKind::Cache, &c.name, "snapshot", snapshot.as_deref()).await;
     }
     Ok(())
 }
 
 async fn delete_tables(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<Option<(&'static str, String)>, Error> {
     for t in &stack.spec.tables {
-        if t.deletion_policy == TableDeletionPolicy::Retain {
-            ctx.event(stack, false, reasons::RETAINED, format!("table {} left in AWS (deletionPolicy Retain)", t.name)).await;
-            continue;
-        }
-        let Some(table) = aws.dynamodb.describe_table(&t.name).await? else {
+        let retain = t.deletion_policy == TableDeletionPolicy::Retain;
+        let found = || aws.dynamodb.describe_table(&t.name);
+        let Some(table) =
+            doomed(ctx, stack, (ResourceKind::Table, &t.name), retain, found, |x| ours(&x.tags, owner, x.status == "DELETING")).await?
+        else {
             continue;
         };
-        if table.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) || table.status == "DELETING" {
-            continue;
-        }
         if table.deletion_protection {
             if t.deletion_protection {
-                return Ok(Some((
-                    reasons::DELETION_PROTECTED,
-                    format!(
-                        "table {} has deletionProtection on; set deletionProtection: false (shipshape turns it off, then deletes with policy {:?}) or deletionPolicy: Retain",
-                        t.name, t.deletion_policy
-                    ),
-                )));
+                return Ok(Some(protected(ResourceKind::Table, &t.name, t.deletion_policy)));
             }
             aws.dynamodb.update_table(&t.name, &TableUpdate::DeletionProtection(false)).await?;
         }
@@ -186,11 +206,7 @@ async fn delete_tables(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner
             None
         };
         aws.dynamodb.delete_table(&t.name).await?;
-        let (reason, note) = match &backup {
-            Some(b) => (reasons::SNAPSHOT_TAKEN, format!("deleting table {} after final backup {b}", t.name)),
-            None => (reasons::DELETED, format!("deleting table {} without a backup (deletionPolicy Delete)", t.name)),
-        };
-        ctx.event(stack, false, reason, note).await;
+        deleting(ctx, stack, ResourceKind::Table, &t.name, "backup", backup.as_deref()).await;
     }
     Ok(None)
 }
@@ -198,14 +214,9 @@ async fn delete_tables(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner
 async fn delete_buckets(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owner: &str) -> Result<Option<(&'static str, String)>, Error> {
     let mut kept = vec![];
     for b in &stack.spec.buckets {
-        if b.deletion_policy == BucketDeletionPolicy::Retain {
-            ctx.event(stack, false, reasons::RETAINED, format!("bucket {} left in AWS (deletionPolicy Retain)", b.name)).await;
-            continue;
-        }
-        let Some(observed) = aws.s3.describe_bucket(&b.name, crate::aws::BucketReads::BASIC).await? else {
-            continue;
-        };
-        if observed.tags.get(OWNER_TAG).map(String::as_str) != Some(owner) {
+        let retain = b.deletion_policy == BucketDeletionPolicy::Retain;
+        let found = || aws.s3.describe_bucket(&b.name, crate::aws::BucketReads::BASIC);
+        if doomed(ctx, stack, (ResourceKind::Bucket, &b.name), retain, found, |x| ours(&x.tags, owner, false)).await?.is_none() {
             continue;
         }
         match aws.s3.delete_bucket(&b.name).await? {
@@ -226,12 +237,14 @@ async fn delete_buckets(ctx: &Context, stack: &StackSpec, aws: &AwsClients, owne
     )))
 }
 
+/// Says in status why the deletion cannot go on; the error keeps the finalizer (the runtime
+/// counts it and looks again by its category).
 async fn stalled(ctx: &Context, stack: &StackSpec, reason: &'static str, message: String, category: Category) -> Result<Action, Error> {
-    ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
-    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
+    let api = StackSpec::api(ctx.client.clone(), stack);
     let old = stack.status.clone().unwrap_or_default();
-    let old_value = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    let stored = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let new = StackSpecStatus { observed_generation: stack.metadata.generation, ..old.clone() };
     let readiness = Readiness::Stalled { reason, message: message.clone() };
-    finish(ctx, &api, stack, old, old_value, new, readiness, Action::await_change(), Some(Error::Refused { category, message })).await
+    let written = Written { previous: &old.conditions, conditions: &old.conditions, stored, status: new, announced: &[], fenced: None };
+    finish(ctx, &api, stack, written, (readiness, Action::await_change(), Some(Error::Refused { category, message }))).await
 }

@@ -8,24 +8,24 @@ mod outputs;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{finalizer, Event as Finalizer};
 use kube::ResourceExt;
 use serde_json::Value;
 use tracing::{info, instrument};
 
 use super::listing::DatabaseReader;
-use super::{environment, error_policy, invalid_spec, next_conditions, record, stall_for, status, stored_reason, tenant, Context, Error};
-use crate::api::{finalizer_name, owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus, StackSpec, StackSpecStatus};
+use super::reconcile::{finish, settle, stored_reason, Kind, Settled, Written};
+use super::{environment, tenant, Context, Error, Settings};
+use crate::api::{owner_of, reasons, Approval, Environment, PlanStatus, ResourceStatus, StackSpec, StackSpecStatus};
 use crate::aws::{AwsClients, AwsError, BucketReads};
 use crate::core::conditions::Readiness;
-use crate::core::requeue::{self, Category};
-use crate::core::stack::{self as plan, Observed, StackPlan, Step};
+use crate::core::requeue::Category;
+use crate::core::stack::{self as plan, Call, ObservedStack, ResourceKind, StackPlan};
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "stackspec";
@@ -33,42 +33,36 @@ pub const CONTROLLER: &str = "stackspec";
 pub const APPROVE_ANNOTATION: &str = "shipshape.dev/approve";
 pub use crate::api::ADOPT_ANNOTATION;
 
-/// Reconciles one StackSpec.
-#[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
-pub async fn reconcile(stack: Arc<StackSpec>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = Instant::now();
-    // A drift check (nothing changed in the spec) takes one of the drift slots.
-    let drift = stack.metadata.deletion_timestamp.is_none()
-        && stack.status.as_ref().is_some_and(|s| s.observed_generation == stack.metadata.generation);
-    let _slot = if drift {
-        match super::drift_slot(&ctx).await {
-            Ok(slot) => Some(slot),
-            Err(later) => return Ok(later),
-        }
-    } else {
-        None
-    };
-    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &stack.namespace().unwrap_or_default());
-    let result = finalizer(&api, &finalizer_name::<StackSpec>(), stack, |event| async {
-        match event {
-            Finalizer::Apply(s) => apply(s, &ctx).await,
-            Finalizer::Cleanup(s) => cleanup::cleanup(s, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
-    record(&ctx, CONTROLLER, &result, started);
-    result
-}
+impl Kind for StackSpec {
+    const CONTROLLER: &'static str = CONTROLLER;
 
-/// Requeue after failure.
-pub fn on_error(stack: Arc<StackSpec>, err: &Error, ctx: Arc<Context>) -> Action {
-    error_policy(stack, err, ctx, CONTROLLER)
+    fn api(client: kube::Client, stack: &Self) -> Api<Self> {
+        Api::namespaced(client, &stack.namespace().unwrap_or_default())
+    }
+
+    fn slow_recheck(settings: &Settings) -> Duration {
+        settings.stack_drift
+    }
+
+    /// A drift check: nothing changed in the spec since it was last acted on.
+    fn drift_check(&self) -> bool {
+        self.metadata.deletion_timestamp.is_none()
+            && self.status.as_ref().is_some_and(|s| s.observed_generation == self.metadata.generation)
+    }
+
+    #[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
+    async fn apply(stack: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        apply(stack, ctx).await
+    }
+
+    async fn cleanup(stack: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        cleanup::cleanup(stack, ctx).await
+    }
 }
 
 /// Reads every declared database and bucket (of a bucket, only what its spec manages), all
 /// now. Read-only: `shipshape plan` uses it too.
-pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, AwsError> {
+pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<ObservedStack, AwsError> {
     observe_with(stack, aws, None).await
 }
 
@@ -76,8 +70,8 @@ pub async fn observe(stack: &StackSpec, aws: &AwsClients) -> Result<Observed, Aw
 /// the age given.
 type Listed<'a> = (&'a DatabaseReader, &'a str, Duration);
 
-async fn observe_with(stack: &StackSpec, aws: &AwsClients, listed: Option<Listed<'_>>) -> Result<Observed, AwsError> {
-    let mut observed = Observed::default();
+async fn observe_with(stack: &StackSpec, aws: &AwsClients, listed: Option<Listed<'_>>) -> Result<ObservedStack, AwsError> {
+    let mut observed = ObservedStack::default();
     for d in &stack.spec.databases {
         let db = match listed {
             None => aws.rds.describe_db_instance(&d.name).await?,
@@ -98,12 +92,12 @@ async fn observe_with(stack: &StackSpec, aws: &AwsClients, listed: Option<Listed
 }
 
 /// The plan of `stack` against `observed`, pure.
-pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> StackPlan {
+pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &ObservedStack) -> StackPlan {
     let adopt = stack.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
     let owner = owner_of(stack);
     let network = env.spec.network.clone().unwrap_or_default();
     let placement = plan::Placement::of(&env.name_any(), &network.subnets, &network.security_groups);
-    let ctx = plan::Context { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt, placement: placement.as_ref() };
+    let ctx = plan::PlanInputs { owner: &owner, env_tags: &env.spec.tags, region: &env.spec.region, adopt, placement: placement.as_ref() };
     let declared = plan::Declared {
         databases: &stack.spec.databases,
         buckets: &stack.spec.buckets,
@@ -115,92 +109,100 @@ pub fn plan_for(stack: &StackSpec, env: &Environment, observed: &Observed) -> St
 
 /// Carries out the steps of a plan, in order. `tokens` holds the AUTH tokens of the caches
 /// it creates, read from their Secrets just before (never part of a plan, a log or a status).
-async fn execute(p: &StackPlan, aws: &AwsClients, tokens: &BTreeMap<String, String>) -> Result<(), AwsError> {
+pub async fn execute(p: &StackPlan, aws: &AwsClients, tokens: &BTreeMap<String, String>) -> Result<(), AwsError> {
     for r in &p.resources {
         for step in &r.steps {
             match step {
-                Step::EnsureSubnetGroup { placement, tags } => aws.rds.ensure_db_subnet_group(placement, tags).await?,
-                Step::CreateDatabase { spec, tags, placement } => aws.rds.create_db_instance(spec, tags, placement.as_ref()).await?,
-                Step::ModifyDatabase { name, modify } => aws.rds.modify_db_instance(name, modify).await?,
-                Step::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
-                Step::CreateBucket { name, region, tags } => aws.s3.create_bucket(name, region, tags).await?,
-                Step::EnableBucketAbac { name } => aws.s3.enable_abac(name).await?,
-                Step::TagBucket { name, tags } => aws.s3.put_tags(name, tags).await?,
-                Step::SetVersioning { name, enabled } => aws.s3.put_versioning(name, *enabled).await?,
-                Step::SetEncryption { name, encryption } => aws.s3.put_encryption(name, encryption).await?,
-                Step::SetPublicAccessBlock { name, block } => aws.s3.set_public_access_block(name, *block).await?,
-                Step::SetLifecycle { name, rules } => aws.s3.put_lifecycle(name, rules).await?,
-                Step::CreateTable { spec, tags } => aws.dynamodb.create_table(spec, tags).await?,
-                Step::UpdateTable { name, update } => aws.dynamodb.update_table(name, update).await?,
-                Step::SetPointInTimeRecovery { name, enabled } => aws.dynamodb.set_point_in_time_recovery(name, *enabled).await?,
-                Step::SetTtl { name, attribute, enabled } => aws.dynamodb.set_ttl(name, attribute, *enabled).await?,
-                Step::TagTable { arn, tags } => aws.dynamodb.tag_table(arn, tags).await?,
-                Step::EnsureCacheSubnetGroup { placement, tags } => aws.elasticache.ensure_cache_subnet_group(placement, tags).await?,
-                Step::CreateCache { spec, tags, placement } => {
+                Call::EnsureSubnetGroup { placement, tags } => aws.rds.ensure_db_subnet_group(placement, tags).await?,
+                Call::CreateDatabase { spec, tags, placement } => aws.rds.create_db_instance(spec, tags, placement.as_ref()).await?,
+                Call::ModifyDatabase { name, modify } => aws.rds.modify_db_instance(name, modify).await?,
+                Call::TagDatabase { arn, tags, .. } => aws.rds.add_tags(arn, tags).await?,
+                Call::CreateBucket { name, region, tags } => aws.s3.create_bucket(name, region, tags).await?,
+                Call::EnableBucketAbac { name } => aws.s3.enable_abac(name).await?,
+                Call::TagBucket { name, tags } => aws.s3.put_tags(name, tags).await?,
+                Call::SetVersioning { name, enabled } => aws.s3.put_versioning(name, *enabled).await?,
+                Call::SetEncryption { name, encryption } => aws.s3.put_encryption(name, encryption).await?,
+                Call::SetPublicAccessBlock { name, block } => aws.s3.set_public_access_block(name, *block).await?,
+                Call::SetLifecycle { name, rules } => aws.s3.put_lifecycle(name, rules).await?,
+                Call::CreateTable { spec, tags } => aws.dynamodb.create_table(spec, tags).await?,
+                Call::UpdateTable { name, update } => aws.dynamodb.update_table(name, update).await?,
+                Call::SetPointInTimeRecovery { name, enabled } => aws.dynamodb.set_point_in_time_recovery(name, *enabled).await?,
+                Call::SetTtl { name, attribute, enabled } => aws.dynamodb.set_ttl(name, attribute, *enabled).await?,
+                Call::TagTable { arn, tags } => aws.dynamodb.tag_table(arn, tags).await?,
+                Call::EnsureCacheSubnetGroup { placement, tags } => aws.elasticache.ensure_cache_subnet_group(placement, tags).await?,
+                Call::CreateCache { spec, tags, placement } => {
                     let token = tokens.get(&spec.name).map(String::as_str);
                     aws.elasticache.create_cache(spec, tags, placement.as_ref(), token).await?
                 }
-                Step::ModifyCache { name, modify } => aws.elasticache.modify_cache(name, modify).await?,
-                Step::SetCacheReplicas { name, replicas, from } => aws.elasticache.set_cache_replicas(name, *replicas, *from).await?,
-                Step::TagCache { arn, tags } => aws.elasticache.tag_cache(arn, tags).await?,
+                Call::ModifyCache { name, modify } => aws.elasticache.modify_cache(name, modify).await?,
+                Call::SetCacheReplicas { name, replicas, from } => aws.elasticache.set_cache_replicas(name, *replicas, *from).await?,
+                Call::TagCache { arn, tags } => aws.elasticache.tag_cache(arn, tags).await?,
             }
         }
     }
     Ok(())
 }
 
-enum Outcome {
-    Done { observed: Observed, plan: StackPlan },
+/// Where a pass over a StackSpec's resources ends.
+enum Pass {
+    /// AWS as declared (or on its way), with what was read and the plan carried out.
+    Done { observed: ObservedStack, plan: StackPlan },
+    /// A Manual plan waits for its approval.
     AwaitingApproval(StackPlan),
-    Stalled(Readiness, Category),
-    Transient(AwsError),
+    /// It could not go on.
+    Stopped(Settled),
 }
 
-async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context, drift: Option<Duration>) -> Result<Outcome, Error> {
+async fn converge(stack: &StackSpec, env: &Environment, ctx: &Context, drift: Option<Duration>) -> Result<Pass, Error> {
     let aws = match ctx.aws.clients(&environment::target(env)).await {
         Ok(a) => a,
-        Err(e) => return Ok(failure(e)),
+        Err(e) => return Ok(Pass::Stopped(Settled::from(e))),
     };
     let caller = match aws.sts.caller_account().await {
         Ok(c) => c,
-        Err(e) => return Ok(failure(e)),
+        Err(e) => return Ok(Pass::Stopped(Settled::from(e))),
     };
     if let Err(r) = crate::core::environment::check_account(&env.spec, &caller) {
-        return Ok(Outcome::Stalled(Readiness::Stalled { reason: r.reason, message: r.message }, r.category));
+        return Ok(Pass::Stopped(Settled::from(r)));
     }
     let env_name = env.name_any();
     let listed = drift.map(|every| (&ctx.databases, env_name.as_str(), every / 2));
     let observed = match observe_with(stack, &aws, listed).await {
         Ok(o) => o,
-        Err(e) => return Ok(failure(e)),
+        Err(e) => return Ok(Pass::Stopped(Settled::from(e))),
     };
     let p = plan_for(stack, env, &observed);
     if let Some(r) = p.refusal() {
-        return Ok(Outcome::Stalled(Readiness::Stalled { reason: r.reason, message: r.message.clone() }, r.category));
+        return Ok(Pass::Stopped(Settled::from(r.clone())));
     }
     if p.is_noop() {
-        return Ok(Outcome::Done { observed, plan: p });
+        return Ok(Pass::Done { observed, plan: p });
     }
     if stack.spec.approval == Approval::Manual && stack.annotations().get(APPROVE_ANNOTATION) != Some(&p.hash()) {
-        return Ok(Outcome::AwaitingApproval(p));
+        return Ok(Pass::AwaitingApproval(p));
     }
     let tokens = match auth_tokens(ctx, stack, &p).await {
         Ok(t) => t,
         // Fixed in the Secret, not the spec: rechecked at the drift interval (as a conflict is).
-        Err(message) => return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::SECRET_NOT_FOUND, message }, Category::Conflict)),
+        Err(message) => {
+            return Ok(Pass::Stopped(Settled::stalled(
+                Readiness::Stalled { reason: reasons::SECRET_NOT_FOUND, message },
+                Category::Conflict,
+            )))
+        }
     };
     ctx.may_act()?;
     let result = execute(&p, &aws, &tokens).await;
-    for r in p.resources.iter().filter(|r| r.kind == "Database" && !r.steps.is_empty()) {
+    for r in p.resources.iter().filter(|r| r.kind == ResourceKind::Database && !r.steps.is_empty()) {
         ctx.databases.changed(&env_name, &r.name).await;
     }
     if let Err(e) = result {
-        return Ok(failure(e));
+        return Ok(Pass::Stopped(Settled::from(e)));
     }
     // Read back what was created or changed: endpoints and ARNs for status and outputs.
     match observe(stack, &aws).await {
-        Ok(observed) => Ok(Outcome::Done { observed, plan: p }),
-        Err(e) => Ok(failure(e)),
+        Ok(observed) => Ok(Pass::Done { observed, plan: p }),
+        Err(e) => Ok(Pass::Stopped(Settled::from(e))),
     }
 }
 
@@ -211,7 +213,7 @@ async fn auth_tokens(ctx: &Context, stack: &StackSpec, p: &StackPlan) -> Result<
     let ns = stack.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
     for step in p.resources.iter().flat_map(|r| &r.steps) {
-        let Step::CreateCache { spec, .. } = step else { continue };
+        let Call::CreateCache { spec, .. } = step else { continue };
         let Some(r) = &spec.auth_token_secret_ref else { continue };
         let secret =
             secrets.get_opt(&r.name).await.map_err(|e| format!("Cache {}: {}", spec.name, super::secret_error(&ns, &r.name, e)))?;
@@ -236,18 +238,10 @@ async fn auth_tokens(ctx: &Context, stack: &StackSpec, p: &StackPlan) -> Result<
     Ok(tokens)
 }
 
-fn failure(e: AwsError) -> Outcome {
-    if e.category().is_transient() {
-        Outcome::Transient(e)
-    } else {
-        Outcome::Stalled(stall_for(&e), e.category())
-    }
-}
-
 /// Per-resource status after a pass.
 fn resource_statuses(
     stack: &StackSpec,
-    observed: &Observed,
+    observed: &ObservedStack,
     p: &StackPlan,
     drift: bool,
     previous: &[ResourceStatus],
@@ -256,21 +250,21 @@ fn resource_statuses(
     p.resources
         .iter()
         .map(|r| {
-            let prev = previous.iter().find(|s| s.kind == r.kind && s.name == r.name);
+            let prev = previous.iter().find(|s| s.kind == r.kind.as_str() && s.name == r.name);
             let (arn, state) = match r.kind {
-                "Database" => {
+                ResourceKind::Database => {
                     let db = observed.databases.get(&r.name).and_then(Option::as_ref);
                     (db.map(|d| d.arn.clone()), db.map(|d| d.status.clone()))
                 }
-                "Table" => {
+                ResourceKind::Table => {
                     let t = observed.tables.get(&r.name).and_then(Option::as_ref);
                     (t.map(|t| t.arn.clone()), t.map(|t| t.status.clone()))
                 }
-                "Cache" => {
+                ResourceKind::Cache => {
                     let c = observed.caches.get(&r.name).and_then(Option::as_ref);
                     (c.map(|c| c.arn.clone()), c.map(|c| c.status.clone()))
                 }
-                _ => {
+                ResourceKind::Bucket => {
                     let b = observed.buckets.get(&r.name).and_then(Option::as_ref);
                     (b.map(|_| format!("arn:aws:s3:::{}", r.name)), b.map(|_| "available".to_string()))
                 }
@@ -287,52 +281,58 @@ fn resource_statuses(
                 last_synced_at: if changed || prev.is_none() { Some(now) } else { prev.and_then(|p| p.last_synced_at) },
             }
         })
-        .filter(|s| {
-            stack.spec.databases.iter().any(|d| d.name == s.name)
-                || stack.spec.buckets.iter().any(|b| b.name == s.name)
-                || stack.spec.tables.iter().any(|t| t.name == s.name)
-                || stack.spec.caches.iter().any(|c| c.name == s.name)
-        })
+        .filter(|s| ResourceKind::ALL.iter().any(|k| plan::declared_names(&stack.spec, *k).contains(&s.name.as_str())))
         .collect()
 }
 
 async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
-    let ns = stack.namespace().unwrap_or_default();
-    let api: Api<StackSpec> = Api::namespaced(ctx.client.clone(), &ns);
+    let api = StackSpec::api(ctx.client.clone(), &stack);
     let old = stack.status.clone().unwrap_or_default();
     let old_value = stack.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = stack.metadata.generation;
     let mut new = StackSpecStatus { observed_generation: generation, ..old.clone() };
-    let drift_every = match crate::core::spec::drift_interval(stack.spec.drift_interval.as_ref(), ctx.settings.stack_drift) {
-        Ok(d) => d,
-        Err(e) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::InvalidSpec.label()]).inc();
-            return finish(ctx, &api, &stack, old, old_value, new, invalid_spec(&e), Action::await_change(), None).await;
-        }
+    let checked = crate::core::spec::drift_interval(stack.spec.drift_interval.as_ref(), ctx.settings.stack_drift);
+    let drift_every = checked.clone().unwrap_or(ctx.settings.stack_drift);
+    let settled = match checked {
+        Err(e) => Settled::from(&e),
+        Ok(_) => match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {
+            Err(refusal) => Settled::from(refusal),
+            Ok(env) => pass(ctx, &stack, &env, &old, &mut new, drift_every).await?,
+        },
     };
-    let env = match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {
-        Ok(env) => env,
-        Err((stalled, category)) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
-            return finish(ctx, &api, &stack, old, old_value, new, stalled, Action::await_change(), None).await;
-        }
-    };
+    let written =
+        Written { previous: &old.conditions, conditions: &old.conditions, stored: old_value, status: new, announced: &[], fenced: None };
+    finish(ctx, &api, stack.as_ref(), written, settle(ctx, stack.as_ref(), settled, drift_every)).await
+}
+
+/// One pass over the StackSpec's resources: converged (drift work when the spec is unchanged
+/// since its last success), then its Events, resource statuses, outputs and plan.
+async fn pass(
+    ctx: &Context,
+    stack: &Arc<StackSpec>,
+    env: &Environment,
+    old: &StackSpecStatus,
+    new: &mut StackSpecStatus,
+    drift_every: Duration,
+) -> Result<Settled, Error> {
+    let ns = stack.namespace().unwrap_or_default();
+    let generation = stack.metadata.generation;
     // A pass with the spec unchanged since the last success that still finds changes to
     // make is correcting drift.
     let spec_unchanged = old.observed_generation == generation && stored_reason(&old.conditions).as_deref() == Some(reasons::RECONCILED);
-    let pass = converge(&stack, &env, ctx, spec_unchanged.then_some(drift_every));
+    let pass = converge(stack, env, ctx, spec_unchanged.then_some(drift_every));
     let outcome = if spec_unchanged { crate::aws::as_drift(pass).await } else { pass.await };
-    let (readiness, action, err) = match outcome? {
-        Outcome::Done { observed, plan: p } => {
+    Ok(match outcome? {
+        Pass::Done { observed, plan: p } => {
             for r in &p.resources {
                 if r.steps.is_empty() {
                     continue;
                 }
                 let (reason, note) = if r.create {
-                    (reasons::CREATED, format!("created {} {}", r.kind.to_lowercase(), r.name))
+                    (reasons::CREATED, format!("created {} {}", r.kind.noun(), r.name))
                 } else if spec_unchanged {
                     for _ in &r.changes {
-                        ctx.metrics.drift_corrections.with_label_values(&[CONTROLLER, r.kind]).inc();
+                        ctx.metrics.drift_corrections.with_label_values(&[CONTROLLER, r.kind.as_str()]).inc();
                     }
                     (reasons::DRIFT_CORRECTED, format!("put back {} changed outside shipshape: {}", r.name, r.lines().join("; ")))
                 } else {
@@ -341,54 +341,45 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
                 info!(reason, note, "applied");
                 ctx.event(stack.as_ref(), false, reason, note).await;
             }
-            new.resources = resource_statuses(&stack, &observed, &p, spec_unchanged, &old.resources);
+            new.resources = resource_statuses(stack, &observed, &p, spec_unchanged, &old.resources);
             new.plan = None;
-            if let Err(e) = outputs::write(ctx, &stack, &env, &observed).await {
+            if let Err(e) = outputs::write(ctx, stack, env, &observed).await {
                 match e {
                     outputs::OutputError::Kube(e) => return Err(e.into()),
                     outputs::OutputError::Conflict(message) => {
-                        ctx.metrics.errors.with_label_values(&[CONTROLLER, Category::Conflict.label()]).inc();
-                        let stalled = Readiness::Stalled { reason: reasons::CONFLICT, message };
-                        return finish(ctx, &api, &stack, old, old_value, new, stalled, Action::requeue(drift_every), None).await;
+                        let readiness = Readiness::Stalled { reason: reasons::CONFLICT, message };
+                        return Ok(Settled::Stalled { readiness, category: Category::Conflict, retry_in: Some(drift_every) });
                     }
                 }
             }
-            ctx.reset_failures(stack.as_ref());
             if p.is_waiting() {
                 let waiting: Vec<String> =
                     p.resources.iter().filter_map(|r| r.waiting.as_ref().map(|w| format!("{} {} is {w}", r.kind, r.name))).collect();
-                (
-                    Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("waiting for AWS: {}", waiting.join(", ")) },
-                    // A DynamoDB table is ACTIVE within seconds, a cache or an RDS instance
-                    // changes within minutes.
-                    Action::requeue(Duration::from_secs(
-                        p.resources
-                            .iter()
-                            .filter(|r| r.waiting.is_some())
-                            .map(|r| {
-                                if r.kind == "Database" {
-                                    30
-                                } else if r.kind == "Cache" {
-                                    10
-                                } else {
-                                    5
-                                }
-                            })
-                            .max()
-                            .unwrap_or(5),
-                    )),
-                    None,
-                )
+                // A DynamoDB table is ACTIVE within seconds, a cache or an RDS instance
+                // changes within minutes.
+                let secs = p
+                    .resources
+                    .iter()
+                    .filter(|r| r.waiting.is_some())
+                    .map(|r| match r.kind {
+                        ResourceKind::Database => 30,
+                        ResourceKind::Cache => 10,
+                        ResourceKind::Bucket | ResourceKind::Table => 5,
+                    })
+                    .max()
+                    .unwrap_or(5);
+                let message = format!("waiting for AWS: {}", waiting.join(", "));
+                Settled::Done {
+                    readiness: Readiness::Reconciling { reason: reasons::PROGRESSING, message },
+                    requeue: Some(Duration::from_secs(secs)),
+                }
             } else {
-                let n = stack.spec.databases.len() + stack.spec.buckets.len() + stack.spec.tables.len() + stack.spec.caches.len();
-                (
-                    Readiness::Ready { reason: reasons::RECONCILED, message: format!("{n} resources in their declared state") },
-                    Action::requeue(drift_every),
-                    None,
-                )
+                let n: usize = ResourceKind::ALL.iter().map(|k| plan::declared_names(&stack.spec, *k).len()).sum();
+                let message = format!("{n} resources in their declared state");
+                Settled::Done { readiness: Readiness::Ready { reason: reasons::RECONCILED, message }, requeue: Some(drift_every) }
             }
         }
-        Outcome::AwaitingApproval(p) => {
+        Pass::AwaitingApproval(p) => {
             let hash = p.hash();
             if old.plan.as_ref().map(|p| &p.hash) != Some(&hash) {
                 ctx.event(
@@ -405,44 +396,8 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
                 p.lines().len(),
                 stack.name_any()
             );
-            (Readiness::NotReady { reason: reasons::AWAITING_APPROVAL, message }, Action::requeue(drift_every), None)
+            Settled::Done { readiness: Readiness::NotReady { reason: reasons::AWAITING_APPROVAL, message }, requeue: Some(drift_every) }
         }
-        Outcome::Stalled(stalled, category) => {
-            ctx.metrics.errors.with_label_values(&[CONTROLLER, category.label()]).inc();
-            let action = requeue::after_failure(category, 1, drift_every, 0.0).map(Action::requeue).unwrap_or_else(Action::await_change);
-            (stalled, action, None)
-        }
-        Outcome::Transient(e) => (
-            Readiness::Reconciling { reason: reasons::TRANSIENT_ERROR, message: format!("{e}; retrying") },
-            Action::await_change(),
-            Some(Error::Aws(e)),
-        ),
-    };
-    finish(ctx, &api, &stack, old, old_value, new, readiness, action, err).await
-}
-
-/// Writes conditions and status, announces a newly stalled state, and returns.
-#[allow(clippy::too_many_arguments)]
-async fn finish(
-    ctx: &Context,
-    api: &Api<StackSpec>,
-    stack: &StackSpec,
-    old: StackSpecStatus,
-    old_value: Option<Value>,
-    mut new: StackSpecStatus,
-    readiness: Readiness,
-    action: Action,
-    err: Option<Error>,
-) -> Result<Action, Error> {
-    if let Readiness::Stalled { reason, message } = &readiness {
-        if stored_reason(&old.conditions).as_deref() != Some(*reason) {
-            ctx.event(stack, true, reason, message.clone()).await;
-        }
-    }
-    new.conditions = next_conditions(&old.conditions, &readiness, stack.metadata.generation);
-    status::write(api, stack, old_value, serde_json::to_value(&new).expect("status serializes")).await?;
-    match err {
-        Some(e) => Err(e),
-        None => Ok(action),
-    }
+        Pass::Stopped(settled) => settled,
+    })
 }

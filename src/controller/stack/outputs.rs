@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::super::{status::FIELD_MANAGER, Context};
 use crate::api::{Environment, StackSpec, MANAGED_BY, MANAGED_BY_TAG};
-use crate::core::stack::{env_key, Observed};
+use crate::core::stack::{env_key, ObservedStack};
 
 /// Why the outputs could not be written.
 pub enum OutputError {
@@ -21,7 +21,7 @@ pub enum OutputError {
 }
 
 /// The ConfigMap data for a stack.
-pub fn data(stack: &StackSpec, env: &Environment, observed: &Observed) -> BTreeMap<String, String> {
+pub fn data(stack: &StackSpec, env: &Environment, observed: &ObservedStack) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for d in &stack.spec.databases {
         let key = env_key(&d.name);
@@ -74,7 +74,7 @@ pub fn data(stack: &StackSpec, env: &Environment, observed: &Observed) -> BTreeM
 }
 
 /// Writes (server-side apply) the ConfigMap named by `spec.outputs`, owned by the StackSpec.
-pub async fn write(ctx: &Context, stack: &StackSpec, env: &Environment, observed: &Observed) -> Result<(), OutputError> {
+pub async fn write(ctx: &Context, stack: &StackSpec, env: &Environment, observed: &ObservedStack) -> Result<(), OutputError> {
     let Some(name) = &stack.spec.outputs else {
         return Ok(());
     };

@@ -111,6 +111,7 @@ fn rolled_back_by_ecs(c: &mut Ctx, r: &RolloutStatus, reason: String) {
     c.events.push((true, reasons::ROLLING_BACK, format!("{} is being rolled back by ECS: {reason}", r.sha)));
     c.st.rollback = Some(RollbackStatus {
         task_definition_arn: stable.clone(),
+        function_version_arn: None,
         reason,
         trigger: "deployment_failed".into(),
         requested_at: c.inp.now,

@@ -114,7 +114,7 @@ struct Run {
     paused: bool,
     frozen: bool,
     commands: Commands,
-    last: Option<Step>,
+    last: Option<Decision>,
     updates: usize,
     /// ECS refuses rollbacks (as the controller would see UpdateService fail).
     refuse_rollback: Option<String>,
@@ -134,11 +134,11 @@ impl Run {
             refuse_rollback: None,
         }
     }
-    fn step(&mut self, now: i64, sha: &str, round: Option<Verdict>) -> &Step {
+    fn step(&mut self, now: i64, sha: &str, round: Option<Verdict>) -> &Decision {
         let (spec_hash, td) = (format!("hash-{sha}"), format!("arn:td/{sha}"));
         self.step_spec(now, sha, &spec_hash, &td, round)
     }
-    fn step_spec(&mut self, now: i64, sha: &str, spec_hash: &str, td: &str, round: Option<Verdict>) -> &Step {
+    fn step_spec(&mut self, now: i64, sha: &str, spec_hash: &str, td: &str, round: Option<Verdict>) -> &Decision {
         let round = round.map(|v| {
             (
                 v.clone(),
@@ -204,7 +204,7 @@ fn the_first_release_creates_the_service_and_is_promoted_when_ecs_completes() {
     let s = r.step(3, "aaaaaaa", None);
     assert_eq!(s.status.phase, Phase::Healthy);
     assert!(matches!(s.readiness, Readiness::Ready { .. }));
-    assert_eq!(s.status.history[0].outcome, Outcome::Promoted);
+    assert_eq!(s.status.history[0].outcome, RolloutOutcome::Promoted);
     assert_eq!(s.status.stable_task_definition_arn.as_deref(), Some("arn:td/aaaaaaa"));
 }
 
@@ -247,7 +247,7 @@ fn failing_analysis_rolls_back_to_the_stable_task_definition_and_is_not_retried(
     // ECS accepted it (the Run plays the controller).
     assert_eq!(r.status.phase, Phase::RolledBack);
     assert_eq!(r.status.current_sha.as_deref(), Some("aaaaaaa"));
-    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    assert_eq!(r.status.history[0].outcome, RolloutOutcome::RolledBack);
     assert!(r.status.history[0].reason.contains("error-rate = 0.2"));
     let s = r.step(120, "ccccccc", None).clone();
     let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
@@ -376,7 +376,7 @@ fn a_restarted_controller_resumes_from_status_without_a_second_rollback() {
     let s = r.step(130, "ccccccc", None);
     assert_eq!(s.effects, vec![]);
     assert_eq!(r.updates, after);
-    assert_eq!(r.status.history.iter().filter(|h| h.outcome == Outcome::RolledBack).count(), 1);
+    assert_eq!(r.status.history.iter().filter(|h| h.outcome == RolloutOutcome::RolledBack).count(), 1);
 }
 
 #[test]
@@ -402,7 +402,7 @@ fn a_spec_change_mid_rollout_supersedes_it() {
     r.promote(0, "aaaaaaa");
     r.step(100, "bbbbbbb", None);
     let s = r.step(105, "ccccccc", None);
-    assert_eq!(s.status.history[0].outcome, Outcome::Superseded);
+    assert_eq!(s.status.history[0].outcome, RolloutOutcome::Superseded);
     assert_eq!(s.status.history[0].sha, "bbbbbbb");
     assert_eq!(s.status.rollout.as_ref().unwrap().sha, "ccccccc");
 }
@@ -461,7 +461,7 @@ fn a_refused_rollback_is_never_reported_as_rolled_back_and_is_retried() {
         assert_eq!(*reason, reasons::ROLLBACK_FAILED);
         assert!(message.contains("access denied") && message.contains("may still run ccccccc"), "{message}");
         assert_eq!(r.status.phase, Phase::RollingBack);
-        assert!(r.status.history.iter().all(|h| h.outcome != Outcome::RolledBack));
+        assert!(r.status.history.iter().all(|h| h.outcome != RolloutOutcome::RolledBack));
     }
     // A new spec waits for the rollback: nothing else happens first.
     let s = r.step(131, "ddddddd", None).clone();
@@ -469,7 +469,7 @@ fn a_refused_rollback_is_never_reported_as_rolled_back_and_is_retried() {
     r.refuse_rollback = None;
     r.step(140, "ccccccc", None);
     assert_eq!(r.status.phase, Phase::RolledBack);
-    assert_eq!(r.status.history.iter().filter(|h| h.outcome == Outcome::RolledBack).count(), 1);
+    assert_eq!(r.status.history.iter().filter(|h| h.outcome == RolloutOutcome::RolledBack).count(), 1);
 }
 
 /// A controller stopped after ECS accepted the rollback but before recording it: the next
@@ -622,7 +622,7 @@ fn a_failing_canary_goes_back_to_the_stable_version_with_no_share_left() {
     assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
     assert_eq!(r.status.phase, Phase::RolledBack);
     assert_eq!(r.world.service.as_ref().map(|s| s.canary.clone()), Some(None));
-    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    assert_eq!(r.status.history[0].outcome, RolloutOutcome::RolledBack);
     let steps: Vec<(i32, i32, &str)> = r.status.history[0].steps.iter().map(|x| (x.step, x.weight, x.result.as_str())).collect();
     assert_eq!(steps, [(1, 10, "RolledBack")]);
     let s = r.step(200, "ccccccc", None);
@@ -912,7 +912,7 @@ fn a_breach_at_an_ecs_pause_rolls_the_deployment_back_there() {
         "ContinueServiceDeployment ROLLBACK at the pause"
     );
     assert_eq!(r.status.phase, Phase::RolledBack);
-    assert_eq!(r.status.history[0].outcome, Outcome::RolledBack);
+    assert_eq!(r.status.history[0].outcome, RolloutOutcome::RolledBack);
     // Later passes see ECS taking the traffic back: nothing more to call.
     let s = r.step(120, "bbbbbbb", None).clone();
     assert_eq!((s.effects.clone(), s.status.phase), (vec![], Phase::RolledBack));

@@ -1,22 +1,8 @@
 use super::*;
-use crate::api::Transition;
+use crate::api::{reasons, LifecycleRule, StorageClass, Transition, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG};
 use serde_json::json;
 
-fn db(extra: serde_json::Value) -> DatabaseSpec {
-    let mut v = json!({"name": "car-rental-db", "engine": "postgres", "engineVersion": "16.4", "instanceClass": "db.t4g.micro", "allocatedStorageGiB": 20});
-    for (k, x) in extra.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    serde_json::from_value(v).unwrap()
-}
-
-fn bucket(extra: serde_json::Value) -> BucketSpec {
-    let mut v = json!({"name": "uploads"});
-    for (k, x) in extra.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    serde_json::from_value(v).unwrap()
-}
+use crate::fixtures::{bucket, database as db};
 
 fn owned() -> BTreeMap<String, String> {
     [(MANAGED_BY_TAG, MANAGED_BY), (OWNER_TAG, "car-rental/data"), ("Project", "car-rental")]
@@ -54,16 +40,16 @@ fn live_bucket() -> ObservedBucket {
     }
 }
 
-fn with<R>(adopt: bool, f: impl FnOnce(&Context) -> R) -> R {
+fn with<R>(adopt: bool, f: impl FnOnce(&PlanInputs) -> R) -> R {
     let env_tags: BTreeMap<String, String> = [("Project".to_string(), "car-rental".to_string())].into();
-    f(&Context { owner: "car-rental/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: None })
+    f(&PlanInputs { owner: "car-rental/data", env_tags: &env_tags, region: "eu-west-1", adopt, placement: None })
 }
 
 #[test]
 fn a_missing_database_is_created_with_ownership_tags() {
     let p = with(false, |c| plan_database(&db(json!({})), None, c));
     assert!(p.create);
-    let Step::CreateDatabase { tags, .. } = &p.steps[0] else { panic!() };
+    let Call::CreateDatabase { tags, .. } = &p.steps[0] else { panic!() };
     assert_eq!(tags.get(OWNER_TAG).unwrap(), "car-rental/data");
     assert_eq!(tags.get("Project").unwrap(), "car-rental");
 }
@@ -80,7 +66,7 @@ fn growing_storage_changing_class_and_retention_is_one_modify() {
     let p = with(false, |c| plan_database(&spec, Some(&live_db()), c));
     let fields: Vec<_> = p.changes.iter().map(|c| c.field).collect();
     assert_eq!(fields, ["instanceClass", "allocatedStorageGiB", "multiAz", "backupRetentionDays"]);
-    let Step::ModifyDatabase { modify, .. } = &p.steps[0] else { panic!() };
+    let Call::ModifyDatabase { modify, .. } = &p.steps[0] else { panic!() };
     assert_eq!(modify.allocated_storage_gib, Some(50));
     assert_eq!(modify.instance_class.as_deref(), Some("db.t4g.small"));
     assert_eq!(p.steps.len(), 1);
@@ -115,7 +101,7 @@ fn engine_upgrades_across_a_major_version_say_so() {
     let minor = with(false, |c| plan_database(&db(json!({"engineVersion": "16.6"})), Some(&live_db()), c));
     let major = with(false, |c| plan_database(&db(json!({"engineVersion": "17.1"})), Some(&live_db()), c));
     let flag = |p: &ResourcePlan| match &p.steps[0] {
-        Step::ModifyDatabase { modify, .. } => modify.allow_major_version_upgrade,
+        Call::ModifyDatabase { modify, .. } => modify.allow_major_version_upgrade,
         _ => panic!(),
     };
     assert!(!flag(&minor));
@@ -134,7 +120,7 @@ fn a_resource_owned_by_another_stack_is_a_conflict_and_an_unowned_one_needs_the_
     assert!(refused.refusal.unwrap().message.contains("shipshape.dev/adopt"));
     let adopted = with(true, |c| plan_database(&db(json!({})), Some(&unowned), c));
     assert!(adopted.refusal.is_none());
-    assert!(matches!(adopted.steps[0], Step::TagDatabase { .. }), "adoption tags the resource as owned");
+    assert!(matches!(adopted.steps[0], Call::TagDatabase { .. }), "adoption tags the resource as owned");
 }
 
 #[test]
@@ -146,13 +132,13 @@ fn a_new_bucket_gets_every_declared_setting() {
         .steps
         .iter()
         .map(|s| match s {
-            Step::CreateBucket { .. } => "create",
-            Step::EnableBucketAbac { .. } => "abac",
-            Step::TagBucket { .. } => "tags",
-            Step::SetVersioning { .. } => "versioning",
-            Step::SetEncryption { .. } => "encryption",
-            Step::SetPublicAccessBlock { .. } => "block",
-            Step::SetLifecycle { .. } => "lifecycle",
+            Call::CreateBucket { .. } => "create",
+            Call::EnableBucketAbac { .. } => "abac",
+            Call::TagBucket { .. } => "tags",
+            Call::SetVersioning { .. } => "versioning",
+            Call::SetEncryption { .. } => "encryption",
+            Call::SetPublicAccessBlock { .. } => "block",
+            Call::SetLifecycle { .. } => "lifecycle",
             _ => "other",
         })
         .collect();
@@ -160,7 +146,7 @@ fn a_new_bucket_gets_every_declared_setting() {
     assert_eq!(p.lines(), ["Bucket uploads: create"]);
     // Its tags, ownership included, are in the create request: IAM authorizes the creation
     // by them.
-    let Some(Step::CreateBucket { tags, .. }) = p.steps.first() else { panic!() };
+    let Some(Call::CreateBucket { tags, .. }) = p.steps.first() else { panic!() };
     assert_eq!(tags.get("shipshape.dev/owner").map(String::as_str), Some("car-rental/data"));
 }
 
@@ -170,8 +156,8 @@ fn a_bucket_made_before_abac_gets_it_first_then_only_the_tags_it_lacks() {
     live.abac = false;
     live.tags.remove("Project");
     let p = with(false, |c| plan_bucket(&bucket(json!({})), Some(&live), c));
-    assert_eq!(p.steps[0], Step::EnableBucketAbac { name: "uploads".into() });
-    let Some(Step::TagBucket { tags, .. }) = p.steps.get(1) else { panic!("{p:?}") };
+    assert_eq!(p.steps[0], Call::EnableBucketAbac { name: "uploads".into() });
+    let Some(Call::TagBucket { tags, .. }) = p.steps.get(1) else { panic!("{p:?}") };
     assert_eq!(tags, &BTreeMap::from([("Project".to_string(), "car-rental".to_string())]), "TagResource adds; ownership is not sent again");
 }
 
@@ -196,7 +182,7 @@ fn bucket_drift_is_planned_per_field_and_foreign_tags_are_kept() {
     assert_eq!(fields, ["versioning"], "transitions compare in any order: {p:?}");
     live.tags.remove("Project");
     let p = with(false, |c| plan_bucket(&spec, Some(&live), c));
-    let Some(Step::TagBucket { tags, .. }) = p.steps.iter().find(|s| matches!(s, Step::TagBucket { .. })) else { panic!() };
+    let Some(Call::TagBucket { tags, .. }) = p.steps.iter().find(|s| matches!(s, Call::TagBucket { .. })) else { panic!() };
     // S3 Control's TagResource adds to the tag set: CostCenter (someone else's) stays.
     assert_eq!(tags.get("CostCenter"), None);
     assert_eq!(tags.get("Project").map(String::as_str), Some("car-rental"));
@@ -207,8 +193,8 @@ fn turning_versioning_off_suspends_it_and_public_access_can_be_opened() {
     let mut live = live_bucket();
     live.versioning = Some("Enabled".into());
     let p = with(false, |c| plan_bucket(&bucket(json!({"versioning": false, "blockPublicAccess": false})), Some(&live), c));
-    assert!(p.steps.contains(&Step::SetVersioning { name: "uploads".into(), enabled: false }));
-    assert!(p.steps.contains(&Step::SetPublicAccessBlock { name: "uploads".into(), block: false }));
+    assert!(p.steps.contains(&Call::SetVersioning { name: "uploads".into(), enabled: false }));
+    assert!(p.steps.contains(&Call::SetPublicAccessBlock { name: "uploads".into(), block: false }));
     assert!(p.lines().contains(&"Bucket uploads: update versioning: Enabled -> Suspended".to_string()));
 }
 
@@ -216,7 +202,7 @@ fn turning_versioning_off_suspends_it_and_public_access_can_be_opened() {
 fn a_stack_plan_with_one_refusal_changes_nothing_and_its_hash_follows_its_content() {
     let mut live = live_db();
     live.allocated_storage_gib = 100;
-    let observed = Observed {
+    let observed = ObservedStack {
         databases: [("car-rental-db".to_string(), Some(live))].into(),
         buckets: Default::default(),
         tables: Default::default(),
@@ -224,10 +210,10 @@ fn a_stack_plan_with_one_refusal_changes_nothing_and_its_hash_follows_its_conten
     };
     let p = with(false, |c| plan(&[db(json!({}))], &[bucket(json!({}))], &[], &observed, c));
     assert!(p.refusal().is_some());
-    let a = with(false, |c| plan(&[], &[bucket(json!({}))], &[], &Observed::default(), c));
-    let b = with(false, |c| plan(&[], &[bucket(json!({"name": "other"}))], &[], &Observed::default(), c));
+    let a = with(false, |c| plan(&[], &[bucket(json!({}))], &[], &ObservedStack::default(), c));
+    let b = with(false, |c| plan(&[], &[bucket(json!({"name": "other"}))], &[], &ObservedStack::default(), c));
     assert_ne!(a.hash(), b.hash());
-    assert_eq!(a.hash(), with(false, |c| plan(&[], &[bucket(json!({}))], &[], &Observed::default(), c)).hash());
+    assert_eq!(a.hash(), with(false, |c| plan(&[], &[bucket(json!({}))], &[], &ObservedStack::default(), c)).hash());
     assert_eq!(a.hash().len(), 12);
 }
 

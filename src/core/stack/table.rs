@@ -15,83 +15,11 @@ use std::collections::BTreeMap;
 
 use crate::api::{reasons, AttributeType, Billing, Capacity, IndexSpec, KeyAttribute, Projection, StreamView, TableEncryption, TableSpec};
 
-use super::requeue::Category;
-use super::stack::{ownership_check, ownership_tags, unsupported, Context, FieldChange, Refusal, ResourcePlan, Step};
-
-/// A global secondary index as DynamoDB reports it.
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct ObservedIndex {
-    /// Index name.
-    pub name: String,
-    /// Partition key.
-    pub partition_key: Option<KeyAttribute>,
-    /// Sort key.
-    pub sort_key: Option<KeyAttribute>,
-    /// Projection.
-    pub projection: Projection,
-    /// Non-key attributes (Include), sorted.
-    pub non_key_attributes: Vec<String>,
-    /// Provisioned capacity (0/0 on demand: None).
-    pub capacity: Option<Capacity>,
-    /// CREATING, UPDATING, DELETING, ACTIVE.
-    pub status: String,
-}
-
-/// A table as DynamoDB reports it (DescribeTable, DescribeContinuousBackups,
-/// DescribeTimeToLive, ListTagsOfResource).
-#[derive(Clone, Debug, PartialEq, Default)]
-pub struct ObservedTable {
-    /// Name.
-    pub name: String,
-    /// ARN.
-    pub arn: String,
-    /// CREATING, UPDATING, DELETING, ACTIVE, ...
-    pub status: String,
-    /// Partition key.
-    pub partition_key: Option<KeyAttribute>,
-    /// Sort key.
-    pub sort_key: Option<KeyAttribute>,
-    /// Billing mode.
-    pub billing: Billing,
-    /// Provisioned capacity (None on demand).
-    pub capacity: Option<Capacity>,
-    /// Global secondary indexes.
-    pub indexes: Vec<ObservedIndex>,
-    /// Point-in-time recovery enabled.
-    pub point_in_time_recovery: bool,
-    /// TTL attribute and status (ENABLED, ENABLING, DISABLING, DISABLED).
-    pub ttl: Option<(String, String)>,
-    /// Encryption at rest (KMS: AwsManaged or CustomerKey cannot be told apart without KMS;
-    /// the SDK adapter reports KMS as AwsManaged with the key's ARN).
-    pub encryption: TableEncryption,
-    /// The KMS key's ARN (KMS encryption).
-    pub kms_key_arn: Option<String>,
-    /// Deletion protection.
-    pub deletion_protection: bool,
-    /// Stream view type when a stream is enabled.
-    pub stream: Option<StreamView>,
-    /// The latest stream's ARN.
-    pub stream_arn: Option<String>,
-    /// Tags.
-    pub tags: BTreeMap<String, String>,
-}
-
-/// One UpdateTable call (DynamoDB accepts one kind of change per call).
-#[derive(Clone, Debug, PartialEq)]
-pub enum TableUpdate {
-    /// BillingMode and ProvisionedThroughput, with each index's throughput when Provisioned.
-    Billing { billing: Billing, capacity: Option<Capacity>, indexes: Vec<(String, Capacity)> },
-    /// GlobalSecondaryIndexUpdates Create (with the attribute definitions of its keys).
-    CreateIndex { index: IndexSpec, capacity: Option<Capacity> },
-    /// GlobalSecondaryIndexUpdates Delete.
-    DeleteIndex { name: String },
-    /// StreamSpecification.
-    Stream(Option<StreamView>),
-    /// SSESpecification.
-    Encryption { encryption: TableEncryption, kms_key_id: Option<String> },
-    /// DeletionProtectionEnabled.
-    DeletionProtection(bool),
-}
+use super::plan::{
+    add_missing_tags, ownership_check, ownership_tags, unsupported, Call, FieldChange, ObservedTable, PlanInputs, Refusal, ResourceKind,
+    ResourcePlan, TableUpdate,
+};
+use crate::core::requeue::Category;
 
 /// The DynamoDB name of a stream view type.
 pub fn stream_view_name(v: StreamView) -> &'static str {
@@ -183,8 +111,8 @@ fn invalid(name: &str, message: String) -> Refusal {
 }
 
 /// Plans one table.
-pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Context) -> ResourcePlan {
-    let mut plan = ResourcePlan::new("Table", &spec.name);
+pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &PlanInputs) -> ResourcePlan {
+    let mut plan = ResourcePlan::new(ResourceKind::Table, &spec.name);
     let name = spec.name.clone();
     if let Err(e) = attribute_definitions(spec) {
         plan.refusal = Some(invalid(&name, e));
@@ -207,18 +135,18 @@ pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Cont
     let tags = ownership_tags(ctx, &spec.tags);
     let Some(t) = observed else {
         plan.create = true;
-        plan.steps.push(Step::CreateTable { spec: spec.clone(), tags });
+        plan.steps.push(Call::CreateTable { spec: spec.clone(), tags });
         // Point-in-time recovery and TTL are set once the table is ACTIVE.
         if spec.point_in_time_recovery || spec.ttl_attribute.is_some() {
             plan.waiting = Some("CREATING".into());
         }
         return plan;
     };
-    if let Some(r) = ownership_check("Table", &name, &t.tags, ctx) {
+    if let Some(r) = ownership_check(ResourceKind::Table, &name, &t.tags, ctx) {
         plan.refusal = Some(r);
         return plan;
     }
-    let refuse = |field: &str, from: String, to: String, why: &str| unsupported("Table", &name, field, from, to, why);
+    let refuse = |field: &str, from: String, to: String, why: &str| unsupported(ResourceKind::Table, &name, field, from, to, why);
     const KEYS: &str = "a table's key schema is fixed at creation; create a new table and copy the items";
     if t.partition_key.as_ref() != Some(&spec.partition_key) {
         plan.refusal = Some(refuse("partitionKey", key(t.partition_key.as_ref()), key(Some(&spec.partition_key)), KEYS));
@@ -311,7 +239,7 @@ pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Cont
     for (change, update) in updates {
         plan.changes.push(change);
         if first && !busy {
-            plan.steps.push(Step::UpdateTable { name: name.clone(), update });
+            plan.steps.push(Call::UpdateTable { name: name.clone(), update });
         }
         first = false;
     }
@@ -329,7 +257,7 @@ pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Cont
             to: spec.point_in_time_recovery.to_string(),
         });
         if t.status == "ACTIVE" {
-            plan.steps.push(Step::SetPointInTimeRecovery { name: name.clone(), enabled: spec.point_in_time_recovery });
+            plan.steps.push(Call::SetPointInTimeRecovery { name: name.clone(), enabled: spec.point_in_time_recovery });
         } else {
             plan.waiting.get_or_insert_with(|| t.status.clone());
         }
@@ -350,24 +278,16 @@ pub fn plan_table(spec: &TableSpec, observed: Option<&ObservedTable>, ctx: &Cont
             match (&ttl_on, &spec.ttl_attribute) {
                 // Another attribute: TTL off first (it names the attribute it turns off).
                 (Some(old), Some(_)) => {
-                    plan.steps.push(Step::SetTtl { name: name.clone(), attribute: old.clone(), enabled: false });
+                    plan.steps.push(Call::SetTtl { name: name.clone(), attribute: old.clone(), enabled: false });
                     plan.waiting.get_or_insert_with(|| "TTL changing".into());
                 }
-                (None, Some(new)) => plan.steps.push(Step::SetTtl { name: name.clone(), attribute: new.clone(), enabled: true }),
-                (Some(old), None) => plan.steps.push(Step::SetTtl { name: name.clone(), attribute: old.clone(), enabled: false }),
+                (None, Some(new)) => plan.steps.push(Call::SetTtl { name: name.clone(), attribute: new.clone(), enabled: true }),
+                (Some(old), None) => plan.steps.push(Call::SetTtl { name: name.clone(), attribute: old.clone(), enabled: false }),
                 (None, None) => {}
             }
         }
     }
-    let missing = super::ownership::missing_tags(&tags, &t.tags);
-    if !missing.is_empty() {
-        plan.changes.push(FieldChange {
-            field: "tags",
-            from: super::stack::join_keys(&t.tags, &missing),
-            to: super::stack::join(&missing),
-        });
-        plan.steps.push(Step::TagTable { arn: t.arn.clone(), tags: missing });
-    }
+    add_missing_tags(&mut plan, &tags, &t.tags, |tags| Call::TagTable { arn: t.arn.clone(), tags });
     plan
 }
 

@@ -1,4 +1,4 @@
-//! ServiceReleases whose target is a Lambda function. The rollout state machine is the one
+//! Lambda functions as a release's target. The rollout state machine is the one
 //! ECS releases use, with Lambda's pieces in ECS's places: a version published for the
 //! release's content (found again by its description `shipshape <content hash>`, never
 //! published twice) is the "task definition", and the alias callers invoke is the
@@ -7,19 +7,66 @@
 //! An alias someone changed (another version, or weighted routing) is drift and put back.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use super::release::{commands, measure, Outcome, Pending, PAUSED_ANNOTATION};
-use super::{stall_for, Context, Error};
-use crate::api::{reasons, Environment, FunctionSpec, ServiceRelease, ADOPT_ANNOTATION, MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG};
-use crate::aws::{AwsClients, AwsError, FunctionConfig, ObservedAlias, ServiceRequest};
-use crate::core::conditions::Readiness;
-use crate::core::ownership::{self, Ownership};
-use crate::core::requeue::Category;
-use crate::core::rollout::{self, Config, DeploymentObs, Network, ServiceObs};
+use super::round::{self, Decided, Outcome, Seen};
+use crate::api::{reasons, Environment, FunctionSpec, ServiceRelease, ServiceReleaseStatus};
+use crate::aws::{AwsClients, AwsError, FunctionConfig, ObservedAlias};
+use crate::controller::{Context, Error};
+use crate::core::rollout::{Config, DeploymentObs, Effect, Network, ServiceObs};
+
+/// The Lambda calls a decision makes: the alias moved (or created) at a version.
+pub(crate) struct Calls {
+    /// The function.
+    pub(crate) function: String,
+    /// The alias callers invoke.
+    pub(crate) alias: String,
+    /// The effects, each naming a version by its qualified ARN.
+    pub(crate) effects: Vec<Effect>,
+}
+
+/// The state machine keeps each revision in one field per place (`taskDefinitionArn`,
+/// `stableTaskDefinitionArn`, the rollout's, the rollback's, each history entry's); a Lambda
+/// release's status names them as Lambda does (`functionVersionArn`, ...). This reads a
+/// stored status into the machine's fields — a status written before the Lambda names
+/// existed, with its versions under the task definition names, reads as it is.
+pub(super) fn status_in(s: ServiceReleaseStatus) -> ServiceReleaseStatus {
+    rename(s, true)
+}
+
+/// The status as a Lambda release stores it: [`status_in`] undone, the versions under the
+/// Lambda names only (the task definition names are dropped, so an object written by an
+/// older shipshape moves over on its next status write).
+pub(super) fn status_out(s: ServiceReleaseStatus) -> ServiceReleaseStatus {
+    rename(s, false)
+}
+
+/// Moves every revision from the Lambda names to the machine's (`to_machine`) or back.
+fn rename(mut s: ServiceReleaseStatus, to_machine: bool) -> ServiceReleaseStatus {
+    let mv = |lambda: &mut Option<String>, machine: &mut Option<String>| {
+        let (from, into) = if to_machine { (lambda, machine) } else { (machine, lambda) };
+        if let Some(v) = from.take() {
+            *into = Some(v);
+        }
+    };
+    mv(&mut s.function_version_arn, &mut s.task_definition_arn);
+    mv(&mut s.stable_function_version_arn, &mut s.stable_task_definition_arn);
+    if let Some(ro) = s.rollout.as_mut() {
+        mv(&mut ro.function_version_arn, &mut ro.task_definition_arn);
+    }
+    if let Some(rb) = s.rollback.as_mut() {
+        let mut machine = Some(std::mem::take(&mut rb.task_definition_arn)).filter(|v| !v.is_empty());
+        mv(&mut rb.function_version_arn, &mut machine);
+        rb.task_definition_arn = machine.unwrap_or_default();
+    }
+    for h in &mut s.history {
+        mv(&mut h.function_version_arn, &mut h.task_definition_arn);
+    }
+    s
+}
 
 /// The function's configuration for this release: code for its SHA, settings, environment
 /// (the StackSpec's outputs, then the spec's own variables), the execution role (its own,
@@ -109,22 +156,16 @@ pub(super) async fn converge(
     f: &FunctionSpec,
     aws: AwsClients,
     outputs: BTreeMap<String, String>,
-) -> Result<Outcome, Error> {
-    let fail =
-        |e: AwsError| if e.category().is_transient() { Outcome::Transient(e) } else { Outcome::Stalled(stall_for(&e), e.category()) };
+) -> Result<Outcome<Calls>, Error> {
+    let fail = Outcome::failed;
     let st = r.status.clone().unwrap_or_default();
     let name = r.spec.service.clone().unwrap_or_else(|| r.name_any());
-    let owner = crate::api::owner_of(r);
-    let mut tags = env.spec.tags.clone();
-    tags.insert(MANAGED_BY_TAG.into(), MANAGED_BY.into());
-    tags.insert(OWNER_TAG.into(), owner.clone());
-    let adopt = r.annotations().get(ADOPT_ANNOTATION).map(String::as_str) == Some("true");
+    let (owner, tags, adopt) = round::ownership_of(r, env);
     let Some(config) = config(&name, r, f, env.spec.function_role_arn.as_deref(), &outputs) else {
-        let message = format!(
+        return Ok(Outcome::invalid(format!(
             "Lambda function {name} has no execution role: set spec.function.roleArn, or functionRoleArn on Environment {}",
             env.name_any()
-        );
-        return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
+        )));
     };
     if let Some((bucket, key)) = &config.s3 {
         if !env.spec.allows_function_code(bucket, key) {
@@ -133,11 +174,10 @@ pub(super) async fn converge(
             } else {
                 format!("it declares {}", env.spec.function_code_locations.join(", "))
             };
-            let message = format!(
+            return Ok(Outcome::invalid(format!(
                 "Lambda function {name}: code s3://{bucket}/{key} (spec.function.s3) is outside Environment {}'s functionCodeLocations ({declared}); add its location there",
                 env.name_any()
-            );
-            return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::INVALID_SPEC, message }, Category::InvalidSpec));
+            )));
         }
     }
     let description = description(&config);
@@ -149,27 +189,12 @@ pub(super) async fn converge(
     };
     let what = format!("Lambda function {name}");
     if let Some(fun) = &function {
-        match ownership::check(&what, &fun.tags, &owner, adopt, "ServiceRelease") {
-            Ownership::Conflict(message) => {
-                return Ok(Outcome::Stalled(Readiness::Stalled { reason: reasons::CONFLICT, message }, Category::Conflict))
-            }
-            Ownership::Adopt => {
-                ctx.may_act()?;
-                if let Err(e) = aws.lambda.tag_function(&fun.arn, &tags).await {
-                    return Ok(fail(e));
-                }
-                ctx.event(r, false, reasons::ADOPTED, format!("adopted {what} (shipshape.dev/adopt); it now carries owner tag {owner}"))
-                    .await;
-            }
-            Ownership::Ours => {
-                let missing = ownership::missing_tags(&tags, &fun.tags);
-                if !missing.is_empty() {
-                    ctx.may_act()?;
-                    if let Err(e) = aws.lambda.tag_function(&fun.arn, &missing).await {
-                        return Ok(fail(e));
-                    }
-                }
-            }
+        let tag = |add: BTreeMap<String, String>| {
+            let (lambda, arn) = (aws.lambda.clone(), fun.arn.clone());
+            async move { lambda.tag_function(&arn, &add).await }
+        };
+        if let Err(stop) = round::claim(ctx, r, &what, &fun.tags, (&owner, &tags, adopt), tag).await? {
+            return Ok(stop);
         }
         if fun.reserved_concurrency != f.reserved_concurrency {
             ctx.may_act()?;
@@ -200,7 +225,7 @@ pub(super) async fn converge(
             }
             match publish_when_ready(&aws, &name, &description).await {
                 Ok(Some(v)) => v,
-                Ok(None) => return Ok(Outcome::Waiting(format!("Lambda function {name} is being created"))),
+                Ok(None) => return Ok(Outcome::waiting(reasons::PROGRESSING, format!("Lambda function {name} is being created"))),
                 Err(e) => return Ok(fail(e)),
             }
         }
@@ -212,14 +237,14 @@ pub(super) async fn converge(
                     if let Err(e) = aws.lambda.update_function(&config, &description).await {
                         // Lambda refuses a change while the previous one is in progress.
                         if matches!(e, AwsError::Conflict { .. }) {
-                            return Ok(Outcome::Waiting(format!("Lambda function {name} is being updated")));
+                            return Ok(Outcome::waiting(reasons::PROGRESSING, format!("Lambda function {name} is being updated")));
                         }
                         return Ok(fail(e));
                     }
                 }
                 match publish_when_ready(&aws, &name, &description).await {
                     Ok(Some(v)) => v,
-                    Ok(None) => return Ok(Outcome::Waiting(format!("Lambda function {name} is being updated"))),
+                    Ok(None) => return Ok(Outcome::waiting(reasons::PROGRESSING, format!("Lambda function {name} is being updated"))),
                     Err(e) => return Ok(fail(e)),
                 }
             }
@@ -247,71 +272,65 @@ pub(super) async fn converge(
     let function_arn = version.rsplit_once(':').map(|(base, _)| base.to_string()).unwrap_or_default();
     let observed = alias.as_ref().map(|a| as_service(a, &function_arn, &tags, r.spec.replicas));
 
-    let now = chrono::Utc::now();
-    let sha = r.spec.image.git_sha.to_string();
     let stable_version = st.stable_task_definition_arn.as_deref().map(version_of).unwrap_or_default().to_string();
-    let vars = [
-        ("function", name.clone()),
-        ("version", version_of(&version).to_string()),
-        ("revision", version_of(&version).to_string()),
-        ("stableVersion", stable_version),
-        ("alias", f.alias.clone()),
-    ];
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, &aws, &sha, &vars).await) } else { None };
-    let verdict_at = Instant::now();
-    let cmds = commands(r, &st);
-    let frozen = env.spec.freeze || env.metadata.deletion_timestamp.is_some();
-    let paused = r.spec.paused || r.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
-    let inputs = rollout::Inputs {
-        now,
-        sha: &sha,
+    let seen = Seen {
         spec_hash: &hash,
         task_definition: &version,
-        replicas: r.spec.replicas,
-        deployment_percents: (200, 100),
         service: observed.as_ref(),
         network: &Network::default(),
-        paused,
-        frozen,
-        commands: &cmds,
-        round,
-        config: cfg,
+        deployment_percents: (200, 100),
+        vars: vec![
+            ("function", name.clone()),
+            ("version", version_of(&version).to_string()),
+            ("revision", version_of(&version).to_string()),
+            ("stableVersion", stable_version),
+            ("alias", f.alias.clone()),
+        ],
     };
-    let step = rollout::step(&st, &inputs);
-    let requests = step
-        .effects
-        .iter()
-        .map(|effect| {
-            let req = ServiceRequest {
-                cluster: String::new(),
-                name: name.clone(),
-                task_definition: effect.task_definition().to_string(),
-                desired_count: r.spec.replicas,
-                subnets: vec![],
-                security_groups: vec![],
-                assign_public_ip: false,
-                maximum_percent: 200,
-                minimum_healthy_percent: 100,
-                tags: tags.clone(),
-                client_token: String::new(),
-                load_balancer: None,
-                native: None,
+    let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
+    let calls = Calls { function: name, alias: f.alias.clone(), effects: decision.effects.clone() };
+    Ok(Outcome::Stepped(Box::new(decision), Box::new(Decided { aws, verdict_at, frozen, cfg: cfg.clone(), calls })))
+}
+
+impl Calls {
+    /// The alias created at, or moved to, each effect's version (with no weighted routing
+    /// left), a rollback included. Returns the version a rollback points at and the outcome.
+    pub(crate) async fn execute(&self, aws: &AwsClients) -> (Option<String>, Result<(), AwsError>) {
+        let (name, alias) = (&self.function, &self.alias);
+        let mut rollback_to = None;
+        for effect in &self.effects {
+            let version = version_of(effect.task_definition());
+            let done = match effect {
+                Effect::CreateService { .. } => match aws.lambda.set_alias(name, alias, version, true).await {
+                    // Made by an earlier attempt whose answer was lost: point it.
+                    Err(AwsError::Conflict { .. }) => aws.lambda.set_alias(name, alias, version, false).await,
+                    other => other,
+                },
+                Effect::UpdateService { .. } => aws.lambda.set_alias(name, alias, version, false).await,
+                Effect::RollBack { task_definition } => {
+                    rollback_to = Some(task_definition.clone());
+                    aws.lambda.set_alias(name, alias, version, false).await
+                }
+                Effect::Shift { stable, weight, .. } => {
+                    let share = f64::from(*weight) / 100.0;
+                    aws.lambda.route_alias(name, alias, version_of(stable), version, share).await
+                }
+                Effect::Resume { .. } | Effect::Halt { .. } => {
+                    Err(AwsError::Invalid { op: "UpdateAlias", message: "a Lambda alias has no ECS service deployment".into() })
+                }
             };
-            (effect.clone(), req)
-        })
-        .collect();
-    let pending = Pending {
-        aws,
-        environment: env.name_any(),
-        cluster: String::new(),
-        service: name.clone(),
-        requests,
-        verdict_at,
-        frozen,
-        cfg: cfg.clone(),
-        alias: Some(f.alias.clone()),
-    };
-    Ok(Outcome::Stepped(Box::new(step), Box::new(pending)))
+            if let Err(e) = done {
+                return (rollback_to, Err(e));
+            }
+        }
+        (rollback_to, Ok(()))
+    }
+}
+
+/// The function's tags, None when it is gone (a deleted release checks whose it is before
+/// deleting it).
+pub(crate) async fn tags_of(aws: &AwsClients, function: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    Ok(aws.lambda.get_function(function).await?.map(|f| f.tags))
 }
 
 /// Publishes $LATEST once Lambda has finished updating it (None: still updating; the
@@ -339,14 +358,8 @@ async fn publish_when_ready(aws: &AwsClients, name: &str, description: &str) -> 
 mod tests {
     use super::*;
 
-    fn release(extra: serde_json::Value) -> ServiceRelease {
-        let mut spec = serde_json::json!({"environment": "prod", "image": {"gitSha": "3f9c2a1d"},
-            "function": {"s3": {"bucket": "builds", "key": "api/{{sha}}.zip"}, "runtime": "nodejs20.x", "handler": "index.handler",
-                "roleArn": "arn:aws:iam::123456789012:role/api"}});
-        for (k, v) in extra.as_object().unwrap() {
-            spec["function"][k] = v.clone();
-        }
-        ServiceRelease::new("api", serde_json::from_value(spec).unwrap())
+    fn release(function: serde_json::Value) -> ServiceRelease {
+        crate::fixtures::release("team", "api", crate::fixtures::function_release_spec(function))
     }
 
     #[test]
@@ -371,7 +384,10 @@ mod tests {
         let env_role = "arn:aws:iam::123456789012:role/env-default";
         let own = release(serde_json::json!({}));
         let f = own.spec.function.clone().unwrap();
-        assert_eq!(config("api", &own, &f, Some(env_role), &outputs).unwrap().role_arn, "arn:aws:iam::123456789012:role/api");
+        assert_eq!(
+            config("api", &own, &f, Some(env_role), &outputs).unwrap().role_arn,
+            "arn:aws:iam::123456789012:role/shipshape/lambda/api"
+        );
         let none = release(serde_json::json!({"roleArn": null}));
         let f = none.spec.function.clone().unwrap();
         assert_eq!(config("api", &none, &f, Some(env_role), &outputs).unwrap().role_arn, env_role);
@@ -390,5 +406,28 @@ mod tests {
         let weighted = ObservedAlias { weights: BTreeMap::from([("2".to_string(), 0.1), ("4".to_string(), 0.2)]), ..plain };
         assert_ne!(as_service(&weighted, "arn:fn", &BTreeMap::new(), 1).task_definition, "arn:fn:3", "no step has two");
         assert_eq!(version_of("arn:aws:lambda:eu-west-1:123456789012:function:api:7"), "7");
+    }
+
+    #[test]
+    fn versions_are_stored_under_lambda_names_and_old_statuses_read_as_they_are() {
+        let v = |n: u32| format!("arn:aws:lambda:eu-west-1:123456789012:function:api:{n}");
+        let old: ServiceReleaseStatus = serde_json::from_value(serde_json::json!({
+            "phase": "RollingBack", "taskDefinitionArn": v(3), "stableTaskDefinitionArn": v(2),
+            "rollout": {"sha": "bbbbbbb", "startedAt": "2026-12-01T00:00:00Z", "taskDefinitionArn": v(3)},
+            "rollback": {"taskDefinitionArn": v(2), "reason": "r", "trigger": "analysis", "requestedAt": "2026-12-01T00:01:00Z"},
+            "history": [{"sha": "aaaaaaa", "taskDefinitionArn": v(2), "outcome": "Promoted", "startedAt": "2026-11-30T00:00:00Z"}]
+        }))
+        .unwrap();
+        let machine = status_in(old.clone());
+        assert_eq!(machine, old, "a status written by an older shipshape reads as it is");
+        let stored = serde_json::to_value(status_out(machine.clone())).unwrap();
+        assert!(!stored.to_string().contains("askDefinitionArn"), "{stored}");
+        assert_eq!(stored["functionVersionArn"], v(3));
+        assert_eq!(stored["stableFunctionVersionArn"], v(2));
+        assert_eq!(stored["rollout"]["functionVersionArn"], v(3));
+        assert_eq!(stored["rollback"]["functionVersionArn"], v(2));
+        assert_eq!(stored["history"][0]["functionVersionArn"], v(2));
+        let again: ServiceReleaseStatus = serde_json::from_value(stored).unwrap();
+        assert_eq!(status_in(again), machine, "written and read back, nothing lost");
     }
 }

@@ -1,26 +1,19 @@
 use std::collections::BTreeMap;
 
-use proptest::prelude::*;
 use serde_json::json;
 
 use super::*;
-use crate::api::{MANAGED_BY, MANAGED_BY_TAG, OWNER_TAG};
-use crate::core::stack::{Context, Placement};
+use crate::api::OWNER_TAG;
+use crate::core::stack::{Placement, PlanInputs};
 
-fn cache(extra: serde_json::Value) -> CacheSpec {
-    let mut v = json!({"name": "shop-redis", "engineVersion": "7.0", "nodeType": "cache.r6g.large"});
-    for (k, x) in extra.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    serde_json::from_value(v).unwrap()
-}
+use crate::fixtures::cache;
 
 fn owned() -> BTreeMap<String, String> {
-    [(MANAGED_BY_TAG, MANAGED_BY), (OWNER_TAG, "shop/data")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    crate::fixtures::owned_by("shop/data")
 }
 
-fn ctx<'a>(env_tags: &'a BTreeMap<String, String>, placement: Option<&'a Placement>) -> Context<'a> {
-    Context { owner: "shop/data", env_tags, region: "eu-west-1", adopt: false, placement }
+fn ctx<'a>(env_tags: &'a BTreeMap<String, String>, placement: Option<&'a Placement>) -> PlanInputs<'a> {
+    PlanInputs { owner: "shop/data", env_tags, region: "eu-west-1", adopt: false, placement }
 }
 
 /// The group ElastiCache would hold after creating `spec`.
@@ -60,7 +53,7 @@ fn a_new_cache_goes_into_the_environments_subnet_group() {
     let placement = Placement::of("prod", &["subnet-1".into()], &["sg-1".into()]).unwrap();
     let p = plan_cache(&shop(), None, &ctx(&env, Some(&placement)));
     assert!(p.create);
-    assert!(matches!(&p.steps[..], [Step::EnsureCacheSubnetGroup { .. }, Step::CreateCache { placement: Some(pl), tags, .. }]
+    assert!(matches!(&p.steps[..], [Call::EnsureCacheSubnetGroup { .. }, Call::CreateCache { placement: Some(pl), tags, .. }]
         if pl.subnet_group == "shipshape-prod" && tags.get(OWNER_TAG).map(String::as_str) == Some("shop/data")));
     // The plan names the Secret, never a token.
     assert!(!format!("{p:?}").contains("token\": \""));
@@ -103,7 +96,7 @@ fn drift_is_put_back_with_one_modification() {
     let p = plan_cache(&spec, Some(&drifted), &ctx(&env, None));
     assert_eq!(
         p.steps,
-        vec![Step::ModifyCache {
+        vec![Call::ModifyCache {
             name: "shop-redis".into(),
             modify: CacheModify {
                 node_type: Some("cache.r6g.large".into()),
@@ -127,12 +120,12 @@ fn replicas_come_before_failover_and_failover_goes_before_the_last_replica() {
     let replicated = cache(json!({"replicas": 1, "multiAz": true}));
     // Growing: the replica first (failover needs one), the failover on a later pass.
     let p = plan_cache(&replicated, Some(&live(&single)), &ctx(&env, None));
-    assert_eq!(p.steps, vec![Step::SetCacheReplicas { name: "shop-redis".into(), replicas: 1, from: 0 }]);
+    assert_eq!(p.steps, vec![Call::SetCacheReplicas { name: "shop-redis".into(), replicas: 1, from: 0 }]);
     assert!(p.waiting.is_some());
     // Shrinking to none: failover and Multi-AZ off first, the replica on a later pass.
     let p = plan_cache(&single, Some(&live(&replicated)), &ctx(&env, None));
     assert!(
-        matches!(&p.steps[..], [Step::ModifyCache { modify, .. }] if modify.automatic_failover == Some(false) && modify.multi_az == Some(false))
+        matches!(&p.steps[..], [Call::ModifyCache { modify, .. }] if modify.automatic_failover == Some(false) && modify.multi_az == Some(false))
     );
     assert!(p.waiting.is_some());
 }
@@ -142,7 +135,7 @@ fn redis_moves_to_valkey_and_never_back() {
     let env = BTreeMap::new();
     let valkey = cache(json!({"engine": "valkey", "engineVersion": "8.0"}));
     let p = plan_cache(&valkey, Some(&live(&cache(json!({})))), &ctx(&env, None));
-    assert!(matches!(&p.steps[..], [Step::ModifyCache { modify, .. }]
+    assert!(matches!(&p.steps[..], [Call::ModifyCache { modify, .. }]
         if modify.engine.as_deref() == Some("valkey") && modify.engine_version.as_deref() == Some("8.0")));
     let back = plan_cache(&cache(json!({"engineVersion": "8.0"})), Some(&live(&valkey)), &ctx(&env, None));
     assert_eq!(back.refusal.map(|r| r.reason), Some(reasons::UNSUPPORTED_CHANGE));
@@ -153,72 +146,4 @@ fn another_owners_cache_is_a_conflict() {
     let env = BTreeMap::new();
     let foreign = ObservedCache { tags: [(OWNER_TAG.to_string(), "other/x".to_string())].into(), ..live(&shop()) };
     assert_eq!(plan_cache(&shop(), Some(&foreign), &ctx(&env, None)).refusal.map(|r| r.reason), Some(reasons::CONFLICT));
-}
-
-fn apply(observed: &mut ObservedCache, p: &ResourcePlan) {
-    for s in &p.steps {
-        match s {
-            Step::ModifyCache { modify: m, .. } => {
-                if let Some(v) = &m.node_type {
-                    observed.node_type = v.clone();
-                }
-                if let Some(v) = &m.engine {
-                    observed.engine = Some(v.clone());
-                }
-                if let Some(v) = &m.engine_version {
-                    observed.engine_version = Some(v.clone());
-                }
-                if let Some(v) = m.multi_az {
-                    observed.multi_az = v;
-                }
-                if let Some(v) = m.automatic_failover {
-                    assert!(!v || observed.members.len() > 1, "failover on without a replica");
-                    observed.automatic_failover = v;
-                }
-                if let Some(v) = m.snapshot_retention_days {
-                    observed.snapshot_retention_days = v;
-                }
-                if let Some(v) = &m.snapshot_window {
-                    observed.snapshot_window = Some(v.clone());
-                }
-                if let Some(v) = &m.maintenance_window {
-                    observed.maintenance_window = Some(v.clone());
-                }
-            }
-            Step::SetCacheReplicas { replicas, .. } => {
-                assert!(*replicas > 0 || !observed.automatic_failover, "the last replica removed under failover");
-                observed.members = (0..=*replicas).map(|i| format!("m{i}")).collect();
-            }
-            Step::TagCache { tags, .. } => observed.tags.extend(tags.clone()),
-            _ => {}
-        }
-    }
-}
-
-fn spec_strategy() -> impl Strategy<Value = CacheSpec> {
-    (0i32..4, any::<bool>(), 0i32..10, prop_oneof![Just("cache.t4g.micro"), Just("cache.r6g.large")], proptest::option::of(Just("03:00-05:00")))
-        .prop_map(|(replicas, multi_az, days, node, window)| {
-            cache(json!({"replicas": replicas, "multiAz": multi_az && replicas > 0, "snapshotRetentionDays": days, "nodeType": node, "snapshotWindow": window}))
-        })
-}
-
-proptest! {
-    /// From any group shipshape could have made, the plan reaches the declared one in a few
-    /// passes without ever turning failover on without a replica or removing the last
-    /// replica under failover, then plans nothing.
-    #[test]
-    fn any_cache_converges_to_its_spec(spec in spec_strategy(), from in spec_strategy()) {
-        let env = BTreeMap::new();
-        let mut observed = live(&from);
-        for _ in 0..6 {
-            let p = plan_cache(&spec, Some(&observed), &ctx(&env, None));
-            prop_assert!(p.refusal.is_none(), "{:?}", p.refusal);
-            if p.steps.is_empty() && p.waiting.is_none() {
-                prop_assert!(p.changes.is_empty(), "{:?}", p.changes);
-                return Ok(());
-            }
-            apply(&mut observed, &p);
-        }
-        prop_assert!(false, "did not converge: {:?}", plan_cache(&spec, Some(&observed), &ctx(&env, None)));
-    }
 }

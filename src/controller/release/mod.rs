@@ -1,0 +1,323 @@
+//! The ServiceRelease controller. A release's target is a room of its own — an ECS service
+//! (`ecs.rs`) or a Lambda function (`lambda.rs`) — and every target shares the round in
+//! `round.rs` (commands, outputs, analysis, ownership, the state machine's decision) and the
+//! metrics in `metrics.rs`. This module checks the spec and the Environment, hands the
+//! release to its target, writes the decision before its calls are made, and settles what
+//! they did. A third target is one more file and one more variant of [`Pending`].
+
+mod ecs;
+mod lambda;
+mod metrics;
+mod round;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use tracing::{info, instrument};
+
+use self::metrics::{export, forget, rollback_reason, sha_of};
+use self::round::Outcome;
+use super::reconcile::{finish, next_conditions, settle, Kind, Settled, Written};
+use super::{environment, status, tenant, Context, Error, Settings};
+use crate::api::{owner_of, reasons, Environment, Phase, ReleaseDeletionPolicy, ServiceRelease, ServiceReleaseStatus, OWNER_TAG};
+use crate::aws::{AwsClients, AwsError};
+use crate::core::requeue;
+use crate::core::rollout::{self, Config, Effect};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "servicerelease";
+/// Annotation: a new value retries a rolled-back spec.
+pub const RETRY_ANNOTATION: &str = "shipshape.dev/retry";
+/// Annotation: a new value rolls back to stable now.
+pub const ROLLBACK_ANNOTATION: &str = "shipshape.dev/rollback";
+/// Annotation: a new value promotes the rollout in flight now.
+pub const PROMOTE_ANNOTATION: &str = "shipshape.dev/promote";
+/// Annotation: "true" pauses the release (as spec.paused does), without editing the spec.
+pub const PAUSED_ANNOTATION: &str = "shipshape.dev/paused";
+
+impl Kind for ServiceRelease {
+    const CONTROLLER: &'static str = CONTROLLER;
+
+    fn api(client: Client, r: &Self) -> Api<Self> {
+        Api::namespaced(client, &r.namespace().unwrap_or_default())
+    }
+
+    fn slow_recheck(settings: &Settings) -> Duration {
+        settings.ecs_drift
+    }
+
+    /// Rollout work never waits for a drift slot.
+    fn drift_check(&self) -> bool {
+        !rollout_critical(self)
+    }
+
+    #[instrument(skip_all, fields(release = %format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any())))]
+    async fn apply(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        apply(r, ctx).await
+    }
+
+    async fn cleanup(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        cleanup(r, ctx).await
+    }
+}
+
+/// A deleted ServiceRelease: `Retain` (the default) leaves what it runs, since deleting a
+/// release must not take production down; `Delete` deletes the ECS service (scaled to 0
+/// first, task definitions kept) or the Lambda function, only when it carries this release's
+/// owner tag. A deletion AWS refuses keeps the finalizer and is retried with backoff (set
+/// `deletionPolicy: Retain` to let the object go).
+async fn cleanup(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
+    let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
+    let what = if r.spec.function.is_some() { format!("Lambda function {service}") } else { format!("ECS service {service}") };
+    async fn retained(ctx: &Context, r: &ServiceRelease, why: String) -> Result<Action, Error> {
+        forget(ctx, r);
+        ctx.event(r, false, reasons::RETAINED, why).await;
+        Ok(Action::await_change())
+    }
+    if r.spec.deletion_policy == ReleaseDeletionPolicy::Retain {
+        let how = if r.spec.function.is_some() { "delete it in Lambda" } else { "delete it in ECS" };
+        return retained(ctx, &r, format!("{what} left running (deletionPolicy Retain); {how} if it should go")).await;
+    }
+    let ns = r.namespace().unwrap_or_default();
+    let env = ctx.stores.environment(&r.spec.environment);
+    // A release its Environment never admitted created nothing.
+    let Some(env) = env.filter(|e| crate::core::tenancy::check(&r.spec.environment, Some(&e.spec), &ns).is_ok()) else {
+        return retained(
+            ctx,
+            &r,
+            format!("{what} not deleted: Environment {} is gone or does not admit namespace {ns}", r.spec.environment),
+        )
+        .await;
+    };
+    let aws = ctx.aws.clients(&environment::target(&env)).await?;
+    let owner = owner_of(r.as_ref());
+    let tags = if r.spec.function.is_some() { lambda::tags_of(&aws, &service).await? } else { ecs::tags_of(&aws, &env, &service).await? };
+    match tags {
+        None => {
+            forget(ctx, &r);
+            ctx.event(r.as_ref(), false, reasons::DELETED, format!("{what} was already gone")).await;
+        }
+        Some(tags) if tags.get(OWNER_TAG) != Some(&owner) => {
+            let whose = tags.get(OWNER_TAG).cloned().unwrap_or_else(|| "no owner tag".into());
+            return retained(ctx, &r, format!("{what} not deleted: it is not this release's (owner: {whose})")).await;
+        }
+        Some(_) => {
+            ctx.may_act()?;
+            let done = if r.spec.function.is_some() {
+                aws.lambda.delete_function(&service).await
+            } else {
+                aws.ecs.delete_service(&env.spec.ecs_cluster.name, &service).await
+            };
+            if let Err(e) = done {
+                ctx.event(
+                    r.as_ref(),
+                    true,
+                    reasons::DELETING,
+                    format!(
+                        "deleting {what} failed: {e}; retried with backoff (deletionPolicy Retain lets the ServiceRelease go without it)"
+                    ),
+                )
+                .await;
+                return Err(e.into());
+            }
+            ctx.services.forget(&env.name_any(), &env.spec.ecs_cluster.name, &service);
+            forget(ctx, &r);
+            let kept =
+                if r.spec.function.is_some() { "its code in S3 is kept" } else { "scaled to 0 first; its task definitions are kept" };
+            ctx.event(r.as_ref(), false, reasons::DELETED, format!("{what} deleted (deletionPolicy Delete; {kept})")).await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// The calls a release's decision leaves to its target, one variant per target, each with
+/// only its own fields.
+enum Pending {
+    /// An ECS service's.
+    Ecs(ecs::Calls),
+    /// A Lambda alias's.
+    Lambda(lambda::Calls),
+}
+
+impl Pending {
+    fn effects(&self) -> Vec<&Effect> {
+        match self {
+            Pending::Ecs(c) => c.requests.iter().map(|(e, _)| e).collect(),
+            Pending::Lambda(c) => c.effects.iter().collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.effects().is_empty()
+    }
+
+    /// Whether the calls roll back.
+    fn rollback(&self) -> bool {
+        self.effects().iter().any(|e| matches!(e, Effect::RollBack { .. } | Effect::Halt { .. }))
+    }
+
+    /// Makes the calls: the stable version a rollback points at, and what AWS said.
+    async fn execute(&self, aws: &AwsClients) -> (Option<String>, Result<(), AwsError>) {
+        match self {
+            Pending::Ecs(c) => c.execute(aws).await,
+            Pending::Lambda(c) => c.execute(aws).await,
+        }
+    }
+
+    /// After the calls: what was read before them is no longer true.
+    fn made(&self, ctx: &Context) {
+        if let Pending::Ecs(c) = self {
+            if !c.requests.is_empty() {
+                ctx.services.forget(&c.environment, &c.cluster, &c.service);
+            }
+        }
+    }
+}
+
+/// The release's part of a reconcile before its target's: the Environment's cluster (ECS),
+/// the StackSpec's outputs, the clients and the account; then the target's.
+async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome<Pending>, Error> {
+    // The Environment's cluster first: a release applied with its Environment waits for
+    // the cluster instead of meeting ClusterNotFound (the cluster's arrival wakes it).
+    if r.spec.function.is_none() && !crate::controller::environment::has_cluster(env) {
+        let message = format!("Environment {} has no ECS cluster yet; waiting for it", env.name_any());
+        return Ok(Outcome::waiting(reasons::WAITING_FOR_ENVIRONMENT, message));
+    }
+    let outputs = match round::stack_outputs(r, ctx).await? {
+        Ok(o) => o,
+        Err(why) => return Ok(Outcome::waiting(reasons::WAITING_FOR_STACK, why)),
+    };
+    let fail = Outcome::failed;
+    let aws = match ctx.aws.clients(&environment::target(env)).await {
+        Ok(a) => a,
+        Err(e) => return Ok(fail(e)),
+    };
+    match aws.sts.caller_account().await {
+        Ok(caller) => {
+            if let Err(x) = crate::core::environment::check_account(&env.spec, &caller) {
+                return Ok(x.into());
+            }
+        }
+        Err(e) => return Ok(fail(e)),
+    }
+    Ok(match &r.spec.function {
+        Some(f) => lambda::converge(r, env, ctx, cfg, f, aws, outputs).await?.map(Pending::Lambda),
+        None => ecs::converge(r, env, ctx, cfg, aws, outputs, rollout_critical(r)).await?.map(Pending::Ecs),
+    })
+}
+
+/// Whether a reconcile of `r` is rollout work (a spec not yet acted on, a rollout or
+/// rollback in flight, a command, a deletion) rather than a drift check.
+fn rollout_critical(r: &ServiceRelease) -> bool {
+    let Some(st) = r.status.as_ref() else { return true };
+    let fresh_command = [RETRY_ANNOTATION, ROLLBACK_ANNOTATION, PROMOTE_ANNOTATION].iter().any(|a| {
+        let name = a.trim_start_matches("shipshape.dev/");
+        r.annotations().get(*a).is_some_and(|v| st.handled_commands.get(name) != Some(v))
+    });
+    r.metadata.deletion_timestamp.is_some()
+        || st.observed_generation != r.metadata.generation
+        || st.rollback.is_some()
+        || fresh_command
+        || matches!(st.phase, Phase::Pending | Phase::Progressing | Phase::Analyzing | Phase::RollingBack)
+}
+
+/// One round: the spec and the Environment checked, the target's decision written before
+/// its calls are made (fenced by the resourceVersion), what AWS said settled into status.
+async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
+    let api = ServiceRelease::api(ctx.client.clone(), &r);
+    let mut stored = r.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
+    // A Lambda release's versions are stored under their own names; the round works on the
+    // state machine's (see `lambda::status_in`).
+    let lambda = r.spec.function.is_some();
+    let stored_form = |s: ServiceReleaseStatus| if lambda { lambda::status_out(s) } else { s };
+    let r = match (&r.status, lambda) {
+        (Some(st), true) => Arc::new(ServiceRelease { status: Some(lambda::status_in(st.clone())), ..r.as_ref().clone() }),
+        _ => r,
+    };
+    let old = r.status.clone().unwrap_or_default();
+    // Rollout decisions are written with the object's resourceVersion (fencing).
+    let mut resource_version = r.resource_version();
+    let checked = crate::core::spec::release(&r.spec, ctx.settings.ecs_drift);
+    let drift = checked.as_ref().map(|c| c.drift_interval).unwrap_or(ctx.settings.ecs_drift);
+    let mut new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..old.clone() };
+    let mut conditions = old.conditions.clone();
+    let outcome = match checked {
+        Err(e) => Outcome::Settled(Settled::from(&e)),
+        Ok(cfg) => match tenant::resolve(ctx, r.as_ref(), &r.spec.environment).await? {
+            Err(refusal) => refusal.into(),
+            Ok(env) => converge(&r, &env, ctx, &cfg).await?,
+        },
+    };
+    let settled = match outcome {
+        Outcome::Settled(settled) => settled,
+        Outcome::Stepped(step, pending) => {
+            for (warning, reason, note) in &step.events {
+                info!(reason, note, "rollout");
+                ctx.event(r.as_ref(), *warning, reason, note.clone()).await;
+            }
+            new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..step.status.clone() };
+            export(ctx, &r, &old, &new);
+            // Persist the decision before acting on it: a controller that dies between
+            // the two resumes from the decision (holding a rollback, say) instead of
+            // deciding again, so a rollback is called once and the bad SHA never returns.
+            if !pending.calls.is_empty() {
+                let mut decided = new.clone();
+                decided.conditions = next_conditions(&conditions, &step.readiness, r.metadata.generation);
+                let value = serde_json::to_value(stored_form(decided.clone())).unwrap_or(Value::Null);
+                status::write_at(&api, r.as_ref(), &mut resource_version, stored.clone(), value.clone()).await?;
+                stored = Some(value);
+                conditions = decided.conditions;
+            }
+            ctx.may_act()?;
+            let (rollback_to, result) = pending.calls.execute(&pending.aws).await;
+            pending.calls.made(ctx);
+            match result.map(|()| rollback_to.clone()) {
+                Ok(Some(td)) => {
+                    // AWS accepted the rollback: only now is the release RolledBack.
+                    let (accepted, events) = rollout::rollback_accepted(&new, &td, chrono::Utc::now(), pending.cfg.history_limit);
+                    let trigger = new.rollback.as_ref().map(|rb| rb.trigger.clone()).unwrap_or_default();
+                    ctx.metrics.rollback_seconds.observe(pending.verdict_at.elapsed().as_secs_f64());
+                    ctx.metrics.rollbacks.with_label_values(&[rollback_reason(&trigger)]).inc();
+                    for (warning, reason, note) in &events {
+                        info!(reason, note, "rollout");
+                        ctx.event(r.as_ref(), *warning, reason, note.clone()).await;
+                    }
+                    let before = std::mem::replace(&mut new, accepted);
+                    export(ctx, &r, &before, &new);
+                    let (readiness, requeue) = rollout::readiness(&new, &sha_of(&r), pending.frozen, chrono::Utc::now(), &pending.cfg);
+                    Settled::Done { readiness, requeue: Some(requeue) }
+                }
+                Ok(None) => Settled::Done { readiness: step.readiness.clone(), requeue: Some(step.requeue) },
+                Err(e) if pending.calls.rollback() => {
+                    // AWS refused the rollback: the bad SHA may still serve. Say so, count
+                    // it, and try again with backoff until AWS accepts it.
+                    new = rollout::rollback_refused(&new, &e.to_string(), rollback_to.as_deref());
+                    ctx.metrics.rollback_failures.inc();
+                    let attempt = new.rollback.as_ref().map(|rb| rb.failed_attempts).unwrap_or(1);
+                    let wait = requeue::backoff(
+                        u32::try_from(attempt).unwrap_or(1),
+                        Duration::from_secs(1),
+                        Duration::from_secs(60),
+                        rand::random(),
+                    );
+                    let (readiness, _) = rollout::readiness(&new, &sha_of(&r), pending.frozen, chrono::Utc::now(), &pending.cfg);
+                    Settled::Stalled { readiness, category: e.category(), retry_in: Some(wait) }
+                }
+                Err(e) => e.into(),
+            }
+        }
+    };
+    let written = Written {
+        previous: &old.conditions,
+        conditions: &conditions,
+        stored,
+        status: stored_form(new),
+        announced: &[reasons::ROLLED_BACK, reasons::ROLLOUT_FAILED],
+        fenced: Some(&mut resource_version),
+    };
+    finish(ctx, &api, r.as_ref(), written, settle(ctx, r.as_ref(), settled, drift)).await
+}
