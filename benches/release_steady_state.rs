@@ -45,6 +45,7 @@ fn cfg() -> Config {
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
         on_failure: Default::default(),
         native: false,
+        pre_deploy: vec![],
     }
 }
 
@@ -116,6 +117,7 @@ async fn latencies(runs: usize) {
                 commands: &commands,
                 round,
                 config: &cfg,
+                pre_deploy: None,
             };
             let step = rollout::step(status, &inputs);
             for e in &step.effects {

@@ -173,6 +173,13 @@ fn tag_on_create() -> Value {
     c
 }
 
+/// `list` (a JSON array) with `more` added.
+fn with(list: &Value, more: String) -> Value {
+    let mut v = list.as_array().cloned().unwrap_or_default();
+    v.push(Value::String(more));
+    Value::Array(v)
+}
+
 /// The role ARNs under the role path's `sub`folder, in any account.
 fn roles(o: &PolicyOptions, sub: &str) -> String {
     format!("arn:{}:iam::*:role{}{sub}/*", o.partition, o.role_path)
@@ -205,11 +212,22 @@ pub fn policy(o: &PolicyOptions) -> Policy {
             ecs_all.clone(),
             new_owned(),
         ),
-        statement(o, "EcsTagOnCreate", &["ecs:TagResource"], ecs_all.clone(), {
+        statement(o, "EcsTagOnCreate", &["ecs:TagResource"], with(&ecs_all, arn("ecs", "task/*")), {
             let mut c = new_owned();
-            c["StringEquals"]["ecs:CreateAction"] = json!(["CreateCluster", "CreateService", "RegisterTaskDefinition"]);
+            c["StringEquals"]["ecs:CreateAction"] = json!(["CreateCluster", "CreateService", "RegisterTaskDefinition", "RunTask"]);
             c
         }),
+        // Steps before traffic: one-off tasks of shipshape's own task definitions, tagged as
+        // its own when started, stopped only when they carry its tag.
+        statement(o, "EcsRunStepsOfOwnedTaskDefinitions", &["ecs:RunTask"], json!([arn("ecs", "task-definition/*")]), owned()),
+        statement(o, "EcsStopOwnedTasks", &["ecs:StopTask"], json!([arn("ecs", "task/*")]), owned()),
+        statement(
+            o,
+            "EcsReadTasks",
+            &["ecs:DescribeTasks", "ecs:ListTasks"],
+            json!([arn("ecs", "task/*"), arn("ecs", "container-instance/*")]),
+            none.clone(),
+        ),
         statement(
             o,
             "EcsWriteOwned",
@@ -270,6 +288,16 @@ pub fn policy(o: &PolicyOptions) -> Policy {
         // for the snapshot.
         statement(o, "RdsSnapshotsOfOwnedDatabases", &["rds:CreateDBSnapshot"], json!([arn("rds", "db:*")]), owned()),
         statement(o, "RdsFinalSnapshots", &["rds:CreateDBSnapshot"], json!([arn("rds", "snapshot:*-final-*")]), none.clone()),
+        // A snapshot before a step (`<db>-pre-<sha>-<time>`) is created with the ownership tags.
+        statement(o, "RdsPreDeploySnapshots", &["rds:CreateDBSnapshot"], json!([arn("rds", "snapshot:*-pre-*")]), new_owned()),
+        statement(
+            o,
+            "RdsTagPreDeploySnapshotsOnCreate",
+            &["rds:AddTagsToResource"],
+            json!([arn("rds", "snapshot:*-pre-*")]),
+            tag_on_create(),
+        ),
+        statement(o, "RdsReadSnapshots", &["rds:DescribeDBSnapshots"], json!([arn("rds", "snapshot:*")]), none.clone()),
         statement(o, "RdsTagOwned", &["rds:AddTagsToResource"], rds_owned.clone(), owned_keep_ownership()),
         statement(o, "RdsRead", &["rds:DescribeDBInstances", "rds:DescribeDBSubnetGroups"], rds_owned, none.clone()),
         statement(
@@ -286,6 +314,8 @@ pub fn policy(o: &PolicyOptions) -> Policy {
             json!(arn("kms", "key/*")),
             json!({"StringLike": {"kms:ViaService": "secretsmanager.*.amazonaws.com"}}),
         ),
+        // CloudWatch Logs: the last lines of a step's task.
+        statement(o, "LogsReadTaskOutput", &["logs:GetLogEvents"], json!([arn("logs", "log-group:*:log-stream:*")]), none.clone()),
         // S3
         statement(o, "S3CreateOwned", &["s3:CreateBucket"], json!(format!("arn:{p}:s3:::*")), new_owned()),
         statement(o, "S3TagOnCreate", &["s3:TagResource"], json!(format!("arn:{p}:s3:::*")), tag_on_create()),

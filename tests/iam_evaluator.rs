@@ -105,6 +105,16 @@ fn hostile() -> Vec<Case> {
         case("another team's service: deployment rolled back", Check::new("ecs:StopServiceDeployment", &svc)).on(THEIRS),
         case("another team's cluster: deleted", Check::new("ecs:DeleteCluster", arn("arn:aws:ecs:R:A:cluster/prod"))).on(THEIRS),
         case("another team's task definition: deregistered", Check::new("ecs:DeregisterTaskDefinition", &td)).on(THEIRS),
+        case(
+            "another team's task definition run as a one-off task",
+            Check::new("ecs:RunTask", &td).with("ecs:cluster", arn("arn:aws:ecs:R:A:cluster/prod")),
+        )
+        .on(THEIRS),
+        case("another team's task stopped", Check::new("ecs:StopTask", arn("arn:aws:ecs:R:A:task/prod/0123456789abcdef"))).on(THEIRS),
+        case(
+            "another team's database snapshotted under a pre-deploy name",
+            Check::new("rds:CreateDBSnapshot", arn("arn:aws:rds:R:A:snapshot:orders-pre-3f9c2a1-20261206t120000z")),
+        ),
         // Roles.
         case(
             "an admin role passed as a task role",
@@ -192,6 +202,29 @@ fn own() -> Vec<Case> {
             Check::new("ecs:TagResource", &svc).request_tags(&ownership_request()).with("ecs:CreateAction", "CreateService"),
         ),
         case("our deployment continued", Check::new("ecs:ContinueServiceDeployment", &svc)).on(OURS),
+        case(
+            "a migration task of our task definition",
+            Check::new("ecs:RunTask", arn("arn:aws:ecs:R:A:task-definition/api:7"))
+                .with("ecs:cluster", arn("arn:aws:ecs:R:A:cluster/prod")),
+        )
+        .on(OURS),
+        case(
+            "tags on our migration task",
+            Check::new("ecs:TagResource", arn("arn:aws:ecs:R:A:task/prod/*"))
+                .request_tags(&ownership_request())
+                .with("ecs:CreateAction", "RunTask"),
+        ),
+        case("our migration task stopped at its timeout", Check::new("ecs:StopTask", arn("arn:aws:ecs:R:A:task/prod/0123456789abcdef")))
+            .on(OURS),
+        case(
+            "a snapshot before our migration",
+            Check::new("rds:CreateDBSnapshot", arn("arn:aws:rds:R:A:snapshot:orders-pre-3f9c2a1-20261206t120000z"))
+                .request_tags(&ownership_request()),
+        ),
+        case(
+            "our migration's output read",
+            Check::new("logs:GetLogEvents", arn("arn:aws:logs:R:A:log-group:/ecs/api:log-stream:api/api/0123")),
+        ),
         case(
             "our deployment, by its own ARN",
             Check::new("ecs:ContinueServiceDeployment", arn("arn:aws:ecs:R:A:service-deployment/prod/api/x1")),

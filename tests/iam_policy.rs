@@ -86,6 +86,7 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
         ("elasticache.rs", "elasticache"),
         ("lambda.rs", "lambda"),
         ("cloudwatch.rs", "cloudwatch"),
+        ("logs.rs", "logs"),
         ("mod.rs", "sts"),
     ] {
         for op in operations(file) {

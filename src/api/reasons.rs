@@ -80,3 +80,13 @@ pub const WAITING_FOR_ENVIRONMENT: &str = "WaitingForEnvironment";
 /// A Secret the spec names (a cache's AUTH token) is missing or unusable; rechecked at the
 /// drift interval, as the Secret changes without the spec.
 pub const SECRET_NOT_FOUND: &str = "SecretNotFound";
+/// A step before traffic (`preDeploy`) is running, or its snapshot being taken.
+pub const PRE_DEPLOY: &str = "PreDeploy";
+/// A step before traffic succeeded.
+pub const PRE_DEPLOY_SUCCEEDED: &str = "PreDeploySucceeded";
+/// A step before traffic failed: the rollout failed with no traffic moved.
+pub const PRE_DEPLOY_FAILED: &str = "PreDeployFailed";
+/// A rollout failed after an irreversible step succeeded: held, not rolled back.
+pub const ROLLBACK_UNSAFE: &str = "RollbackUnsafe";
+/// A snapshot before a step was taken.
+pub const PRE_DEPLOY_SNAPSHOT: &str = "SnapshotTaken";

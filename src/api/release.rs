@@ -352,6 +352,44 @@ pub struct RolloutSpec {
     /// paused by shipshape's PAUSE lifecycle hooks wherever a step is judged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Strategy>,
+    /// Steps before traffic (migrations): run one at a time, in order, after the new task
+    /// definition is registered and before any traffic moves to it. Each is a one-off ECS
+    /// task from the new revision (its image, environment and secrets) with the container's
+    /// command overridden; the rollout goes on only when it exits 0. A step that fails (a
+    /// non-zero exit, its timeout, a task that cannot start or is stopped) fails the rollout
+    /// with the service untouched (reason `PreDeployFailed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub pre_deploy: Vec<PreDeployStep>,
+}
+
+/// One step before traffic.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreDeployStep {
+    /// Name shown in status, Events and `shipshape status`.
+    #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// The command the task runs instead of the container's (e.g. `["php", "artisan",
+    /// "migrate", "--force"]`).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 4096)))]
+    pub command: Vec<String>,
+    /// How long the task may run before shipshape stops it and fails the rollout (default
+    /// 30m, at most 2h).
+    #[x_kube(validation = duration_rule(bounds::PRE_DEPLOY_TIMEOUT, "timeout"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    /// A database of the release's StackSpec (its `databases[].name`): a manual RDS snapshot
+    /// `<db>-pre-<short sha>-<UTC time>` is taken, and waited for, before the step runs.
+    /// shipshape never deletes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub snapshot: Option<String>,
+    /// Once this step has succeeded the rollout is never rolled back automatically: a
+    /// failing verdict holds it (`RollbackUnsafe`) until a person decides (`shipshape
+    /// rollback` or `promote`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub irreversible: bool,
 }
 
 /// How traffic moves to a new version (at most one of the three; none is Rolling). A
@@ -700,6 +738,46 @@ pub struct RolloutStatus {
     /// The steps passed so far (stepped strategies).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub passed_steps: Vec<StepRecord>,
+    /// The steps before traffic, as far as they have gone (in `spec.rollout.preDeploy`'s order).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_deploy: Vec<PreDeployStatus>,
+}
+
+/// One step before traffic, as it went.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreDeployStatus {
+    /// The step's name.
+    pub name: String,
+    /// Snapshotting (its database snapshot being taken), Running, Succeeded or Failed.
+    pub phase: String,
+    /// The ECS task running it, once ECS has started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_arn: Option<String>,
+    /// The container's exit code, once it stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it failed, or what it waits for (ECS's stopCode and stoppedReason, a timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The RDS snapshot taken before it (restore it to undo the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
+    /// Whether the step is irreversible (no automatic rollback once it succeeded).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub irreversible: bool,
+    /// When the step began (its snapshot, then its task; the timeout counts from the task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The CloudWatch Logs stream of the task's output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_stream: Option<String>,
+    /// The last lines of that output (at most 10, each cut at 300 characters).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_tail: Vec<String>,
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -750,6 +828,9 @@ pub struct HistoryEntry {
     /// ended (`Passed`, or the rollout's outcome for the last one reached).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<StepRecord>,
+    /// Its steps before traffic, as they went (with the snapshots taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pre_deploy: Vec<PreDeployStatus>,
 }
 
 /// One traffic step of a rollout.

@@ -20,7 +20,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use crate::api::{BucketEncryption, BucketSpec, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use crate::core::environment::ObservedCluster;
 use crate::core::requeue::{backoff, Category};
-use crate::core::rollout::ServiceObs;
+use crate::core::rollout::{ServiceObs, TaskObs};
 use crate::core::stack::{CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedTable, Placement, TableUpdate};
 use crate::core::taskdef::TaskDefinitionSpec;
 use crate::metrics::Metrics;
@@ -131,6 +131,18 @@ pub trait Ecs: Send + Sync {
     /// StopServiceDeployment with stopType ROLLBACK: ECS moves the service back to the
     /// revision it ran before the deployment.
     async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError>;
+
+    /// RunTask: one Fargate task of `r.task_definition` with the container's command
+    /// overridden (a step before traffic). Returns the task's ARN; idempotent per
+    /// `r.client_token`.
+    async fn run_task(&self, r: &TaskRequest) -> Result<String, AwsError>;
+
+    /// The task `arn` (DescribeTasks), or else the newest task started with `started_by`
+    /// (ListTasks, running then stopped); None when ECS knows none.
+    async fn find_task(&self, cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError>;
+
+    /// StopTask with a reason ECS shows in `stoppedReason`.
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), AwsError>;
 }
 
 /// What a task definition family holds for a release.
@@ -246,6 +258,12 @@ pub trait Rds: Send + Sync {
     async fn add_tags(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
     /// Deletes an instance, with a final snapshot of that name or without one.
     async fn delete_db_instance(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError>;
+
+    /// CreateDBSnapshot of instance `db` named `name`, tagged `tags`.
+    async fn create_snapshot(&self, db: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+
+    /// The status of snapshot `name` (`creating`, `available`, …), None when RDS has none.
+    async fn snapshot_status(&self, name: &str) -> Result<Option<String>, AwsError>;
 }
 
 /// What a bucket deletion did.
@@ -457,6 +475,38 @@ pub trait CloudWatch: Send + Sync {
     async fn alarm_states(&self, names: &[String]) -> Result<Vec<(String, String)>, AwsError>;
 }
 
+/// The CloudWatch Logs operations shipshape uses.
+#[async_trait]
+pub trait Logs: Send + Sync {
+    /// The last `lines` lines of a log stream (GetLogEvents from the end), oldest first.
+    async fn tail(&self, group: &str, stream: &str, lines: usize) -> Result<Vec<String>, AwsError>;
+}
+
+/// A one-off task to run (a step before traffic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRequest {
+    /// Cluster name.
+    pub cluster: String,
+    /// Task definition ARN (the new revision).
+    pub task_definition: String,
+    /// The container whose command is overridden.
+    pub container: String,
+    /// The command.
+    pub command: Vec<String>,
+    /// ECS's `startedBy`: finds the task again after a restart.
+    pub started_by: String,
+    /// ECS's idempotency token.
+    pub client_token: String,
+    /// awsvpc placement (the Environment's).
+    pub subnets: Vec<String>,
+    /// Security groups.
+    pub security_groups: Vec<String>,
+    /// Public IP.
+    pub assign_public_ip: bool,
+    /// Tags (the release's ownership).
+    pub tags: BTreeMap<String, String>,
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
@@ -476,6 +526,8 @@ pub struct AwsClients {
     pub sts: Arc<dyn Sts>,
     /// CloudWatch (alarms judging rollouts).
     pub cloudwatch: Arc<dyn CloudWatch>,
+    /// CloudWatch Logs (the output of a step's task).
+    pub logs: Arc<dyn Logs>,
     /// The credentials behind these clients (to sign other requests with, e.g. Prometheus
     /// queries to Amazon Managed Service for Prometheus); None for test fakes.
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,

@@ -195,6 +195,7 @@ proptest! {
                 commands: &commands,
                 round: v.map(|v| (v, vec![])),
                 config: &cfg,
+                pre_deploy: None,
             };
             let step = rollout::step(&st, &inputs);
             prop_assert!(step.status.history.len() <= cfg.history_limit.max(st.history.len()));

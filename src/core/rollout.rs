@@ -155,6 +155,8 @@ pub struct Config {
     /// strategy): ECS shifts the traffic, pausing at shipshape's lifecycle hooks; shipshape
     /// judges each step there and continues or rolls back the service deployment.
     pub native: bool,
+    /// Steps before traffic, in order.
+    pub pre_deploy: Vec<PreDeploy>,
 }
 
 impl Config {
@@ -209,6 +211,8 @@ pub struct Inputs<'a> {
     pub round: Option<(Verdict, Vec<Measurement>)>,
     /// Settings.
     pub config: &'a Config,
+    /// What AWS reports of the step before traffic under way (its snapshot or its task).
+    pub pre_deploy: Option<StepObs>,
 }
 
 /// An ECS change to make.
@@ -233,6 +237,13 @@ pub enum Effect {
     /// StopServiceDeployment ROLLBACK. `task_definition`: the stable one. Accepted like
     /// [`Effect::RollBack`].
     Halt { deployment: String, hook: Option<String>, task_definition: String },
+    /// Start step `step` before traffic: a one-off task of `task_definition` (the new one)
+    /// with the step's command. Idempotent per rollout and step.
+    RunTask { step: usize, task_definition: String },
+    /// Stop that task (its timeout passed).
+    StopTask { task: String, task_definition: String },
+    /// Take a manual snapshot `name` of RDS instance `database` before a step.
+    Snapshot { database: String, name: String, task_definition: String },
 }
 
 impl Effect {
@@ -244,7 +255,10 @@ impl Effect {
             | Effect::RollBack { task_definition }
             | Effect::Shift { task_definition, .. }
             | Effect::Resume { task_definition, .. }
-            | Effect::Halt { task_definition, .. } => task_definition,
+            | Effect::Halt { task_definition, .. }
+            | Effect::RunTask { task_definition, .. }
+            | Effect::StopTask { task_definition, .. }
+            | Effect::Snapshot { task_definition, .. } => task_definition,
         }
     }
 }
@@ -318,6 +332,7 @@ pub fn rollback_accepted(
                 0,
                 HistoryEntry {
                     steps: steps_of(&r, "RolledBack", now),
+                    pre_deploy: r.pre_deploy.clone(),
                     sha: r.sha,
                     task_definition_arn: r.task_definition_arn,
                     function_version_arn: None,
@@ -385,6 +400,7 @@ impl Ctx<'_, '_> {
             let word = serde_json::to_value(outcome).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
             self.history(HistoryEntry {
                 steps: steps_of(&r, &word, self.inp.now),
+                pre_deploy: r.pre_deploy.clone(),
                 sha: r.sha,
                 task_definition_arn: r.task_definition_arn,
                 function_version_arn: None,
@@ -404,14 +420,6 @@ impl Ctx<'_, '_> {
         // or no service) takes all the traffic at once.
         let stable = self.st.stable_task_definition_arn.clone().filter(|s| *s != td && inp.service.is_some());
         let index = if stable.is_some() { 0 } else { cfg.steps.len().saturating_sub(1) };
-        let first = cfg.step_at(index);
-        self.effects.push(match (inp.service, stable) {
-            (None, _) => Effect::CreateService { task_definition: td.clone() },
-            (Some(_), Some(stable)) if first.weight < 100 && !cfg.native => {
-                Effect::Shift { task_definition: td.clone(), stable, weight: first.weight }
-            }
-            (Some(_), _) => Effect::UpdateService { task_definition: td.clone() },
-        });
         let steps = i32::try_from(cfg.steps.len()).unwrap_or(i32::MAX);
         let step = i32::try_from(index).unwrap_or(0).saturating_add(1);
         self.st.rollout = Some(RolloutStatus {
@@ -439,11 +447,38 @@ impl Ctx<'_, '_> {
             analysis_unavailable: None,
             unavailable_since: None,
             deadline_extension_seconds: 0,
+            pre_deploy: vec![],
         });
         self.st.phase = Phase::Progressing;
-        self.st.current_sha = Some(inp.sha.to_string());
-        self.st.task_definition_arn = Some(td);
         self.events.push((false, reasons::PROGRESSING, format!("rolling out {}", inp.sha)));
+        let r = self.st.rollout.clone().unwrap_or_default();
+        // The steps before traffic first, when there are any.
+        if predeploy::advance(self, &r) {
+            self.traffic();
+        }
+    }
+
+    /// The rollout's traffic starts: the service created, updated, or its first share shifted.
+    fn traffic(&mut self) {
+        let inp = self.inp;
+        let cfg = inp.config;
+        let Some(r) = self.st.rollout.clone() else { return };
+        let td = r.task_definition_arn.clone().unwrap_or_default();
+        let first = cfg.step_at(step_index(&r, cfg));
+        let stable = self.st.stable_task_definition_arn.clone().filter(|s| *s != td && inp.service.is_some());
+        self.effects.push(match (inp.service, stable) {
+            (None, _) => Effect::CreateService { task_definition: td.clone() },
+            (Some(_), Some(stable)) if first.weight < 100 && !cfg.native => {
+                Effect::Shift { task_definition: td.clone(), stable, weight: first.weight }
+            }
+            (Some(_), _) => Effect::UpdateService { task_definition: td.clone() },
+        });
+        self.st.phase = Phase::Progressing;
+        self.st.current_sha = Some(r.sha.clone());
+        self.st.task_definition_arn = Some(td);
+        if let Some(rs) = self.st.rollout.as_mut() {
+            rs.step_started_at = Some(inp.now);
+        }
     }
 
     fn promote(&mut self, reason: String) {
@@ -491,6 +526,21 @@ impl Ctx<'_, '_> {
                 reasons::ANALYSIS_FAILED,
                 format!("{}{at} failed its analysis and is held (onFailure: Pause): {reason}; promote or roll back by hand", r.sha),
             ));
+            self.st.phase = Phase::Paused;
+            if let Some(rs) = self.st.rollout.as_mut() {
+                rs.held = Some(reason);
+            }
+            return;
+        }
+        if let Some(step) = predeploy::rollback_unsafe(&r).filter(|_| why != "manual") {
+            // Past an irreversible step the old code may not read the database: a person
+            // decides (`shipshape rollback` or `promote`), the controller does not.
+            let snapshot = step.snapshot.as_ref().map(|s| format!(" (snapshot before it: {s})")).unwrap_or_default();
+            let msg = format!(
+                "{} failed after irreversible preDeploy step {}{snapshot} succeeded and is held, not rolled back: {reason}; `shipshape rollback` or `shipshape promote` decides",
+                r.sha, step.name
+            );
+            self.events.push((true, reasons::ROLLBACK_UNSAFE, msg));
             self.st.phase = Phase::Paused;
             if let Some(rs) = self.st.rollout.as_mut() {
                 rs.held = Some(reason);
@@ -552,7 +602,11 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
     }
 
     // Manual commands on a rollout in flight.
-    if c.st.rollout.is_some() && inp.commands.promote.is_some() {
+    let before_traffic = c.st.rollout.as_ref().is_some_and(|r| predeploy::pending(r, &inp.config.pre_deploy).is_some());
+    if before_traffic && inp.commands.promote.is_some() {
+        // Promoting code whose migrations have not run would serve it on the old schema.
+        c.events.push((true, reasons::PRE_DEPLOY, "promote ignored: the steps before traffic have not all succeeded".into()));
+    } else if c.st.rollout.is_some() && inp.commands.promote.is_some() {
         // Remaining steps skipped: all traffic to the new version.
         let td = c.st.rollout.as_ref().and_then(|r| r.task_definition_arn.clone()).unwrap_or_default();
         if inp.service.is_some_and(|s| s.task_definition != td || s.canary.is_some()) {
@@ -672,6 +726,13 @@ fn advance(c: &mut Ctx, r: RolloutStatus) {
     if r.held.is_some() {
         // Held after a failed analysis: nothing moves until promote or rollback by hand.
         c.st.phase = Phase::Paused;
+        return;
+    }
+    if predeploy::pending(&r, &cfg.pre_deploy).is_some() {
+        // Steps before traffic: the traffic starts when the last one has succeeded.
+        if predeploy::advance(c, &r) {
+            c.traffic();
+        }
         return;
     }
     let td = r.task_definition_arn.clone().unwrap_or_default();
@@ -937,6 +998,13 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
             );
             (Readiness::Stalled { reason: reasons::ROLLED_BACK, message: msg }, cfg.drift_interval)
         }
+        Phase::Failed if st.history.first().is_some_and(|h| h.pre_deploy.iter().any(|s| s.phase == "Failed")) => {
+            let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
+            let stable = st.stable_sha.clone().map(|s| format!("; {s} still serves")).unwrap_or_default();
+            let message =
+                format!("{sha} was not rolled out: {why}{stable}; it is not retried until the spec changes or shipshape.dev/retry is set");
+            (Readiness::Stalled { reason: reasons::PRE_DEPLOY_FAILED, message }, cfg.drift_interval)
+        }
         Phase::Failed => {
             let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
             let message = if st.stable_sha.is_none() {
@@ -945,6 +1013,17 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                 format!("{sha} failed (autoRollback is off; the service is left as is): {why}")
             };
             (Readiness::Stalled { reason: reasons::ROLLOUT_FAILED, message }, cfg.drift_interval)
+        }
+        Phase::Paused if st.rollout.as_ref().is_some_and(|r| r.held.is_some() && predeploy::rollback_unsafe(r).is_some()) => {
+            let r = st.rollout.as_ref();
+            let why = r.and_then(|r| r.held.clone()).unwrap_or_default();
+            let step = r.and_then(predeploy::rollback_unsafe);
+            let snapshot = step.and_then(|s| s.snapshot.clone()).map(|s| format!(" (snapshot before it: {s})")).unwrap_or_default();
+            let message = format!(
+                "{sha} failed after irreversible preDeploy step {}{snapshot} succeeded; not rolled back automatically: {why}; `shipshape rollback` or `shipshape promote` decides",
+                step.map(|s| s.name.clone()).unwrap_or_default()
+            );
+            (Readiness::Stalled { reason: reasons::ROLLBACK_UNSAFE, message }, cfg.drift_interval)
         }
         Phase::Paused if st.rollout.as_ref().is_some_and(|r| r.held.is_some()) => {
             let r = st.rollout.as_ref();
@@ -961,6 +1040,11 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
         Phase::Paused => {
             let who = if frozen { "the Environment is frozen (or being deleted)" } else { "the release is paused" };
             (Readiness::Stalled { reason: reasons::PAUSED, message: format!("{sha} is not rolled out: {who}") }, cfg.drift_interval)
+        }
+        Phase::Progressing if st.rollout.as_ref().and_then(|r| predeploy::describe(r, cfg.pre_deploy.len())).is_some() => {
+            let what = st.rollout.as_ref().and_then(|r| predeploy::describe(r, cfg.pre_deploy.len())).unwrap_or_default();
+            // A task's end is seen within a second.
+            (Readiness::Reconciling { reason: reasons::PRE_DEPLOY, message: format!("rolling out {sha}: {what}") }, Duration::from_secs(1))
         }
         Phase::Progressing | Phase::Pending => (
             Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("rolling out {sha}: waiting for the ECS deployment") },
@@ -1022,6 +1106,9 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
 }
 
 mod native;
+mod predeploy;
+
+pub use predeploy::{rollback_unsafe, snapshot_name, PreDeploy, StepObs, TaskObs, LOG_LINES, LOG_LINE_CHARS};
 
 #[cfg(test)]
 mod tests;

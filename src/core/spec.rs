@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::api::{bounds, GoDuration, ServiceReleaseSpec};
 
-use super::rollout::{Config, TrafficStep};
+use super::rollout::{Config, PreDeploy, TrafficStep};
 
 /// Every problem found in a spec, each naming its field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -78,6 +78,7 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
         }
     }
     let steps = strategy_steps(spec, &mut p);
+    let pre_deploy = pre_deploy_steps(spec, &mut p);
     match (warmup, interval, deadline, drift) {
         (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
             steps,
@@ -94,9 +95,61 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
             history_limit: usize::try_from(spec.history_limit).unwrap_or(1).max(1),
             drift_interval,
             on_unavailable: ro.map(|r| r.on_analysis_unavailable).unwrap_or_default(),
+            pre_deploy,
         }),
         _ => Err(InvalidSpec(p)),
     }
+}
+
+/// The steps before traffic, each problem named in `p`.
+fn pre_deploy_steps(spec: &ServiceReleaseSpec, p: &mut Vec<String>) -> Vec<PreDeploy> {
+    let steps = spec.rollout.as_ref().map(|r| r.pre_deploy.as_slice()).unwrap_or_default();
+    if !steps.is_empty() && spec.function.is_some() {
+        p.push(
+            "spec.rollout.preDeploy: steps before traffic run on ECS releases (spec.task) only; Lambda steps are not supported yet".into(),
+        );
+    }
+    if steps.len() > 10 {
+        p.push(format!("spec.rollout.preDeploy: {} steps, at most 10", steps.len()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = vec![];
+    for (i, s) in steps.iter().enumerate().take(10) {
+        let field = format!("spec.rollout.preDeploy[{i}]");
+        let name_ok = !s.name.is_empty()
+            && s.name.len() <= 63
+            && s.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !s.name.starts_with('-')
+            && !s.name.ends_with('-');
+        if !name_ok {
+            p.push(format!(
+                "{field}.name {:?}: lower-case letters, digits and '-', at most 63",
+                s.name.chars().take(80).collect::<String>()
+            ));
+        } else if !seen.insert(s.name.clone()) {
+            p.push(format!("{field}.name {}: two steps have this name", s.name));
+        }
+        if s.command.is_empty() || s.command.iter().any(String::is_empty) {
+            p.push(format!("{field}.command: a step needs a command, each argument non-empty"));
+        }
+        if s.command.len() > 64 || s.command.iter().any(|a| a.len() > 4096) {
+            p.push(format!("{field}.command: at most 64 arguments of 4096 characters"));
+        }
+        if s.snapshot.as_ref().is_some_and(|d| d.is_empty() || d.len() > 63) {
+            p.push(format!("{field}.snapshot: a database name of the release's StackSpec"));
+        }
+        let timeout = collect(
+            p,
+            GoDuration::get_or(s.timeout.as_ref(), &format!("{field}.timeout"), bounds::PRE_DEPLOY_TIMEOUT, Duration::from_secs(1800)),
+        );
+        out.push(PreDeploy {
+            name: s.name.clone(),
+            timeout: timeout.unwrap_or_default(),
+            snapshot: s.snapshot.clone(),
+            irreversible: s.irreversible,
+        });
+    }
+    out
 }
 
 /// The traffic steps of the release's strategy (Rolling: all at once, no bake), each
@@ -175,6 +228,47 @@ mod tests {
             assert!(text.contains(field), "{field} missing from: {text}");
         }
         assert_eq!(e.0.len(), 5);
+    }
+
+    #[test]
+    fn steps_before_traffic_are_checked_field_by_field() {
+        let s = spec(json!({
+            "image": {"repository": "r", "gitSha": "3f9c2a1d"},
+            "task": {"cpu": 256, "memory": 512},
+            "rollout": {"preDeploy": [
+                {"name": "migrate", "command": ["php", "artisan", "migrate", "--force"], "timeout": "45m", "snapshot": "orders", "irreversible": true},
+                {"name": "empty", "command": []},
+                {"name": "slow", "command": ["x"], "timeout": "3h"},
+                {"name": "migrate", "command": ["", "y"]},
+            ]},
+        }));
+        let text = release(&s, Duration::from_secs(60)).unwrap_err().to_string();
+        for field in [
+            "spec.rollout.preDeploy[1].command: a step needs a command",
+            "spec.rollout.preDeploy[2].timeout: `3h` is out of range",
+            "spec.rollout.preDeploy[3].name migrate: two steps have this name",
+            "spec.rollout.preDeploy[3].command",
+        ] {
+            assert!(text.contains(field), "{field} missing from: {text}");
+        }
+        let ok = spec(json!({
+            "image": {"repository": "r", "gitSha": "3f9c2a1d"},
+            "task": {"cpu": 256, "memory": 512},
+            "rollout": {"preDeploy": [{"name": "migrate", "command": ["migrate"], "snapshot": "orders", "irreversible": true}]},
+        }));
+        let c = release(&ok, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            c.pre_deploy,
+            vec![PreDeploy {
+                name: "migrate".into(),
+                timeout: Duration::from_secs(1800),
+                snapshot: Some("orders".into()),
+                irreversible: true
+            }]
+        );
+        let lambda = function(json!({"preDeploy": [{"name": "migrate", "command": ["x"]}]}));
+        let text = release(&lambda, Duration::from_secs(60)).unwrap_err().to_string();
+        assert!(text.contains("ECS releases (spec.task) only"), "{text}");
     }
 
     fn function(rollout: serde_json::Value) -> ServiceReleaseSpec {

@@ -77,6 +77,12 @@ struct State_ {
     ecs: EcsModel,
     /// Service deployments of traffic-shifting strategies.
     native: crate::ecs_deploy::Model,
+    /// One-off tasks (RunTask).
+    tasks: crate::ecs_tasks::Model,
+    /// RDS manual snapshots: when each was asked for (moto makes them available at once).
+    snapshots: HashMap<String, std::time::Instant>,
+    /// How long an RDS snapshot stays `creating`.
+    snapshot_delay: Duration,
     /// Listener rule writes as they landed in moto (ModifyRule answered), with when.
     rules_landed: Vec<(std::time::Instant, crate::ecs_deploy::RuleWrite)>,
     /// Requests AWS would have refused (invalid for the API model, or denied by IAM).
@@ -277,7 +283,7 @@ impl AwsProxy {
             expect_violations: std::sync::atomic::AtomicBool::new(false),
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
-            state: Mutex::default(),
+            state: Mutex::new(State_ { snapshot_delay: Duration::from_secs(2), ..State_::default() }),
             rules_written: tokio::sync::Mutex::new(0),
         });
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
@@ -385,6 +391,21 @@ impl AwsProxy {
     /// The next deployment of `service` fails with `failed_tasks` tasks that did not start.
     pub fn fail_next_deployment(&self, service: &str, failed_tasks: i64) {
         self.shared.state.lock().unwrap().ecs.fail_next.insert(service.to_string(), failed_tasks);
+    }
+
+    /// What a one-off task running `command` (its arguments joined by spaces) does.
+    pub fn script_task(&self, command: &str, script: crate::ecs_tasks::Script) {
+        self.shared.state.lock().unwrap().tasks.script(command, script);
+    }
+
+    /// The one-off tasks started so far: (startedBy, command).
+    pub fn tasks_started(&self) -> Vec<(Option<String>, Vec<String>)> {
+        self.shared.state.lock().unwrap().tasks.started()
+    }
+
+    /// How long an RDS manual snapshot stays `creating` (RDS takes minutes; moto none).
+    pub fn set_snapshot_delay(&self, d: Duration) {
+        self.shared.state.lock().unwrap().snapshot_delay = d;
     }
 }
 
@@ -564,6 +585,17 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             shared.state.lock().unwrap().ecs.delay = Duration::from_millis(v["ms"].as_u64().unwrap_or(1000));
             StatusCode::NO_CONTENT.into_response()
         }
+        ("POST", "/__proxy/ecs/task-script") => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let script = crate::ecs_tasks::Script {
+                exit_code: v["exitCode"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(0),
+                runs_for: Duration::from_millis(v["runsForMs"].as_u64().unwrap_or(1000)),
+                lines: v["lines"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).map(String::from).collect(),
+                fail_to_start: v["failToStart"].as_str().map(String::from),
+            };
+            shared.state.lock().unwrap().tasks.script(v["command"].as_str().unwrap_or_default(), script);
+            StatusCode::NO_CONTENT.into_response()
+        }
         ("GET", "/__proxy/calls") => axum::Json(shared.state.lock().unwrap().calls.clone()).into_response(),
         ("GET", "/__proxy/violations") => axum::Json(shared.state.lock().unwrap().violations.clone()).into_response(),
         ("POST", "/__proxy/reset") => {
@@ -657,6 +689,13 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         flush(&shared).await;
         return ecs_answer(answer);
     }
+    if service == "ecs" && crate::ecs_tasks::OPERATIONS.contains(&operation.as_str()) {
+        return one_off_task(&shared, &operation, &headers, &body, &account).await;
+    }
+    if service == "rds" && operation == "CreateDBSnapshot" {
+        let id = crate::elasticache::form(&body).get("DBSnapshotIdentifier").cloned().unwrap_or_default();
+        shared.state.lock().unwrap().snapshots.entry(id).or_insert_with(std::time::Instant::now);
+    }
     if service == "ecs" && (operation == "CreateService" || operation == "UpdateService") {
         if let Some(refusal) = inactive_task_definition(&shared, &headers, &body).await {
             return refusal;
@@ -710,6 +749,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             }
             if service == "s3" && operation == "DeleteBucket" && status.is_success() {
                 crate::s3::forget(&crate::s3::bucket_of(uri_path.as_str()));
+            }
+            if service == "rds" && operation == "DescribeDBSnapshots" && status.is_success() {
+                bytes = snapshot_creating(&shared, &body, bytes);
             }
             if service == "sts" && operation == "AssumeRole" && status.is_success() {
                 learn_account(&shared, &String::from_utf8_lossy(&bytes));
@@ -811,6 +853,81 @@ async fn final_cache_snapshot(shared: &Shared, headers: &HeaderMap, body: &[u8])
     let mut r = (status, text).into_response();
     r.headers_mut().insert("content-type", axum::http::HeaderValue::from_static("text/xml"));
     Some(r)
+}
+
+/// RunTask, DescribeTasks, ListTasks and StopTask, answered by the task model
+/// (`ecs_tasks.rs`): RunTask reads the task definition from moto first and writes the
+/// task's output to moto's CloudWatch Logs.
+async fn one_off_task(shared: &Shared, operation: &str, headers: &HeaderMap, body: &[u8], account: &str) -> Response {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let now = std::time::Instant::now();
+    if operation != "RunTask" {
+        let answer = shared.state.lock().unwrap().tasks.answer(operation, &request, now);
+        return ecs_answer(answer);
+    }
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (_, region) = crate::gate::scope(headers);
+    let td = match request["taskDefinition"].as_str() {
+        Some(td) => {
+            let describe = shared
+                .http
+                .post(format!("{}/", shared.upstream))
+                .header("x-amz-target", "AmazonEC2ContainerServiceV20141113.DescribeTaskDefinition")
+                .header("content-type", "application/x-amz-json-1.1")
+                .header("authorization", &auth)
+                .body(serde_json::json!({"taskDefinition": td}).to_string());
+            match describe.send().await {
+                Ok(r) => r.json::<serde_json::Value>().await.ok().and_then(|v| crate::ecs_tasks::TaskDefinition::from_answer(&v)),
+                Err(_) => None,
+            }
+        }
+        None => None,
+    };
+    let ran = shared.state.lock().unwrap().tasks.run(&request, td.as_ref(), account, &region, now, &auth);
+    let (answer, logs) = match ran {
+        Ok(a) => a,
+        Err(e) => return ecs_answer(Err(e)),
+    };
+    if let Some(w) = logs {
+        write_logs(shared, &w).await;
+    }
+    ecs_answer(Ok(answer))
+}
+
+/// A task's output into moto's CloudWatch Logs (its group made when missing).
+async fn write_logs(shared: &Shared, w: &crate::ecs_tasks::LogWrite) {
+    let auth = w.auth.replace("/ecs/aws4_request", "/logs/aws4_request");
+    let call = |target: &str, body: serde_json::Value| {
+        shared
+            .http
+            .post(format!("{}/", shared.upstream))
+            .header("x-amz-target", format!("Logs_20140328.{target}"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("authorization", auth.clone())
+            .body(body.to_string())
+            .send()
+    };
+    let _ = call("CreateLogGroup", serde_json::json!({"logGroupName": w.group})).await;
+    let _ = call("CreateLogStream", serde_json::json!({"logGroupName": w.group, "logStreamName": w.stream})).await;
+    let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
+    let events: Vec<_> = w.lines.iter().map(|l| serde_json::json!({"timestamp": ms, "message": l})).collect();
+    if !events.is_empty() {
+        let _ = call("PutLogEvents", serde_json::json!({"logGroupName": w.group, "logStreamName": w.stream, "logEvents": events})).await;
+    }
+}
+
+/// "Creating a DB snapshot … takes several minutes" (RDS user guide); moto makes a snapshot
+/// available at once. A snapshot asked for less than the delay ago reads `creating`.
+fn snapshot_creating(shared: &Shared, request: &[u8], response: Vec<u8>) -> Vec<u8> {
+    let id = crate::elasticache::form(request).get("DBSnapshotIdentifier").cloned().unwrap_or_default();
+    let young = {
+        let s = shared.state.lock().unwrap();
+        s.snapshots.get(&id).is_some_and(|at| at.elapsed() < s.snapshot_delay)
+    };
+    if !young {
+        return response;
+    }
+    String::from_utf8_lossy(&response).replace("<Status>available</Status>", "<Status>creating</Status>").into_bytes()
 }
 
 /// An ECS answer in its JSON protocol.
@@ -1056,6 +1173,11 @@ impl crate::gate::Tags for TagLookups {
             }
             f.finish()
         };
+        if let TagsOf::Ecs(arn) = of {
+            if let Some(tags) = self.shared.state.lock().unwrap().tasks.tags_of(arn) {
+                return (tags, false);
+            }
+        }
         let (req, xml, abac) = match of {
             TagsOf::Ecs(arn) => (
                 json_post(

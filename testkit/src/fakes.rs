@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
     AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, CloudWatch, Dynamo, Ecs, ElastiCache, FamilyLookup,
-    FunctionConfig, Lambda, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Tags, Target, S3,
+    FunctionConfig, Lambda, Logs, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Tags, Target, TaskRequest, S3,
 };
 use shipshape::core::environment::ObservedCluster;
-use shipshape::core::rollout::{DeploymentObs, ServiceObs};
+use shipshape::core::rollout::{DeploymentObs, ServiceObs, TaskObs};
 use shipshape::core::stack::{
     CacheModify, DbModify, ObservedBucket, ObservedCache, ObservedDatabase, ObservedIndex, ObservedTable, Placement, TableUpdate,
 };
@@ -47,6 +47,12 @@ struct World {
     task_definitions: Vec<TaskDefinition>,
     services: BTreeMap<String, ServiceObs>,
     deployments: usize,
+    /// One-off tasks: (started_by, command, what DescribeTasks says).
+    tasks: Vec<(String, Vec<String>, TaskObs)>,
+    /// Exit codes of commands (joined by spaces); others exit 0.
+    exits: BTreeMap<String, i32>,
+    /// RDS snapshots: name → (instance, status).
+    snapshots: BTreeMap<String, (String, String)>,
     calls: HashMap<String, usize>,
     failures: HashMap<String, Vec<(usize, AwsError)>>,
 }
@@ -73,6 +79,22 @@ impl FakeAws {
     /// Sets a CloudWatch alarm's state (`OK`, `ALARM`, `INSUFFICIENT_DATA`).
     pub fn set_alarm(&self, name: &str, state: &str) {
         self.world.lock().unwrap().alarms.insert(name.into(), state.into());
+    }
+
+    /// A one-off task running `command` (joined by spaces) exits `code` (others exit 0, at
+    /// once: the fake's tasks stop as soon as they start).
+    pub fn set_exit(&self, command: &str, code: i32) {
+        self.world.lock().unwrap().exits.insert(command.into(), code);
+    }
+
+    /// The one-off tasks started so far: (startedBy, command).
+    pub fn tasks(&self) -> Vec<(String, Vec<String>)> {
+        self.world.lock().unwrap().tasks.iter().map(|(b, c, _)| (b.clone(), c.clone())).collect()
+    }
+
+    /// The RDS snapshots taken so far: (name, instance).
+    pub fn snapshots(&self) -> Vec<(String, String)> {
+        self.world.lock().unwrap().snapshots.iter().map(|(n, (db, _))| (n.clone(), db.clone())).collect()
     }
 
     /// An ECS service as the fake holds it.
@@ -282,6 +304,39 @@ impl Ecs for FakeAws {
     async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError> {
         self.call("StopServiceDeployment", |_| Err(AwsError::NotFound { op: "StopServiceDeployment", message: deployment.to_string() }))
     }
+    async fn run_task(&self, r: &TaskRequest) -> Result<String, AwsError> {
+        self.call("RunTask", |w| {
+            if let Some((_, _, t)) = w.tasks.iter().find(|(b, _, _)| *b == r.started_by) {
+                return Ok(t.arn.clone());
+            }
+            let arn = format!("arn:aws:ecs:eu-west-1:123456789012:task/{}/{:032x}", r.cluster, w.tasks.len() + 1);
+            let code = w.exits.get(&r.command.join(" ")).copied().unwrap_or(0);
+            let stop = (code != 0).then(|| "Essential container in task exited".to_string());
+            let obs = TaskObs {
+                arn: arn.clone(),
+                last_status: "STOPPED".into(),
+                exit_code: Some(code),
+                stop_code: Some("EssentialContainerExited".into()),
+                stopped_reason: stop,
+                ..TaskObs::default()
+            };
+            w.tasks.push((r.started_by.clone(), r.command.clone(), obs));
+            Ok(arn)
+        })
+    }
+    async fn find_task(&self, _cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError> {
+        let op = if arn.is_some() { "DescribeTasks" } else { "ListTasks" };
+        self.call(op, |w| Ok(w.tasks.iter().find(|(b, _, t)| arn.map_or(b == started_by, |a| t.arn == a)).map(|(_, _, t)| t.clone())))
+    }
+    async fn stop_task(&self, _cluster: &str, task: &str, reason: &str) -> Result<(), AwsError> {
+        self.call("StopTask", |w| {
+            let t = w.tasks.iter_mut().find(|(_, _, t)| t.arn == task).ok_or_else(|| not_found("StopTask", task))?;
+            t.2.last_status = "STOPPED".into();
+            t.2.stop_code = Some("UserInitiated".into());
+            t.2.stopped_reason = Some(reason.into());
+            Ok(())
+        })
+    }
 }
 
 fn register(w: &mut World, family: &str, spec_hash: &str, tags: &BTreeMap<String, String>) -> String {
@@ -398,6 +453,18 @@ impl Rds for FakeAws {
             db.tags.extend(tags.clone());
             Ok(())
         })
+    }
+    async fn create_snapshot(&self, db: &str, name: &str, _tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        self.call("CreateDBSnapshot", |w| {
+            if !w.databases.contains_key(db) {
+                return Err(not_found("CreateDBSnapshot", db));
+            }
+            w.snapshots.insert(name.into(), (db.into(), "available".into()));
+            Ok(())
+        })
+    }
+    async fn snapshot_status(&self, name: &str) -> Result<Option<String>, AwsError> {
+        self.call("DescribeDBSnapshots", |w| Ok(w.snapshots.get(name).map(|(_, s)| s.clone())))
     }
     async fn delete_db_instance(&self, name: &str, _final_snapshot: Option<&str>) -> Result<(), AwsError> {
         self.call("DeleteDBInstance", |w| {
@@ -867,6 +934,13 @@ impl CloudWatch for FakeAws {
 }
 
 #[async_trait]
+impl Logs for FakeAws {
+    async fn tail(&self, _group: &str, stream: &str, _lines: usize) -> Result<Vec<String>, AwsError> {
+        self.call("GetLogEvents", |_| Ok(vec![format!("output of {stream}")]))
+    }
+}
+
+#[async_trait]
 impl Sts for FakeAws {
     async fn caller_account(&self) -> Result<String, AwsError> {
         self.call("GetCallerIdentity", |_| Ok("123456789012".into()))
@@ -885,6 +959,7 @@ impl AwsProvider for FakeAws {
             elasticache: me.clone(),
             lambda: me.clone(),
             cloudwatch: me.clone(),
+            logs: me.clone(),
             sts: me,
             credentials: None,
         })

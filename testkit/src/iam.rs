@@ -137,6 +137,11 @@ pub fn checks(service: &str, operation: &str, input: &Value, c: &Caller) -> Vec<
             "AssumeRole" => vec![check("sts:AssumeRole", s(&input["RoleArn"]))],
             op => vec![check(&format!("sts:{op}"), "*")],
         },
+        // GetLogEvents is authorized on the log stream.
+        "logs" => vec![check(
+            &format!("logs:{operation}"),
+            format!("arn:aws:logs:{r}:{a}:log-group:{}:log-stream:{}", s(&input["logGroupName"]), s(&input["logStreamName"])),
+        )],
         // DescribeAlarms is evaluated against alarm:* (CloudWatch permissions reference).
         "cloudwatch" => vec![check(&format!("cloudwatch:{operation}"), format!("arn:aws:cloudwatch:{r}:{a}:alarm:*"))],
         other => vec![check(&format!("{other}:{operation}"), "*")],
@@ -280,6 +285,31 @@ fn ecs(op: &str, i: &Value, a: &str, r: &str, pass: impl Fn(&str, &str) -> Check
                 .collect()
         }
         "ListServiceDeployments" => vec![check("ecs:ListServiceDeployments", service_arn(&i["cluster"], &i["service"]))],
+        // RunTask is authorized on the task definition (ecs:cluster the condition key), its
+        // tags again as ecs:TagResource with ecs:CreateAction RunTask on the new task.
+        "RunTask" => {
+            let td = td_arn(&i["taskDefinition"]);
+            let cluster = cluster_arn(&i["cluster"]);
+            let task = format!("arn:aws:ecs:{r}:{a}:task/{}/*", last(&cluster));
+            let mut out =
+                vec![check("ecs:RunTask", &td).request_tags(&tags).with("ecs:cluster", cluster.clone()).tags(TagsOf::Ecs(td.clone()))];
+            out.extend(tag_on_create(&task));
+            out
+        }
+        "StopTask" => {
+            let task = s(&i["task"]);
+            vec![check("ecs:StopTask", &task).with("ecs:cluster", cluster_arn(&i["cluster"])).tags(TagsOf::Ecs(task.clone()))]
+        }
+        "DescribeTasks" => i["tasks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| check("ecs:DescribeTasks", s(t)).with("ecs:cluster", cluster_arn(&i["cluster"])))
+            .collect(),
+        "ListTasks" => {
+            let cluster = cluster_arn(&i["cluster"]);
+            vec![check("ecs:ListTasks", format!("arn:aws:ecs:{r}:{a}:container-instance/{}/*", last(&cluster))).with("ecs:cluster", cluster)]
+        }
         other => vec![check(&format!("ecs:{other}"), "*")],
     }
 }

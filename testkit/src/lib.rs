@@ -14,6 +14,7 @@ pub mod aws_model;
 pub mod awsproxy;
 pub mod cloudwatch;
 pub mod ecs_deploy;
+pub mod ecs_tasks;
 pub mod elasticache;
 pub mod fakes;
 pub mod gate;

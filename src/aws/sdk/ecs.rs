@@ -11,12 +11,13 @@ use aws_sdk_ecs::types::{
     LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode, PortMapping, PropagateTags, Secret, ServiceField, SortOrder,
     StopServiceDeploymentStopType, Tag, TaskDefinitionField, TaskDefinitionStatus, TransportProtocol,
 };
+use aws_sdk_ecs::types::{ContainerOverride, DesiredStatus, TaskOverride};
 
 use super::Adapter;
 use crate::api::OWNER_TAG;
-use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NativeStrategy, NewCluster, ServiceRequest, Tags};
+use crate::aws::{AwsError, Caller, Ecs, FamilyLookup, NativeStrategy, NewCluster, ServiceRequest, Tags, TaskRequest};
 use crate::core::environment::ObservedCluster;
-use crate::core::rollout::{DeploymentObs, Network, ServiceDeploymentObs, ServiceObs};
+use crate::core::rollout::{DeploymentObs, Network, ServiceDeploymentObs, ServiceObs, TaskObs};
 use crate::core::taskdef::{TaskDefinitionSpec, SPEC_HASH_TAG};
 
 pub(super) struct SdkEcs {
@@ -437,6 +438,88 @@ impl Ecs for SdkEcs {
         self.sdk(op, |c| c.continue_service_deployment().service_deployment_arn(deployment).hook_id(hook).action(action.clone()).send())
             .await
             .map(|_| ())
+    }
+
+    async fn run_task(&self, r: &TaskRequest) -> Result<String, AwsError> {
+        let op = "RunTask";
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(r.subnets.clone()))
+            .set_security_groups(Some(r.security_groups.clone()))
+            .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+            .build()
+            .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
+        let network = NetworkConfiguration::builder().awsvpc_configuration(vpc).build();
+        let overrides = TaskOverride::builder()
+            .container_overrides(ContainerOverride::builder().name(&r.container).set_command(Some(r.command.clone())).build())
+            .build();
+        let out = self
+            .sdk(op, |c| {
+                c.run_task()
+                    .cluster(&r.cluster)
+                    .task_definition(&r.task_definition)
+                    .launch_type(LaunchType::Fargate)
+                    .count(1)
+                    .network_configuration(network.clone())
+                    .overrides(overrides.clone())
+                    .started_by(&r.started_by)
+                    .client_token(&r.client_token)
+                    .set_tags(Some(tags_of(&r.tags)))
+                    .send()
+            })
+            .await?;
+        if let Some(task) = out.tasks().first().and_then(|t| t.task_arn()) {
+            return Ok(task.to_string());
+        }
+        // ECS answers 200 with `failures` when it cannot place the task.
+        let why = out
+            .failures()
+            .iter()
+            .map(|f| [f.reason(), f.detail()].into_iter().flatten().collect::<Vec<_>>().join(": "))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(AwsError::Invalid { op, message: format!("ECS did not start the task: {why}") })
+    }
+
+    async fn find_task(&self, cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError> {
+        let arn = match arn {
+            Some(a) => Some(a.to_string()),
+            None => {
+                let mut found = None;
+                // startedBy with the desired status: running first, then stopped.
+                for desired in [DesiredStatus::Running, DesiredStatus::Stopped] {
+                    let op = "ListTasks";
+                    let out = self
+                        .sdk(op, |c| {
+                            c.list_tasks().cluster(cluster).started_by(started_by).desired_status(desired.clone()).max_results(10).send()
+                        })
+                        .await?;
+                    if let Some(a) = out.task_arns().first() {
+                        found = Some(a.clone());
+                        break;
+                    }
+                }
+                found
+            }
+        };
+        let Some(arn) = arn else { return Ok(None) };
+        let out = self.sdk("DescribeTasks", |c| c.describe_tasks().cluster(cluster).tasks(&arn).send()).await?;
+        Ok(out.tasks().first().map(|t| {
+            let container = t.containers().first();
+            TaskObs {
+                arn: t.task_arn().unwrap_or_default().to_string(),
+                last_status: t.last_status().unwrap_or_default().to_string(),
+                exit_code: container.and_then(|c| c.exit_code()),
+                stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+                stopped_reason: t.stopped_reason().map(String::from).or(container.and_then(|c| c.reason()).map(String::from)),
+                log_stream: None,
+                log_tail: vec![],
+            }
+        }))
+    }
+
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), AwsError> {
+        let reason: String = reason.chars().take(255).collect();
+        self.sdk("StopTask", |c| c.stop_task().cluster(cluster).task(task).reason(&reason).send()).await.map(|_| ())
     }
 
     async fn stop_deployment(&self, deployment: &str) -> Result<(), AwsError> {

@@ -1,7 +1,8 @@
 //! The AWS SDK adapters: the only files that import the AWS SDK service crates
 //! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs,
 //! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs,
-//! `aws_sdk_lambda` in lambda.rs, STS here). Each adapter holds its service's client and
+//! `aws_sdk_lambda` in lambda.rs, `aws_sdk_cloudwatch` in cloudwatch.rs, `aws_sdk_cloudwatchlogs`
+//! in logs.rs, STS here). Each adapter holds its service's client and
 //! the call path; every request goes through [`Adapter::sdk`], its operation named once.
 
 /// An adapter's boilerplate. `adapter!(SdkX(client type))` declares an adapter holding only
@@ -37,6 +38,7 @@ mod dynamodb;
 mod ecs;
 mod elasticache;
 mod lambda;
+mod logs;
 mod rds;
 mod s3;
 
@@ -361,6 +363,7 @@ impl AwsProvider for SdkProvider {
             lambda: Arc::new(lambda::SdkLambda::new(&conf, caller("lambda"))),
             credentials: conf.credentials_provider(),
             cloudwatch: Arc::new(cloudwatch::SdkCloudWatch::new(&conf, caller("cloudwatch"))),
+            logs: Arc::new(logs::SdkLogs::new(&conf, caller("logs"))),
             sts,
         };
         cache.insert(target.clone(), clients.clone());

@@ -167,6 +167,23 @@ impl Rds for SdkRds {
             .map(|_| ())
     }
 
+    async fn create_snapshot(&self, db: &str, name: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError> {
+        let tags: Vec<Tag> = tags.iter().map(|(k, v)| Tag::builder().key(k).value(v).build()).collect();
+        let op = "CreateDBSnapshot";
+        self.sdk(op, |c| c.create_db_snapshot().db_instance_identifier(db).db_snapshot_identifier(name).set_tags(Some(tags.clone())).send())
+            .await
+            .map(|_| ())
+    }
+
+    async fn snapshot_status(&self, name: &str) -> Result<Option<String>, AwsError> {
+        match self.sdk("DescribeDBSnapshots", |c| c.describe_db_snapshots().db_snapshot_identifier(name).send()).await {
+            Ok(out) => Ok(out.db_snapshots().first().and_then(|s| s.status()).map(String::from)),
+            Err(AwsError::NotFound { .. }) => Ok(None),
+            Err(AwsError::Invalid { message, .. }) if message.contains("DBSnapshotNotFound") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn delete_db_instance(&self, name: &str, final_snapshot: Option<&str>) -> Result<(), AwsError> {
         self.sdk("DeleteDBInstance", |c| {
             c.delete_db_instance()

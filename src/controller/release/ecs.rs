@@ -9,9 +9,9 @@ use kube::ResourceExt;
 
 use super::round::{self, Decided, Outcome, Seen};
 use crate::api::{Environment, LoadBalancerSpec, ServiceRelease, ServiceReleaseStatus, OWNER_TAG};
-use crate::aws::{AwsClients, AwsError, LoadBalancer, NativeDeployment, NativeStrategy, ServiceRequest};
+use crate::aws::{AwsClients, AwsError, LoadBalancer, NativeDeployment, NativeStrategy, ServiceRequest, TaskRequest};
 use crate::controller::{Context, Error};
-use crate::core::rollout::{Config, Effect, Network};
+use crate::core::rollout::{self, Config, Effect, Network, StepObs};
 use crate::core::taskdef::TaskDefinitionSpec;
 
 /// The ECS calls a decision makes for one service, carried out after it is written.
@@ -24,6 +24,22 @@ pub(crate) struct Calls {
     pub(crate) service: String,
     /// Each effect with its request.
     pub(crate) requests: Vec<(Effect, ServiceRequest)>,
+    /// The tasks of steps before traffic the effects start, by step.
+    pub(crate) tasks: BTreeMap<usize, TaskRequest>,
+    /// The release's ownership tags (for snapshots).
+    pub(crate) tags: BTreeMap<String, String>,
+    /// The steps' names, by index (for StopTask's reason).
+    pub(crate) step_names: Vec<String>,
+}
+
+/// What the calls did that status keeps: the stable version a rollback points at, and the
+/// task each step before traffic started.
+#[derive(Default)]
+pub(crate) struct Made {
+    /// A rollback's target (also when AWS then refused it).
+    pub(crate) rollback_to: Option<String>,
+    /// (step, task ARN) started.
+    pub(crate) started: Vec<(usize, String)>,
 }
 
 /// The ECS part of a release's reconcile, after the Environment, the outputs and the account
@@ -96,6 +112,13 @@ pub(crate) async fn converge(
         }
         Err(e) => return Ok(Outcome::failed(e)),
     };
+    if let Err(message) = snapshots_known(r, ctx) {
+        return Ok(Outcome::invalid(message));
+    }
+    let pre_deploy = match observe_step(r, &st, &aws, &cluster, &hash, &td).await {
+        Ok(o) => o,
+        Err(e) => return Ok(Outcome::failed(e)),
+    };
     let network = env.spec.network.clone().unwrap_or_default();
     let desired_network = Network::new(network.subnets.clone(), network.security_groups.clone(), network.assign_public_ip);
     let ro = r.spec.rollout.clone();
@@ -110,6 +133,7 @@ pub(crate) async fn converge(
         network: &desired_network,
         deployment_percents: percents,
         vars: vec![("revision", revision)],
+        pre_deploy,
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let token = client_token(r, &hash);
@@ -140,7 +164,36 @@ pub(crate) async fn converge(
             (effect.clone(), req)
         })
         .collect();
-    let calls = Calls { environment: env.name_any(), cluster, service, requests };
+    let steps = r.spec.rollout.as_ref().map(|ro| ro.pre_deploy.clone()).unwrap_or_default();
+    let tasks = decision
+        .effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::RunTask { step, task_definition } => Some((*step, task_definition)),
+            _ => None,
+        })
+        .filter_map(|(i, td)| {
+            let rollout = decision.status.rollout.as_ref()?;
+            let (started_by, client_token) = step_tokens(r, rollout, i);
+            Some((
+                i,
+                TaskRequest {
+                    cluster: cluster.clone(),
+                    task_definition: td.clone(),
+                    container: service.clone(),
+                    command: steps.get(i)?.command.clone(),
+                    started_by,
+                    client_token,
+                    subnets: network.subnets.clone(),
+                    security_groups: network.security_groups.clone(),
+                    assign_public_ip: network.assign_public_ip,
+                    tags: tags.clone(),
+                },
+            ))
+        })
+        .collect();
+    let step_names = steps.iter().map(|s| s.name.clone()).collect();
+    let calls = Calls { environment: env.name_any(), cluster, service, requests, tasks, tags, step_names };
     Ok(Outcome::Stepped(Box::new(decision), Box::new(Decided { aws, verdict_at, frozen, cfg: cfg.clone(), calls })))
 }
 
@@ -149,8 +202,9 @@ impl Calls {
     /// definition is ACTIVE (registering its content again if it was deregistered) and tries
     /// once more. Returns the task definition a rollback uses (also when ECS then refuses
     /// the rollback, so a retry does not register it again) and the outcome.
-    pub(crate) async fn execute(&self, aws: &AwsClients) -> (Option<String>, Result<(), AwsError>) {
+    pub(crate) async fn execute(&self, aws: &AwsClients) -> (Made, Result<(), AwsError>) {
         let mut rollback_to = None;
+        let mut started = vec![];
         for (effect, req) in &self.requests {
             let done = match effect {
                 Effect::CreateService { .. } => self.create(aws, req).await,
@@ -200,12 +254,31 @@ impl Calls {
                         other => other,
                     }
                 }
+                Effect::RunTask { step, .. } => match self.tasks.get(step) {
+                    Some(task) => aws.ecs.run_task(task).await.map(|arn| started.push((*step, arn))),
+                    None => Err(AwsError::Invalid { op: "RunTask", message: format!("no step {step} before traffic in the spec") }),
+                },
+                Effect::StopTask { task, .. } => {
+                    let name = self.step_names.last().cloned().unwrap_or_default();
+                    let why = format!("shipshape: preDeploy step {name} timed out");
+                    match aws.ecs.stop_task(&self.cluster, task, &why).await {
+                        // Stopped already.
+                        Err(AwsError::NotFound { .. }) => Ok(()),
+                        other => other,
+                    }
+                }
+                Effect::Snapshot { database, name, .. } => match aws.rds.create_snapshot(database, name, &self.tags).await {
+                    // Asked for before (an answer lost): it is being taken.
+                    Err(AwsError::Conflict { .. }) => Ok(()),
+                    Err(AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => Ok(()),
+                    other => other,
+                },
             };
             if let Err(e) = done {
-                return (rollback_to, Err(e));
+                return (Made { rollback_to, started }, Err(e));
             }
         }
-        (rollback_to, Ok(()))
+        (Made { rollback_to, started }, Ok(()))
     }
 
     /// CreateService; a create retried after a lost answer that finds the service with our
@@ -337,4 +410,74 @@ fn client_token(r: &ServiceRelease, spec_hash: &str) -> String {
 pub(crate) async fn tags_of(aws: &AwsClients, env: &Environment, service: &str) -> Result<Option<BTreeMap<String, String>>, AwsError> {
     let cluster = env.spec.ecs_cluster.name.clone();
     Ok(aws.ecs.describe_services(&cluster, &[service.to_string()]).await?.into_iter().find(|(n, _)| n == service).map(|(_, s)| s.tags))
+}
+
+/// ECS's `startedBy` and idempotency token of step `i` of a rollout: derived from the release,
+/// its spec and when the rollout began, so a restarted controller finds the step's task again
+/// and a retried rollout of the same spec runs its steps anew.
+fn step_tokens(r: &ServiceRelease, rollout: &crate::api::RolloutStatus, i: usize) -> (String, String) {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{}/{}/{}/{i}", r.uid().unwrap_or_default(), rollout.spec_hash, rollout.started_at.to_rfc3339()));
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    (format!("shipshape-{hex}-{i}"), hex)
+}
+
+/// Every `snapshot` of a step names a database of the release's StackSpec.
+fn snapshots_known(r: &ServiceRelease, ctx: &Context) -> Result<(), String> {
+    let steps = r.spec.rollout.as_ref().map(|ro| ro.pre_deploy.as_slice()).unwrap_or_default();
+    for (i, step) in steps.iter().enumerate() {
+        let Some(db) = &step.snapshot else { continue };
+        let field = format!("spec.rollout.preDeploy[{i}].snapshot");
+        let Some(stack) = &r.spec.stack else {
+            return Err(format!("{field}: database {db} needs spec.stack, the StackSpec that has it"));
+        };
+        let ns = r.namespace().unwrap_or_default();
+        let has = ctx.stores.stack(&ns, stack).is_some_and(|s| s.spec.databases.iter().any(|d| d.name == *db));
+        if !has {
+            return Err(format!("{field}: StackSpec {ns}/{stack} has no database {db}"));
+        }
+    }
+    Ok(())
+}
+
+/// What AWS reports of the step before traffic under way: its snapshot's status, or its task
+/// (found by ARN, else by `startedBy`) with the last lines of its output once it stopped.
+async fn observe_step(
+    r: &ServiceRelease,
+    st: &ServiceReleaseStatus,
+    aws: &AwsClients,
+    cluster: &str,
+    hash: &str,
+    td: &TaskDefinitionSpec,
+) -> Result<Option<StepObs>, AwsError> {
+    let Some(rollout) = st.rollout.as_ref().filter(|ro| ro.spec_hash == hash) else { return Ok(None) };
+    let Some((i, step)) = rollout.pre_deploy.iter().enumerate().next_back() else { return Ok(None) };
+    match step.phase.as_str() {
+        "Snapshotting" => {
+            let name = step.snapshot.clone().unwrap_or_default();
+            Ok(Some(StepObs::Snapshot(aws.rds.snapshot_status(&name).await?)))
+        }
+        "Running" => {
+            let (started_by, _) = step_tokens(r, rollout, i);
+            let mut task = aws.ecs.find_task(cluster, step.task_arn.as_deref(), &started_by).await?;
+            if let Some(t) = task.as_mut() {
+                // The awslogs driver's stream: prefix/container/task id.
+                let id = t.arn.rsplit('/').next().unwrap_or_default().to_string();
+                t.log_stream = td.log_group.as_ref().map(|_| format!("{}/{}/{id}", td.family, td.family));
+                if let (true, Some(group), Some(stream)) = (t.last_status == "STOPPED", &td.log_group, &t.log_stream) {
+                    t.log_tail = match aws.logs.tail(group, stream, rollout::LOG_LINES).await {
+                        Ok(lines) => lines,
+                        Err(e) => vec![format!("(its output could not be read: {e})")],
+                    };
+                    for line in t.log_tail.iter_mut() {
+                        *line = line.chars().take(rollout::LOG_LINE_CHARS).collect();
+                    }
+                    let excess = t.log_tail.len().saturating_sub(rollout::LOG_LINES);
+                    t.log_tail.drain(..excess);
+                }
+            }
+            Ok(Some(StepObs::Task(task)))
+        }
+        _ => Ok(None),
+    }
 }

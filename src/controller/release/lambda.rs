@@ -286,6 +286,7 @@ pub(super) async fn converge(
             ("stableVersion", stable_version),
             ("alias", f.alias.clone()),
         ],
+        pre_deploy: None,
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let calls = Calls { function: name, alias: f.alias.clone(), effects: decision.effects.clone() };
@@ -317,6 +318,10 @@ impl Calls {
                 }
                 Effect::Resume { .. } | Effect::Halt { .. } => {
                     Err(AwsError::Invalid { op: "UpdateAlias", message: "a Lambda alias has no ECS service deployment".into() })
+                }
+                // The spec check refuses steps before traffic on a Lambda release.
+                Effect::RunTask { .. } | Effect::StopTask { .. } | Effect::Snapshot { .. } => {
+                    Err(AwsError::Invalid { op: "Invoke", message: "steps before traffic run on ECS releases only".into() })
                 }
             };
             if let Err(e) = done {

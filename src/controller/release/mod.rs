@@ -160,11 +160,14 @@ impl Pending {
         self.effects().iter().any(|e| matches!(e, Effect::RollBack { .. } | Effect::Halt { .. }))
     }
 
-    /// Makes the calls: the stable version a rollback points at, and what AWS said.
-    async fn execute(&self, aws: &AwsClients) -> (Option<String>, Result<(), AwsError>) {
+    /// Makes the calls: what they did that status keeps, and what AWS said.
+    async fn execute(&self, aws: &AwsClients) -> (ecs::Made, Result<(), AwsError>) {
         match self {
             Pending::Ecs(c) => c.execute(aws).await,
-            Pending::Lambda(c) => c.execute(aws).await,
+            Pending::Lambda(c) => {
+                let (rollback_to, result) = c.execute(aws).await;
+                (ecs::Made { rollback_to, started: vec![] }, result)
+            }
         }
     }
 
@@ -273,8 +276,18 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                 conditions = decided.conditions;
             }
             ctx.may_act()?;
-            let (rollback_to, result) = pending.calls.execute(&pending.aws).await;
+            let (made, result) = pending.calls.execute(&pending.aws).await;
             pending.calls.made(ctx);
+            let rollback_to = made.rollback_to;
+            // The task a step before traffic started is kept at once (found again by its
+            // startedBy should this write be lost).
+            if let Some(rs) = new.rollout.as_mut() {
+                for (i, arn) in made.started {
+                    if let Some(s) = rs.pre_deploy.get_mut(i).filter(|s| s.task_arn.is_none()) {
+                        s.task_arn = Some(arn);
+                    }
+                }
+            }
             match result.map(|()| rollback_to.clone()) {
                 Ok(Some(td)) => {
                     // AWS accepted the rollback: only now is the release RolledBack.

@@ -149,6 +149,8 @@ pub(crate) struct Seen<'a> {
     pub(crate) deployment_percents: (i32, i32),
     /// Query placeholders of the target.
     pub(crate) vars: Vec<(&'static str, String)>,
+    /// The step before traffic under way, as AWS reports it.
+    pub(crate) pre_deploy: Option<rollout::StepObs>,
 }
 
 /// One round of a release: an analysis when one is due, the commands, and the decision.
@@ -184,6 +186,7 @@ pub(crate) async fn decide(
         commands: &cmds,
         round,
         config: cfg,
+        pre_deploy: o.pre_deploy,
     };
     (rollout::step(&st, &inputs), verdict_at, frozen)
 }

@@ -20,6 +20,7 @@ fn cfg(has_analysis: bool) -> Config {
         steps: vec![TrafficStep { weight: 100, bake: Duration::ZERO }],
         on_failure: FailurePolicy::Rollback,
         native: false,
+        pre_deploy: vec![],
     }
 }
 
@@ -34,6 +35,10 @@ impl World {
     fn apply(&mut self, effects: &[Effect], replicas: i32) -> usize {
         let mut updates = 0;
         for e in effects {
+            if matches!(e, Effect::RunTask { .. } | Effect::StopTask { .. } | Effect::Snapshot { .. }) {
+                // Not the service's.
+                continue;
+            }
             if let Effect::Resume { .. } = e {
                 // ECS goes on from the pause: the test sets where it pauses next.
                 updates += 1;
@@ -118,6 +123,8 @@ struct Run {
     updates: usize,
     /// ECS refuses rollbacks (as the controller would see UpdateService fail).
     refuse_rollback: Option<String>,
+    /// What AWS reports of the step before traffic under way.
+    obs: Option<StepObs>,
 }
 
 impl Run {
@@ -132,6 +139,7 @@ impl Run {
             last: None,
             updates: 0,
             refuse_rollback: None,
+            obs: None,
         }
     }
     fn step(&mut self, now: i64, sha: &str, round: Option<Verdict>) -> &Decision {
@@ -160,6 +168,7 @@ impl Run {
             commands: &commands,
             round,
             config: &self.cfg,
+            pre_deploy: self.obs.clone(),
         };
         let s = step(&self.status, &inp);
         self.status = s.status.clone();
@@ -1084,4 +1093,206 @@ mod native_property {
             }
         }
     }
+}
+
+fn migrations(irreversible: bool, snapshot: Option<&str>) -> Vec<PreDeploy> {
+    vec![
+        PreDeploy { name: "migrate".into(), timeout: Duration::from_secs(60), snapshot: snapshot.map(String::from), irreversible },
+        PreDeploy { name: "seed".into(), timeout: Duration::from_secs(60), snapshot: None, irreversible: false },
+    ]
+}
+
+fn task(status: &str, exit: Option<i32>) -> Option<StepObs> {
+    Some(StepObs::Task(Some(TaskObs {
+        arn: "arn:task/1".into(),
+        last_status: status.into(),
+        exit_code: exit,
+        stop_code: exit.map(|_| "EssentialContainerExited".into()),
+        stopped_reason: exit.filter(|c| *c != 0).map(|_| "Essential container in task exited".into()),
+        log_stream: Some("svc/svc/1".into()),
+        log_tail: exit.map(|c| vec![format!("exit {c}")]).unwrap_or_default(),
+    })))
+}
+
+#[test]
+fn steps_before_traffic_run_in_order_and_the_traffic_moves_only_after_the_last() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, None);
+    let s = r.step(100, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() }]);
+    assert_eq!(s.status.phase, Phase::Progressing);
+    assert_eq!(s.status.current_sha.as_deref(), Some("aaaaaaa"), "nothing moved yet");
+    assert_eq!(s.status.task_definition_arn.as_deref(), Some("arn:td/aaaaaaa"));
+    let Readiness::Reconciling { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+    assert_eq!(*reason, reasons::PRE_DEPLOY);
+    assert!(message.contains("preDeploy step migrate (1/2)"), "{message}");
+    assert_eq!(s.requeue, Duration::from_secs(1));
+    // ECS has not shown the task yet: asked again (same idempotency token in the controller).
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() }]);
+    r.obs = task("RUNNING", None);
+    let s = r.step(102, "bbbbbbb", None).clone();
+    assert!(s.effects.is_empty(), "{:?}", s.effects);
+    assert_eq!(s.status.rollout.as_ref().unwrap().pre_deploy[0].task_arn.as_deref(), Some("arn:task/1"));
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(110, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 1, task_definition: "arn:td/bbbbbbb".into() }]);
+    assert!(s.events.iter().any(|e| e.1 == reasons::PRE_DEPLOY_SUCCEEDED && e.2.contains("migrate succeeded (exit 0) in 10s")));
+    r.obs = None;
+    r.step(111, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(112, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/bbbbbbb".into() }]);
+    assert_eq!(s.status.current_sha.as_deref(), Some("bbbbbbb"));
+    assert_eq!(s.status.rollout.as_ref().unwrap().step_started_at, Some(t(112)), "the deadline counts from the traffic");
+    r.obs = None;
+    r.world.complete("COMPLETED");
+    let s = r.step(113, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Healthy);
+    let phases: Vec<_> = s.status.history[0].pre_deploy.iter().map(|p| (p.name.as_str(), p.phase.as_str())).collect();
+    assert_eq!(phases, [("migrate", "Succeeded"), ("seed", "Succeeded")]);
+}
+
+#[test]
+fn a_failing_step_fails_the_rollout_with_the_service_untouched_and_is_not_retried() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, None);
+    let updates = r.updates;
+    r.step(100, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(3));
+    let s = r.step(105, "bbbbbbb", None).clone();
+    assert!(s.effects.is_empty(), "no traffic, nothing to roll back: {:?}", s.effects);
+    assert_eq!(s.status.phase, Phase::Failed);
+    assert_eq!(s.status.current_sha.as_deref(), Some("aaaaaaa"));
+    let (_, reason, msg) = s.events.iter().find(|e| e.1 == reasons::PRE_DEPLOY_FAILED).expect("event");
+    assert_eq!(*reason, reasons::PRE_DEPLOY_FAILED);
+    for part in ["step migrate failed: exited 3", "Essential container in task exited", "arn:task/1", "log stream svc/svc/1", "exit 3"] {
+        assert!(msg.contains(part), "{part} in {msg}");
+    }
+    let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+    assert_eq!(*reason, reasons::PRE_DEPLOY_FAILED);
+    assert!(message.contains("aaaaaaa still serves"), "{message}");
+    assert_eq!(s.status.history[0].outcome, RolloutOutcome::Failed);
+    assert_eq!(s.status.history[0].pre_deploy[0].exit_code, Some(3));
+    r.obs = None;
+    for now in [200, 300] {
+        let s = r.step(now, "bbbbbbb", None).clone();
+        assert!(s.effects.is_empty(), "not retried: {:?}", s.effects);
+        assert_eq!(s.status.phase, Phase::Failed);
+    }
+    assert_eq!(r.updates, updates, "the service was never touched");
+    // The retry annotation runs the steps again.
+    r.commands.retry = Some("1".into());
+    let s = r.step(400, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() }]);
+}
+
+#[test]
+fn a_step_past_its_timeout_is_stopped_and_fails_even_if_it_then_exits_0() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, None);
+    r.step(100, "bbbbbbb", None);
+    r.obs = task("RUNNING", None);
+    assert!(r.step(159, "bbbbbbb", None).effects.is_empty());
+    let s = r.step(160, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::StopTask { task: "arn:task/1".into(), task_definition: "arn:td/bbbbbbb".into() }]);
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(161, "bbbbbbb", None).clone();
+    assert_eq!(s.status.phase, Phase::Failed);
+    assert!(s.status.history[0].reason.contains("timed out after 60s"), "{}", s.status.history[0].reason);
+}
+
+#[test]
+fn a_snapshot_is_taken_and_waited_for_before_its_step() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, Some("orders-db"));
+    let s = r.step(100, "bbbbbbb", None).clone();
+    let name = snapshot_name("orders-db", "bbbbbbb", t(100));
+    assert!(name.starts_with("orders-db-pre-bbbbbbb-"), "{name}");
+    assert_eq!(
+        s.effects,
+        vec![Effect::Snapshot { database: "orders-db".into(), name: name.clone(), task_definition: "arn:td/bbbbbbb".into() }]
+    );
+    r.obs = Some(StepObs::Snapshot(Some("creating".into())));
+    assert!(r.step(130, "bbbbbbb", None).effects.is_empty(), "waits while it is taken");
+    r.obs = Some(StepObs::Snapshot(Some("available".into())));
+    let s = r.step(200, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() }]);
+    assert_eq!(s.status.rollout.as_ref().unwrap().pre_deploy[0].snapshot.as_deref(), Some(name.as_str()));
+    assert!(s.events.iter().any(|e| e.1 == reasons::PRE_DEPLOY_SNAPSHOT && e.2.contains(&name)));
+    // The step's timeout counts from its task, not from the snapshot.
+    r.obs = task("RUNNING", None);
+    assert!(r.step(255, "bbbbbbb", None).effects.is_empty());
+}
+
+#[test]
+fn after_an_irreversible_step_a_failing_verdict_holds_and_only_a_person_rolls_back() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(true, Some("orders-db"));
+    r.step(100, "bbbbbbb", None);
+    r.obs = Some(StepObs::Snapshot(Some("available".into())));
+    r.step(101, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    r.step(102, "bbbbbbb", None);
+    r.obs = None;
+    r.step(103, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(104, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::UpdateService { task_definition: "arn:td/bbbbbbb".into() }]);
+    r.obs = None;
+    r.world.complete("COMPLETED");
+    r.step(105, "bbbbbbb", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    r.step(115, "bbbbbbb", Some(fail()));
+    let s = r.step(120, "bbbbbbb", Some(fail())).clone();
+    assert!(s.effects.is_empty(), "no rollback: {:?}", s.effects);
+    assert_eq!(s.rolled_back, None);
+    assert_eq!(s.status.phase, Phase::Paused);
+    let Readiness::Stalled { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
+    assert_eq!(*reason, reasons::ROLLBACK_UNSAFE);
+    for part in ["irreversible preDeploy step migrate", "orders-db-pre-bbbbbbb-", "error-rate = 0.2"] {
+        assert!(message.contains(part), "{part} in {message}");
+    }
+    assert!(s.events.iter().any(|e| e.0 && e.1 == reasons::ROLLBACK_UNSAFE));
+    // Held: no rollback however long it waits.
+    for now in [200, 900, 5000] {
+        let s = r.step(now, "bbbbbbb", None).clone();
+        assert!(s.effects.is_empty() && s.status.phase == Phase::Paused, "{:?}", s.effects);
+    }
+    // A person decides.
+    r.commands.rollback = Some("1".into());
+    let s = r.step(6000, "bbbbbbb", None).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
+    assert_eq!(r.status.phase, Phase::RolledBack);
+}
+
+#[test]
+fn a_reversible_step_changes_nothing_about_rollback_and_promote_waits_for_the_steps() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, None);
+    r.step(100, "bbbbbbb", None);
+    r.commands.promote = Some("1".into());
+    r.obs = task("RUNNING", None);
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert!(s.effects.is_empty(), "promote does not skip the steps: {:?}", s.effects);
+    assert_eq!(s.status.phase, Phase::Progressing);
+    r.obs = task("STOPPED", Some(0));
+    r.step(102, "bbbbbbb", None);
+    r.obs = None;
+    r.step(103, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    r.step(104, "bbbbbbb", None);
+    r.obs = None;
+    r.world.complete("COMPLETED");
+    r.step(105, "bbbbbbb", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    r.step(115, "bbbbbbb", Some(fail()));
+    let s = r.step(120, "bbbbbbb", Some(fail())).clone();
+    assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
 }
