@@ -27,6 +27,9 @@ pub struct Metrics {
     pub drift_corrections: IntCounterVec,
     /// 1 for a release's current phase.
     pub release_phase: IntGaugeVec,
+    /// 1 while a release is held after an irreversible step succeeded (`RollbackUnsafe`):
+    /// a failing rollout the controller may not roll back.
+    pub rollback_unsafe: IntGaugeVec,
     /// Always 1; labels carry the release's SHA and stable SHA.
     pub release_info: IntGaugeVec,
     /// Percent of a release's traffic on the version being rolled out, and its step.
@@ -76,6 +79,11 @@ impl Metrics {
                 .unwrap();
         let release_phase =
             IntGaugeVec::new(Opts::new("release_phase", "1 for the release's current phase"), &["namespace", "name", "phase"]).unwrap();
+        let rollback_unsafe = IntGaugeVec::new(
+            Opts::new("rollback_unsafe", "1 while a failing rollout is held because an irreversible preDeploy step succeeded"),
+            &["namespace", "name"],
+        )
+        .unwrap();
         let release_info =
             IntGaugeVec::new(Opts::new("release_info", "Release SHA and stable SHA"), &["namespace", "name", "sha", "stable_sha"]).unwrap();
         let release_traffic_weight = IntGaugeVec::new(
@@ -94,7 +102,7 @@ impl Metrics {
         .unwrap();
         let rollback_failures = IntCounter::new("rollback_failures_total", "Rollback calls ECS refused (retried with backoff)").unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
-        for g in [&release_phase, &release_info, &release_traffic_weight] {
+        for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         registry.register(Box::new(analysis_value.clone())).unwrap();
@@ -114,6 +122,7 @@ impl Metrics {
             aws_throttles,
             drift_corrections,
             release_phase,
+            rollback_unsafe,
             release_info,
             release_traffic_weight,
             rollouts,

@@ -276,7 +276,7 @@ async fn the_schema_refuses_bad_fields_fills_defaults_prunes_unknown_ones_and_pr
 
     let out = c.kubectl(&["get", "release", "-n", &ns]).success().stdout;
     let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "PHASE", "SHA", "STABLE", "WEIGHT", "STEP", "STAGE", "READY", "AGE"]);
+    assert_eq!(header, ["NAME", "PHASE", "SHA", "STABLE", "WEIGHT", "STEP", "STAGE", "READY", "REASON", "AGE"]);
     assert!(out.contains("3f9c2a1d"), "{out}");
 }
 

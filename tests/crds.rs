@@ -42,6 +42,6 @@ fn crds_declare_short_names_category_status_and_printer_columns() {
     }
     let release = shipshape::api::crds().into_iter().find(|c| c.spec.names.kind == "ServiceRelease").unwrap();
     let cols: Vec<String> = release.spec.versions[0].additional_printer_columns.clone().unwrap().into_iter().map(|c| c.name).collect();
-    assert_eq!(cols, ["Phase", "SHA", "Stable", "Weight", "Step", "Stage", "Ready", "Age"]);
+    assert_eq!(cols, ["Phase", "SHA", "Stable", "Weight", "Step", "Stage", "Ready", "Reason", "Age"]);
     assert_eq!(release.spec.names.short_names, Some(vec!["release".to_string()]));
 }

@@ -89,4 +89,4 @@ pub const PRE_DEPLOY_FAILED: &str = "PreDeployFailed";
 /// A rollout failed after an irreversible step succeeded: held, not rolled back.
 pub const ROLLBACK_UNSAFE: &str = "RollbackUnsafe";
 /// A snapshot before a step was taken.
-pub const PRE_DEPLOY_SNAPSHOT: &str = "SnapshotTaken";
+pub const PRE_DEPLOY_SNAPSHOT: &str = "PreDeploySnapshot";

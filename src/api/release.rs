@@ -27,6 +27,7 @@ use super::{bounds, duration_rule, Condition, GitSha, GoDuration};
     printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.rollout.stepText"}"#,
     printcolumn = r#"{"name":"Stage","type":"string","jsonPath":".status.rollout.stage"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new(
         "has(self.spec.task) != has(self.spec.function) && (has(self.spec.task) ? size(self.spec.image.repository) > 0 : has(self.spec.function.s3) || size(self.spec.image.repository) > 0)"

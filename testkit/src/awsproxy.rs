@@ -690,7 +690,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
         return ecs_answer(answer);
     }
     if service == "ecs" && crate::ecs_tasks::OPERATIONS.contains(&operation.as_str()) {
-        return one_off_task(&shared, &operation, &headers, &body, &account).await;
+        // The task model acts on what it received even when the answer is lost.
+        let answer = one_off_task(&shared, &operation, &headers, &body, &account).await;
+        return if lost { fault_response(&service, &operation, Fault::ServerError) } else { answer };
     }
     if service == "rds" && operation == "CreateDBSnapshot" {
         let id = crate::elasticache::form(&body).get("DBSnapshotIdentifier").cloned().unwrap_or_default();
