@@ -236,6 +236,85 @@ async fn bad_steps_are_invalid_spec_naming_the_field() {
     assert_eq!(s.p.tasks_started().len(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_smoke_test_fails_its_round_and_rolls_back_and_a_passing_one_promotes() {
+    let s = setup().await;
+    let smoke = |cmd: &str| {
+        format!("    analysis: {{interval: 1s, successfulRuns: 1, failureLimit: 0, jobs: [{{name: smoke, command: [npm, run, {cmd}]}}]}}\n")
+    };
+    s.c.apply(&s.release("aaaa111", &smoke("test:smoke"), "")).success();
+    s.phase("Healthy").await;
+    let stable_td = s.get("{.status.stableTaskDefinitionArn}");
+    s.p.script_task(
+        "npm run test:smoke-broken",
+        Script { exit_code: 1, lines: vec!["1 failing: POST /bookings returns 500".into()], ..Script::default() },
+    );
+    s.c.apply(&s.release("bbbb222", &smoke("test:smoke-broken"), "")).success();
+    s.phase("RolledBack").await;
+    let reason = s.get("{.status.history[0].reason}");
+    assert!(reason.contains("job smoke exited 1") && reason.contains("POST /bookings returns 500"), "{reason}");
+    assert_eq!(s.service_task_definition().await, stable_td);
+    let jobs: Vec<_> = s.p.tasks_started().into_iter().filter(|(_, c)| c.join(" ").starts_with("npm run")).collect();
+    assert_eq!(jobs.len(), 2, "one smoke task per rollout's round: {jobs:?}");
+    // The smoke test's task ran the revision being judged.
+    let runs: Vec<_> = s.p.calls().into_iter().filter(|c| c.operation == "RunTask").collect();
+    assert_ne!(runs.last().and_then(|c| c.task_definition.clone()), Some(stable_td));
+    assert!(s.get("{.status.lastMeasurement.query}").contains("job:smoke"));
+}
+
+/// A local HTTP server answering 503 until `flip`, then 200 with `{"status":"up"}`.
+async fn health_server(flip: std::time::Instant) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let (status, body) = if std::time::Instant::now() < flip {
+                    ("503 Service Unavailable", r#"{"status":"starting"}"#)
+                } else {
+                    ("200 OK", r#"{"status":"up"}"#)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_check_against_a_real_server_fails_rounds_while_it_answers_503_then_passes() {
+    let s = setup().await;
+    s.c.apply(&s.release("aaaa111", "    progressDeadline: 2m\n", "")).success();
+    s.phase("Healthy").await;
+    let url = health_server(std::time::Instant::now() + Duration::from_secs(8)).await;
+    let check = format!(
+        "    analysis:\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 30\n      http:\n        - {{name: health, url: \"{url}/health?sha={{{{sha}}}}\", jsonPath: $.status, equals: up, timeout: 2s}}\n"
+    );
+    s.c.apply(&s.release("bbbb222", &check, "")).success();
+    eventually(WAIT, "a failed round", || s.get("{.status.rollout.measurements[*].verdict}").contains("Fail").then_some(())).await;
+    let failures: i32 = s.get("{.status.rollout.failures}").parse().unwrap_or(0);
+    assert!(failures >= 1);
+    eventually(WAIT, "v2 stable once the server answers 200", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    assert_eq!(s.get("{.status.history[0].outcome}"), "Promoted");
+    assert_eq!(s.ctl.metric("shipshape_analysis_value", &["http:health"]), 200.0);
+
+    // The instance metadata address is refused (the rollout holds as for an invalid query).
+    let metadata =
+        "    analysis:\n      interval: 1s\n      http:\n        - {name: meta, url: \"http://169.254.169.254/latest/meta-data/\"}\n";
+    s.c.apply(&s.release("cccc333", metadata, "")).success();
+    let reason = s.c.await_condition(&["release", &s.svc, "-n", &s.ns], "Stalled", "True", WAIT).await;
+    assert_eq!(reason, "InvalidQuery");
+    assert!(s.get("{.status.conditions[?(@.type==\"Stalled\")].message}").contains("link-local"));
+}
+
 async fn put_alarm(name: &str, state: &str) {
     let put = moto_query(
         "monitoring",

@@ -171,6 +171,8 @@ pub mod bounds {
     pub const HEALTH_CHECK_START_PERIOD: Bounds = Bounds::secs(0, 300);
     /// `rollout.preDeploy[].timeout`: 1s to 2h.
     pub const PRE_DEPLOY_TIMEOUT: Bounds = Bounds::secs(1, 2 * 3600);
+    /// `analysis.http[].timeout`: 1s to 60s.
+    pub const HTTP_CHECK_TIMEOUT: Bounds = Bounds::secs(1, 60);
 }
 
 /// The schema's CEL rule for a duration field with `bounds` (the server refuses a value out

@@ -514,6 +514,104 @@ pub struct AnalysisSpec {
     /// CloudWatch alarm names; any in ALARM is a failed round.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cloudwatch_alarms: Vec<String>,
+    /// Smoke tests (ECS releases): each is a one-off task of the new revision with the
+    /// container's command overridden; exit 0 passes a round, anything else fails it. A
+    /// round while the task runs is inconclusive; the next round starts a new task.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub jobs: Vec<AnalysisJob>,
+    /// HTTP checks made by the controller each round (a health endpoint of the new version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub http: Vec<HttpCheck>,
+}
+
+/// A smoke test run as an ECS task of the new revision.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisJob {
+    /// Name shown in status (`job:<name>`) and metrics.
+    #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// The command (e.g. `["npm", "run", "test:smoke"]`).
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 4096)))]
+    pub command: Vec<String>,
+    /// How long the task may run before it is stopped and the round fails (default 10m, at
+    /// most 2h).
+    #[x_kube(validation = duration_rule(bounds::PRE_DEPLOY_TIMEOUT, "timeout"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    /// Measured and shown, never deciding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// An HTTP check made by the controller.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.bodyContains) && has(self.jsonPath)) && (!has(self.equals) || has(self.jsonPath))").message(
+    "an http check takes bodyContains or jsonPath (with equals), not both; equals needs jsonPath"
+))]
+pub struct HttpCheck {
+    /// Name shown in status (`http:<name>`) and metrics.
+    #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// http(s) URL; may use the placeholders of queries ({{service}}, {{namespace}},
+    /// {{sha}}, {{stableSha}}, {{revision}}, …).
+    #[schemars(length(min = 1, max = 2048), pattern(r"^https?://"))]
+    pub url: String,
+    /// GET (default), HEAD or POST.
+    #[serde(default)]
+    pub method: HttpMethod,
+    /// A Secret in the release's namespace whose keys are header names and values their
+    /// values (e.g. Authorization).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers_secret_ref: Option<LocalSecretRef>,
+    /// Passing status codes: codes (`"204"`) or ranges (`"200-399"`, the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(pattern(r"^[1-5][0-9][0-9](-[1-5][0-9][0-9])?$")))]
+    pub expect_status: Vec<String>,
+    /// The body must contain this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub body_contains: Option<String>,
+    /// A JSONPath (RFC 9535, e.g. `$.status`) into the JSON body that must match something;
+    /// with `equals`, its value must equal that (a string, or a number or boolean's text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub json_path: Option<String>,
+    /// The value `jsonPath` must have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub equals: Option<String>,
+    /// Time limit of the call (default 10s, at most 60s).
+    #[x_kube(validation = duration_rule(bounds::HTTP_CHECK_TIMEOUT, "timeout"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<GoDuration>,
+    /// Measured and shown, never deciding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+}
+
+/// An HTTP method of a check.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    /// GET.
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// POST (no body).
+    Post,
+}
+
+/// A Secret in the object's own namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct LocalSecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
 }
 
 fn default_successful_runs() -> i32 {

@@ -1,6 +1,7 @@
 //! The pure core: plans, conditions, requeue decisions. No async, no I/O.
 
 pub mod analysis;
+pub mod checks;
 pub mod conditions;
 pub mod environment;
 pub mod ownership;

@@ -79,6 +79,9 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
     }
     let steps = strategy_steps(spec, &mut p);
     let pre_deploy = pre_deploy_steps(spec, &mut p);
+    if let Some(a) = an {
+        checks(spec, a, &mut p);
+    }
     match (warmup, interval, deadline, drift) {
         (Some(warmup), Some(interval), Some(progress_deadline), Some(drift_interval)) if p.is_empty() => Ok(Config {
             steps,
@@ -91,13 +94,56 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
             failure_limit: an.map(|a| a.failure_limit).unwrap_or(1).max(0),
             progress_deadline,
             auto_rollback: ro.map(|r| r.auto_rollback).unwrap_or(true),
-            has_analysis: an.is_some_and(|a| !a.queries.is_empty() || !a.cloudwatch_alarms.is_empty()),
+            has_analysis: an
+                .is_some_and(|a| !a.queries.is_empty() || !a.cloudwatch_alarms.is_empty() || !a.jobs.is_empty() || !a.http.is_empty()),
             history_limit: usize::try_from(spec.history_limit).unwrap_or(1).max(1),
             drift_interval,
             on_unavailable: ro.map(|r| r.on_analysis_unavailable).unwrap_or_default(),
             pre_deploy,
         }),
         _ => Err(InvalidSpec(p)),
+    }
+}
+
+/// The smoke tests and HTTP checks of an analysis, each problem named in `p`.
+fn checks(spec: &ServiceReleaseSpec, a: &crate::api::AnalysisSpec, p: &mut Vec<String>) {
+    if !a.jobs.is_empty() && spec.function.is_some() {
+        p.push("spec.rollout.analysis.jobs: smoke tests run as ECS tasks, on ECS releases (spec.task) only".into());
+    }
+    for (i, j) in a.jobs.iter().enumerate() {
+        let field = format!("spec.rollout.analysis.jobs[{i}]");
+        if j.command.is_empty() || j.command.iter().any(String::is_empty) {
+            p.push(format!("{field}.command: a job needs a command, each argument non-empty"));
+        }
+        collect(
+            p,
+            GoDuration::get_or(j.timeout.as_ref(), &format!("{field}.timeout"), bounds::PRE_DEPLOY_TIMEOUT, Duration::from_secs(600)),
+        );
+    }
+    for (i, h) in a.http.iter().enumerate() {
+        let field = format!("spec.rollout.analysis.http[{i}]");
+        if !(h.url.starts_with("http://") || h.url.starts_with("https://")) {
+            p.push(format!("{field}.url: an http:// or https:// URL"));
+        }
+        if let Err(e) = super::checks::status_ranges(&h.expect_status) {
+            p.push(format!("{field}.{e}"));
+        }
+        if h.body_contains.is_some() && h.json_path.is_some() {
+            p.push(format!("{field}: bodyContains or jsonPath, not both"));
+        }
+        if h.equals.is_some() && h.json_path.is_none() {
+            p.push(format!("{field}.equals needs jsonPath"));
+        }
+        collect(
+            p,
+            GoDuration::get_or(h.timeout.as_ref(), &format!("{field}.timeout"), bounds::HTTP_CHECK_TIMEOUT, Duration::from_secs(10)),
+        );
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for n in a.queries.iter().map(|q| &q.name).chain(a.jobs.iter().map(|j| &j.name)).chain(a.http.iter().map(|h| &h.name)) {
+        if !names.insert(n.clone()) {
+            p.push(format!("spec.rollout.analysis: two queries, jobs or checks are named {n}"));
+        }
     }
 }
 

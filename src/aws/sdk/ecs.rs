@@ -513,6 +513,7 @@ impl Ecs for SdkEcs {
                 stopped_reason: t.stopped_reason().map(String::from).or(container.and_then(|c| c.reason()).map(String::from)),
                 log_stream: None,
                 log_tail: vec![],
+                created_at: t.created_at().and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
             }
         }))
     }

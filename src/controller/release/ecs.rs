@@ -134,6 +134,16 @@ pub(crate) async fn converge(
         deployment_percents: percents,
         vars: vec![("revision", revision)],
         pre_deploy,
+        jobs: Some(super::checks::JobTarget {
+            cluster: cluster.clone(),
+            task_definition: td_arn.clone(),
+            container: service.clone(),
+            subnets: network.subnets.clone(),
+            security_groups: network.security_groups.clone(),
+            assign_public_ip: network.assign_public_ip,
+            tags: tags.clone(),
+            log_group: td.log_group.clone(),
+        }),
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let token = client_token(r, &hash);

@@ -287,6 +287,7 @@ pub(super) async fn converge(
             ("alias", f.alias.clone()),
         ],
         pre_deploy: None,
+        jobs: None,
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let calls = Calls { function: name, alias: f.alias.clone(), effects: decision.effects.clone() };

@@ -5,6 +5,7 @@
 //! release to its target, writes the decision before its calls are made, and settles what
 //! they did. A third target is one more file and one more variant of [`Pending`].
 
+mod checks;
 mod ecs;
 mod lambda;
 mod metrics;

@@ -151,6 +151,8 @@ pub(crate) struct Seen<'a> {
     pub(crate) vars: Vec<(&'static str, String)>,
     /// The step before traffic under way, as AWS reports it.
     pub(crate) pre_deploy: Option<rollout::StepObs>,
+    /// Where smoke tests run (ECS releases).
+    pub(crate) jobs: Option<super::checks::JobTarget>,
 }
 
 /// One round of a release: an analysis when one is due, the commands, and the decision.
@@ -166,7 +168,8 @@ pub(crate) async fn decide(
     let st = r.status.clone().unwrap_or_default();
     let now = chrono::Utc::now();
     let sha = r.spec.image.git_sha.to_string();
-    let round = if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, aws, &sha, &o.vars).await) } else { None };
+    let round =
+        if rollout::measurement_due(&st, now, cfg) { Some(measure(r, env, ctx, aws, &sha, &o.vars, o.jobs.as_ref()).await) } else { None };
     let verdict_at = Instant::now();
     let cmds = commands(r, &st);
     // A deleting Environment starts no new rollout (rollbacks still happen).
@@ -244,6 +247,7 @@ async fn measure(
     aws: &AwsClients,
     sha: &str,
     vars: &[(&str, String)],
+    jobs: Option<&super::checks::JobTarget>,
 ) -> (Verdict, Vec<Measurement>) {
     let queries = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.queries.clone()).unwrap_or_default();
     let alarms = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref()).map(|a| a.cloudwatch_alarms.clone()).unwrap_or_default();
@@ -294,6 +298,41 @@ async fn measure(
                 value: None,
                 verdict: verdict.word().into(),
             });
+            verdicts.push(verdict);
+        }
+    }
+    let an = r.spec.rollout.as_ref().and_then(|ro| ro.analysis.as_ref());
+    let stable = r.status.as_ref().and_then(|s| s.stable_sha.clone()).unwrap_or_default();
+    let mut judged = vec![];
+    for h in an.map(|a| a.http.as_slice()).unwrap_or_default() {
+        let mut url = analysis::render(&h.url, &service, &ns, sha).replace("{{stableSha}}", &stable);
+        for (k, v) in vars {
+            url = url.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        let (verdict, value) = super::checks::http(ctx, r, h, &url).await;
+        judged.push((format!("http:{}", h.name), verdict, value, h.dry_run));
+    }
+    let rollout = r.status.as_ref().and_then(|s| s.rollout.as_ref());
+    for j in an.map(|a| a.jobs.as_slice()).unwrap_or_default() {
+        let (verdict, value) = match (jobs, rollout) {
+            (Some(target), Some(ro)) => super::checks::job(ctx, r, aws, ro, target, j).await,
+            _ => (Verdict::Invalid(format!("job {}: smoke tests run on ECS releases only", j.name)), None),
+        };
+        judged.push((format!("job:{}", j.name), verdict, value, j.dry_run));
+    }
+    for (query, verdict, value, dry_run) in judged {
+        if let Some(v) = value {
+            ctx.metrics.analysis_value.with_label_values(&[&ns, &r.name_any(), &query]).set(v);
+        }
+        let word = verdict.word();
+        measurements.push(Measurement {
+            at: chrono::Utc::now(),
+            query,
+            series: None,
+            value,
+            verdict: if dry_run { format!("{word}{}", rollout::DRY_RUN) } else { word.into() },
+        });
+        if !dry_run {
             verdicts.push(verdict);
         }
     }

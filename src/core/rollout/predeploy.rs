@@ -56,6 +56,8 @@ pub struct TaskObs {
     pub log_stream: Option<String>,
     /// The last lines of its output (read once it stopped).
     pub log_tail: Vec<String>,
+    /// When ECS created it.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// How long a snapshot may take before the step fails (RDS takes minutes for small

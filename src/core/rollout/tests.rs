@@ -1111,6 +1111,7 @@ fn task(status: &str, exit: Option<i32>) -> Option<StepObs> {
         stopped_reason: exit.filter(|c| *c != 0).map(|_| "Essential container in task exited".into()),
         log_stream: Some("svc/svc/1".into()),
         log_tail: exit.map(|c| vec![format!("exit {c}")]).unwrap_or_default(),
+        created_at: None,
     })))
 }
 
