@@ -200,6 +200,42 @@ release '{range .status.history[*]}    {.sha}  {.outcome}  {.reason}{"\n"}{end}'
 echo "  events:"
 kubectl get events -n car-rental -o jsonpath='{range .items[?(@.involvedObject.name=="backend")]}    {.type}  {.reason}  {.message}{"\n"}{end}' | tail -4 | cut -c1-150
 
+step "A migration that fails: 5c6d7e8f's npm run db:migrate exits 1 (the proxy's task model scripts it)"
+curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/task-script" \
+  -d '{"command":"npm run db:migrate","exitCode":1,"lines":["query failed: ALTER TABLE \"cars\" ADD \"plate\" varchar","QueryFailedError: column \"plate\" of relation \"cars\" already exists"]}' >/dev/null
+serving=$(release '{.status.taskDefinitionArn}')
+start=$(now_ms)
+set_sha 5c6d7e8f
+wait_for 60 '{.status.phase}' Failed
+curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/task-script" -d '{"command":"npm run db:migrate","exitCode":0}' >/dev/null
+echo "  failed $(( ($(now_ms) - start) / 1000 ))s after the change, before any traffic moved; the service still runs ${serving##*/}:"
+kubectl get release backend -n car-rental | sed 's/^/  /'
+echo "  $(release '{.status.conditions[?(@.type=="Stalled")].message}' | cut -c1-400)"
+
+step "An irreversible migration: a4b5c6d7 drops a column (snapshot first), then fails its analysis"
+curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/null
+# Without Prometheus there is no analysis: the new revision's ECS deployment fails instead.
+$have_prometheus || curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/fail-next" -d '{"service":"backend","failedTasks":3}' >/dev/null
+start=$(now_ms)
+kubectl patch release backend -n car-rental --type json -p '[
+  {"op":"replace","path":"/spec/image/gitSha","value":"a4b5c6d7"},
+  {"op":"replace","path":"/spec/rollout/preDeploy/0","value":{"name":"migrate","command":["npm","run","db:migrate"],"snapshot":"car-rental-db","irreversible":true}}]' >/dev/null
+if $have_prometheus; then
+  wait_for 60 '{.status.phase}' Analyzing
+  echo "  snapshot $(release '{.status.rollout.preDeploy[0].snapshot}') taken, then the migration exited $(release '{.status.rollout.preDeploy[0].exitCode}'); traffic on a4b5c6d7"
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0.25" >/dev/null
+  echo "  a4b5c6d7 now serves 25% errors"
+fi
+wait_for 60 '{.status.conditions[?(@.type=="Stalled")].reason}' RollbackUnsafe
+echo "  held $(( ($(now_ms) - start) / 1000 ))s after the change, not rolled back (the old code may not read the migrated database):"
+kubectl get release backend -n car-rental | sed 's/^/  /'
+echo "  $(release '{.status.conditions[?(@.type=="Stalled")].message}' | cut -c1-400)"
+echo "  a person decides: shipshape rollback backend -n car-rental"
+./target/debug/shipshape rollback backend -n car-rental | sed 's/^/  /'
+wait_for 60 '{.status.phase}' RolledBack
+curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/null
+echo "  rolled back to $(release '{.status.stableSha}') by hand"
+
 step "A canary on Lambda: the bookings API, 5 % of the invocations on the new version first"
 # The function's build pipeline as moto sees it: an execution role, a zip per SHA in S3, and a
 # CloudWatch alarm on its errors (moto never evaluates alarms; the demo sets its state).

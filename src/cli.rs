@@ -85,6 +85,19 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
             Some(stage) => format!("{traffic} at {stage}"),
             None => traffic,
         };
+        // Before traffic: the step under way (or the one that failed, in the last rollout).
+        let steps = r.spec.rollout.as_ref().map(|ro| ro.pre_deploy.len()).unwrap_or(0);
+        let before = |list: &[crate::api::PreDeployStatus]| {
+            list.iter()
+                .enumerate()
+                .find(|(_, s)| s.phase != "Succeeded")
+                .map(|(i, s)| format!("0% (preDeploy {} {}/{steps}: {})", s.name, i + 1, s.phase))
+        };
+        let traffic = match (st.rollout.as_ref(), st.phase) {
+            (Some(ro), crate::api::Phase::Progressing) => before(&ro.pre_deploy).unwrap_or(traffic),
+            (None, crate::api::Phase::Failed) => st.history.first().and_then(|h| before(&h.pre_deploy)).unwrap_or(traffic),
+            _ => traffic,
+        };
         let phase = serde_json::to_value(st.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
         rows.push(vec![
             r.namespace().unwrap_or_default(),

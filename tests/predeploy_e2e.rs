@@ -126,7 +126,14 @@ async fn a_failing_migration_fails_the_rollout_and_the_service_never_moves() {
     }
     // One `kubectl get` says it.
     let get = s.c.kubectl(&["get", "release", "-n", &s.ns]).success().stdout;
-    assert!(get.contains("Failed") && get.contains("cccc333") && get.contains("aaaa111"), "{get}");
+    assert!(get.contains("Failed") && get.contains("cccc333") && get.contains("aaaa111") && get.contains("PreDeployFailed"), "{get}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        .args(["status", "-n", &s.ns])
+        .env("KUBECONFIG", &s.c.kubeconfig)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.contains("0% (preDeploy migrate 1/1: Failed)"), "{out}");
     assert!(s.events().contains("PreDeployFailed: cccc333: step migrate failed: exited 1"), "{}", s.events());
     assert_eq!(s.service_task_definition().await, stable_td, "the service never pointed at the new revision");
     assert_eq!(s.get("{.status.currentSha}"), "aaaa111");
@@ -157,6 +164,14 @@ async fn a_controller_restarted_mid_step_finds_its_task_and_a_lost_answer_starts
     s.p.inject("RunTask", Fault::LostAnswer, 1);
     s.c.apply(&s.release("aaaa111", MIGRATE, "")).success();
     eventually(WAIT, "the step running", || (s.get("{.status.rollout.preDeploy[0].phase}") == "Running").then_some(())).await;
+    let (reconciling, reason) = s.c.condition(&["release", &s.svc, "-n", &s.ns], "Reconciling");
+    assert_eq!((reconciling.as_str(), reason.as_str()), ("True", "PreDeploy"), "kstatus: in progress while the step runs");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_shipshape"))
+        .args(["status", "-n", &s.ns])
+        .env("KUBECONFIG", &s.c.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0% (preDeploy migrate 1/1: Running)"));
     s.ctl.kill();
     tokio::time::sleep(Duration::from_secs(2)).await;
     s.ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
