@@ -448,6 +448,7 @@ pub fn policy(o: &PolicyOptions) -> Policy {
                 "lambda:DeleteFunction",
                 "lambda:DeleteFunctionConcurrency",
                 "lambda:DeleteProvisionedConcurrencyConfig",
+                "lambda:InvokeFunction",
                 "lambda:PublishVersion",
                 "lambda:PutFunctionConcurrency",
                 "lambda:PutProvisionedConcurrencyConfig",

@@ -414,6 +414,41 @@ async fn prometheus_behind_basic_auth_and_tls_judges_and_a_wrong_password_is_una
     assert!(!everything.contains(PROM_PASSWORD) && !everything.contains("not-the-password"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_migration_invokes_the_new_version_before_the_alias_moves_and_a_function_error_stops_it() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    let h = health();
+    h.set_error_rate(&s.name, 0.0);
+    let step = |sha: &str| format!("    preDeploy:\n      - {{name: migrate, payload: '{{\"migrate\": \"{sha}\"}}'}}\n");
+    s.c.apply(&s.release_with("aaaa111", "1s", &step("aaaa111"), "")).success();
+    eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+    let calls: Vec<_> = s.p.calls().into_iter().map(|c| c.operation).collect();
+    let invoke = calls.iter().position(|o| o == "Invoke").expect("the migration was invoked");
+    let alias = calls.iter().position(|o| o == "CreateAlias").expect("alias created");
+    assert!(invoke < alias, "the migration before the alias: {calls:?}");
+    let ran: Vec<_> = shipshape_testkit::lambda::invocations().into_iter().filter(|(f, _, _)| *f == s.name).collect();
+    assert_eq!(ran, [(s.name.clone(), "1".to_string(), r#"{"migrate": "aaaa111"}"#.to_string())], "the new version, once");
+    assert_eq!(s.get("{.status.history[0].preDeploy[0].phase}"), "Succeeded");
+    assert!(!s.get("{.status.history[0].preDeploy[0].requestId}").is_empty());
+
+    shipshape_testkit::lambda::script_invoke(
+        r#"{"migrate": "bbbb222"}"#,
+        shipshape_testkit::lambda::InvokeScript {
+            function_error: Some("Unhandled".into()),
+            body: Some(r#"{"errorMessage":"relation \"bookings\" already exists","errorType":"error"}"#.into()),
+            lines: vec!["ERROR Invoke Error: relation \"bookings\" already exists".into()],
+        },
+    );
+    s.c.apply(&s.release_with("bbbb222", "1s", &step("bbbb222"), "")).success();
+    eventually(WAIT, "v2 Failed", || (s.get("{.status.phase}") == "Failed").then_some(())).await;
+    let (stalled, reason) = s.c.condition(&["release", &s.name, "-n", &s.ns], "Stalled");
+    assert_eq!((stalled.as_str(), reason.as_str()), ("True", "PreDeployFailed"));
+    let message = s.get("{.status.conditions[?(@.type==\"Stalled\")].message}");
+    assert!(message.contains("function error Unhandled") && message.contains("already exists"), "{message}");
+    assert_eq!(s.alias().await, ("1".to_string(), String::new()), "the alias never moved");
+}
+
 async fn put_alarm(name: &str, state: &str) {
     let put = moto_query(
         "monitoring",

@@ -12,6 +12,7 @@ fn actions(service: &str, op: &str) -> Vec<String> {
     let s3 = |a: &str| vec![format!("s3:{a}")];
     match (service, op) {
         ("s3", "HeadBucket") => s3("ListBucket"),
+        ("lambda", "Invoke") => vec!["lambda:InvokeFunction".into()],
         ("s3", "GetBucketEncryption") => s3("GetEncryptionConfiguration"),
         ("s3", "PutBucketEncryption") => s3("PutEncryptionConfiguration"),
         ("s3", "GetPublicAccessBlock") => s3("GetBucketPublicAccessBlock"),

@@ -371,10 +371,16 @@ pub struct PreDeployStep {
     /// Name shown in status, Events and `shipshape status`.
     #[schemars(pattern(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"))]
     pub name: String,
-    /// The command the task runs instead of the container's (e.g. `["php", "artisan",
+    /// ECS: the command the task runs instead of the container's (e.g. `["php", "artisan",
     /// "migrate", "--force"]`).
-    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 4096)))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(min = 1, max = 4096)))]
     pub command: Vec<String>,
+    /// Lambda: the JSON event the new version is invoked with, synchronously (default `{}`);
+    /// a function error fails the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 2, max = 65536))]
+    pub payload: Option<String>,
     /// How long the task may run before shipshape stops it and fails the rollout (default
     /// 30m, at most 2h).
     #[x_kube(validation = duration_rule(bounds::PRE_DEPLOY_TIMEOUT, "timeout"))]
@@ -853,7 +859,10 @@ pub struct PreDeployStatus {
     /// The ECS task running it, once ECS has started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
-    /// The container's exit code, once it stopped.
+    /// Lambda: the request id of its invocation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The container's exit code, once it stopped (Lambda: 0, or 1 for a function error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Why it failed, or what it waits for (ECS's stopCode and stoppedReason, a timeout).

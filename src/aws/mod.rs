@@ -465,6 +465,10 @@ pub trait Lambda: Send + Sync {
     async fn delete_function(&self, name: &str) -> Result<(), AwsError>;
     /// Adds or overwrites tags.
     async fn tag_function(&self, arn: &str, tags: &BTreeMap<String, String>) -> Result<(), AwsError>;
+
+    /// Invoke: `name` at version `qualifier`, synchronously (RequestResponse), with `payload`
+    /// (JSON) and the log tail asked for.
+    async fn invoke(&self, name: &str, qualifier: &str, payload: &str) -> Result<Invoked, AwsError>;
 }
 
 /// The CloudWatch operations shipshape uses.
@@ -480,6 +484,19 @@ pub trait CloudWatch: Send + Sync {
 pub trait Logs: Send + Sync {
     /// The last `lines` lines of a log stream (GetLogEvents from the end), oldest first.
     async fn tail(&self, group: &str, stream: &str, lines: usize) -> Result<Vec<String>, AwsError>;
+}
+
+/// What a synchronous Lambda invocation returned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Invoked {
+    /// Lambda's request id.
+    pub request_id: Option<String>,
+    /// `X-Amz-Function-Error` (Unhandled, Handled…), when the function failed.
+    pub function_error: Option<String>,
+    /// The response payload, cut at 1000 characters.
+    pub payload: String,
+    /// The last lines of the invocation's log (LogType Tail: its last 4 KB).
+    pub log_tail: Vec<String>,
 }
 
 /// A one-off task to run (a step before traffic).

@@ -150,11 +150,7 @@ fn checks(spec: &ServiceReleaseSpec, a: &crate::api::AnalysisSpec, p: &mut Vec<S
 /// The steps before traffic, each problem named in `p`.
 fn pre_deploy_steps(spec: &ServiceReleaseSpec, p: &mut Vec<String>) -> Vec<PreDeploy> {
     let steps = spec.rollout.as_ref().map(|r| r.pre_deploy.as_slice()).unwrap_or_default();
-    if !steps.is_empty() && spec.function.is_some() {
-        p.push(
-            "spec.rollout.preDeploy: steps before traffic run on ECS releases (spec.task) only; Lambda steps are not supported yet".into(),
-        );
-    }
+    let lambda = spec.function.is_some();
     if steps.len() > 10 {
         p.push(format!("spec.rollout.preDeploy: {} steps, at most 10", steps.len()));
     }
@@ -175,7 +171,18 @@ fn pre_deploy_steps(spec: &ServiceReleaseSpec, p: &mut Vec<String>) -> Vec<PreDe
         } else if !seen.insert(s.name.clone()) {
             p.push(format!("{field}.name {}: two steps have this name", s.name));
         }
-        if s.command.is_empty() || s.command.iter().any(String::is_empty) {
+        if lambda {
+            if !s.command.is_empty() {
+                p.push(format!("{field}.command: a Lambda release's step is an invocation: give payload (JSON), not command"));
+            }
+            if let Some(payload) = &s.payload {
+                if let Err(e) = serde_json::from_str::<serde_json::Value>(payload) {
+                    p.push(format!("{field}.payload: not JSON ({e})"));
+                }
+            }
+        } else if s.payload.is_some() {
+            p.push(format!("{field}.payload: an ECS release's step runs a command: give command, not payload"));
+        } else if s.command.is_empty() || s.command.iter().any(String::is_empty) {
             p.push(format!("{field}.command: a step needs a command, each argument non-empty"));
         }
         if s.command.len() > 64 || s.command.iter().any(|a| a.len() > 4096) {
@@ -312,9 +319,12 @@ mod tests {
                 irreversible: true
             }]
         );
-        let lambda = function(json!({"preDeploy": [{"name": "migrate", "command": ["x"]}]}));
+        let lambda = function(json!({"preDeploy": [{"name": "migrate", "command": ["x"]}, {"name": "seed", "payload": "{not json"}]}));
         let text = release(&lambda, Duration::from_secs(60)).unwrap_err().to_string();
-        assert!(text.contains("ECS releases (spec.task) only"), "{text}");
+        assert!(text.contains("preDeploy[0].command: a Lambda release's step is an invocation"), "{text}");
+        assert!(text.contains("preDeploy[1].payload: not JSON"), "{text}");
+        let lambda = function(json!({"preDeploy": [{"name": "migrate", "payload": "{\"migrate\": true}"}]}));
+        assert!(release(&lambda, Duration::from_secs(60)).is_ok());
     }
 
     fn function(rollout: serde_json::Value) -> ServiceReleaseSpec {

@@ -403,6 +403,11 @@ impl AwsProxy {
         self.shared.state.lock().unwrap().tasks.started()
     }
 
+    /// Each one-off task's task definition and when it is STOPPED (as DescribeTasks says).
+    pub fn task_stops(&self) -> Vec<(String, std::time::Instant)> {
+        self.shared.state.lock().unwrap().tasks.stops()
+    }
+
     /// How long an RDS manual snapshot stays `creating` (RDS takes minutes; moto none).
     pub fn set_snapshot_delay(&self, d: Duration) {
         self.shared.state.lock().unwrap().snapshot_delay = d;
@@ -449,6 +454,7 @@ fn lambda_operation(method: &str, path: &str) -> &'static str {
         ("PUT", [_, "functions", _, "provisioned-concurrency"]) => "PutProvisionedConcurrencyConfig",
         ("GET", [_, "functions", _, "provisioned-concurrency"]) => "GetProvisionedConcurrencyConfig",
         ("DELETE", [_, "functions", _, "provisioned-concurrency"]) => "DeleteProvisionedConcurrencyConfig",
+        ("POST", [_, "functions", _, "invocations"]) => "Invoke",
         ("POST", [_, "tags", ..]) => "TagResource",
         ("GET", [_, "tags", ..]) => "ListTags",
         _ => "Unknown",
@@ -709,6 +715,9 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
     }
     if uri.path().starts_with(crate::cloudwatch::PREFIX) {
         return crate::cloudwatch::translate(&shared.http, &shared.upstream, &operation, &headers, &body).await;
+    }
+    if service == "lambda" && operation == "Invoke" {
+        return crate::lambda::invoke(&shared.http, &shared.upstream, &uri, &headers, &body).await;
     }
     if service == "lambda" && operation.ends_with("ProvisionedConcurrencyConfig") {
         return crate::lambda::provisioned_concurrency(&shared.http, &shared.upstream, &method, &uri, &headers, &body).await;

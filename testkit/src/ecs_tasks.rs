@@ -245,6 +245,20 @@ impl Model {
         self.tasks.iter().map(|t| (t.started_by.clone(), t.command.clone())).collect()
     }
 
+    /// Each task's task definition and the instant DescribeTasks first reports it STOPPED.
+    pub fn stops(&self) -> Vec<(String, Instant)> {
+        self.tasks
+            .iter()
+            .map(|t| {
+                let stopped = match t.stop.as_ref().filter(|(at, _)| *at < t.exits_at()) {
+                    Some((at, _)) => *at + STOPPING,
+                    None => t.exits_at() + DEPROVISIONING,
+                };
+                (t.task_definition_arn.clone(), stopped)
+            })
+            .collect()
+    }
+
     /// RunTask of `td` (read from moto beforehand; None: no such task definition), in
     /// `account` and `region`. Returns the answer and the lines to write to CloudWatch Logs.
     pub fn run(

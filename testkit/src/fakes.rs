@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use shipshape::api::{BucketEncryption, CacheSpec, DatabaseSpec, LifecycleRule, TableSpec};
 use shipshape::aws::{
     AwsClients, AwsError, AwsProvider, BackupState, BucketDeletion, BucketReads, CloudWatch, Dynamo, Ecs, ElastiCache, FamilyLookup,
-    FunctionConfig, Lambda, Logs, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Tags, Target, TaskRequest, S3,
+    FunctionConfig, Invoked, Lambda, Logs, NewCluster, ObservedAlias, ObservedFunction, Rds, ServiceRequest, Sts, Tags, Target,
+    TaskRequest, S3,
 };
 use shipshape::core::environment::ObservedCluster;
 use shipshape::core::rollout::{DeploymentObs, ServiceObs, TaskObs};
@@ -821,6 +822,21 @@ impl ElastiCache for FakeAws {
 /// Lambda as documented: updates finish at once; versions numbered from 1.
 #[async_trait]
 impl Lambda for FakeAws {
+    async fn invoke(&self, name: &str, qualifier: &str, payload: &str) -> Result<Invoked, AwsError> {
+        self.call("Invoke", |w| {
+            if !w.functions.contains_key(name) {
+                return Err(not_found("Invoke", name));
+            }
+            let failed = payload.contains("\"fail\"");
+            Ok(Invoked {
+                request_id: Some(format!("req-{qualifier}")),
+                function_error: failed.then(|| "Unhandled".to_string()),
+                payload: if failed { r#"{"errorMessage":"failed"}"#.into() } else { "null".into() },
+                log_tail: vec![format!("invoked {name}:{qualifier} with {payload}")],
+            })
+        })
+    }
+
     async fn get_function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError> {
         self.call("GetFunction", |w| Ok(w.functions.get(name).map(|f| f.0.clone())))
     }

@@ -1,4 +1,5 @@
-//! Lambda behaviour moto lacks, modelled in the AWS test proxy: provisioned concurrency.
+//! Lambda behaviour moto lacks, modelled in the AWS test proxy: provisioned concurrency, and
+//! synchronous invocations (moto runs a function's code only in Docker, which is not here).
 //!
 //! moto (5.2) answers 404 to Put/Get/DeleteProvisionedConcurrencyConfig. The model follows
 //! the Lambda API Reference and developer guide:
@@ -122,4 +123,89 @@ pub async fn provisioned_concurrency(
         },
         _ => error(400, "InvalidParameterValueException", "unsupported method"),
     }
+}
+
+/// What invoking a function with a payload does (scripted per payload, exactly as sent).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct InvokeScript {
+    /// `X-Amz-Function-Error` (e.g. `Unhandled`): the function failed.
+    pub function_error: Option<String>,
+    /// The response payload (default `null`; with an error, `{"errorMessage": …}`).
+    pub body: Option<String>,
+    /// Lines the function logs.
+    pub lines: Vec<String>,
+}
+
+fn scripts() -> std::sync::MutexGuard<'static, HashMap<String, InvokeScript>> {
+    static SCRIPTS: std::sync::OnceLock<Mutex<HashMap<String, InvokeScript>>> = std::sync::OnceLock::new();
+    SCRIPTS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Scripts what an invocation with `payload` does, for every proxy of this process.
+pub fn script_invoke(payload: &str, script: InvokeScript) {
+    scripts().insert(payload.to_string(), script);
+}
+
+/// Invocations answered so far, by every proxy of this process: (function, qualifier, payload).
+pub fn invocations() -> Vec<(String, String, String)> {
+    invoked().clone()
+}
+
+fn invoked() -> std::sync::MutexGuard<'static, Vec<(String, String, String)>> {
+    static INVOKED: std::sync::OnceLock<Mutex<Vec<(String, String, String)>>> = std::sync::OnceLock::new();
+    INVOKED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Invoke (RequestResponse), as the Lambda API Reference describes it: the function (and its
+/// `Qualifier`, a version or alias) must exist (else 404 ResourceNotFoundException, checked
+/// against moto's GetFunction); the answer is 200 whether or not the function failed, a
+/// failure named by `X-Amz-Function-Error` with `{"errorMessage", "errorType"}` as the
+/// payload; `LogType: Tail` returns the last 4 KB of the log, base64, in `X-Amz-Log-Result`;
+/// `X-Amz-Executed-Version` names the version that ran.
+pub async fn invoke(http: &reqwest::Client, upstream: &str, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Response {
+    use base64::Engine;
+    let parts: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    let name = parts.get(2).copied().unwrap_or_default().to_string();
+    let qualifier = uri
+        .query()
+        .and_then(|q| url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "Qualifier").map(|(_, v)| v.into_owned()))
+        .unwrap_or_else(|| "$LATEST".into());
+    let mut get = http.get(format!("{upstream}/2015-03-31/functions/{name}?Qualifier={qualifier}"));
+    for (k, v) in headers.iter() {
+        if k == "authorization" {
+            get = get.header(k, v);
+        }
+    }
+    let found = get.send().await.map(|r| r.status().is_success()).unwrap_or(false);
+    if !found {
+        return error(404, "ResourceNotFoundException", &format!("Function not found: {name}:{qualifier}"));
+    }
+    let payload = String::from_utf8_lossy(body).into_owned();
+    invoked().push((name.clone(), qualifier.clone(), payload.clone()));
+    let script = scripts().get(&payload).cloned().unwrap_or_default();
+    let id = format!("{:032x}", rand::random::<u128>());
+    let mut log = format!("START RequestId: {id} Version: {qualifier}\n");
+    for l in &script.lines {
+        log.push_str(l);
+        log.push('\n');
+    }
+    log.push_str(&format!("END RequestId: {id}\nREPORT RequestId: {id}\tDuration: 12.00 ms\n"));
+    let tail = &log.as_bytes()[log.len().saturating_sub(4096)..];
+    let answer = match (&script.function_error, &script.body) {
+        (_, Some(b)) => b.clone(),
+        (Some(_), None) => serde_json::json!({"errorMessage": "the function failed", "errorType": "Error"}).to_string(),
+        (None, None) => "null".into(),
+    };
+    let mut r = (StatusCode::OK, answer).into_response();
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("x-amzn-requestid", HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("x")));
+    h.insert("x-amz-executed-version", HeaderValue::from_str(&qualifier).unwrap_or(HeaderValue::from_static("$LATEST")));
+    if let Ok(v) = HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(tail)) {
+        h.insert("x-amz-log-result", v);
+    }
+    if let Some(e) = script.function_error.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
+        h.insert("x-amz-function-error", e);
+    }
+    r
 }

@@ -3,10 +3,14 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_sdk_lambda::types::{AliasRoutingConfiguration, Architecture, Environment, FunctionCode, PackageType, Runtime};
+use aws_sdk_lambda::operation::RequestId;
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::{
+    AliasRoutingConfiguration, Architecture, Environment, FunctionCode, InvocationType, LogType, PackageType, Runtime,
+};
 
 use super::Adapter;
-use crate::aws::{AwsError, FunctionConfig, Lambda, ObservedAlias, ObservedFunction};
+use crate::aws::{AwsError, FunctionConfig, Invoked, Lambda, ObservedAlias, ObservedFunction};
 
 adapter!(SdkLambda(aws_sdk_lambda::Client));
 
@@ -24,6 +28,30 @@ fn environment(env: &BTreeMap<String, String>) -> Environment {
 
 #[async_trait]
 impl Lambda for SdkLambda {
+    async fn invoke(&self, name: &str, qualifier: &str, payload: &str) -> Result<Invoked, AwsError> {
+        let out = self
+            .sdk("Invoke", |c| {
+                c.invoke()
+                    .function_name(name)
+                    .qualifier(qualifier)
+                    .invocation_type(InvocationType::RequestResponse)
+                    .log_type(LogType::Tail)
+                    .payload(Blob::new(payload.as_bytes()))
+                    .send()
+            })
+            .await?;
+        let log = out.log_result().map(|l| base64::Engine::decode(&base64::engine::general_purpose::STANDARD, l).unwrap_or_default());
+        let log_tail = log
+            .map(|l| String::from_utf8_lossy(&l).lines().filter(|l| !l.trim().is_empty()).map(String::from).collect::<Vec<_>>())
+            .unwrap_or_default();
+        Ok(Invoked {
+            request_id: out.request_id().map(String::from),
+            function_error: out.function_error().map(String::from),
+            payload: out.payload().map(|p| String::from_utf8_lossy(p.as_ref()).chars().take(1000).collect()).unwrap_or_default(),
+            log_tail,
+        })
+    }
+
     async fn get_function(&self, name: &str) -> Result<Option<ObservedFunction>, AwsError> {
         let out = self.sdk("GetFunction", |c| c.get_function().function_name(name).send()).await;
         let out = match out {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
-use super::round::{self, Decided, Outcome, Seen};
+use super::round::{self, Decided, Made, Outcome, Seen};
 use crate::api::{Environment, LoadBalancerSpec, ServiceRelease, ServiceReleaseStatus, OWNER_TAG};
 use crate::aws::{AwsClients, AwsError, LoadBalancer, NativeDeployment, NativeStrategy, ServiceRequest, TaskRequest};
 use crate::controller::{Context, Error};
@@ -30,16 +30,6 @@ pub(crate) struct Calls {
     pub(crate) tags: BTreeMap<String, String>,
     /// The steps' names, by index (for StopTask's reason).
     pub(crate) step_names: Vec<String>,
-}
-
-/// What the calls did that status keeps: the stable version a rollback points at, and the
-/// task each step before traffic started.
-#[derive(Default)]
-pub(crate) struct Made {
-    /// A rollback's target (also when AWS then refused it).
-    pub(crate) rollback_to: Option<String>,
-    /// (step, task ARN) started.
-    pub(crate) started: Vec<(usize, String)>,
 }
 
 /// The ECS part of a release's reconcile, after the Environment, the outputs and the account
@@ -285,10 +275,10 @@ impl Calls {
                 },
             };
             if let Err(e) = done {
-                return (Made { rollback_to, started }, Err(e));
+                return (Made { rollback_to, started, invoked: vec![] }, Err(e));
             }
         }
-        (Made { rollback_to, started }, Ok(()))
+        (Made { rollback_to, started, invoked: vec![] }, Ok(()))
     }
 
     /// CreateService; a create retried after a lost answer that finds the service with our

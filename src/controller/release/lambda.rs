@@ -12,11 +12,11 @@ use std::time::Duration;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
-use super::round::{self, Decided, Outcome, Seen};
+use super::round::{self, Decided, Made, Outcome, Seen};
 use crate::api::{reasons, Environment, FunctionSpec, ServiceRelease, ServiceReleaseStatus};
 use crate::aws::{AwsClients, AwsError, FunctionConfig, ObservedAlias};
 use crate::controller::{Context, Error};
-use crate::core::rollout::{Config, DeploymentObs, Effect, Network, ServiceObs};
+use crate::core::rollout::{self, Config, DeploymentObs, Effect, Network, ServiceObs, StepObs, TaskObs};
 
 /// The Lambda calls a decision makes: the alias moved (or created) at a version.
 pub(crate) struct Calls {
@@ -26,6 +26,10 @@ pub(crate) struct Calls {
     pub(crate) alias: String,
     /// The effects, each naming a version by its qualified ARN.
     pub(crate) effects: Vec<Effect>,
+    /// The payloads of steps before traffic, by step.
+    pub(crate) payloads: BTreeMap<usize, String>,
+    /// The release's ownership tags (for snapshots).
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 /// The state machine keeps each revision in one field per place (`taskDefinitionArn`,
@@ -286,20 +290,31 @@ pub(super) async fn converge(
             ("stableVersion", stable_version),
             ("alias", f.alias.clone()),
         ],
-        pre_deploy: None,
+        pre_deploy: match step_seen(&st, &hash, &aws).await {
+            Ok(o) => o,
+            Err(e) => return Ok(fail(e)),
+        },
         jobs: None,
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
-    let calls = Calls { function: name, alias: f.alias.clone(), effects: decision.effects.clone() };
+    let payloads = r
+        .spec
+        .rollout
+        .iter()
+        .flat_map(|ro| ro.pre_deploy.iter().enumerate())
+        .map(|(i, s)| (i, s.payload.clone().unwrap_or_else(|| "{}".into())))
+        .collect();
+    let calls = Calls { function: name, alias: f.alias.clone(), effects: decision.effects.clone(), payloads, tags };
     Ok(Outcome::Stepped(Box::new(decision), Box::new(Decided { aws, verdict_at, frozen, cfg: cfg.clone(), calls })))
 }
 
 impl Calls {
     /// The alias created at, or moved to, each effect's version (with no weighted routing
     /// left), a rollback included. Returns the version a rollback points at and the outcome.
-    pub(crate) async fn execute(&self, aws: &AwsClients) -> (Option<String>, Result<(), AwsError>) {
+    pub(crate) async fn execute(&self, aws: &AwsClients) -> (Made, Result<(), AwsError>) {
         let (name, alias) = (&self.function, &self.alias);
         let mut rollback_to = None;
+        let mut invoked = vec![];
         for effect in &self.effects {
             let version = version_of(effect.task_definition());
             let done = match effect {
@@ -320,16 +335,24 @@ impl Calls {
                 Effect::Resume { .. } | Effect::Halt { .. } => {
                     Err(AwsError::Invalid { op: "UpdateAlias", message: "a Lambda alias has no ECS service deployment".into() })
                 }
-                // The spec check refuses steps before traffic on a Lambda release.
-                Effect::RunTask { .. } | Effect::StopTask { .. } | Effect::Snapshot { .. } => {
-                    Err(AwsError::Invalid { op: "Invoke", message: "steps before traffic run on ECS releases only".into() })
+                // A step before traffic: the new version invoked synchronously, once.
+                Effect::RunTask { step, .. } => {
+                    let payload = self.payloads.get(step).map(String::as_str).unwrap_or("{}");
+                    aws.lambda.invoke(name, version, payload).await.map(|out| invoked.push((*step, out)))
                 }
+                // An invocation is over when its call returns: nothing to stop.
+                Effect::StopTask { .. } => Ok(()),
+                Effect::Snapshot { database, name: snapshot, .. } => match aws.rds.create_snapshot(database, snapshot, &self.tags).await {
+                    Err(AwsError::Conflict { .. }) => Ok(()),
+                    Err(AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => Ok(()),
+                    other => other,
+                },
             };
             if let Err(e) = done {
-                return (rollback_to, Err(e));
+                return (Made { rollback_to, started: vec![], invoked }, Err(e));
             }
         }
-        (rollback_to, Ok(()))
+        (Made { rollback_to, started: vec![], invoked }, Ok(()))
     }
 }
 
@@ -358,6 +381,35 @@ async fn publish_when_ready(aws: &AwsClients, name: &str, description: &str) -> 
         }
     }
     Ok(None)
+}
+
+/// What AWS reports of a Lambda release's step before traffic under way: its snapshot's
+/// status, or its invocation's outcome as status recorded it (a stopped "task": exit 0, or 1
+/// for a function error); an invocation made whose outcome was never recorded is lost.
+async fn step_seen(st: &ServiceReleaseStatus, hash: &str, aws: &AwsClients) -> Result<Option<StepObs>, AwsError> {
+    let Some(ro) = st.rollout.as_ref().filter(|ro| ro.spec_hash == hash) else { return Ok(None) };
+    let Some(step) = ro.pre_deploy.last() else { return Ok(None) };
+    match step.phase.as_str() {
+        "Snapshotting" => Ok(Some(StepObs::Snapshot(aws.rds.snapshot_status(step.snapshot.as_deref().unwrap_or_default()).await?))),
+        "Running" => Ok(Some(match step.exit_code {
+            Some(code) => StepObs::Task(Some(TaskObs {
+                arn: format!("invocation {}", step.request_id.clone().unwrap_or_default()),
+                last_status: "STOPPED".into(),
+                exit_code: Some(code),
+                stopped_reason: step.reason.clone(),
+                log_tail: step.log_tail.clone(),
+                ..TaskObs::default()
+            })),
+            None => StepObs::Lost,
+        })),
+        _ => Ok(None),
+    }
+}
+
+/// The last lines of an invocation's log, as status keeps them.
+pub(crate) fn tail(lines: &[String]) -> Vec<String> {
+    let from = lines.len().saturating_sub(rollout::LOG_LINES);
+    lines.iter().skip(from).map(|l| l.chars().take(rollout::LOG_LINE_CHARS).collect()).collect()
 }
 
 #[cfg(test)]

@@ -162,13 +162,10 @@ impl Pending {
     }
 
     /// Makes the calls: what they did that status keeps, and what AWS said.
-    async fn execute(&self, aws: &AwsClients) -> (ecs::Made, Result<(), AwsError>) {
+    async fn execute(&self, aws: &AwsClients) -> (round::Made, Result<(), AwsError>) {
         match self {
             Pending::Ecs(c) => c.execute(aws).await,
-            Pending::Lambda(c) => {
-                let (rollback_to, result) = c.execute(aws).await;
-                (ecs::Made { rollback_to, started: vec![] }, result)
-            }
+            Pending::Lambda(c) => c.execute(aws).await,
         }
     }
 
@@ -286,6 +283,15 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                 for (i, arn) in made.started {
                     if let Some(s) = rs.pre_deploy.get_mut(i).filter(|s| s.task_arn.is_none()) {
                         s.task_arn = Some(arn);
+                    }
+                }
+                // A Lambda step's invocation returned: its outcome, judged next round.
+                for (i, out) in made.invoked {
+                    if let Some(s) = rs.pre_deploy.get_mut(i) {
+                        s.request_id = out.request_id.clone().or(Some("unknown".into()));
+                        s.exit_code = Some(i32::from(out.function_error.is_some()));
+                        s.reason = out.function_error.as_ref().map(|e| format!("function error {e}: {}", out.payload));
+                        s.log_tail = lambda::tail(&out.log_tail);
                     }
                 }
             }

@@ -135,6 +135,18 @@ where
     Ok(Ok(add))
 }
 
+/// What the calls did that status keeps: the stable version a rollback points at, and the
+/// task each step before traffic started.
+#[derive(Default)]
+pub(crate) struct Made {
+    /// A rollback's target (also when AWS then refused it).
+    pub(crate) rollback_to: Option<String>,
+    /// (step, task ARN) started.
+    pub(crate) started: Vec<(usize, String)>,
+    /// (step, what its synchronous invocation returned): Lambda steps before traffic.
+    pub(crate) invoked: Vec<(usize, crate::aws::Invoked)>,
+}
+
 /// What a target hands the state machine beside the release itself.
 pub(crate) struct Seen<'a> {
     /// The content hash of what the spec asks for.

@@ -34,8 +34,13 @@ pub struct PreDeploy {
 pub enum StepObs {
     /// The snapshot's status (`creating`, `available`, `failed`…), None when RDS has none.
     Snapshot(Option<String>),
-    /// The step's task, None when ECS has none.
+    /// The step's task, None when ECS has none. (A Lambda step's invocation, once it
+    /// returned, is reported as a stopped task: exit 0, or 1 with the function error.)
     Task(Option<TaskObs>),
+    /// A Lambda step whose synchronous invocation was made but whose outcome was not
+    /// recorded (the controller stopped meanwhile): it cannot be found again, and is not
+    /// made a second time.
+    Lost,
 }
 
 /// A one-off ECS task as DescribeTasks reports it.
@@ -155,6 +160,11 @@ pub(super) fn advance(c: &mut Ctx, r: &RolloutStatus) -> bool {
                 }
                 _ => {}
             }
+            false
+        }
+        ("Running", Some(StepObs::Lost)) => {
+            let why = "its outcome is unknown: the controller stopped during the synchronous invocation (it is not invoked twice; set shipshape.dev/retry to run the steps again)".to_string();
+            fail(c, i, current, why, None);
             false
         }
         ("Running", obs) => {

@@ -1297,3 +1297,16 @@ fn a_reversible_step_changes_nothing_about_rollback_and_promote_waits_for_the_st
     let s = r.step(120, "bbbbbbb", Some(fail())).clone();
     assert_eq!(s.effects, vec![Effect::RollBack { task_definition: "arn:td/aaaaaaa".into() }]);
 }
+
+#[test]
+fn a_lambda_step_whose_outcome_was_never_recorded_fails_instead_of_running_twice() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, None);
+    r.step(100, "bbbbbbb", None);
+    r.obs = Some(StepObs::Lost);
+    let s = r.step(101, "bbbbbbb", None).clone();
+    assert!(s.effects.is_empty(), "not invoked again: {:?}", s.effects);
+    assert_eq!(s.status.phase, Phase::Failed);
+    assert!(s.status.history[0].reason.contains("outcome is unknown"), "{}", s.status.history[0].reason);
+}
