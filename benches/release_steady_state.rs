@@ -46,6 +46,7 @@ fn cfg() -> Config {
         on_failure: Default::default(),
         native: false,
         pre_deploy: vec![],
+        snapshot_retention: None,
     }
 }
 

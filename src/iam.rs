@@ -297,7 +297,9 @@ pub fn policy(o: &PolicyOptions) -> Policy {
             json!([arn("rds", "snapshot:*-pre-*")]),
             tag_on_create(),
         ),
-        statement(o, "RdsReadSnapshots", &["rds:DescribeDBSnapshots"], json!([arn("rds", "snapshot:*")]), none.clone()),
+        statement(o, "RdsReadSnapshots", &["rds:DescribeDBSnapshots"], json!([arn("rds", "snapshot:*"), arn("rds", "db:*")]), none.clone()),
+        // snapshotRetention: only snapshots before steps that carry shipshape's tag.
+        statement(o, "RdsPruneOwnPreDeploySnapshots", &["rds:DeleteDBSnapshot"], json!([arn("rds", "snapshot:*-pre-*")]), owned()),
         statement(o, "RdsTagOwned", &["rds:AddTagsToResource"], rds_owned.clone(), owned_keep_ownership()),
         statement(o, "RdsRead", &["rds:DescribeDBInstances", "rds:DescribeDBSubnetGroups"], rds_owned, none.clone()),
         statement(

@@ -254,3 +254,42 @@ async fn an_environment_names_its_cluster_in_status_only_after_ecs_created_it() 
     let cluster = tags.ecs.describe_cluster("staging").await.unwrap().unwrap();
     assert_eq!(cluster.tags.get(OWNER_TAG).map(String::as_str), Some("staging"));
 }
+
+/// The tasks of steps before traffic are read for a cluster's releases together: a second
+/// release asking within `FRESH` of a call that included its task makes no call of its own.
+#[tokio::test]
+async fn one_describe_tasks_call_serves_the_releases_of_a_cluster() {
+    use shipshape::aws::{Ecs, TaskRequest};
+    use shipshape::controller::tasks::TaskReader;
+    let aws = shipshape_testkit::fakes::FakeAws::new();
+    aws.hold_tasks(true);
+    let ecs: std::sync::Arc<dyn Ecs> = std::sync::Arc::new(aws.clone());
+    let req = |by: &str| TaskRequest {
+        cluster: "prod".into(),
+        task_definition: "td:1".into(),
+        container: "api".into(),
+        command: vec!["migrate".into()],
+        started_by: by.into(),
+        client_token: by.into(),
+        subnets: vec!["s".into()],
+        security_groups: vec![],
+        assign_public_ip: false,
+        tags: Default::default(),
+    };
+    let a = ecs.run_task(&req("a")).await.unwrap();
+    let b = ecs.run_task(&req("b")).await.unwrap();
+    let reader = TaskReader::default();
+    reader.describe(ecs.clone(), "prod", "prod", &a).await.unwrap();
+    reader.describe(ecs.clone(), "prod", "prod", &b).await.unwrap();
+    assert_eq!(aws.count("DescribeTasks"), 2, "each task once, when first asked about");
+    tokio::time::sleep(shipshape::controller::tasks::FRESH).await;
+    // A round of both: the first call reads both, the second is answered from it.
+    let t = reader.describe(ecs.clone(), "prod", "prod", &a).await.unwrap().unwrap();
+    assert_eq!(t.last_status, "RUNNING");
+    reader.describe(ecs.clone(), "prod", "prod", &b).await.unwrap();
+    assert_eq!(aws.count("DescribeTasks"), 3);
+    ecs.stop_task("prod", &b, "done").await.unwrap();
+    tokio::time::sleep(shipshape::controller::tasks::FRESH).await;
+    let t = reader.describe(ecs.clone(), "prod", "prod", &b).await.unwrap().unwrap();
+    assert_eq!(t.last_status, "STOPPED", "an answer older than FRESH is read again");
+}

@@ -195,7 +195,7 @@ async fn a_snapshot_comes_first_and_after_an_irreversible_migration_a_failing_ve
     put_alarm(&alarm, "OK").await;
     let rollout = |alarm: &str| {
         format!(
-            "    analysis: {{interval: 1s, successfulRuns: 2, failureLimit: 0, cloudwatchAlarms: [{alarm}]}}\n    preDeploy:\n      - {{name: migrate, command: [psql, -f, database/migrations/042_drop_legacy_plate.sql], snapshot: {db}, irreversible: true}}\n"
+            "    snapshotRetention: 1\n    analysis: {{interval: 1s, successfulRuns: 2, failureLimit: 0, cloudwatchAlarms: [{alarm}]}}\n    preDeploy:\n      - {{name: migrate, command: [psql, -f, database/migrations/042_drop_legacy_plate.sql], snapshot: {db}, irreversible: true}}\n"
         )
     };
     s.c.apply(&s.release("aaaa111", &rollout(&alarm), "  stack: data\n")).success();
@@ -223,6 +223,12 @@ async fn a_snapshot_comes_first_and_after_an_irreversible_migration_a_failing_ve
         assert!(message.contains(part), "{part} in {message}");
     }
     assert!(s.events().contains("RollbackUnsafe: bbbb222 failed after irreversible preDeploy step migrate"), "{}", s.events());
+    // snapshotRetention 1: v1's snapshot went once v2's was available; v2's is kept.
+    let v2_snapshot = s.get("{.status.rollout.preDeploy[0].snapshot}");
+    let gone = moto_query("rds", &format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBSnapshotIdentifier={snapshot}")).await;
+    assert!(gone.contains("DBSnapshotNotFound"), "{gone}");
+    let kept = moto_query("rds", &format!("Action=DescribeDBSnapshots&Version=2014-10-31&DBSnapshotIdentifier={v2_snapshot}")).await;
+    assert!(kept.contains("<Status>available</Status>"), "{kept}");
     assert_eq!(s.ctl.metric("shipshape_rollback_unsafe", &[&s.ns]), 1.0);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(s.get("{.status.phase}"), "Paused", "held however long it waits");
@@ -243,9 +249,15 @@ async fn bad_steps_are_invalid_spec_naming_the_field() {
     assert_eq!(message, "InvalidSpec");
     let text = s.get("{.status.conditions[?(@.type==\"Stalled\")].message}");
     assert!(text.contains("spec.rollout.preDeploy[0].snapshot"), "{text}");
+    // An ECS step without a command (a Lambda step has a payload instead).
+    s.c.apply(&s.release("aaaa111", "    preDeploy:\n      - {name: migrate, command: []}\n", "")).success();
+    eventually(WAIT, "the empty command named", || {
+        s.get("{.status.conditions[?(@.type==\"Stalled\")].message}")
+            .contains("spec.rollout.preDeploy[0].command: a step needs a command")
+            .then_some(())
+    })
+    .await;
     // The schema refuses what it can name.
-    let empty = s.c.apply(&s.release("aaaa111", "    preDeploy:\n      - {name: migrate, command: []}\n", ""));
-    assert!(empty.code != 0 && empty.stderr.contains("command"), "{}", empty.stderr);
     let long = s.c.apply(&s.release("aaaa111", "    preDeploy:\n      - {name: migrate, command: [x], timeout: 3h}\n", ""));
     assert!(long.code != 0 && long.stderr.contains("timeout must be between 1s and 2h"), "{}", long.stderr);
     assert_eq!(s.p.tasks_started().len(), 0);

@@ -362,6 +362,12 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10))]
     pub pre_deploy: Vec<PreDeployStep>,
+    /// How many of this release's own snapshots before a step (`preDeploy[].snapshot`) to keep
+    /// per database, the newest; older ones are deleted once a new one is available. Unset:
+    /// every snapshot is kept (shipshape deletes none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub snapshot_retention: Option<i32>,
 }
 
 /// One step before traffic.

@@ -141,6 +141,9 @@ pub trait Ecs: Send + Sync {
     /// (ListTasks, running then stopped); None when ECS knows none.
     async fn find_task(&self, cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError>;
 
+    /// DescribeTasks of up to 100 tasks of `cluster` (those ECS does not know are left out).
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskObs>, AwsError>;
+
     /// StopTask with a reason ECS shows in `stoppedReason`.
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), AwsError>;
 }
@@ -264,6 +267,15 @@ pub trait Rds: Send + Sync {
 
     /// The status of snapshot `name` (`creating`, `available`, …), None when RDS has none.
     async fn snapshot_status(&self, name: &str) -> Result<Option<String>, AwsError>;
+
+    /// The manual snapshots of instance `db`: (name, created, tags), newest first.
+    async fn list_snapshots(
+        &self,
+        db: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>, BTreeMap<String, String>)>, AwsError>;
+
+    /// DeleteDBSnapshot.
+    async fn delete_snapshot(&self, name: &str) -> Result<(), AwsError>;
 }
 
 /// What a bucket deletion did.

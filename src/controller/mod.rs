@@ -9,6 +9,7 @@ mod release;
 pub mod shard;
 mod stack;
 pub mod status;
+pub mod tasks;
 mod tenant;
 
 use std::collections::HashMap;
@@ -181,6 +182,8 @@ pub struct Context {
     pub settings: Settings,
     /// Batched DescribeServices reads.
     pub services: batch::ServiceReader,
+    /// One-off tasks (steps before traffic, smoke tests), read for a cluster's releases together.
+    pub tasks: tasks::TaskReader,
     /// DB instances listed per Environment for drift checks.
     pub databases: listing::DatabaseReader,
     /// Consecutive failures per object, for backoff (reset on success).
@@ -235,6 +238,7 @@ impl Context {
             reporter,
             settings,
             services: batch::ServiceReader::start(),
+            tasks: tasks::TaskReader::default(),
             databases: listing::DatabaseReader::default(),
             failures: Mutex::new(HashMap::new()),
         }

@@ -157,6 +157,8 @@ pub struct Config {
     pub native: bool,
     /// Steps before traffic, in order.
     pub pre_deploy: Vec<PreDeploy>,
+    /// Snapshots before steps kept per database (None: all).
+    pub snapshot_retention: Option<usize>,
 }
 
 impl Config {
@@ -244,6 +246,9 @@ pub enum Effect {
     StopTask { task: String, task_definition: String },
     /// Take a manual snapshot `name` of RDS instance `database` before a step.
     Snapshot { database: String, name: String, task_definition: String },
+    /// Delete this release's older snapshots of `database`, keeping the newest `keep` (with
+    /// `newest`, just taken, among them).
+    PruneSnapshots { database: String, keep: usize, newest: String, task_definition: String },
 }
 
 impl Effect {
@@ -258,7 +263,8 @@ impl Effect {
             | Effect::Halt { task_definition, .. }
             | Effect::RunTask { task_definition, .. }
             | Effect::StopTask { task_definition, .. }
-            | Effect::Snapshot { task_definition, .. } => task_definition,
+            | Effect::Snapshot { task_definition, .. }
+            | Effect::PruneSnapshots { task_definition, .. } => task_definition,
         }
     }
 }

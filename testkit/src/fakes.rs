@@ -52,6 +52,8 @@ struct World {
     tasks: Vec<(String, Vec<String>, TaskObs)>,
     /// Exit codes of commands (joined by spaces); others exit 0.
     exits: BTreeMap<String, i32>,
+    /// New one-off tasks stay RUNNING (until StopTask).
+    hold_tasks: bool,
     /// RDS snapshots: name → (instance, status).
     snapshots: BTreeMap<String, (String, String)>,
     calls: HashMap<String, usize>,
@@ -86,6 +88,11 @@ impl FakeAws {
     /// once: the fake's tasks stop as soon as they start).
     pub fn set_exit(&self, command: &str, code: i32) {
         self.world.lock().unwrap().exits.insert(command.into(), code);
+    }
+
+    /// New one-off tasks stay RUNNING until stopped (by default they stop at once).
+    pub fn hold_tasks(&self, hold: bool) {
+        self.world.lock().unwrap().hold_tasks = hold;
     }
 
     /// The one-off tasks started so far: (startedBy, command).
@@ -315,7 +322,7 @@ impl Ecs for FakeAws {
             let stop = (code != 0).then(|| "Essential container in task exited".to_string());
             let obs = TaskObs {
                 arn: arn.clone(),
-                last_status: "STOPPED".into(),
+                last_status: if w.hold_tasks { "RUNNING" } else { "STOPPED" }.into(),
                 exit_code: Some(code),
                 stop_code: Some("EssentialContainerExited".into()),
                 stopped_reason: stop,
@@ -328,6 +335,9 @@ impl Ecs for FakeAws {
     async fn find_task(&self, _cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError> {
         let op = if arn.is_some() { "DescribeTasks" } else { "ListTasks" };
         self.call(op, |w| Ok(w.tasks.iter().find(|(b, _, t)| arn.map_or(b == started_by, |a| t.arn == a)).map(|(_, _, t)| t.clone())))
+    }
+    async fn describe_tasks(&self, _cluster: &str, arns: &[String]) -> Result<Vec<TaskObs>, AwsError> {
+        self.call("DescribeTasks", |w| Ok(w.tasks.iter().filter(|(_, _, t)| arns.contains(&t.arn)).map(|(_, _, t)| t.clone()).collect()))
     }
     async fn stop_task(&self, _cluster: &str, task: &str, reason: &str) -> Result<(), AwsError> {
         self.call("StopTask", |w| {
@@ -461,6 +471,23 @@ impl Rds for FakeAws {
                 return Err(not_found("CreateDBSnapshot", db));
             }
             w.snapshots.insert(name.into(), (db.into(), "available".into()));
+            Ok(())
+        })
+    }
+    async fn list_snapshots(
+        &self,
+        db: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>, BTreeMap<String, String>)>, AwsError> {
+        self.call("DescribeDBSnapshots", |w| {
+            let mut all: Vec<_> =
+                w.snapshots.iter().filter(|(_, (d, _))| d == db).map(|(n, _)| (n.clone(), None, BTreeMap::new())).collect();
+            all.reverse();
+            Ok(all)
+        })
+    }
+    async fn delete_snapshot(&self, name: &str) -> Result<(), AwsError> {
+        self.call("DeleteDBSnapshot", |w| {
+            w.snapshots.remove(name);
             Ok(())
         })
     }

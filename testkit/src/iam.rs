@@ -392,6 +392,14 @@ fn rds(op: &str, i: &Value, a: &str, r: &str) -> Vec<Check> {
             Some(_) => vec![check("rds:DescribeDBSubnetGroups", subgrp(&i["DBSubnetGroupName"]))],
             None => vec![check("rds:DescribeDBSubnetGroups", format!("arn:aws:rds:{r}:{a}:subgrp:*"))],
         },
+        "DeleteDBSnapshot" => {
+            let snap = format!("arn:aws:rds:{r}:{a}:snapshot:{}", s(&i["DBSnapshotIdentifier"]));
+            vec![check("rds:DeleteDBSnapshot", &snap).tags(TagsOf::Rds(snap.clone()))]
+        }
+        "DescribeDBSnapshots" => match i["DBSnapshotIdentifier"].as_str() {
+            Some(id) => vec![check("rds:DescribeDBSnapshots", format!("arn:aws:rds:{r}:{a}:snapshot:{id}"))],
+            None => vec![check("rds:DescribeDBSnapshots", db(&i["DBInstanceIdentifier"]))],
+        },
         "CreateDBSnapshot" => {
             let arn = db(&i["DBInstanceIdentifier"]);
             let snap = format!("arn:aws:rds:{r}:{a}:snapshot:{}", s(&i["DBSnapshotIdentifier"]));

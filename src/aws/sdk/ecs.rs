@@ -502,20 +502,31 @@ impl Ecs for SdkEcs {
             }
         };
         let Some(arn) = arn else { return Ok(None) };
-        let out = self.sdk("DescribeTasks", |c| c.describe_tasks().cluster(cluster).tasks(&arn).send()).await?;
-        Ok(out.tasks().first().map(|t| {
-            let container = t.containers().first();
-            TaskObs {
-                arn: t.task_arn().unwrap_or_default().to_string(),
-                last_status: t.last_status().unwrap_or_default().to_string(),
-                exit_code: container.and_then(|c| c.exit_code()),
-                stop_code: t.stop_code().map(|c| c.as_str().to_string()),
-                stopped_reason: t.stopped_reason().map(String::from).or(container.and_then(|c| c.reason()).map(String::from)),
-                log_stream: None,
-                log_tail: vec![],
-                created_at: t.created_at().and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
-            }
-        }))
+        Ok(self.describe_tasks(cluster, std::slice::from_ref(&arn)).await?.into_iter().next())
+    }
+
+    async fn describe_tasks(&self, cluster: &str, arns: &[String]) -> Result<Vec<TaskObs>, AwsError> {
+        if arns.is_empty() {
+            return Ok(vec![]);
+        }
+        let out = self.sdk("DescribeTasks", |c| c.describe_tasks().cluster(cluster).set_tasks(Some(arns.to_vec())).send()).await?;
+        Ok(out
+            .tasks()
+            .iter()
+            .map(|t| {
+                let container = t.containers().first();
+                TaskObs {
+                    arn: t.task_arn().unwrap_or_default().to_string(),
+                    last_status: t.last_status().unwrap_or_default().to_string(),
+                    exit_code: container.and_then(|c| c.exit_code()),
+                    stop_code: t.stop_code().map(|c| c.as_str().to_string()),
+                    stopped_reason: t.stopped_reason().map(String::from).or(container.and_then(|c| c.reason()).map(String::from)),
+                    log_stream: None,
+                    log_tail: vec![],
+                    created_at: t.created_at().and_then(|d| chrono::DateTime::from_timestamp(d.secs(), d.subsec_nanos())),
+                }
+            })
+            .collect())
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), AwsError> {

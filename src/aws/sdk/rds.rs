@@ -175,6 +175,37 @@ impl Rds for SdkRds {
             .map(|_| ())
     }
 
+    async fn list_snapshots(
+        &self,
+        db: &str,
+    ) -> Result<Vec<(String, Option<chrono::DateTime<chrono::Utc>>, BTreeMap<String, String>)>, AwsError> {
+        let op = "DescribeDBSnapshots";
+        let out =
+            self.sdk(op, |c| c.describe_db_snapshots().db_instance_identifier(db).snapshot_type("manual").max_records(100).send()).await?;
+        let mut all: Vec<_> = out
+            .db_snapshots()
+            .iter()
+            .map(|s| {
+                let created = s.snapshot_create_time().and_then(|t| chrono::DateTime::from_timestamp(t.secs(), t.subsec_nanos()));
+                let tags = s
+                    .tag_list()
+                    .iter()
+                    .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
+                    .collect();
+                (s.db_snapshot_identifier().unwrap_or_default().to_string(), created, tags)
+            })
+            .collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(&a.0)));
+        Ok(all)
+    }
+
+    async fn delete_snapshot(&self, name: &str) -> Result<(), AwsError> {
+        match self.sdk("DeleteDBSnapshot", |c| c.delete_db_snapshot().db_snapshot_identifier(name).send()).await {
+            Ok(_) | Err(AwsError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn snapshot_status(&self, name: &str) -> Result<Option<String>, AwsError> {
         match self.sdk("DescribeDBSnapshots", |c| c.describe_db_snapshots().db_snapshot_identifier(name).send()).await {
             Ok(out) => Ok(out.db_snapshots().first().and_then(|s| s.status()).map(String::from)),

@@ -51,7 +51,10 @@ pub(crate) async fn converge(
     // Whose the service is decides everything else: no ECS write before it is known ours.
     // A rollout in flight reads afresh; a drift check takes an answer younger than half its
     // interval (one a batched call of a neighbour brought in).
-    let max_age = if rollout_critical { Duration::ZERO } else { cfg.drift_interval / 2 };
+    // While a step before traffic runs the service is not what changes: a recent answer does.
+    let before_traffic =
+        st.rollout.as_ref().and_then(|ro| ro.pre_deploy.last()).is_some_and(|s| s.phase == "Running" || s.phase == "Snapshotting");
+    let max_age = if rollout_critical && !before_traffic { Duration::ZERO } else { cfg.drift_interval / 2 };
     let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service, max_age).await {
         Ok(o) => o,
         Err(e) => return Ok(Outcome::failed(e)),
@@ -105,7 +108,7 @@ pub(crate) async fn converge(
     if let Err(message) = snapshots_known(r, ctx) {
         return Ok(Outcome::invalid(message));
     }
-    let pre_deploy = match observe_step(r, &st, &aws, &cluster, &hash, &td).await {
+    let pre_deploy = match observe_step(r, &st, ctx, &aws, (&env.name_any(), &cluster), &hash, &td).await {
         Ok(o) => o,
         Err(e) => return Ok(Outcome::failed(e)),
     };
@@ -266,6 +269,9 @@ impl Calls {
                         Err(AwsError::NotFound { .. }) => Ok(()),
                         other => other,
                     }
+                }
+                Effect::PruneSnapshots { database, keep, newest, .. } => {
+                    super::round::prune_snapshots(aws, database, *keep, newest, &self.tags).await
                 }
                 Effect::Snapshot { database, name, .. } => match aws.rds.create_snapshot(database, name, &self.tags).await {
                     // Asked for before (an answer lost): it is being taken.
@@ -445,8 +451,9 @@ fn snapshots_known(r: &ServiceRelease, ctx: &Context) -> Result<(), String> {
 async fn observe_step(
     r: &ServiceRelease,
     st: &ServiceReleaseStatus,
+    ctx: &Context,
     aws: &AwsClients,
-    cluster: &str,
+    (environment, cluster): (&str, &str),
     hash: &str,
     td: &TaskDefinitionSpec,
 ) -> Result<Option<StepObs>, AwsError> {
@@ -459,7 +466,11 @@ async fn observe_step(
         }
         "Running" => {
             let (started_by, _) = step_tokens(r, rollout, i);
-            let mut task = aws.ecs.find_task(cluster, step.task_arn.as_deref(), &started_by).await?;
+            // Known: read with the cluster's other tasks; else found by its startedBy.
+            let mut task = match step.task_arn.as_deref() {
+                Some(arn) => ctx.tasks.describe(aws.ecs.clone(), environment, cluster, arn).await?,
+                None => aws.ecs.find_task(cluster, None, &started_by).await?,
+            };
             if let Some(t) = task.as_mut() {
                 // The awslogs driver's stream: prefix/container/task id.
                 let id = t.arn.rsplit('/').next().unwrap_or_default().to_string();

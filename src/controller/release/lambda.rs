@@ -342,6 +342,9 @@ impl Calls {
                 }
                 // An invocation is over when its call returns: nothing to stop.
                 Effect::StopTask { .. } => Ok(()),
+                Effect::PruneSnapshots { database, keep, newest, .. } => {
+                    round::prune_snapshots(aws, database, *keep, newest, &self.tags).await
+                }
                 Effect::Snapshot { database, name: snapshot, .. } => match aws.rds.create_snapshot(database, snapshot, &self.tags).await {
                     Err(AwsError::Conflict { .. }) => Ok(()),
                     Err(AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => Ok(()),

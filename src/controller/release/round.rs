@@ -147,6 +147,33 @@ pub(crate) struct Made {
     pub(crate) invoked: Vec<(usize, crate::aws::Invoked)>,
 }
 
+/// Deletes this release's older snapshots of `db` before steps (`<db>-pre-…`, carrying its
+/// owner tag), keeping the newest `keep` with `newest` among them. A snapshot someone else
+/// took, or another release's, is never touched.
+pub(crate) async fn prune_snapshots(
+    aws: &AwsClients,
+    db: &str,
+    keep: usize,
+    newest: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<(), AwsError> {
+    let owner = tags.get(OWNER_TAG);
+    let prefix = format!("{db}-pre-");
+    let ours: Vec<String> = aws
+        .rds
+        .list_snapshots(db)
+        .await?
+        .into_iter()
+        .filter(|(name, _, t)| name.starts_with(&prefix) && owner.is_some() && t.get(OWNER_TAG) == owner)
+        .map(|(name, _, _)| name)
+        .filter(|name| name != newest)
+        .collect();
+    for name in ours.iter().skip(keep.saturating_sub(1)) {
+        aws.rds.delete_snapshot(name).await?;
+    }
+    Ok(())
+}
+
 /// What a target hands the state machine beside the release itself.
 pub(crate) struct Seen<'a> {
     /// The content hash of what the spec asks for.

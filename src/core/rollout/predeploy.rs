@@ -144,6 +144,14 @@ pub(super) fn advance(c: &mut Ctx, r: &RolloutStatus) -> bool {
                     s.phase = "Running".into();
                     s.started_at = Some(now);
                     set(c, i, s);
+                    if let Some(keep) = inp.config.snapshot_retention {
+                        c.effects.push(Effect::PruneSnapshots {
+                            database: db.clone(),
+                            keep,
+                            newest: name.clone(),
+                            task_definition: td.clone(),
+                        });
+                    }
                     c.effects.push(Effect::RunTask { step: i, task_definition: td });
                 }
                 Some(bad @ ("failed" | "incompatible-restore" | "deleted")) => {

@@ -21,6 +21,7 @@ fn cfg(has_analysis: bool) -> Config {
         on_failure: FailurePolicy::Rollback,
         native: false,
         pre_deploy: vec![],
+        snapshot_retention: None,
     }
 }
 
@@ -1309,4 +1310,24 @@ fn a_lambda_step_whose_outcome_was_never_recorded_fails_instead_of_running_twice
     assert!(s.effects.is_empty(), "not invoked again: {:?}", s.effects);
     assert_eq!(s.status.phase, Phase::Failed);
     assert!(s.status.history[0].reason.contains("outcome is unknown"), "{}", s.status.history[0].reason);
+}
+
+#[test]
+fn with_snapshot_retention_older_snapshots_are_pruned_once_the_new_one_is_available() {
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(false, Some("orders-db"));
+    r.cfg.snapshot_retention = Some(2);
+    let s = r.step(100, "bbbbbbb", None).clone();
+    assert!(!s.effects.iter().any(|e| matches!(e, Effect::PruneSnapshots { .. })), "not before the new one is available");
+    r.obs = Some(StepObs::Snapshot(Some("available".into())));
+    let s = r.step(130, "bbbbbbb", None).clone();
+    let newest = snapshot_name("orders-db", "bbbbbbb", t(100));
+    assert_eq!(
+        s.effects,
+        vec![
+            Effect::PruneSnapshots { database: "orders-db".into(), keep: 2, newest, task_definition: "arn:td/bbbbbbb".into() },
+            Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() },
+        ]
+    );
 }
