@@ -144,6 +144,28 @@ async fn a_failing_migration_fails_the_rollout_and_the_service_never_moves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_ecs_cannot_place_or_start_fails_the_rollout() {
+    let s = setup().await;
+    s.p.script_task("php artisan migrate --force", Script { not_placed: Some("RESOURCE:ENI".into()), ..Script::default() });
+    s.c.apply(&s.release("aaaa111", MIGRATE, "")).success();
+    s.phase("Failed").await;
+    let reason = s.get("{.status.history[0].preDeploy[0].reason}");
+    assert!(reason.contains("never ran its command") && reason.contains("RESOURCE:ENI"), "{reason}");
+    assert_eq!(s.p.count("RunTask"), 1, "not retried");
+    s.p.script_task(
+        "php artisan migrate --force",
+        Script { fail_to_start: Some("CannotPullContainerError: pull access denied".into()), ..Script::default() },
+    );
+    s.c.kubectl(&["annotate", "release", &s.svc, "-n", &s.ns, "shipshape.dev/retry=1"]).success();
+    eventually(WAIT, "the retry failed too", || {
+        s.get("{.status.history[0].preDeploy[0].reason}").contains("CannotPullContainerError").then_some(())
+    })
+    .await;
+    assert!(s.get("{.status.history[0].preDeploy[0].reason}").contains("TaskFailedToStart"));
+    assert_eq!(s.p.count("CreateService"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_migration_past_its_timeout_is_stopped_and_fails_the_rollout() {
     let s = setup().await;
     s.p.script_task("php artisan migrate --force", Script { runs_for: Duration::from_secs(3600), ..Script::default() });

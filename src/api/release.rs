@@ -394,7 +394,7 @@ pub struct PreDeployStep {
     pub timeout: Option<GoDuration>,
     /// A database of the release's StackSpec (its `databases[].name`): a manual RDS snapshot
     /// `<db>-pre-<short sha>-<UTC time>` is taken, and waited for, before the step runs.
-    /// shipshape never deletes it.
+    /// Kept unless `snapshotRetention` says otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 63))]
     pub snapshot: Option<String>,

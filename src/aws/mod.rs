@@ -511,6 +511,10 @@ pub struct Invoked {
     pub log_tail: Vec<String>,
 }
 
+/// How a RunTask error begins when ECS answered with `failures` and no task (it could not
+/// place it).
+pub const NOT_PLACED: &str = "ECS did not start the task: ";
+
 /// A one-off task to run (a step before traffic).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskRequest {

@@ -13,7 +13,7 @@ use crate::aws::{AwsError, Ecs};
 use crate::core::rollout::TaskObs;
 
 /// How old an answer may be.
-pub const FRESH: Duration = Duration::from_millis(400);
+pub const FRESH: Duration = Duration::from_millis(250);
 
 /// Tasks per DescribeTasks call (ECS's maximum).
 const PER_CALL: usize = 100;

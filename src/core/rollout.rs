@@ -1049,8 +1049,11 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
         }
         Phase::Progressing if st.rollout.as_ref().and_then(|r| predeploy::describe(r, cfg.pre_deploy.len())).is_some() => {
             let what = st.rollout.as_ref().and_then(|r| predeploy::describe(r, cfg.pre_deploy.len())).unwrap_or_default();
-            // A task's end is seen within a second.
-            (Readiness::Reconciling { reason: reasons::PRE_DEPLOY, message: format!("rolling out {sha}: {what}") }, Duration::from_secs(1))
+            // A task's end is seen within half a second (its reads are shared: controller/tasks.rs).
+            (
+                Readiness::Reconciling { reason: reasons::PRE_DEPLOY, message: format!("rolling out {sha}: {what}") },
+                Duration::from_millis(500),
+            )
         }
         Phase::Progressing | Phase::Pending => (
             Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("rolling out {sha}: waiting for the ECS deployment") },

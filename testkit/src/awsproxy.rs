@@ -598,6 +598,7 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
                 runs_for: Duration::from_millis(v["runsForMs"].as_u64().unwrap_or(1000)),
                 lines: v["lines"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).map(String::from).collect(),
                 fail_to_start: v["failToStart"].as_str().map(String::from),
+                not_placed: v["notPlaced"].as_str().map(String::from),
             };
             shared.state.lock().unwrap().tasks.script(v["command"].as_str().unwrap_or_default(), script);
             StatusCode::NO_CONTENT.into_response()

@@ -46,11 +46,13 @@ pub struct Script {
     pub lines: Vec<String>,
     /// It never starts: the stoppedReason (e.g. "CannotPullContainerError: …").
     pub fail_to_start: Option<String>,
+    /// ECS cannot place it: RunTask answers this `failures[].reason` and no task.
+    pub not_placed: Option<String>,
 }
 
 impl Default for Script {
     fn default() -> Self {
-        Script { exit_code: 0, runs_for: Duration::from_secs(1), lines: vec![], fail_to_start: None }
+        Script { exit_code: 0, runs_for: Duration::from_secs(1), lines: vec![], fail_to_start: None, not_placed: None }
     }
 }
 
@@ -314,6 +316,11 @@ impl Model {
         let cluster_arn =
             if cluster.starts_with("arn:") { cluster.to_string() } else { format!("arn:aws:ecs:{region}:{account}:cluster/{cluster}") };
         let cluster_name = cluster_arn.rsplit('/').next().unwrap_or(cluster).to_string();
+        if let Some(reason) = self.scripts.get(&command.join(" ")).and_then(|s| s.not_placed.clone()) {
+            // "failures: Any failures associated with the call" — a task not placed is one,
+            // with HTTP 200 (ECS API Reference, RunTask; API failure reasons).
+            return Ok((json!({"tasks": [], "failures": [{"arn": td.arn, "reason": reason}]}), None));
+        }
         self.counter += 1;
         let id = format!("{:032x}", self.counter);
         let script = self
@@ -413,7 +420,7 @@ mod tests {
     #[test]
     fn a_task_goes_through_its_lifecycle_and_stops_with_its_exit_code() {
         let mut m = Model::default();
-        m.script("migrate", Script { exit_code: 3, runs_for: Duration::from_secs(2), lines: vec!["boom".into()], fail_to_start: None });
+        m.script("migrate", Script { exit_code: 3, runs_for: Duration::from_secs(2), lines: vec!["boom".into()], ..Script::default() });
         let t0 = Instant::now();
         let (answer, logs) = m.run(&run_request(&["migrate"], "tok"), Some(&td()), "1", "eu-west-1", t0, "auth").unwrap();
         assert_eq!(answer["tasks"][0]["lastStatus"], "PROVISIONING");

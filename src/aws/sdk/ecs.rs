@@ -477,7 +477,7 @@ impl Ecs for SdkEcs {
             .map(|f| [f.reason(), f.detail()].into_iter().flatten().collect::<Vec<_>>().join(": "))
             .collect::<Vec<_>>()
             .join("; ");
-        Err(AwsError::Invalid { op, message: format!("ECS did not start the task: {why}") })
+        Err(AwsError::Invalid { op, message: format!("{}{why}", crate::aws::NOT_PLACED) })
     }
 
     async fn find_task(&self, cluster: &str, arn: Option<&str>, started_by: &str) -> Result<Option<TaskObs>, AwsError> {

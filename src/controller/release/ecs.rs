@@ -11,7 +11,7 @@ use super::round::{self, Decided, Made, Outcome, Seen};
 use crate::api::{Environment, LoadBalancerSpec, ServiceRelease, ServiceReleaseStatus, OWNER_TAG};
 use crate::aws::{AwsClients, AwsError, LoadBalancer, NativeDeployment, NativeStrategy, ServiceRequest, TaskRequest};
 use crate::controller::{Context, Error};
-use crate::core::rollout::{self, Config, Effect, Network, StepObs};
+use crate::core::rollout::{self, Config, Effect, Network, StepObs, TaskObs};
 use crate::core::taskdef::TaskDefinitionSpec;
 
 /// The ECS calls a decision makes for one service, carried out after it is written.
@@ -208,6 +208,7 @@ impl Calls {
     pub(crate) async fn execute(&self, aws: &AwsClients) -> (Made, Result<(), AwsError>) {
         let mut rollback_to = None;
         let mut started = vec![];
+        let mut unplaced = vec![];
         for (effect, req) in &self.requests {
             let done = match effect {
                 Effect::CreateService { .. } => self.create(aws, req).await,
@@ -258,7 +259,18 @@ impl Calls {
                     }
                 }
                 Effect::RunTask { step, .. } => match self.tasks.get(step) {
-                    Some(task) => aws.ecs.run_task(task).await.map(|arn| started.push((*step, arn))),
+                    Some(task) => match aws.ecs.run_task(task).await {
+                        Ok(arn) => {
+                            started.push((*step, arn));
+                            Ok(())
+                        }
+                        // Placed nowhere: a step that cannot run fails (next round), not retried.
+                        Err(AwsError::Invalid { message, .. }) if message.starts_with(crate::aws::NOT_PLACED) => {
+                            unplaced.push((*step, message));
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    },
                     None => Err(AwsError::Invalid { op: "RunTask", message: format!("no step {step} before traffic in the spec") }),
                 },
                 Effect::StopTask { task, .. } => {
@@ -281,10 +293,10 @@ impl Calls {
                 },
             };
             if let Err(e) = done {
-                return (Made { rollback_to, started, invoked: vec![] }, Err(e));
+                return (Made { rollback_to, started, unplaced, invoked: vec![] }, Err(e));
             }
         }
-        (Made { rollback_to, started, invoked: vec![] }, Ok(()))
+        (Made { rollback_to, started, unplaced, invoked: vec![] }, Ok(()))
     }
 
     /// CreateService; a create retried after a lost answer that finds the service with our
@@ -463,6 +475,15 @@ async fn observe_step(
         "Snapshotting" => {
             let name = step.snapshot.clone().unwrap_or_default();
             Ok(Some(StepObs::Snapshot(aws.rds.snapshot_status(&name).await?)))
+        }
+        "Running" if step.task_arn.is_none() && step.reason.as_deref().is_some_and(|r| r.starts_with(crate::aws::NOT_PLACED)) => {
+            Ok(Some(StepObs::Task(Some(TaskObs {
+                arn: "(none)".into(),
+                last_status: "STOPPED".into(),
+                stop_code: Some("NotPlaced".into()),
+                stopped_reason: step.reason.clone(),
+                ..TaskObs::default()
+            }))))
         }
         "Running" => {
             let (started_by, _) = step_tokens(r, rollout, i);

@@ -352,10 +352,10 @@ impl Calls {
                 },
             };
             if let Err(e) = done {
-                return (Made { rollback_to, started: vec![], invoked }, Err(e));
+                return (Made { rollback_to, started: vec![], unplaced: vec![], invoked }, Err(e));
             }
         }
-        (Made { rollback_to, started: vec![], invoked }, Ok(()))
+        (Made { rollback_to, started: vec![], unplaced: vec![], invoked }, Ok(()))
     }
 }
 

@@ -285,6 +285,12 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
                         s.task_arn = Some(arn);
                     }
                 }
+                // A task ECS could not place: the step failed, judged next round.
+                for (i, why) in made.unplaced {
+                    if let Some(s) = rs.pre_deploy.get_mut(i).filter(|s| s.task_arn.is_none()) {
+                        s.reason = Some(why);
+                    }
+                }
                 // A Lambda step's invocation returned: its outcome, judged next round.
                 for (i, out) in made.invoked {
                     if let Some(s) = rs.pre_deploy.get_mut(i) {

@@ -143,6 +143,9 @@ pub(crate) struct Made {
     pub(crate) rollback_to: Option<String>,
     /// (step, task ARN) started.
     pub(crate) started: Vec<(usize, String)>,
+    /// (step, why) ECS did not start: it answered RunTask with `failures` (no capacity, no
+    /// ENI, …): the task cannot be placed.
+    pub(crate) unplaced: Vec<(usize, String)>,
     /// (step, what its synchronous invocation returned): Lambda steps before traffic.
     pub(crate) invoked: Vec<(usize, crate::aws::Invoked)>,
 }

@@ -1129,7 +1129,7 @@ fn steps_before_traffic_run_in_order_and_the_traffic_moves_only_after_the_last()
     let Readiness::Reconciling { reason, message } = &s.readiness else { panic!("{:?}", s.readiness) };
     assert_eq!(*reason, reasons::PRE_DEPLOY);
     assert!(message.contains("preDeploy step migrate (1/2)"), "{message}");
-    assert_eq!(s.requeue, Duration::from_secs(1));
+    assert_eq!(s.requeue, Duration::from_millis(500));
     // ECS has not shown the task yet: asked again (same idempotency token in the controller).
     let s = r.step(101, "bbbbbbb", None).clone();
     assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() }]);
