@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use support::{aws_at, eventually, health, moto, moto_query, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, health, moto, moto_query, proxy, put_alarm, set_alarm, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -447,23 +447,6 @@ async fn a_lambda_migration_invokes_the_new_version_before_the_alias_moves_and_a
     let message = s.get("{.status.conditions[?(@.type==\"Stalled\")].message}");
     assert!(message.contains("function error Unhandled") && message.contains("already exists"), "{message}");
     assert_eq!(s.alias().await, ("1".to_string(), String::new()), "the alias never moved");
-}
-
-async fn put_alarm(name: &str, state: &str) {
-    let put = moto_query(
-        "monitoring",
-        &format!("Action=PutMetricAlarm&Version=2010-08-01&AlarmName={name}&MetricName=Errors&Namespace=AWS%2FLambda&Statistic=Sum&Period=60&EvaluationPeriods=1&Threshold=1&ComparisonOperator=GreaterThanOrEqualToThreshold"),
-    )
-    .await;
-    assert!(put.contains("PutMetricAlarmResponse"), "{put}");
-    set_alarm(name, state).await;
-}
-
-async fn set_alarm(name: &str, state: &str) {
-    let set =
-        moto_query("monitoring", &format!("Action=SetAlarmState&Version=2010-08-01&AlarmName={name}&StateValue={state}&StateReason=e2e"))
-            .await;
-    assert!(set.contains("SetAlarmStateResponse"), "{set}");
 }
 
 /// The SDK's RPCv2-CBOR DescribeAlarms reaches moto's real alarms through the proxy's

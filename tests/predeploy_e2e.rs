@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shipshape_testkit::awsproxy::Fault;
 use shipshape_testkit::ecs_tasks::Script;
-use support::{aws_at, eventually, moto_query, proxy, unique, Cluster, Controller};
+use support::{aws_at, eventually, moto_query, proxy, put_alarm, set_alarm, unique, Cluster, Controller};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -362,21 +362,4 @@ async fn an_http_check_against_a_real_server_fails_rounds_while_it_answers_503_t
     let reason = s.c.await_condition(&["release", &s.svc, "-n", &s.ns], "Stalled", "True", WAIT).await;
     assert_eq!(reason, "InvalidQuery");
     assert!(s.get("{.status.conditions[?(@.type==\"Stalled\")].message}").contains("link-local"));
-}
-
-async fn put_alarm(name: &str, state: &str) {
-    let put = moto_query(
-        "monitoring",
-        &format!("Action=PutMetricAlarm&Version=2010-08-01&AlarmName={name}&MetricName=Errors&Namespace=shop&Statistic=Sum&Period=60&EvaluationPeriods=1&Threshold=1&ComparisonOperator=GreaterThanOrEqualToThreshold"),
-    )
-    .await;
-    assert!(put.contains("PutMetricAlarmResponse"), "{put}");
-    set_alarm(name, state).await;
-}
-
-async fn set_alarm(name: &str, state: &str) {
-    let set =
-        moto_query("monitoring", &format!("Action=SetAlarmState&Version=2010-08-01&AlarmName={name}&StateValue={state}&StateReason=e2e"))
-            .await;
-    assert!(set.contains("SetAlarmStateResponse"), "{set}");
 }

@@ -747,6 +747,12 @@ pub struct ServiceReleaseStatus {
     /// A rollback decided and not yet accepted by ECS (phase RollingBack).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackStatus>,
+    /// Set once an irreversible step before traffic has succeeded, until a version after it
+    /// is promoted or a person rolls back: which step, of which SHA, with which snapshot.
+    /// Meanwhile no failing rollout — that one or a later one — is rolled back by the
+    /// controller (`RollbackUnsafe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_unsafe: Option<String>,
 }
 
 /// A rollback under way: decided, persisted, then carried out until ECS accepts it.

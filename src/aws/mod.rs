@@ -705,7 +705,9 @@ impl Caller {
                 }
             }
             match result {
-                Err(e) if e.retryable() && attempt < self.attempts => {
+                // A synchronous invocation is not idempotent: one that may have run (the
+                // answer lost) is not made again; only a throttled one (refused) is.
+                Err(e) if e.retryable() && attempt < self.attempts && (op != "Invoke" || matches!(e, AwsError::Throttled { .. })) => {
                     tokio::time::sleep(backoff(attempt, self.base_delay, Duration::from_secs(5), rand::random())).await;
                     attempt += 1;
                 }

@@ -492,6 +492,8 @@ impl Ctx<'_, '_> {
         self.st.stable_sha = Some(r.sha.clone());
         self.st.stable_task_definition_arn = r.task_definition_arn.clone();
         self.st.stable_spec_hash = Some(r.spec_hash.clone());
+        // The migrated database now goes with a stable version.
+        self.st.rollback_unsafe = None;
         self.st.rejected_spec_hash = None;
         self.st.phase = Phase::Healthy;
         self.events.push((false, reasons::PROMOTED, format!("{} promoted: {reason}", r.sha)));
@@ -501,6 +503,10 @@ impl Ctx<'_, '_> {
     /// Decides a rollback to `stable_td`: persisted as RollingBack, carried out by the
     /// RollBack effect, RolledBack only once ECS accepts it.
     fn roll_back(&mut self, stable_td: String, reason: String, why: &'static str) {
+        if why == "manual" {
+            // A person decided, knowing the step.
+            self.st.rollback_unsafe = None;
+        }
         let sha = self.st.rollout.as_ref().map(|r| r.sha.clone()).or(self.st.current_sha.clone()).unwrap_or_default();
         self.effects.push(rollback_effect(self.inp, &stable_td));
         self.st.phase = Phase::RollingBack;
@@ -538,13 +544,13 @@ impl Ctx<'_, '_> {
             }
             return;
         }
-        if let Some(step) = predeploy::rollback_unsafe(&r).filter(|_| why != "manual") {
-            // Past an irreversible step the old code may not read the database: a person
-            // decides (`shipshape rollback` or `promote`), the controller does not.
-            let snapshot = step.snapshot.as_ref().map(|s| format!(" (snapshot before it: {s})")).unwrap_or_default();
+        if let Some(past) = self.st.rollback_unsafe.clone().filter(|_| why != "manual") {
+            // Past an irreversible step (this rollout's or one it superseded) the old code
+            // may not read the database: a person decides (`shipshape rollback` or
+            // `promote`), the controller does not.
             let msg = format!(
-                "{} failed after irreversible preDeploy step {}{snapshot} succeeded and is held, not rolled back: {reason}; `shipshape rollback` or `shipshape promote` decides",
-                r.sha, step.name
+                "{} failed after {past} and is held, not rolled back: {reason}; `shipshape rollback` or `shipshape promote` decides",
+                r.sha
             );
             self.events.push((true, reasons::ROLLBACK_UNSAFE, msg));
             self.st.phase = Phase::Paused;
@@ -601,7 +607,29 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
         return Decision { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: None };
     }
 
-    // A rollout whose spec is no longer the desired one is superseded.
+    // A rollout whose spec is no longer the desired one is superseded — once a step of it
+    // that is running has ended: two migrations never run at once.
+    let step_running =
+        c.st.rollout
+            .as_ref()
+            .filter(|r| r.spec_hash != inp.spec_hash)
+            .and_then(|r| r.pre_deploy.last().filter(|s| s.phase == "Running").map(|s| (r.sha.clone(), s.name.clone())));
+    let ended = match &inp.pre_deploy {
+        Some(StepObs::Task(Some(t))) => t.last_status == "STOPPED",
+        _ => true,
+    };
+    if let (Some((sha, name)), false) = (step_running, ended) {
+        let (_, requeue) = verdict(&c.st, inp);
+        let message = format!("{}: waiting for preDeploy step {name} of {sha} (superseded) to end", inp.sha);
+        return Decision {
+            status: c.st,
+            effects: c.effects,
+            events: c.events,
+            readiness: Readiness::Reconciling { reason: reasons::PRE_DEPLOY, message },
+            requeue: requeue.min(Duration::from_secs(1)),
+            rolled_back: None,
+        };
+    }
     if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) {
         c.finish_rollout(RolloutOutcome::Superseded, "the spec changed before it finished".into());
         c.st.phase = Phase::Pending;
@@ -1006,7 +1034,7 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
         }
         Phase::Failed if st.history.first().is_some_and(|h| h.pre_deploy.iter().any(|s| s.phase == "Failed")) => {
             let why = st.history.first().map(|h| h.reason.clone()).unwrap_or_default();
-            let stable = st.stable_sha.clone().map(|s| format!("; {s} still serves")).unwrap_or_default();
+            let stable = st.current_sha.clone().or(st.stable_sha.clone()).map(|s| format!("; {s} still serves")).unwrap_or_default();
             let message =
                 format!("{sha} was not rolled out: {why}{stable}; it is not retried until the spec changes or shipshape.dev/retry is set");
             (Readiness::Stalled { reason: reasons::PRE_DEPLOY_FAILED, message }, cfg.drift_interval)
@@ -1020,14 +1048,11 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
             };
             (Readiness::Stalled { reason: reasons::ROLLOUT_FAILED, message }, cfg.drift_interval)
         }
-        Phase::Paused if st.rollout.as_ref().is_some_and(|r| r.held.is_some() && predeploy::rollback_unsafe(r).is_some()) => {
-            let r = st.rollout.as_ref();
-            let why = r.and_then(|r| r.held.clone()).unwrap_or_default();
-            let step = r.and_then(predeploy::rollback_unsafe);
-            let snapshot = step.and_then(|s| s.snapshot.clone()).map(|s| format!(" (snapshot before it: {s})")).unwrap_or_default();
+        Phase::Paused if st.rollback_unsafe.is_some() && st.rollout.as_ref().is_some_and(|r| r.held.is_some()) => {
+            let why = st.rollout.as_ref().and_then(|r| r.held.clone()).unwrap_or_default();
+            let past = st.rollback_unsafe.clone().unwrap_or_default();
             let message = format!(
-                "{sha} failed after irreversible preDeploy step {}{snapshot} succeeded; not rolled back automatically: {why}; `shipshape rollback` or `shipshape promote` decides",
-                step.map(|s| s.name.clone()).unwrap_or_default()
+                "{sha} failed after {past}; not rolled back automatically: {why}; `shipshape rollback` or `shipshape promote` decides"
             );
             (Readiness::Stalled { reason: reasons::ROLLBACK_UNSAFE, message }, cfg.drift_interval)
         }

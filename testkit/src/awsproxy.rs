@@ -595,7 +595,7 @@ async fn control(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
             let script = crate::ecs_tasks::Script {
                 exit_code: v["exitCode"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(0),
-                runs_for: Duration::from_millis(v["runsForMs"].as_u64().unwrap_or(1000)),
+                runs_for: Duration::from_millis(v["runsForMs"].as_u64().unwrap_or(1000).min(86_400_000)),
                 lines: v["lines"].as_array().into_iter().flatten().filter_map(|l| l.as_str()).map(String::from).collect(),
                 fail_to_start: v["failToStart"].as_str().map(String::from),
                 not_placed: v["notPlaced"].as_str().map(String::from),

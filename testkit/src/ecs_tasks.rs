@@ -233,7 +233,9 @@ fn epoch_now() -> f64 {
 
 impl Model {
     /// What a task running `command` (its arguments joined by spaces) does.
-    pub fn script(&mut self, command: &str, script: Script) {
+    pub fn script(&mut self, command: &str, mut script: Script) {
+        // At most a day: `Instant + runs_for` must not overflow.
+        script.runs_for = script.runs_for.min(Duration::from_secs(86_400));
         self.scripts.insert(command.to_string(), script);
     }
 

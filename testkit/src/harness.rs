@@ -873,3 +873,22 @@ pub fn kstatus(obj: &serde_json::Value) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A CloudWatch alarm `name` in moto in `state` (moto never evaluates alarms: tests set them).
+pub async fn put_alarm(name: &str, state: &str) {
+    let put = moto_query(
+        "monitoring",
+        &format!("Action=PutMetricAlarm&Version=2010-08-01&AlarmName={name}&MetricName=Errors&Namespace=AWS%2FLambda&Statistic=Sum&Period=60&EvaluationPeriods=1&Threshold=1&ComparisonOperator=GreaterThanOrEqualToThreshold"),
+    )
+    .await;
+    assert!(put.contains("PutMetricAlarmResponse"), "{put}");
+    set_alarm(name, state).await;
+}
+
+/// Sets alarm `name`'s state in moto (SetAlarmState).
+pub async fn set_alarm(name: &str, state: &str) {
+    let set =
+        moto_query("monitoring", &format!("Action=SetAlarmState&Version=2010-08-01&AlarmName={name}&StateValue={state}&StateReason=e2e"))
+            .await;
+    assert!(set.contains("SetAlarmStateResponse"), "{set}");
+}

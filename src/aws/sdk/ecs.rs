@@ -55,10 +55,15 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 }
 
 fn network_configuration(op: &'static str, r: &ServiceRequest) -> Result<NetworkConfiguration, AwsError> {
+    awsvpc(op, &r.subnets, &r.security_groups, r.assign_public_ip)
+}
+
+/// An awsvpc network configuration (Fargate's).
+fn awsvpc(op: &'static str, subnets: &[String], security_groups: &[String], public_ip: bool) -> Result<NetworkConfiguration, AwsError> {
     let vpc = AwsVpcConfiguration::builder()
-        .set_subnets(Some(r.subnets.clone()))
-        .set_security_groups(Some(r.security_groups.clone()))
-        .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+        .set_subnets(Some(subnets.to_vec()))
+        .set_security_groups(Some(security_groups.to_vec()))
+        .assign_public_ip(if public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
         .build()
         .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
     Ok(NetworkConfiguration::builder().awsvpc_configuration(vpc).build())
@@ -442,13 +447,7 @@ impl Ecs for SdkEcs {
 
     async fn run_task(&self, r: &TaskRequest) -> Result<String, AwsError> {
         let op = "RunTask";
-        let vpc = AwsVpcConfiguration::builder()
-            .set_subnets(Some(r.subnets.clone()))
-            .set_security_groups(Some(r.security_groups.clone()))
-            .assign_public_ip(if r.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
-            .build()
-            .map_err(|e| AwsError::Invalid { op, message: e.to_string() })?;
-        let network = NetworkConfiguration::builder().awsvpc_configuration(vpc).build();
+        let network = awsvpc(op, &r.subnets, &r.security_groups, r.assign_public_ip)?;
         let overrides = TaskOverride::builder()
             .container_overrides(ContainerOverride::builder().name(&r.container).set_command(Some(r.command.clone())).build())
             .build();

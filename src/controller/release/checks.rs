@@ -50,8 +50,14 @@ pub(crate) async fn http(ctx: &Context, r: &ServiceRelease, check: &HttpCheck, u
         },
         None => vec![],
     };
-    // No redirects: a check judges the answer of the URL it names.
-    let client = match reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build() {
+    // No redirects (a check judges the answer of the URL it names), and no name that
+    // resolves to instance metadata.
+    let client = match reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(std::sync::Arc::new(NoMetadata))
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return (Verdict::Unavailable(format!("http check {}: {e}", check.name)), None),
     };
@@ -88,10 +94,37 @@ pub(crate) async fn http(ctx: &Context, r: &ServiceRelease, check: &HttpCheck, u
     (checks::judge_http(check, answer.as_ref().map(|(s, b)| (*s, b.as_slice())).map_err(Clone::clone)), status)
 }
 
-/// The headers a check sends: every key of a Secret in the release's namespace.
+/// The label a Secret needs before its keys are sent as a check's headers: whoever may create
+/// a ServiceRelease may not thereby send any Secret of the namespace to a URL of their choice.
+pub const HEADERS_LABEL: &str = "shipshape.dev/http-headers";
+
+/// Resolves names as the system does, refusing any that leads to instance metadata.
+struct NoMetadata;
+
+impl reqwest::dns::Resolve for NoMetadata {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if addrs.iter().any(|a| checks::metadata_address(&a.ip())) {
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} resolves to a link-local address (instance metadata): refused").into();
+                return Err(e);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// The headers a check sends: every key of a Secret in the release's namespace labelled
+/// [`HEADERS_LABEL`]`: "true"`.
 async fn secret_headers(ctx: &Context, ns: &str, name: &str) -> Result<Vec<(String, String)>, String> {
     let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(ctx.client.clone(), ns);
     let secret = api.get(name).await.map_err(|e| crate::controller::secret_error(ns, name, e))?;
+    if secret.metadata.labels.as_ref().and_then(|l| l.get(HEADERS_LABEL)).map(String::as_str) != Some("true") {
+        return Err(format!("Secret {ns}/{name} is not labelled {HEADERS_LABEL}: \"true\" (only such Secrets are sent as headers)"));
+    }
     Ok(secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned())).collect())
 }
 

@@ -84,7 +84,8 @@ pub(crate) async fn converge(
         return Ok(Outcome::invalid("spec.task is missing: an ECS release needs it".into()));
     };
     let hash = td.hash();
-    let td_arn = match known_task_definition(&aws, &st, &td, &hash, &owner).await {
+    let identity = round::identity(&hash, r);
+    let td_arn = match known_task_definition(&aws, &st, &td, (&hash, &identity), &owner).await {
         Ok(Known::Registered(arn)) => arn,
         Ok(Known::Missing { newest_tags }) => {
             // A family is account-wide: releases of the same service name in two clusters of
@@ -120,7 +121,7 @@ pub(crate) async fn converge(
     // {{revision}}: the task definition revision being judged.
     let revision = td_arn.rsplit(':').next().unwrap_or_default().to_string();
     let seen = Seen {
-        spec_hash: &hash,
+        spec_hash: &identity,
         task_definition: &td_arn,
         service: observed.as_ref(),
         network: &desired_network,
@@ -283,12 +284,18 @@ impl Calls {
                     }
                 }
                 Effect::PruneSnapshots { database, keep, newest, .. } => {
-                    super::round::prune_snapshots(aws, database, *keep, newest, &self.tags).await
+                    // Housekeeping: a failure leaves an old snapshot, never stops a step.
+                    if let Err(e) = super::round::prune_snapshots(aws, database, *keep, newest, &self.tags).await {
+                        tracing::warn!(error = %e, "pruning snapshots before steps");
+                    }
+                    Ok(())
                 }
                 Effect::Snapshot { database, name, .. } => match aws.rds.create_snapshot(database, name, &self.tags).await {
-                    // Asked for before (an answer lost): it is being taken.
-                    Err(AwsError::Conflict { .. }) => Ok(()),
-                    Err(AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => Ok(()),
+                    // Asked for before (an answer lost): it is being taken. Any other refusal
+                    // (an instance stopped or being modified: InvalidDBInstanceState) is an error.
+                    Err(AwsError::Conflict { message, .. } | AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => {
+                        Ok(())
+                    }
                     other => other,
                 },
             };
@@ -323,13 +330,13 @@ async fn known_task_definition(
     aws: &AwsClients,
     st: &ServiceReleaseStatus,
     td: &TaskDefinitionSpec,
-    hash: &str,
+    (hash, identity): (&str, &str),
     owner: &str,
 ) -> Result<Known, AwsError> {
-    if let Some(arn) = st.rollout.as_ref().filter(|r| r.spec_hash == hash).and_then(|r| r.task_definition_arn.clone()) {
+    if let Some(arn) = st.rollout.as_ref().filter(|r| r.spec_hash == identity).and_then(|r| r.task_definition_arn.clone()) {
         return Ok(Known::Registered(arn));
     }
-    if st.stable_spec_hash.as_deref() == Some(hash) {
+    if st.stable_spec_hash.as_deref() == Some(identity) {
         if let Some(arn) = &st.stable_task_definition_arn {
             return Ok(Known::Registered(arn.clone()));
         }
@@ -469,7 +476,9 @@ async fn observe_step(
     hash: &str,
     td: &TaskDefinitionSpec,
 ) -> Result<Option<StepObs>, AwsError> {
-    let Some(rollout) = st.rollout.as_ref().filter(|ro| ro.spec_hash == hash) else { return Ok(None) };
+    // The stored rollout's (a superseded one's too: its running step ends first).
+    let _ = hash;
+    let Some(rollout) = st.rollout.as_ref() else { return Ok(None) };
     let Some((i, step)) = rollout.pre_deploy.iter().enumerate().next_back() else { return Ok(None) };
     match step.phase.as_str() {
         "Snapshotting" => {

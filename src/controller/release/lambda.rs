@@ -185,7 +185,7 @@ pub(super) async fn converge(
         }
     }
     let description = description(&config);
-    let hash = description.trim_start_matches("shipshape ").to_string();
+    let hash = round::identity(description.trim_start_matches("shipshape "), r);
 
     let function = match aws.lambda.get_function(&name).await {
         Ok(fun) => fun,
@@ -343,11 +343,16 @@ impl Calls {
                 // An invocation is over when its call returns: nothing to stop.
                 Effect::StopTask { .. } => Ok(()),
                 Effect::PruneSnapshots { database, keep, newest, .. } => {
-                    round::prune_snapshots(aws, database, *keep, newest, &self.tags).await
+                    // Housekeeping: a failure leaves an old snapshot, never stops a step.
+                    if let Err(e) = round::prune_snapshots(aws, database, *keep, newest, &self.tags).await {
+                        tracing::warn!(error = %e, "pruning snapshots before steps");
+                    }
+                    Ok(())
                 }
                 Effect::Snapshot { database, name: snapshot, .. } => match aws.rds.create_snapshot(database, snapshot, &self.tags).await {
-                    Err(AwsError::Conflict { .. }) => Ok(()),
-                    Err(AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => Ok(()),
+                    Err(AwsError::Conflict { message, .. } | AwsError::Invalid { message, .. }) if message.contains("AlreadyExists") => {
+                        Ok(())
+                    }
                     other => other,
                 },
             };
@@ -390,7 +395,9 @@ async fn publish_when_ready(aws: &AwsClients, name: &str, description: &str) -> 
 /// status, or its invocation's outcome as status recorded it (a stopped "task": exit 0, or 1
 /// for a function error); an invocation made whose outcome was never recorded is lost.
 async fn step_seen(st: &ServiceReleaseStatus, hash: &str, aws: &AwsClients) -> Result<Option<StepObs>, AwsError> {
-    let Some(ro) = st.rollout.as_ref().filter(|ro| ro.spec_hash == hash) else { return Ok(None) };
+    // The stored rollout's (a superseded one's too: its running step ends first).
+    let _ = hash;
+    let Some(ro) = st.rollout.as_ref() else { return Ok(None) };
     let Some(step) = ro.pre_deploy.last() else { return Ok(None) };
     match step.phase.as_str() {
         "Snapshotting" => Ok(Some(StepObs::Snapshot(aws.rds.snapshot_status(step.snapshot.as_deref().unwrap_or_default()).await?))),

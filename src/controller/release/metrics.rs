@@ -69,8 +69,7 @@ pub(super) fn export(ctx: &Context, r: &ServiceRelease, old: &ServiceReleaseStat
     for p in PHASES {
         ctx.metrics.release_phase.with_label_values(&[&ns, &name, phase_word(p)]).set(i64::from(new.phase == p));
     }
-    let unsafe_hold = new.phase == Phase::Paused
-        && new.rollout.as_ref().is_some_and(|r| r.held.is_some() && crate::core::rollout::rollback_unsafe(r).is_some());
+    let unsafe_hold = new.phase == Phase::Paused && new.rollback_unsafe.is_some() && new.rollout.as_ref().is_some_and(|r| r.held.is_some());
     ctx.metrics.rollback_unsafe.with_label_values(&[&ns, &name]).set(i64::from(unsafe_hold));
     let sha = |s: &ServiceReleaseStatus| (s.current_sha.clone().unwrap_or_default(), s.stable_sha.clone().unwrap_or_default());
     let (old_sha, old_stable) = sha(old);

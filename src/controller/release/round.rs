@@ -177,6 +177,20 @@ pub(crate) async fn prune_snapshots(
     Ok(())
 }
 
+/// The identity of what a release asks for, as the rollout state machine compares it: the
+/// content hash of its task definition (or function version), with its steps before traffic
+/// when it has any (so editing them is a new rollout, never a change of the one in flight).
+pub(crate) fn identity(content_hash: &str, r: &ServiceRelease) -> String {
+    use sha2::{Digest, Sha256};
+    let steps = r.spec.rollout.as_ref().map(|ro| ro.pre_deploy.as_slice()).unwrap_or_default();
+    if steps.is_empty() {
+        return content_hash.to_string();
+    }
+    let digest = Sha256::digest(serde_json::to_vec(steps).unwrap_or_default());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{content_hash}-{short}")
+}
+
 /// What a target hands the state machine beside the release itself.
 pub(crate) struct Seen<'a> {
     /// The content hash of what the spec asks for.

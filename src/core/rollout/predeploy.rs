@@ -144,27 +144,27 @@ pub(super) fn advance(c: &mut Ctx, r: &RolloutStatus) -> bool {
                     s.phase = "Running".into();
                     s.started_at = Some(now);
                     set(c, i, s);
+                    c.effects.push(Effect::RunTask { step: i, task_definition: td.clone() });
                     if let Some(keep) = inp.config.snapshot_retention {
-                        c.effects.push(Effect::PruneSnapshots {
-                            database: db.clone(),
-                            keep,
-                            newest: name.clone(),
-                            task_definition: td.clone(),
-                        });
+                        c.effects.push(Effect::PruneSnapshots { database: db.clone(), keep, newest: name.clone(), task_definition: td });
                     }
-                    c.effects.push(Effect::RunTask { step: i, task_definition: td });
                 }
                 Some(bad @ ("failed" | "incompatible-restore" | "deleted")) => {
                     fail(c, i, current, format!("snapshot {name} of database {db} is {bad}"), None);
                 }
-                None if current.started_at.and_then(|t| after(t, Duration::from_secs(60))).is_some_and(|t| now >= t) => {
-                    // Asked for a minute ago and still unknown to RDS: asked again (the
-                    // request may have been lost; RDS refuses a second one of the name).
-                    c.effects.push(Effect::Snapshot { database: db, name, task_definition: td });
-                }
                 _ if current.started_at.and_then(|t| after(t, SNAPSHOT_WAIT)).is_some_and(|t| now >= t) => {
                     let why = format!("snapshot {name} of database {db} was not available after {}h", SNAPSHOT_WAIT.as_secs() / 3600);
                     fail(c, i, current, why, None);
+                }
+                None if current.reason.is_none()
+                    && current.started_at.and_then(|t| after(t, Duration::from_secs(60))).is_some_and(|t| now >= t) =>
+                {
+                    // Asked for a minute ago and still unknown to RDS: asked once more (the
+                    // request may have been lost; RDS refuses a second one of the name).
+                    let mut s = current;
+                    s.reason = Some(format!("snapshot {name} asked for again"));
+                    set(c, i, s);
+                    c.effects.push(Effect::Snapshot { database: db, name, task_definition: td });
                 }
                 _ => {}
             }
@@ -181,11 +181,18 @@ pub(super) fn advance(c: &mut Ctx, r: &RolloutStatus) -> bool {
                 _ => None,
             };
             let Some(task) = task else {
-                if let Some(arn) = &current.task_arn {
+                let waited = |d: Duration| current.started_at.and_then(|t| after(t, d)).is_some_and(|t| now >= t);
+                if let Some(arn) = current.task_arn.clone().filter(|_| waited(Duration::from_secs(60))) {
                     // ECS keeps a stopped task visible for an hour at least: one it no longer
-                    // knows was lost.
+                    // knows (past the first minute, when DescribeTasks may not show it yet)
+                    // was lost.
                     let why = format!("task {arn} is no longer known to ECS");
                     fail(c, i, current, why, None);
+                } else if waited(step.timeout) {
+                    let why = format!("its task never started within the timeout ({}s)", step.timeout.as_secs());
+                    fail(c, i, current, why, None);
+                } else if current.task_arn.is_some() {
+                    // Just started: ECS may not show it yet.
                 } else {
                     // Started, but not seen yet (or the start was lost): asked again with the
                     // same idempotency token, so ECS starts it once.
@@ -204,6 +211,10 @@ pub(super) fn advance(c: &mut Ctx, r: &RolloutStatus) -> bool {
                 if task.exit_code == Some(0) && !timed_out {
                     s.phase = "Succeeded".into();
                     s.reason = None;
+                    if step.irreversible {
+                        let snapshot = s.snapshot.as_ref().map(|n| format!(" (snapshot before it: {n})")).unwrap_or_default();
+                        c.st.rollback_unsafe = Some(format!("irreversible preDeploy step {} of {}{snapshot} succeeded", step.name, r.sha));
+                    }
                     let took = s.started_at.map(|t| (now - t).num_seconds().max(0)).unwrap_or(0);
                     let msg = format!("step {} succeeded (exit 0) in {took}s, task {}", step.name, task.arn);
                     c.events.push((false, reasons::PRE_DEPLOY_SUCCEEDED, msg));
@@ -270,9 +281,8 @@ fn fail(c: &mut Ctx, i: usize, mut s: PreDeployStatus, why: String, task: Option
     let Some(r) = c.st.rollout.clone() else { return };
     c.st.rejected_spec_hash = Some(r.spec_hash.clone());
     c.st.phase = Phase::Failed;
-    // Nothing moved: the release still runs what was stable.
-    c.st.current_sha = c.st.stable_sha.clone();
-    c.st.task_definition_arn = c.st.stable_task_definition_arn.clone();
+    // Nothing moved: the release still runs what it ran (current_sha and the task
+    // definition are set only when traffic moves).
     let sha = r.sha.clone();
     c.events.push((true, reasons::PRE_DEPLOY_FAILED, format!("{sha}: {msg}")));
     c.finish_rollout(RolloutOutcome::Failed, format!("preDeploy {msg}"));

@@ -1326,8 +1326,53 @@ fn with_snapshot_retention_older_snapshots_are_pruned_once_the_new_one_is_availa
     assert_eq!(
         s.effects,
         vec![
-            Effect::PruneSnapshots { database: "orders-db".into(), keep: 2, newest, task_definition: "arn:td/bbbbbbb".into() },
             Effect::RunTask { step: 0, task_definition: "arn:td/bbbbbbb".into() },
+            Effect::PruneSnapshots { database: "orders-db".into(), keep: 2, newest, task_definition: "arn:td/bbbbbbb".into() },
         ]
     );
+}
+
+#[test]
+fn past_an_irreversible_step_a_later_rollout_is_not_rolled_back_either_and_a_running_step_ends_before_it_starts() {
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.cfg.pre_deploy = migrations(true, None);
+    r.step(100, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    r.step(101, "bbbbbbb", None);
+    r.obs = None;
+    r.step(102, "bbbbbbb", None);
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(103, "bbbbbbb", None).clone();
+    assert!(s.status.rollback_unsafe.as_deref().is_some_and(|u| u.contains("migrate of bbbbbbb")), "{:?}", s.status.rollback_unsafe);
+    r.obs = None;
+    r.world.complete("COMPLETED");
+    r.step(104, "bbbbbbb", None);
+    // A fix forward (no steps) supersedes it; it fails its analysis: held, not rolled back.
+    r.cfg.pre_deploy = vec![];
+    r.step(110, "ccccccc", None);
+    r.world.complete("COMPLETED");
+    r.step(111, "ccccccc", None);
+    let fail = || Verdict::Fail("error-rate = 0.2 is above max 0.01".into());
+    r.step(121, "ccccccc", Some(fail()));
+    let s = r.step(126, "ccccccc", Some(fail())).clone();
+    assert!(s.effects.is_empty(), "{:?}", s.effects);
+    assert!(matches!(&s.readiness, Readiness::Stalled { reason, .. } if *reason == reasons::ROLLBACK_UNSAFE), "{:?}", s.readiness);
+    // Promoting a later version clears it.
+    r.commands.promote = Some("1".into());
+    let s = r.step(130, "ccccccc", None).clone();
+    assert_eq!(s.status.phase, Phase::Healthy);
+    assert_eq!(s.status.rollback_unsafe, None);
+
+    // A step still running when its rollout is superseded ends before the next rollout starts.
+    r.cfg.pre_deploy = migrations(false, None);
+    r.step(200, "ddddddd", None);
+    r.obs = task("RUNNING", None);
+    r.step(201, "ddddddd", None);
+    let s = r.step(202, "eeeeeee", None).clone();
+    assert!(s.effects.is_empty(), "nothing starts while ddddddd's step runs: {:?}", s.effects);
+    assert!(matches!(&s.readiness, Readiness::Reconciling { message, .. } if message.contains("superseded")), "{:?}", s.readiness);
+    r.obs = task("STOPPED", Some(0));
+    let s = r.step(203, "eeeeeee", None).clone();
+    assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/eeeeeee".into() }]);
 }
