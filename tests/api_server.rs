@@ -181,6 +181,24 @@ fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
             Breach::Create(json!({"spec": {"rollout": {"strategy": {"blueGreen": {"bake": "30h"}}}}})),
         ),
         (
+            ("ServiceRelease", "spec.rollout.preDeploy[].timeout"),
+            Breach::Create(json!({"spec": {"rollout": {"preDeploy": [{"name": "migrate", "command": ["x"], "timeout": "3h"}]}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.analysis.jobs[].timeout"),
+            Breach::Create(json!({"spec": {"rollout": {"analysis": {"jobs": [{"name": "smoke", "command": ["x"], "timeout": "3h"}]}}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.analysis.http[].timeout"),
+            Breach::Create(json!({"spec": {"rollout": {"analysis": {"http": [{"name": "health", "url": "http://a/", "timeout": "2m"}]}}}})),
+        ),
+        (
+            ("ServiceRelease", "spec.rollout.analysis.http[]"),
+            Breach::Create(
+                json!({"spec": {"rollout": {"analysis": {"http": [{"name": "health", "url": "http://a/", "bodyContains": "ok", "jsonPath": "$.a"}]}}}}),
+            ),
+        ),
+        (
             ("ServiceRelease", "spec.task.healthCheck.startPeriod"),
             Breach::Create(json!({"spec": {"task": {"healthCheck": {"command": ["x"], "startPeriod": "10m"}}}})),
         ),
