@@ -79,6 +79,7 @@ impl Metrics {
                 .unwrap();
         let release_phase =
             IntGaugeVec::new(Opts::new("release_phase", "1 for the release's current phase"), &["namespace", "name", "phase"]).unwrap();
+        // Constant name and labels: cannot fail (see above).
         let rollback_unsafe = IntGaugeVec::new(
             Opts::new("rollback_unsafe", "1 while a failing rollout is held because an irreversible preDeploy step succeeded"),
             &["namespace", "name"],

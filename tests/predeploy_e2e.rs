@@ -309,20 +309,40 @@ async fn a_failing_smoke_test_fails_its_round_and_rolls_back_and_a_passing_one_p
     let runs: Vec<_> = s.p.calls().into_iter().filter(|c| c.operation == "RunTask").collect();
     assert_ne!(runs.last().and_then(|c| c.task_definition.clone()), Some(stable_td));
     assert!(s.get("{.status.lastMeasurement.query}").contains("job:smoke"));
+
+    // A smoke test past its timeout is stopped and fails its round.
+    s.p.script_task("npm run test:smoke-slow", Script { runs_for: Duration::from_secs(3600), ..Script::default() });
+    let slow = "    analysis: {interval: 1s, successfulRuns: 1, failureLimit: 0, jobs: [{name: smoke, command: [npm, run, \"test:smoke-slow\"], timeout: 2s}]}\n";
+    s.c.apply(&s.release("cccc333", slow, "")).success();
+    eventually(WAIT, "cccc333 rolled back", || (s.get("{.status.history[0].sha}") == "cccc333").then_some(())).await;
+    let reason = s.get("{.status.history[0].reason}");
+    assert!(reason.contains("job smoke") && reason.contains("timed out after 2s"), "{reason}");
+    assert!(s.p.count("StopTask") >= 1);
 }
 
-/// A local HTTP server answering 503 until `flip`, then 200 with `{"status":"up"}`.
-async fn health_server(flip: std::time::Instant) -> String {
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// A local HTTP server answering 401 without `Authorization: Bearer t0ken`, else 503 until
+/// `flip`, then 200 with `{"status":"up"}`; it records each request line.
+async fn health_server(flip: std::time::Instant) -> (String, Seen) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let requests = seen.clone();
     tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+        // Ends with the test's runtime; an accept error would show as failed checks below.
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let requests = requests.clone();
             tokio::spawn(async move {
                 use tokio::io::{AsyncReadExt, AsyncWriteExt};
                 let mut buf = [0u8; 4096];
-                let _ = sock.read(&mut buf).await;
-                let (status, body) = if std::time::Instant::now() < flip {
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                requests.lock().unwrap().push(request.lines().next().unwrap_or_default().to_string());
+                let authorized = request.lines().any(|l| l.eq_ignore_ascii_case("authorization: Bearer t0ken"));
+                let (status, body) = if !authorized {
+                    ("401 Unauthorized", "{}")
+                } else if std::time::Instant::now() < flip {
                     ("503 Service Unavailable", r#"{"status":"starting"}"#)
                 } else {
                     ("200 OK", r#"{"status":"up"}"#)
@@ -335,7 +355,7 @@ async fn health_server(flip: std::time::Instant) -> String {
             });
         }
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,9 +363,17 @@ async fn an_http_check_against_a_real_server_fails_rounds_while_it_answers_503_t
     let s = setup().await;
     s.c.apply(&s.release("aaaa111", "    progressDeadline: 2m\n", "")).success();
     s.phase("Healthy").await;
-    let url = health_server(std::time::Instant::now() + Duration::from_secs(8)).await;
+    let (url, seen) = health_server(std::time::Instant::now() + Duration::from_secs(8)).await;
+    // The token, in a Secret labelled for headers, readable by the controller in this namespace.
+    s.c.allow_secrets(&s.ns);
+    s.c.apply(&format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: health-token, namespace: {ns}, labels: {{shipshape.dev/http-headers: \"true\"}}}}\nstringData: {{Authorization: Bearer t0ken}}\n",
+        ns = s.ns
+    ))
+    .success();
+    // `teapot` always fails (no token: 401, it expects 418) but only as a dry run.
     let check = format!(
-        "    analysis:\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 30\n      http:\n        - {{name: health, url: \"{url}/health?sha={{{{sha}}}}\", jsonPath: $.status, equals: up, timeout: 2s}}\n"
+        "    analysis:\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 30\n      http:\n        - {{name: health, url: \"{url}/health?sha={{{{sha}}}}\", headersSecretRef: {{name: health-token}}, jsonPath: $.status, equals: up, timeout: 2s}}\n        - {{name: teapot, url: \"{url}/teapot\", method: POST, expectStatus: [\"418\"], dryRun: true}}\n"
     );
     s.c.apply(&s.release("bbbb222", &check, "")).success();
     eventually(WAIT, "a failed round", || s.get("{.status.rollout.measurements[*].verdict}").contains("Fail").then_some(())).await;
@@ -354,6 +382,12 @@ async fn an_http_check_against_a_real_server_fails_rounds_while_it_answers_503_t
     eventually(WAIT, "v2 stable once the server answers 200", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
     assert_eq!(s.get("{.status.history[0].outcome}"), "Promoted");
     assert_eq!(s.ctl.metric("shipshape_analysis_value", &["http:health"]), 200.0);
+    assert_eq!(s.ctl.metric("shipshape_analysis_value", &["http:teapot"]), 401.0);
+    let lines = seen.lock().unwrap().clone();
+    assert!(lines.iter().any(|l| l.starts_with("GET /health?sha=bbbb222 ")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("POST /teapot ")), "{lines:?}");
+    let verdicts = s.get("{.status.history[0].reason}");
+    assert!(!verdicts.contains("teapot"), "a dry run never decides: {verdicts}");
 
     // The instance metadata address is refused (the rollout holds as for an invalid query).
     let metadata =
