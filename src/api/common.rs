@@ -173,6 +173,10 @@ pub mod bounds {
     pub const PRE_DEPLOY_TIMEOUT: Bounds = Bounds::secs(1, 2 * 3600);
     /// `analysis.http[].timeout`: 1s to 60s.
     pub const HTTP_CHECK_TIMEOUT: Bounds = Bounds::secs(1, 60);
+    /// Environment `windows[].duration`: 1m to 7d.
+    pub const WINDOW_DURATION: Bounds = Bounds::secs(60, 7 * 24 * 3600);
+    /// `promotion.soak`: 0s to 7d.
+    pub const SOAK: Bounds = Bounds::secs(0, 7 * 24 * 3600);
 }
 
 /// The schema's CEL rule for a duration field with `bounds` (the server refuses a value out

@@ -81,6 +81,145 @@ pub struct EnvironmentSpec {
     /// `productionListenerRule`); a release's own `loadBalancer` fields win.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<crate::api::LoadBalancerSpec>,
+    /// Change windows: when any are set, a new rollout starts only inside one (rollouts under
+    /// way finish; rollbacks are never held). Reason `WaitingForWindow`, naming the next
+    /// opening.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub windows: Vec<ChangeWindow>,
+    /// Blackouts: no new rollout starts inside one (rollbacks are never held).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub blackouts: Vec<Blackout>,
+    /// Where the rollouts of this Environment's releases are announced (chat, incident
+    /// tooling): each sink gets the events it lists, from a bounded queue of its own, with
+    /// retries, never holding a reconcile.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub notifications: Vec<NotificationSink>,
+}
+
+/// A recurring change window: it opens at each time `schedule` names and stays open for
+/// `duration`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeWindow {
+    /// When it opens, as a 5-field cron expression (minute hour day-of-month month
+    /// day-of-week), e.g. `0 9 * * 1-4` (09:00 Monday to Thursday).
+    #[schemars(length(min = 9, max = 128))]
+    pub schedule: String,
+    /// How long it stays open (1m to 7d).
+    #[x_kube(validation = duration_rule(bounds::WINDOW_DURATION, "duration"))]
+    pub duration: GoDuration,
+    /// The IANA time zone the schedule is read in (default UTC), e.g. `Europe/Berlin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+}
+
+/// A time span in which no rollout starts.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("timestamp(self.start) < timestamp(self.end)").message("a blackout's start must be before its end"))]
+pub struct Blackout {
+    /// Start (RFC 3339), e.g. `2026-12-20T00:00:00Z`.
+    pub start: chrono::DateTime<chrono::Utc>,
+    /// End (RFC 3339).
+    pub end: chrono::DateTime<chrono::Utc>,
+    /// Why (shown in status and Events).
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    pub reason: String,
+}
+
+/// One place rollouts are announced.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationSink {
+    /// The sink's name (in metrics as `sink`).
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub name: String,
+    /// An HTTP endpoint POSTed to.
+    pub webhook: Webhook,
+    /// The body: `Slack` (an incoming webhook's `{"text": ...}`), `CloudEvents` (structured
+    /// mode, `application/cloudevents+json`) or `Json` (the event as shipshape sees it).
+    #[serde(default)]
+    pub format: NotificationFormat,
+    /// The events sent (empty: all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub events: Vec<NotificationEvent>,
+    /// Only the releases of these namespaces (empty: every namespace the Environment allows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 63)))]
+    pub namespaces: Vec<String>,
+}
+
+/// A webhook whose URL is a secret (it often is a credential, as Slack's are).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Webhook {
+    /// The Secret key holding the URL (`http://` or `https://`). Never shown in logs,
+    /// status or Events.
+    pub url_secret_ref: KeyedSecretRef,
+}
+
+/// A key of a Secret.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyedSecretRef {
+    /// Secret name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Secret namespace (default: the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 63))]
+    pub namespace: Option<String>,
+    /// The key (default `url`).
+    #[serde(default = "default_url_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_url_key() -> String {
+    "url".into()
+}
+
+/// The body a sink gets.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum NotificationFormat {
+    /// `{"text": ...}` for a Slack incoming webhook.
+    #[default]
+    Slack,
+    /// A CloudEvents 1.0 event in structured mode.
+    CloudEvents,
+    /// shipshape's own JSON.
+    Json,
+}
+
+/// What a sink can be told.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum NotificationEvent {
+    /// A rollout of a new SHA started.
+    RolloutStarted,
+    /// A traffic step passed its analysis.
+    StepPassed,
+    /// A SHA became stable.
+    Promoted,
+    /// A rollout failed and was rolled back.
+    RolledBack,
+    /// A rollout failed with nothing rolled back (or a step before traffic failed).
+    Failed,
+    /// AWS refused a rollback.
+    RollbackFailed,
+    /// A rollout failed after an irreversible step and is held.
+    RollbackUnsafe,
+    /// A SHA waits for `shipshape approve`.
+    WaitingForApproval,
+    /// A SHA was refused: its upstream stage did not prove it.
+    UpstreamRejected,
+    /// Something changed outside shipshape was put back.
+    DriftCorrected,
 }
 
 impl EnvironmentSpec {

@@ -90,3 +90,22 @@ pub const PRE_DEPLOY_FAILED: &str = "PreDeployFailed";
 pub const ROLLBACK_UNSAFE: &str = "RollbackUnsafe";
 /// A snapshot before a step was taken.
 pub const PRE_DEPLOY_SNAPSHOT: &str = "PreDeploySnapshot";
+/// A new SHA waits for its upstream stage to be Healthy on it for its soak.
+pub const WAITING_FOR_UPSTREAM: &str = "WaitingForUpstream";
+/// A new SHA was rolled back or failed upstream: refused, never started.
+pub const UPSTREAM_REJECTED: &str = "UpstreamRejected";
+/// A new SHA waits for an approval naming it (`shipshape approve`).
+pub const WAITING_FOR_APPROVAL: &str = "WaitingForApproval";
+/// A new SHA waits for the releases it comes after (`rollout.after`) to be Healthy.
+pub const WAITING_FOR_ORDER: &str = "WaitingForOrder";
+/// A new SHA waits for a change window to open, or a blackout to end.
+pub const WAITING_FOR_WINDOW: &str = "WaitingForWindow";
+/// Event: a notification sink kept failing (its messages are being dropped).
+pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
+
+/// The reason constant of a waiting reason read back from status.
+pub fn waiting(reason: &str) -> Option<&'static str> {
+    [WAITING_FOR_UPSTREAM, UPSTREAM_REJECTED, WAITING_FOR_APPROVAL, WAITING_FOR_ORDER, WAITING_FOR_WINDOW]
+        .into_iter()
+        .find(|r| *r == reason)
+}

@@ -90,6 +90,43 @@ pub struct ServiceReleaseSpec {
     /// Balancing: ECS shifts the rule's weights between the two groups.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load_balancer: Option<LoadBalancerSpec>,
+    /// Promotion across stages: a new SHA is rolled out only once the release `from` (an
+    /// earlier stage, in any namespace and Environment) has been Healthy on it for `soak`,
+    /// and, with `approval: Manual`, once someone approved that SHA
+    /// (`shipshape approve NAME`, the annotation `shipshape.dev/approve: <sha>`). Rollbacks
+    /// never wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<PromotionSpec>,
+}
+
+/// Where a release's SHAs come from, and who lets them through.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PromotionSpec {
+    /// The upstream stage: a ServiceRelease of the same image repository (or function code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ReleaseRef>,
+    /// How long the upstream must have been Healthy on the SHA (0s to 7d; default 0s).
+    #[x_kube(validation = duration_rule(bounds::SOAK, "soak"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<GoDuration>,
+    /// `Auto` (default): a proven SHA starts by itself. `Manual`: it also waits for an
+    /// approval naming it.
+    #[serde(default)]
+    pub approval: super::Approval,
+}
+
+/// A ServiceRelease in some namespace.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseRef {
+    /// Its namespace (default: this release's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
+    pub namespace: Option<String>,
+    /// Its name.
+    #[schemars(pattern(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"))]
+    pub name: String,
 }
 
 /// Load balancer wiring of an ECS service (ECS `loadBalancers` and its
@@ -368,6 +405,12 @@ pub struct RolloutSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub snapshot_retention: Option<i32>,
+    /// Releases of this namespace that go first: a new rollout starts only when each of them
+    /// is Healthy at its current generation (the API before its front end, from one commit).
+    /// A cycle is InvalidSpec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32), inner(pattern(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")))]
+    pub after: Vec<String>,
 }
 
 /// One step before traffic.
@@ -753,6 +796,30 @@ pub struct ServiceReleaseStatus {
     /// controller (`RollbackUnsafe`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_unsafe: Option<String>,
+    /// The desired SHA has not started: what it waits for (its upstream's soak, an approval,
+    /// the releases it comes after, a change window) or why it is refused, and until when
+    /// where that is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<WaitingStatus>,
+}
+
+/// Why the desired SHA has not started.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingStatus {
+    /// The SHA waiting.
+    pub sha: String,
+    /// WaitingForUpstream, UpstreamRejected, WaitingForApproval, WaitingForOrder or
+    /// WaitingForWindow.
+    pub reason: String,
+    /// What it waits for, in words.
+    pub message: String,
+    /// When the wait ends by itself (a soak's end, a window's opening), where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
+    /// The upstream stage (`namespace/name`), with `promotion.from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// A rollback under way: decided, persisted, then carried out until ECS accepts it.
