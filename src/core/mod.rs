@@ -5,6 +5,7 @@ pub mod checks;
 pub mod conditions;
 pub mod environment;
 pub mod ownership;
+pub mod promotion;
 #[cfg(test)]
 mod properties;
 pub mod refusal;

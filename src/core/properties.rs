@@ -162,6 +162,7 @@ proptest! {
         spec in release_spec(), status in status(), svc in proptest::option::of(service()),
         now in time(), verdicts in proptest::collection::vec(verdict(), 1..5),
         paused in any::<bool>(), frozen in any::<bool>(), rollback_cmd in any::<bool>(), promote_cmd in any::<bool>(),
+        held in any::<bool>(),
     ) {
         let Ok(spec) = serde_json::from_value::<ServiceReleaseSpec>(spec) else { return Ok(()) };
         let cfg = match spec::release(&spec, Duration::from_secs(60)) {
@@ -192,6 +193,12 @@ proptest! {
                 network: &network,
                 paused,
                 frozen,
+                hold: held.then(|| crate::core::promotion::Hold {
+                    reason: crate::api::reasons::WAITING_FOR_UPSTREAM,
+                    message: "soaking".into(),
+                    until: None,
+                    upstream: None,
+                }),
                 commands: &commands,
                 round: v.map(|v| (v, vec![])),
                 config: &cfg,
@@ -199,6 +206,10 @@ proptest! {
             };
             let step = rollout::step(&st, &inputs);
             prop_assert!(step.status.history.len() <= cfg.history_limit.max(st.history.len()));
+            if held && st.rollout.is_none() {
+                // A held SHA never starts: no rollout begins, no traffic moves to it.
+                prop_assert!(step.status.rollout.is_none() || step.status.rollout.as_ref().is_some_and(|r| r.sha != "bbbbbbb"));
+            }
             if let Some(td) = step.effects.iter().find_map(|e| match e {
                 rollout::Effect::RollBack { task_definition } => Some(task_definition.clone()),
                 _ => None,

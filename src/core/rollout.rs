@@ -207,6 +207,9 @@ pub struct Inputs<'a> {
     pub paused: bool,
     /// The Environment's freeze.
     pub frozen: bool,
+    /// What a new rollout waits for (its upstream stage, an approval, the releases it comes
+    /// after, a change window), or None when it may start.
+    pub hold: Option<super::promotion::Hold>,
     /// Commands to act on.
     pub commands: &'a Commands,
     /// This pass's analysis round, when one was due.
@@ -393,6 +396,8 @@ struct Ctx<'a, 'b> {
     effects: Vec<Effect>,
     events: Vec<(bool, &'static str, String)>,
     rolled_back: Option<&'static str>,
+    /// What the desired SHA waited for before this pass.
+    waited: Option<crate::api::WaitingStatus>,
 }
 
 impl Ctx<'_, '_> {
@@ -579,7 +584,9 @@ impl Ctx<'_, '_> {
 
 /// One step of the rollout.
 pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
-    let mut c = Ctx { inp, st: prev.clone(), effects: vec![], events: vec![], rolled_back: None };
+    let mut c = Ctx { inp, st: prev.clone(), effects: vec![], events: vec![], rolled_back: None, waited: None };
+    // Kept only while the desired SHA still waits (set again by `idle`).
+    c.waited = c.st.waiting.take();
     // Commands are acted on once per annotation value.
     for (name, value) in [("retry", &inp.commands.retry), ("rollback", &inp.commands.rollback), ("promote", &inp.commands.promote)] {
         if let Some(v) = value {
@@ -702,6 +709,18 @@ fn idle(c: &mut Ctx) {
     }
     if inp.paused || inp.frozen {
         c.st.phase = Phase::Paused;
+        hold(c);
+        return;
+    }
+    if let Some(h) = &inp.hold {
+        // The new SHA waits (or is refused); the stable one keeps serving, held in place.
+        let waiting = h.status(inp.sha);
+        let known = c.waited.as_ref().is_some_and(|w| w.sha == waiting.sha && w.reason == waiting.reason);
+        if !known {
+            c.events.push((h.refused(), h.reason, h.message.clone()));
+        }
+        c.st.phase = Phase::Pending;
+        c.st.waiting = Some(waiting);
         hold(c);
         return;
     }
@@ -1079,6 +1098,20 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                 Readiness::Reconciling { reason: reasons::PRE_DEPLOY, message: format!("rolling out {sha}: {what}") },
                 Duration::from_millis(500),
             )
+        }
+        Phase::Pending if st.waiting.as_ref().is_some_and(|w| w.sha == sha) => {
+            let w = st.waiting.as_ref();
+            let message = w.map(|w| w.message.clone()).unwrap_or_default();
+            let reason = w.and_then(|w| reasons::waiting(&w.reason)).unwrap_or(reasons::WAITING_FOR_UPSTREAM);
+            // Woken by what it waits for (the upstream's or an earlier release's status, an
+            // approval); a soak's end or a window's opening is a time, kept to the millisecond.
+            let until = w.and_then(|w| w.until).and_then(|u| u.signed_duration_since(now).to_std().ok());
+            let requeue = until.map(|u| u.saturating_add(Duration::from_millis(5)).min(cfg.drift_interval)).unwrap_or(cfg.drift_interval);
+            if reason == reasons::UPSTREAM_REJECTED {
+                (Readiness::Stalled { reason, message }, cfg.drift_interval)
+            } else {
+                (Readiness::Reconciling { reason, message }, requeue)
+            }
         }
         Phase::Progressing | Phase::Pending => (
             Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("rolling out {sha}: waiting for the ECS deployment") },

@@ -119,6 +119,8 @@ struct Run {
     cfg: Config,
     paused: bool,
     frozen: bool,
+    /// What a new rollout waits for (promotion, order, windows).
+    hold: Option<crate::core::promotion::Hold>,
     commands: Commands,
     last: Option<Decision>,
     updates: usize,
@@ -136,6 +138,7 @@ impl Run {
             cfg: cfg(has_analysis),
             paused: false,
             frozen: false,
+            hold: None,
             commands: Default::default(),
             last: None,
             updates: 0,
@@ -166,6 +169,7 @@ impl Run {
             network: &Network::default(),
             paused: self.paused,
             frozen: self.frozen,
+            hold: self.hold.clone(),
             commands: &commands,
             round,
             config: &self.cfg,
@@ -1375,4 +1379,56 @@ fn past_an_irreversible_step_a_later_rollout_is_not_rolled_back_either_and_a_run
     r.obs = task("STOPPED", Some(0));
     let s = r.step(203, "eeeeeee", None).clone();
     assert_eq!(s.effects, vec![Effect::RunTask { step: 0, task_definition: "arn:td/eeeeeee".into() }]);
+}
+
+#[test]
+fn a_held_sha_waits_with_one_event_keeps_stable_serving_and_starts_when_released() {
+    use crate::core::promotion::Hold;
+    let mut r = Run::new(false);
+    r.promote(0, "aaaaaaa");
+    assert_eq!(r.status.phase, Phase::Healthy);
+    let stable_td = r.world.service.as_ref().map(|s| s.task_definition.clone());
+    let until = t(600);
+    r.hold = Some(Hold {
+        reason: reasons::WAITING_FOR_UPSTREAM,
+        message: "soaking in staging".into(),
+        until: Some(until),
+        upstream: Some("staging/api".into()),
+    });
+    let d = r.step(100, "bbbbbbb", None).clone();
+    assert_eq!(r.status.phase, Phase::Pending);
+    assert!(d.effects.is_empty(), "nothing starts: {:?}", d.effects);
+    assert_eq!(d.events.iter().filter(|e| e.1 == reasons::WAITING_FOR_UPSTREAM).count(), 1);
+    assert_eq!(r.status.waiting.as_ref().map(|w| (w.sha.as_str(), w.until)), Some(("bbbbbbb", Some(until))));
+    assert!(matches!(d.readiness, Readiness::Reconciling { reason: reasons::WAITING_FOR_UPSTREAM, .. }));
+    assert!(d.requeue <= Duration::from_secs(60), "woken by the soak's end at the latest at the drift interval: {:?}", d.requeue);
+    let d = r.step(590, "bbbbbbb", None).clone();
+    assert!(d.events.is_empty(), "one Event per wait, not per pass");
+    assert!(d.requeue <= Duration::from_millis(10_010) && d.requeue >= Duration::from_secs(10), "woken at the soak's end: {:?}", d.requeue);
+    assert_eq!(r.world.service.as_ref().map(|s| s.task_definition.clone()), stable_td, "stable keeps serving");
+    // A refusal is Stalled and says so once.
+    r.hold = Some(Hold { reason: reasons::UPSTREAM_REJECTED, message: "rolled back in staging".into(), until: None, upstream: None });
+    let d = r.step(600, "bbbbbbb", None).clone();
+    assert!(matches!(d.readiness, Readiness::Stalled { reason: reasons::UPSTREAM_REJECTED, .. }));
+    assert_eq!(d.events.iter().filter(|e| e.0 && e.1 == reasons::UPSTREAM_REJECTED).count(), 1);
+    // Released: it starts, and the wait is gone from status.
+    r.hold = None;
+    let d = r.step(610, "bbbbbbb", None).clone();
+    assert!(d.effects.iter().any(|e| matches!(e, Effect::UpdateService { .. })), "{:?}", d.effects);
+    assert_eq!(r.status.waiting, None);
+}
+
+#[test]
+fn a_hold_never_holds_a_rollback() {
+    use crate::core::promotion::Hold;
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(120, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    r.step(121, "bbbbbbb", None);
+    // A window closes mid-rollout: the failing rollout is still rolled back.
+    r.hold = Some(Hold { reason: reasons::WAITING_FOR_WINDOW, message: "closed".into(), until: None, upstream: None });
+    r.step(131, "bbbbbbb", Some(Verdict::Fail("x".into())));
+    r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
+    assert_eq!(r.status.phase, Phase::RolledBack, "a window never blocks a rollback");
 }
