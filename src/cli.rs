@@ -11,8 +11,11 @@ use crate::api::{condition_types, ServiceRelease};
 use crate::controller::release_annotations as ann;
 use crate::core::conditions::find;
 
+/// The annotation `shipshape approve` sets: the SHA approved.
+pub const APPROVE: &str = "shipshape.dev/approve";
+
 /// A command on one release.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     /// Point the service back at the stable task definition now.
     Rollback,
@@ -24,14 +27,23 @@ pub enum Command {
     Resume,
     /// Retry a rolled-back spec.
     Retry,
+    /// Approve a SHA (`promotion.approval: Manual`): the one given, else the spec's.
+    Approve(Option<String>),
 }
 
 /// Sets the command's annotation on the release.
 pub async fn act(client: Client, namespace: &str, name: &str, cmd: Command) -> anyhow::Result<String> {
     let api: Api<ServiceRelease> = Api::namespaced(client, namespace);
-    api.get(name).await.map_err(|e| anyhow::anyhow!("servicerelease {namespace}/{name}: {e}"))?;
+    let release = api.get(name).await.map_err(|e| anyhow::anyhow!("servicerelease {namespace}/{name}: {e}"))?;
     let stamp = Utc::now().to_rfc3339();
+    let approved;
     let (key, value, done) = match cmd {
+        Command::Approve(sha) => {
+            let sha = sha.unwrap_or_else(|| release.spec.image.git_sha.to_string());
+            sha.parse::<crate::api::GitSha>().map_err(|e| anyhow::anyhow!("{e}"))?;
+            approved = format!("{sha} approved");
+            (APPROVE, json!(sha), approved.as_str())
+        }
         Command::Rollback => (ann::ROLLBACK, json!(stamp), "rollback requested"),
         Command::Promote => (ann::PROMOTE, json!(stamp), "promotion requested"),
         Command::Retry => (ann::RETRY, json!(stamp), "retry requested"),
@@ -119,4 +131,103 @@ pub async fn status(client: Client, namespace: Option<&str>) -> anyhow::Result<S
         out += "\n";
     }
     Ok(out)
+}
+
+/// One stage of a promotion path, as `status --pipeline` shows it.
+fn stage_line(r: &ServiceRelease, now: chrono::DateTime<Utc>) -> Vec<String> {
+    let st = r.status.clone().unwrap_or_default();
+    let phase = serde_json::to_value(st.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+    let sha = r.spec.image.git_sha.to_string();
+    let waiting = match st.waiting.as_ref().filter(|w| w.sha == sha) {
+        Some(w) => {
+            let left = w.until.and_then(|u| u.signed_duration_since(now).to_std().ok()).map(|d| {
+                let s = d.as_secs();
+                format!(" ({}h{:02}m{:02}s left)", s / 3600, (s % 3600) / 60, s % 60)
+            });
+            format!("{}{}", w.reason, left.unwrap_or_default())
+        }
+        None => find(&st.conditions, condition_types::READY).map(|c| c.reason.clone()).unwrap_or_else(|| "-".into()),
+    };
+    let approval = match r.spec.promotion.as_ref().map(|p| p.approval) {
+        Some(crate::api::Approval::Manual) if r.annotations().get(APPROVE) == Some(&sha) => "approved".to_string(),
+        Some(crate::api::Approval::Manual) => "pending".to_string(),
+        _ => "-".to_string(),
+    };
+    vec![
+        format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any()),
+        r.spec.environment.clone(),
+        sha,
+        st.stable_sha.unwrap_or_else(|| "-".into()),
+        phase,
+        waiting,
+        approval,
+    ]
+}
+
+/// Each promotion path (`promotion.from` chains) with the SHA at each stage, its phase, the
+/// soak left and approvals pending; with `namespace`, only the paths that touch it.
+pub async fn pipeline(client: Client, namespace: Option<&str>) -> anyhow::Result<String> {
+    let list = Api::<ServiceRelease>::all(client).list(&ListParams::default()).await?;
+    Ok(pipeline_table(&list.items, namespace, Utc::now()))
+}
+
+/// [`pipeline`]'s table for these releases.
+pub fn pipeline_table(all: &[ServiceRelease], namespace: Option<&str>, now: chrono::DateTime<Utc>) -> String {
+    use std::collections::{BTreeMap, BTreeSet};
+    let key = |r: &ServiceRelease| (r.namespace().unwrap_or_default(), r.name_any());
+    let by_key: BTreeMap<(String, String), &ServiceRelease> = all.iter().map(|r| (key(r), r)).collect();
+    let upstream_of = |r: &ServiceRelease| -> Option<(String, String)> {
+        let f = r.spec.promotion.as_ref()?.from.as_ref()?;
+        Some((f.namespace.clone().unwrap_or_else(|| r.namespace().unwrap_or_default()), f.name.clone()))
+    };
+    let mut downstream: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    for r in all {
+        if let Some(up) = upstream_of(r) {
+            downstream.entry(up).or_default().push(key(r));
+        }
+    }
+    // Roots: stages something promotes from that promote from nothing known.
+    let roots: Vec<(String, String)> = downstream
+        .keys()
+        .filter(|k| by_key.get(*k).is_none_or(|r| upstream_of(r).is_none_or(|u| !by_key.contains_key(&u))))
+        .cloned()
+        .collect();
+    let mut out = String::new();
+    let header = ["STAGE", "RELEASE", "ENVIRONMENT", "SHA", "STABLE", "PHASE", "WAITING", "APPROVAL"].map(String::from).to_vec();
+    for root in roots {
+        // Breadth-first down the path (a stage may feed several).
+        let mut rows = vec![header.clone()];
+        let mut seen = BTreeSet::new();
+        let mut level = vec![(root.clone(), 1usize)];
+        while let Some((k, depth)) = level.first().cloned() {
+            level.remove(0);
+            if !seen.insert(k.clone()) || seen.len() > 1000 {
+                continue;
+            }
+            let mut line = match by_key.get(&k) {
+                Some(r) => stage_line(r, now),
+                None => vec![format!("{}/{}", k.0, k.1), "-".into(), "-".into(), "-".into(), "(not found)".into(), "-".into(), "-".into()],
+            };
+            line.insert(0, depth.to_string());
+            rows.push(line);
+            for d in downstream.get(&k).into_iter().flatten() {
+                level.push((d.clone(), depth.saturating_add(1)));
+            }
+        }
+        if namespace.is_some_and(|ns| !seen.iter().any(|(n, _)| n == ns)) {
+            continue;
+        }
+        let widths: Vec<usize> =
+            (0..header.len()).map(|i| rows.iter().map(|r| r.get(i).map_or(0, String::len)).max().unwrap_or(0)).collect();
+        for row in rows {
+            let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+            out += line.join("   ").trim_end();
+            out += "\n";
+        }
+        out += "\n";
+    }
+    if out.is_empty() {
+        out = "no promotion paths (no release has spec.promotion.from)\n".into();
+    }
+    out
 }

@@ -37,6 +37,10 @@ enum Command {
         /// All namespaces.
         #[arg(short = 'A', long)]
         all_namespaces: bool,
+        /// Each promotion path (promotion.from): the SHA at each stage, its phase, the soak
+        /// left, approvals pending.
+        #[arg(long)]
+        pipeline: bool,
     },
     /// Roll a release back to its stable SHA now.
     Rollback(Target),
@@ -48,6 +52,14 @@ enum Command {
     Resume(Target),
     /// Retry a rolled-back SHA.
     Retry(Target),
+    /// Approve a release's SHA (promotion.approval: Manual): sets shipshape.dev/approve.
+    Approve {
+        #[command(flatten)]
+        target: Target,
+        /// The SHA approved (default: the one the release's spec names).
+        #[arg(long)]
+        sha: Option<String>,
+    },
     /// Print the IAM policy the controller's role needs (deploy/iam-policy.json is this with
     /// the defaults): every action scoped by shipshape's ownership tags.
     IamPolicy(IamPolicyArgs),
@@ -165,9 +177,14 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", shipshape::api::crds_yaml());
             Ok(())
         }
-        Command::Status { namespace, all_namespaces } => {
+        Command::Status { namespace, all_namespaces, pipeline } => {
             let (client, ns) = client_and_namespace(namespace).await?;
-            print!("{}", shipshape::cli::status(client, (!all_namespaces).then_some(ns.as_str())).await?);
+            let ns = (!all_namespaces).then_some(ns.as_str());
+            if pipeline {
+                print!("{}", shipshape::cli::pipeline(client, ns).await?);
+            } else {
+                print!("{}", shipshape::cli::status(client, ns).await?);
+            }
             Ok(())
         }
         Command::Rollback(t) => act(t, shipshape::cli::Command::Rollback).await,
@@ -175,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Pause(t) => act(t, shipshape::cli::Command::Pause).await,
         Command::Resume(t) => act(t, shipshape::cli::Command::Resume).await,
         Command::Retry(t) => act(t, shipshape::cli::Command::Retry).await,
+        Command::Approve { target, sha } => act(target, shipshape::cli::Command::Approve(sha)).await,
         Command::IamPolicy(a) => {
             let defaults = shipshape::iam::PolicyOptions::default();
             let role_path = format!("/{}/", a.role_path.trim_matches('/')).replace("//", "/");

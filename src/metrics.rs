@@ -44,6 +44,9 @@ pub struct Metrics {
     pub rollback_seconds: Histogram,
     /// Rollback calls ECS refused (the bad SHA may still be serving; retried).
     pub rollback_failures: IntCounter,
+    /// Notification attempts by sink (`<environment>/<sink>`) and result (delivered |
+    /// failed, one per failed attempt | dropped).
+    pub notifications: IntCounterVec,
 }
 
 impl Metrics {
@@ -102,13 +105,15 @@ impl Metrics {
         )
         .unwrap();
         let rollback_failures = IntCounter::new("rollback_failures_total", "Rollback calls ECS refused (retried with backoff)").unwrap();
+        let notifications =
+            IntCounterVec::new(Opts::new("notifications_total", "Notification attempts by sink and result"), &["sink", "result"]).unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
         for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         registry.register(Box::new(analysis_value.clone())).unwrap();
         registry.register(Box::new(rollback_seconds.clone())).unwrap();
-        for c in [&reconciles, &errors, &aws_requests, &aws_throttles, &drift_corrections, &rollouts, &rollbacks] {
+        for c in [&reconciles, &errors, &aws_requests, &aws_throttles, &drift_corrections, &rollouts, &rollbacks, &notifications] {
             registry.register(Box::new(c.clone())).unwrap();
         }
         registry.register(Box::new(reconcile_duration.clone())).unwrap();
@@ -131,6 +136,7 @@ impl Metrics {
             analysis_value,
             rollback_seconds,
             rollback_failures,
+            notifications,
         }
     }
 

@@ -150,7 +150,9 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
     let old_status = env.status.clone().unwrap_or_default();
     let old_value = env.status.as_ref().map(|s| serde_json::to_value(s).unwrap_or(Value::Null));
     let generation = env.metadata.generation;
-    let checked = crate::core::spec::drift_interval(env.spec.drift_interval.as_ref(), ctx.settings.ecs_drift);
+    // Unreadable windows hold every release here: the Environment says why.
+    let checked = crate::core::spec::drift_interval(env.spec.drift_interval.as_ref(), ctx.settings.ecs_drift)
+        .and_then(|d| crate::core::promotion::Calendar::of(&env.spec).map(|_| d).map_err(|e| crate::core::spec::InvalidSpec(vec![e])));
     let drift = checked.clone().unwrap_or(ctx.settings.ecs_drift);
     let outcome = match checked {
         Ok(_) => converge(&env, ctx).await,

@@ -4,6 +4,7 @@ pub mod batch;
 mod environment;
 pub mod leader;
 pub mod listing;
+pub mod notify;
 pub mod reconcile;
 mod release;
 pub mod shard;
@@ -23,7 +24,7 @@ use kube::runtime::finalizer;
 use kube::{Client, Resource, ResourceExt};
 use std::sync::Mutex;
 
-use crate::api::{Environment, StackSpec};
+use crate::api::{Environment, ServiceRelease, StackSpec};
 use crate::aws::{AwsError, AwsProvider};
 use crate::core::requeue::Category;
 use crate::metrics::Metrics;
@@ -68,12 +69,19 @@ pub struct Stores {
     pub outputs: Store<ConfigMap>,
     /// The StackSpecs this controller reconciles.
     pub stacks: Store<StackSpec>,
+    /// Every ServiceRelease (a release's upstream stage and the releases it comes after).
+    pub releases: Store<ServiceRelease>,
 }
 
 impl Stores {
     /// Empty caches (for code that runs without watches).
     pub fn empty() -> Self {
-        Stores { environments: reflector::store().0, outputs: reflector::store().0, stacks: reflector::store().0 }
+        Stores {
+            environments: reflector::store().0,
+            outputs: reflector::store().0,
+            stacks: reflector::store().0,
+            releases: reflector::store().0,
+        }
     }
 
     /// Caches holding these objects (for code that runs without watches: the in-process
@@ -89,7 +97,7 @@ impl Stores {
             }
             store
         }
-        Stores { environments: of(environments), outputs: of(outputs), stacks: of(stacks) }
+        Stores { environments: of(environments), outputs: of(outputs), stacks: of(stacks), releases: reflector::store().0 }
     }
 
     /// An Environment by name.
@@ -102,6 +110,10 @@ impl Stores {
         self.stacks.get(&ObjectRef::new(name).within(namespace))
     }
 
+    /// A ServiceRelease by namespace and name.
+    pub fn release(&self, namespace: &str, name: &str) -> Option<Arc<ServiceRelease>> {
+        self.releases.get(&ObjectRef::new(name).within(namespace))
+    }
     /// An outputs ConfigMap by namespace and name.
     pub fn output(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
         self.outputs.get(&ObjectRef::new(name).within(namespace))
@@ -201,6 +213,40 @@ pub struct Context {
     /// One Prometheus client (connection pool) and its credentials per Environment, read
     /// again after [`PROMETHEUS_TTL`].
     prometheus: Mutex<HashMap<String, PrometheusEntry>>,
+    /// Rollout notifications to the webhooks Environments list.
+    pub notifier: notify::Notifier,
+}
+
+/// An object's place: the Environment it belongs to, and the git SHA it is at (what a
+/// notification about it names).
+pub trait Placed {
+    /// The name of the object's Environment (None: it belongs to none).
+    fn environment_name(&self) -> Option<&str>;
+    /// The git SHA the object is at.
+    fn sha(&self) -> Option<String> {
+        None
+    }
+}
+
+impl Placed for ServiceRelease {
+    fn environment_name(&self) -> Option<&str> {
+        Some(&self.spec.environment)
+    }
+    fn sha(&self) -> Option<String> {
+        Some(self.spec.image.git_sha.as_str().to_string())
+    }
+}
+
+impl Placed for StackSpec {
+    fn environment_name(&self) -> Option<&str> {
+        Some(&self.spec.environment)
+    }
+}
+
+impl Placed for Environment {
+    fn environment_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// How long an Environment's Prometheus client and credentials are kept before its Secrets
@@ -225,7 +271,9 @@ impl Context {
         stores: Stores,
     ) -> Self {
         let reporter = Reporter { controller: "shipshape".into(), instance: std::env::var("POD_NAME").ok() };
+        let notifier = notify::Notifier::new(client.clone(), metrics.clone(), settings.namespace.clone());
         Context {
+            notifier,
             leadership,
             stores,
             drift_slots: tokio::sync::Semaphore::new(DRIFT_SLOTS),
@@ -244,8 +292,10 @@ impl Context {
         }
     }
 
-    /// Publishes an Event about `obj`; failures are logged, never fatal.
-    pub async fn event<K: Resource<DynamicType = ()>>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+    /// Publishes an Event about `obj`; failures are logged, never fatal. When the reason is
+    /// one notifications announce, the sinks of the object's Environment get it too.
+    pub async fn event<K: Resource<DynamicType = ()> + Placed>(&self, obj: &K, warning: bool, reason: &str, note: String) {
+        let note = event_note(note);
         // A recorder per Event on purpose: kube's Recorder turns a repeat of the same reason
         // on the same object into a series of the *first* Event, keeping its note, so a
         // second DriftCorrected (another field) or Progressing (another SHA) would show the
@@ -254,13 +304,34 @@ impl Context {
         let ev = Event {
             type_: if warning { EventType::Warning } else { EventType::Normal },
             reason: reason.into(),
-            note: Some(event_note(note)),
+            note: Some(note.clone()),
             action: "Reconcile".into(),
             secondary: None,
         };
         if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
             tracing::warn!(error = %e, reason, "could not publish event");
         }
+        self.notify(obj, warning, reason, note);
+    }
+
+    /// Queues a notification of the Event, if its reason is one and the object's Environment
+    /// exists (never waits).
+    fn notify<K: Resource<DynamicType = ()> + Placed>(&self, obj: &K, warning: bool, reason: &str, message: String) {
+        let Some(event) = notify::event_of(reason) else { return };
+        let Some(env) = obj.environment_name().and_then(|name| self.stores.environment(name)) else { return };
+        let note = notify::Note {
+            event,
+            kind: K::kind(&()).into_owned(),
+            environment: env.name_any(),
+            namespace: obj.meta().namespace.clone().unwrap_or_default(),
+            name: obj.meta().name.clone().unwrap_or_default(),
+            sha: obj.sha(),
+            reason: reason.to_string(),
+            message,
+            warning,
+            at: chrono::Utc::now(),
+        };
+        self.notifier.publish(&env, note);
     }
 
     /// The Prometheus client for `url`, made once and kept.

@@ -26,7 +26,7 @@ use crate::core::refusal::Refusal;
 use crate::core::requeue::{self, Category};
 
 /// A kind the controller reconciles.
-pub trait Kind: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static {
+pub trait Kind: Resource<DynamicType = ()> + super::Placed + Clone + Debug + DeserializeOwned + Serialize + Send + Sync + 'static {
     /// Controller name in metrics and logs.
     const CONTROLLER: &'static str;
 

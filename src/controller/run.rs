@@ -92,22 +92,35 @@ fn tenant_controller<K, S>(
     (writer, store): (reflector::store::Writer<K>, reflector::Store<K>),
     env_changes: S,
     environment_of: fn(&K) -> &str,
+    dependents: fn(&reflector::Store<K>, &K) -> Vec<ObjectRef<K>>,
 ) -> impl std::future::Future<Output = ()>
 where
     K: Kind,
     S: futures::Stream<Item = Result<Environment, watcher::Error>> + Send + 'static,
 {
     let shard = t.shard;
+    // Any change of an object (its status too) wakes the objects waiting on it — a
+    // release's next stage, the releases that come after it — at once.
+    let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded::<ObjectRef<K>>();
+    let deps = store.clone();
     let trigger = watcher(Api::<K>::all(t.client.clone()), t.wc.clone())
         .default_backoff()
         .modify(trim)
         .reflect(writer)
         .applied_objects()
+        .inspect_ok(move |o| {
+            for d in dependents(&deps, o) {
+                if shard.owns(d.namespace.as_deref()) {
+                    let _ = wake_tx.unbounded_send(d);
+                }
+            }
+        })
         .try_filter(move |o| futures::future::ready(shard.owns(o.meta().namespace.as_deref())))
         .predicate_filter(own_changes(), Default::default());
     let index = store.clone();
     Controller::for_stream(trigger, store)
         .with_config(t.concurrency)
+        .reconcile_on(wake_rx)
         .watches_stream(env_changes, move |env| {
             let name = env.name_any();
             let tenants = index.state().into_iter().filter(|o| environment_of(o) == name && shard.owns(o.meta().namespace.as_deref()));
@@ -258,7 +271,12 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
             .reflect(outputs_writer)
             .for_each(|_| futures::future::ready(())),
     );
-    let stores = Stores { environments: environments_store.clone(), outputs: outputs_store.clone(), stacks: stacks_store.clone() };
+    let stores = Stores {
+        environments: environments_store.clone(),
+        outputs: outputs_store.clone(),
+        stacks: stacks_store.clone(),
+        releases: releases_store.clone(),
+    };
     let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone(), stores));
     // Nothing starts before the caches hold what the API server has.
     if environments_store.wait_until_ready().await.is_err() || outputs_store.wait_until_ready().await.is_err() {
@@ -297,12 +315,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         (stacks_writer, stacks_store.clone()),
         environment_changes(),
         |s: &StackSpec| s.spec.environment.as_str(),
+        |_, _| vec![],
     );
     let releases = tenant_controller(
         Tenant { client: &client, wc: &wc, shard, concurrency, stop: stop_rx.clone(), ctx: ctx.clone() },
         (releases_writer, releases_store.clone()),
         environment_changes(),
         |r: &ServiceRelease| r.spec.environment.as_str(),
+        super::release::waiting_on,
     );
 
     info!("controllers running");

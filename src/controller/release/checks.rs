@@ -99,7 +99,7 @@ pub(crate) async fn http(ctx: &Context, r: &ServiceRelease, check: &HttpCheck, u
 pub const HEADERS_LABEL: &str = "shipshape.dev/http-headers";
 
 /// Resolves names as the system does, refusing any that leads to instance metadata.
-struct NoMetadata;
+pub(crate) struct NoMetadata;
 
 impl reqwest::dns::Resolve for NoMetadata {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {

@@ -11,6 +11,8 @@ mod lambda;
 mod metrics;
 mod round;
 
+pub(crate) use checks::NoMetadata;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,6 +137,28 @@ async fn cleanup(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
+/// The releases whose new SHA waits on `changed` (it is their `promotion.from` or in their
+/// `rollout.after`): woken when it changes, so a soak or an order ends within a reconcile.
+pub fn waiting_on(
+    store: &kube::runtime::reflector::Store<ServiceRelease>,
+    changed: &ServiceRelease,
+) -> Vec<kube::runtime::reflector::ObjectRef<ServiceRelease>> {
+    let (ns, name) = (changed.namespace().unwrap_or_default(), changed.name_any());
+    store
+        .state()
+        .into_iter()
+        .filter(|d| d.status.as_ref().is_some_and(|s| s.waiting.is_some()))
+        .filter(|d| {
+            let dns = d.namespace().unwrap_or_default();
+            let from = d.spec.promotion.as_ref().and_then(|p| p.from.as_ref());
+            let upstream = from.is_some_and(|f| f.name == name && f.namespace.as_deref().unwrap_or(&dns) == ns);
+            let after = dns == ns && d.spec.rollout.as_ref().is_some_and(|r| r.after.contains(&name));
+            upstream || after
+        })
+        .map(|d| kube::runtime::reflector::ObjectRef::from_obj(d.as_ref()))
+        .collect()
+}
+
 /// The calls a release's decision leaves to its target, one variant per target, each with
 /// only its own fields.
 enum Pending {
@@ -182,6 +206,11 @@ impl Pending {
 /// The release's part of a reconcile before its target's: the Environment's cluster (ECS),
 /// the StackSpec's outputs, the clients and the account; then the target's.
 async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome<Pending>, Error> {
+    // A cycle in the order or the promotion chain, or unreadable windows, never resolve by
+    // waiting.
+    if let Err(why) = round::gate(r, env, ctx, chrono::Utc::now()) {
+        return Ok(Outcome::invalid(why));
+    }
     // The Environment's cluster first: a release applied with its Environment waits for
     // the cluster instead of meeting ClusterNotFound (the cluster's arrival wakes it).
     if r.spec.function.is_none() && !crate::controller::environment::has_cluster(env) {

@@ -20,6 +20,7 @@ use crate::controller::{Context, Error};
 use crate::core::analysis::{self, QueryResult, Verdict};
 use crate::core::conditions::Readiness;
 use crate::core::ownership::{self, Ownership};
+use crate::core::promotion::{self, Calendar, Gate, Hold};
 use crate::core::refusal::Refusal;
 use crate::core::requeue::Category;
 use crate::core::rollout::{self, Commands, Config, Decision, Network, ServiceObs};
@@ -231,6 +232,10 @@ pub(crate) async fn decide(
     // A deleting Environment starts no new rollout (rollbacks still happen).
     let frozen = env.spec.freeze || env.metadata.deletion_timestamp.is_some();
     let paused = r.spec.paused || r.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
+    // Checked before the target's part (`gate` refusing is InvalidSpec there); should it
+    // fail here all the same, nothing starts.
+    let hold = gate(r, env, ctx, now)
+        .unwrap_or_else(|why| Some(Hold { reason: reasons::WAITING_FOR_WINDOW, message: why, until: None, upstream: None }));
     let inputs = rollout::Inputs {
         now,
         sha: &sha,
@@ -242,12 +247,78 @@ pub(crate) async fn decide(
         network: o.network,
         paused,
         frozen,
+        hold,
         commands: &cmds,
         round,
         config: cfg,
         pre_deploy: o.pre_deploy,
     };
     (rollout::step(&st, &inputs), verdict_at, frozen)
+}
+
+/// Annotation: approves the SHA it names (`promotion.approval: Manual`).
+pub const APPROVE_ANNOTATION: &str = "shipshape.dev/approve";
+
+/// How many releases a cycle search visits at most.
+const CYCLE_LIMIT: usize = 10_000;
+
+/// What the desired SHA waits for before it may start (see [`crate::core::promotion`]), or
+/// an InvalidSpec message: a cycle in `rollout.after` or `promotion.from`, or the
+/// Environment's windows unreadable.
+pub(crate) fn gate(
+    r: &ServiceRelease,
+    env: &Environment,
+    ctx: &Context,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Hold>, String> {
+    let ns = r.namespace().unwrap_or_default();
+    let name = r.name_any();
+    let calendar = Calendar::of(&env.spec).map_err(|e| format!("Environment {}: {e}", env.name_any()))?;
+    let after = r.spec.rollout.as_ref().map(|ro| ro.after.clone()).unwrap_or_default();
+    if !after.is_empty() {
+        let edges = |n: &str| -> Vec<String> {
+            if n == name {
+                return after.clone();
+            }
+            ctx.stores.release(&ns, n).and_then(|o| o.spec.rollout.as_ref().map(|ro| ro.after.clone())).unwrap_or_default()
+        };
+        if let Some(path) = promotion::cycle(&name, edges, CYCLE_LIMIT) {
+            return Err(format!("rollout.after makes a cycle: {}", path.join(" → ")));
+        }
+    }
+    let from = |ns: &str, o: &ServiceRelease| -> Option<(String, String)> {
+        let f = o.spec.promotion.as_ref()?.from.as_ref()?;
+        Some((f.namespace.clone().unwrap_or_else(|| ns.to_string()), f.name.clone()))
+    };
+    let upstream_ref = from(&ns, r);
+    if let Some(first) = &upstream_ref {
+        // Follow the chain up: reaching this release again is a cycle.
+        let mut at = first.clone();
+        let mut path = vec![format!("{ns}/{name}")];
+        for _ in 0..64 {
+            path.push(format!("{}/{}", at.0, at.1));
+            if at == (ns.clone(), name.clone()) {
+                return Err(format!("promotion.from makes a cycle: {}", path.join(" → ")));
+            }
+            match ctx.stores.release(&at.0, &at.1).and_then(|o| from(&at.0, &o)) {
+                Some(next) => at = next,
+                None => break,
+            }
+        }
+    }
+    let upstream = upstream_ref.as_ref().and_then(|(n, m)| ctx.stores.release(n, m));
+    let after_objects: Vec<Option<std::sync::Arc<ServiceRelease>>> = after.iter().map(|a| ctx.stores.release(&ns, a)).collect();
+    let sha = r.spec.image.git_sha.to_string();
+    Ok(promotion::gate(&Gate {
+        now,
+        sha: &sha,
+        spec: &r.spec,
+        namespace: &ns,
+        approved: r.annotations().get(APPROVE_ANNOTATION).map(|s| s.trim()),
+        upstream: upstream_ref.map(|(n, m)| (format!("{n}/{m}"), upstream.as_deref())),
+        after: after.iter().zip(&after_objects).map(|(a, o)| (a.clone(), o.as_deref())).collect(),
+        calendar: &calendar,
+    }))
 }
 
 pub(crate) fn commands(r: &ServiceRelease, st: &ServiceReleaseStatus) -> Commands {
