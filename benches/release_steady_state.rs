@@ -115,6 +115,7 @@ async fn latencies(runs: usize) {
                 network: &Default::default(),
                 paused: false,
                 frozen: false,
+                hold: None,
                 commands: &commands,
                 round,
                 config: &cfg,

@@ -198,6 +198,15 @@ fn breaches() -> BTreeMap<(&'static str, &'static str), Breach> {
                 json!({"spec": {"rollout": {"analysis": {"http": [{"name": "health", "url": "http://a/", "bodyContains": "ok", "jsonPath": "$.a"}]}}}}),
             ),
         ),
+        (("ServiceRelease", "spec.promotion.soak"), Breach::Create(json!({"spec": {"promotion": {"soak": "8d"}}}))),
+        (
+            ("Environment", "spec.windows[].duration"),
+            Breach::Create(json!({"spec": {"windows": [{"schedule": "0 9 * * 1-5", "duration": "30s"}]}})),
+        ),
+        (
+            ("Environment", "spec.blackouts[]"),
+            Breach::Create(json!({"spec": {"blackouts": [{"start": "2026-12-26T00:00:00Z", "end": "2026-12-24T00:00:00Z"}]}})),
+        ),
         (
             ("ServiceRelease", "spec.task.healthCheck.startPeriod"),
             Breach::Create(json!({"spec": {"task": {"healthCheck": {"command": ["x"], "startPeriod": "10m"}}}})),
