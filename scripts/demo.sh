@@ -6,7 +6,8 @@
 # ServiceAccount. kubectl applies the car-rental example (deploy/examples/car-rental.yaml);
 # the release rolls forward to a second SHA, then a third SHA breaks its health and is
 # rolled back automatically; then a Lambda function canaries at 5 % of its invocations and
-# is rolled back when its CloudWatch alarm fires, the alias weights printed at each step.
+# is rolled back when its CloudWatch alarm fires, the alias weights printed at each step;
+# an ECS canary; and a staging stage that proves each SHA before production takes it.
 # Stops everything it started.
 #
 #   bash scripts/demo.sh                     # on a control plane of its own
@@ -386,6 +387,55 @@ wait_pricing 60 '{.status.phase}' RolledBack
 echo "  rolled back $(( ($(now_ms) - start) / 1000 ))s later: ContinueServiceDeployment ROLLBACK at the pause, ECS moved the traffic back at once:"
 rule_weights
 kubectl get release -n car-rental | sed 's/^/  /'
+
+step "Staging before production: backend-staging proves each SHA (soak 5s) before backend takes it"
+if $have_prometheus; then
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend-staging&rate=0" >/dev/null
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/null
+  judge='queries: [{ name: error-rate, max: 0.05, prometheus: "sum(rate(http_requests_total{service=\"{{service}}\",code=~\"5..\"}[5s])) / sum(rate(http_requests_total{service=\"{{service}}\"}[5s]))" }]'
+else
+  judge=''
+fi
+staging() { # staging SHA: the staging stage of the back end (same repository, its own service)
+  cat <<YAML | kubectl apply -f - >/dev/null
+apiVersion: shipshape.dev/v1alpha1
+kind: ServiceRelease
+metadata: { name: backend-staging, namespace: car-rental }
+spec:
+  environment: prod
+  image: { repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/car-rental-backend, gitSha: $1 }
+  task: { cpu: 256, memory: 512, port: 3000, env: { NODE_ENV: staging } }
+  replicas: 1
+  rollout:
+    analysis: { warmup: 1s, interval: 1s, successfulRuns: 2, failureLimit: 0, $judge }
+YAML
+}
+both() { # one GitOps commit: the same SHA for staging and production
+  staging "$1"
+  kubectl patch release backend -n car-rental --type merge \
+    -p "{\"spec\":{\"image\":{\"gitSha\":\"$1\"},\"promotion\":{\"from\":{\"name\":\"backend-staging\"},\"soak\":\"5s\"}}}" >/dev/null
+}
+start=$(now_ms)
+both e1f2a3b4
+wait_for 30 '{.status.waiting.reason}' WaitingForUpstream
+echo "  backend (production) waits: $(release '{.status.waiting.message}' | cut -c1-160)"
+wait_for 60 '{.status.stableSha}' e1f2a3b4 backend-staging
+echo "  staging promoted e1f2a3b4 after $(( ($(now_ms) - start) / 1000 ))s; production: $(release '{.status.waiting.message}' | cut -c1-160)"
+wait_for 90 '{.status.stableSha}' e1f2a3b4
+echo "  production promoted e1f2a3b4 $(( ($(now_ms) - start) / 1000 ))s after the commit, once staging's soak had ended"
+if $have_prometheus; then
+  curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend-staging&rate=0.25" >/dev/null
+  echo "  next commit, f0e1d2c3: it serves 25% errors in staging"
+else
+  curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/fail-next" -d '{"service":"backend-staging","failedTasks":3}' >/dev/null
+  echo "  next commit, f0e1d2c3: its ECS deployment fails in staging"
+fi
+both f0e1d2c3
+wait_for 90 '{.status.phase}' RolledBack backend-staging
+wait_for 30 '{.status.waiting.reason}' UpstreamRejected
+echo "  staging rolled f0e1d2c3 back; production refuses it and keeps e1f2a3b4:"
+echo "  $(release '{.status.waiting.message}' | cut -c1-300)"
+./target/debug/shipshape status --pipeline -n car-rental | sed 's/^/  /'
 
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'

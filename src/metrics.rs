@@ -30,6 +30,9 @@ pub struct Metrics {
     /// 1 while a release is held after an irreversible step succeeded (`RollbackUnsafe`):
     /// a failing rollout the controller may not roll back.
     pub rollback_unsafe: IntGaugeVec,
+    /// 1 while a release's new SHA waits on a gate (its upstream's soak, an approval, its
+    /// order, a change window) or is refused by its upstream.
+    pub release_waiting: IntGaugeVec,
     /// Always 1; labels carry the release's SHA and stable SHA.
     pub release_info: IntGaugeVec,
     /// Percent of a release's traffic on the version being rolled out, and its step.
@@ -88,6 +91,15 @@ impl Metrics {
             &["namespace", "name"],
         )
         .unwrap();
+        // Constant name and labels: cannot fail (see above).
+        let release_waiting = IntGaugeVec::new(
+            Opts::new(
+                "release_waiting",
+                "1 while the release's new SHA waits on its promotion, order or a change window (or is refused upstream)",
+            ),
+            &["namespace", "name"],
+        )
+        .unwrap();
         let release_info =
             IntGaugeVec::new(Opts::new("release_info", "Release SHA and stable SHA"), &["namespace", "name", "sha", "stable_sha"]).unwrap();
         let release_traffic_weight = IntGaugeVec::new(
@@ -108,7 +120,7 @@ impl Metrics {
         let notifications =
             IntCounterVec::new(Opts::new("notifications_total", "Notification attempts by sink and result"), &["sink", "result"]).unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
-        for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe] {
+        for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe, &release_waiting] {
             registry.register(Box::new(g.clone())).unwrap();
         }
         registry.register(Box::new(analysis_value.clone())).unwrap();
@@ -129,6 +141,7 @@ impl Metrics {
             drift_corrections,
             release_phase,
             rollback_unsafe,
+            release_waiting,
             release_info,
             release_traffic_weight,
             rollouts,

@@ -53,6 +53,7 @@ pub(super) fn forget(ctx: &Context, r: &ServiceRelease) {
         let _ = ctx.metrics.release_phase.remove_label_values(&[&ns, &name, phase_word(p)]);
     }
     let _ = ctx.metrics.rollback_unsafe.remove_label_values(&[&ns, &name]);
+    let _ = ctx.metrics.release_waiting.remove_label_values(&[&ns, &name]);
     let st = r.status.clone().unwrap_or_default();
     let (cur, stable) = (st.current_sha.unwrap_or_default(), st.stable_sha.unwrap_or_default());
     let _ = ctx.metrics.release_info.remove_label_values(&[&ns, &name, &cur, &stable]);
@@ -71,6 +72,7 @@ pub(super) fn export(ctx: &Context, r: &ServiceRelease, old: &ServiceReleaseStat
     }
     let unsafe_hold = new.phase == Phase::Paused && new.rollback_unsafe.is_some() && new.rollout.as_ref().is_some_and(|r| r.held.is_some());
     ctx.metrics.rollback_unsafe.with_label_values(&[&ns, &name]).set(i64::from(unsafe_hold));
+    ctx.metrics.release_waiting.with_label_values(&[&ns, &name]).set(i64::from(new.waiting.is_some()));
     let sha = |s: &ServiceReleaseStatus| (s.current_sha.clone().unwrap_or_default(), s.stable_sha.clone().unwrap_or_default());
     let (old_sha, old_stable) = sha(old);
     let (cur, stable) = sha(new);

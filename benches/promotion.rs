@@ -1,0 +1,145 @@
+//! Promotion at scale: `n` chains of two stages (`up-i` → `down-i`, `promotion.from` with a
+//! soak), applied at once at one SHA, as a GitOps commit would. Measured per chain: from the
+//! upstream's soak ending (its promotion time in status + the soak) to the downstream's
+//! rollout starting (its CreateService call reaching the AWS proxy). And per notification
+//! (every RolloutStarted and Promoted, to a healthy local webhook): from the event's time to
+//! its arrival. The controller binary runs in its own process against the real control
+//! plane and moto, as in the other benchmarks.
+//!
+//! `cargo bench --bench promotion` (SHIPSHAPE_BENCH_SIZES=100,1000 by default: chains).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use common::{per_size, runtime, Bench};
+use kube::api::{Api, ListParams};
+use shipshape::api::{Phase, RolloutOutcome, ServiceRelease};
+
+const SOAK_SECS: i64 = 10;
+
+fn main() {
+    if std::env::var_os("SHIPSHAPE_BENCH_ONE").is_none() {
+        println!("| chains | releases | soak end → downstream start: p50 | p90 | p99 | max | notifications | event → received: p50 | p99 | max |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    }
+    per_size("100,1000", |n| runtime().block_on(one(n)));
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
+}
+
+/// Each notification's event time and arrival.
+type Arrivals = Arc<Mutex<Vec<(DateTime<Utc>, DateTime<Utc>)>>>;
+
+/// A local webhook: each JSON body's `time` and when it arrived.
+async fn receiver() -> (String, Arrivals) {
+    let got: Arrivals = Arc::default();
+    let seen = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let now = Utc::now();
+                if let Some(at) = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["time"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok()))
+                {
+                    seen.lock().unwrap().push((at, now));
+                }
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), got)
+}
+
+async fn one(n: usize) {
+    let b = Bench::new(2 * n).await;
+    let (url, received) = receiver().await;
+    // Every Environment announces rollouts to the local webhook (a Secret holds its URL).
+    b.c.kubectl(&["create", "secret", "generic", "hook", "-n", &b.ns, &format!("--from-literal=url={url}")]).success();
+    b.c.allow_secrets(&b.ns);
+    for env in &b.envs {
+        b.c.kubectl(&[
+            "patch",
+            "environment",
+            env,
+            "--type",
+            "merge",
+            "-p",
+            &format!(
+                r#"{{"spec":{{"notifications":[{{"name":"bench","format":"Json","events":["RolloutStarted","Promoted"],"webhook":{{"urlSecretRef":{{"name":"hook","namespace":"{}"}}}}}}]}}}}"#,
+                b.ns
+            ),
+        ])
+        .success();
+    }
+    let mut docs = vec![];
+    for i in 0..n {
+        let release = |name: &str, env: &str, extra: &str| {
+            format!(
+                "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{repository: 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app, gitSha: aaaa111}}\n  task: {{cpu: 256, memory: 512}}\n  replicas: 1\n{extra}",
+                ns = b.ns
+            )
+        };
+        docs.push(release(&format!("up-{i}"), b.env(2 * i), ""));
+        docs.push(release(
+            &format!("down-{i}"),
+            b.env(2 * i + 1),
+            &format!("  promotion: {{from: {{name: up-{i}}}, soak: {SOAK_SECS}s}}\n"),
+        ));
+    }
+    let _ctl = b.controller(&[]);
+    // Wall clock ↔ Instant, to place the proxy's call times beside status timestamps.
+    let (base_instant, base_wall) = (Instant::now(), Utc::now());
+    b.apply_all(&docs);
+    b.converge::<ServiceRelease>(2 * n, Bench::timeout(2 * n), |r| r.status.as_ref().is_some_and(|s| s.phase == Phase::Healthy)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let promoted: BTreeMap<String, DateTime<Utc>> = list
+        .items
+        .iter()
+        .filter_map(|r| {
+            let h = r.status.as_ref()?.history.iter().find(|h| h.outcome == RolloutOutcome::Promoted)?;
+            Some((r.metadata.name.clone()?, h.finished_at?))
+        })
+        .collect();
+    let creates: BTreeMap<String, Instant> =
+        b.proxy.calls().into_iter().filter(|c| c.operation == "CreateService").filter_map(|c| Some((c.service_name?, c.at?))).collect();
+    let mut lags = vec![];
+    for i in 0..n {
+        let (Some(up), Some(start)) = (promoted.get(&format!("up-{i}")), creates.get(&format!("down-{i}"))) else { continue };
+        let soak_end = *up + chrono::Duration::seconds(SOAK_SECS);
+        let started = base_wall + chrono::Duration::from_std(start.saturating_duration_since(base_instant)).unwrap_or_default();
+        lags.push((started - soak_end).num_milliseconds() as f64 / 1000.0);
+    }
+    let mut notes: Vec<f64> = received.lock().unwrap().iter().map(|(at, got)| (*got - *at).num_milliseconds() as f64 / 1000.0).collect();
+    println!(
+        "| {n} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {} | {:.3} s | {:.3} s | {:.3} s |",
+        2 * n,
+        pct(&mut lags, 0.5),
+        pct(&mut lags, 0.9),
+        pct(&mut lags, 0.99),
+        pct(&mut lags, 1.0),
+        notes.len(),
+        pct(&mut notes, 0.5),
+        pct(&mut notes, 0.99),
+        pct(&mut notes, 1.0),
+    );
+}
