@@ -122,12 +122,28 @@ async fn one(n: usize) {
         .collect();
     let creates: BTreeMap<String, Instant> =
         b.proxy.calls().into_iter().filter(|c| c.operation == "CreateService").filter_map(|c| Some((c.service_name?, c.at?))).collect();
+    // When each downstream decided to start (its rollout's startedAt), to tell a late wake-up
+    // from late AWS calls.
+    let decided: BTreeMap<String, DateTime<Utc>> = list
+        .items
+        .iter()
+        .filter_map(|r| {
+            Some((r.metadata.name.clone()?, r.status.as_ref()?.history.iter().find(|h| h.outcome == RolloutOutcome::Promoted)?.started_at))
+        })
+        .collect();
     let mut lags = vec![];
+    let mut slow = 0;
     for i in 0..n {
         let (Some(up), Some(start)) = (promoted.get(&format!("up-{i}")), creates.get(&format!("down-{i}"))) else { continue };
         let soak_end = *up + chrono::Duration::seconds(SOAK_SECS);
         let started = base_wall + chrono::Duration::from_std(start.saturating_duration_since(base_instant)).unwrap_or_default();
-        lags.push((started - soak_end).num_milliseconds() as f64 / 1000.0);
+        let lag = (started - soak_end).num_milliseconds() as f64 / 1000.0;
+        if lag > 1.0 && slow < 5 && std::env::var_os("SHIPSHAPE_BENCH_DEBUG").is_some() {
+            slow += 1;
+            let d = decided.get(&format!("down-{i}")).map(|d| (*d - soak_end).num_milliseconds());
+            eprintln!("chain {i}: soak end {soak_end}, decided +{d:?} ms, CreateService +{lag:.2} s");
+        }
+        lags.push(lag);
     }
     let mut notes: Vec<f64> = received.lock().unwrap().iter().map(|(at, got)| (*got - *at).num_milliseconds() as f64 / 1000.0).collect();
     println!(

@@ -180,6 +180,37 @@ pub(crate) async fn drift_slot(ctx: &Context) -> Result<tokio::sync::SemaphorePe
     ctx.drift_slots.acquire().await.map_err(|_| later())
 }
 
+/// Task definitions registered per (Environment, family, content hash, owner), remembered
+/// for [`Revisions::TTL`] (a revision deregistered meanwhile is found missing then).
+#[derive(Default)]
+pub struct Revisions(Mutex<HashMap<RevisionKey, (std::time::Instant, String)>>);
+
+/// (Environment, family, content hash, owner).
+pub type RevisionKey = (String, String, String, String);
+
+impl Revisions {
+    /// How long a revision is remembered.
+    const TTL: Duration = Duration::from_secs(600);
+    /// At most this many are remembered (all forgotten past it).
+    const MAX: usize = 100_000;
+
+    /// The revision remembered for this key, if still fresh.
+    pub fn get(&self, key: &RevisionKey) -> Option<String> {
+        let all = self.0.lock().ok()?;
+        all.get(key).filter(|(at, _)| at.elapsed() < Self::TTL).map(|(_, arn)| arn.clone())
+    }
+
+    /// Remembers a revision.
+    pub fn put(&self, key: RevisionKey, arn: &str) {
+        if let Ok(mut all) = self.0.lock() {
+            if all.len() >= Self::MAX {
+                all.clear();
+            }
+            all.entry(key).or_insert_with(|| (std::time::Instant::now(), arn.to_string()));
+        }
+    }
+}
+
 /// What every reconcile gets.
 pub struct Context {
     /// Kubernetes client.
@@ -198,6 +229,8 @@ pub struct Context {
     pub tasks: tasks::TaskReader,
     /// DB instances listed per Environment for drift checks.
     pub databases: listing::DatabaseReader,
+    /// Task definitions registered lately.
+    pub task_definitions: Revisions,
     /// Consecutive failures per object, for backoff (reset on success).
     failures: Mutex<HashMap<String, u32>>,
     /// This replica's leadership, when elected (None: a single replica acts unconditionally).
@@ -288,6 +321,7 @@ impl Context {
             services: batch::ServiceReader::start(),
             tasks: tasks::TaskReader::default(),
             databases: listing::DatabaseReader::default(),
+            task_definitions: Revisions::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

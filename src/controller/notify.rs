@@ -325,6 +325,13 @@ impl Delivery {
         }
     }
 
+    /// Whether a failure is the receiver refusing this message for good (a 4xx other than
+    /// 408 Request Timeout and 429 Too Many Requests): retried a few times, then dropped,
+    /// so one message the receiver will never take does not hold its sink for a day.
+    fn refused_for_good(error: &str) -> bool {
+        error.strip_prefix("HTTP ").and_then(|c| c.parse::<u16>().ok()).is_some_and(|c| (400..500).contains(&c) && c != 408 && c != 429)
+    }
+
     /// Sends one message until it is delivered or too old, waiting longer after each failure.
     async fn send(&self, sink: &str, m: &Message) {
         let (content_type, body) = body(m.sink.format, &m.note);
@@ -346,6 +353,11 @@ impl Delivery {
                 }
                 Err(error) => {
                     self.count(sink, "failed");
+                    if Self::refused_for_good(&error) && attempt.saturating_add(1) >= REFUSED_ATTEMPTS {
+                        self.count(sink, "dropped");
+                        tracing::warn!(sink, id, attempt, error, "notification dropped: the receiver refuses it");
+                        return;
+                    }
                     tracing::warn!(sink, id, attempt, error, "notification not delivered; retrying");
                 }
             }
@@ -364,6 +376,9 @@ struct Message {
     sink: NotificationSink,
     note: Note,
 }
+
+/// How many times a message a receiver refuses for good (a 4xx) is sent before it is dropped.
+const REFUSED_ATTEMPTS: u32 = 3;
 
 /// Each sink's queue, by (Environment name, sink name).
 type Queues = HashMap<(String, String), mpsc::Sender<Message>>;
@@ -792,5 +807,22 @@ mod tests {
             assert!(e.contains("link-local") && !e.contains("169.254"), "{e}");
         }
         assert!(webhook_url("https://hooks.slack.com/services/T0/B0/x").is_ok());
+    }
+
+    #[test]
+    fn only_a_receiver_refusing_for_good_ends_the_retries() {
+        for (e, gives_up) in [
+            ("HTTP 400", true),
+            ("HTTP 404", true),
+            ("HTTP 410", true),
+            ("HTTP 408", false),
+            ("HTTP 429", false),
+            ("HTTP 500", false),
+            ("HTTP 503", false),
+            ("timeout", false),
+            ("Secret ns/x not found", false),
+        ] {
+            assert_eq!(Delivery::refused_for_good(e), gives_up, "{e}");
+        }
     }
 }

@@ -92,7 +92,7 @@ fn tenant_controller<K, S>(
     (writer, store): (reflector::store::Writer<K>, reflector::Store<K>),
     env_changes: S,
     environment_of: fn(&K) -> &str,
-    dependents: fn(&reflector::Store<K>, &K) -> Vec<ObjectRef<K>>,
+    dependents: Dependents<K>,
 ) -> impl std::future::Future<Output = ()>
 where
     K: Kind,
@@ -103,13 +103,27 @@ where
     // release's next stage, the releases that come after it — at once.
     let (wake_tx, wake_rx) = futures::channel::mpsc::unbounded::<ObjectRef<K>>();
     let deps = store.clone();
+    // What the waiting objects look at, per object, as last seen: a change of anything else
+    // (most status writes) wakes nobody.
+    let mut seen: std::collections::HashMap<ObjectRef<K>, u64> = std::collections::HashMap::new();
     let trigger = watcher(Api::<K>::all(t.client.clone()), t.wc.clone())
         .default_backoff()
         .modify(trim)
         .reflect(writer)
         .applied_objects()
         .inspect_ok(move |o| {
-            for d in dependents(&deps, o) {
+            let fingerprint = (dependents.fingerprint)(o);
+            let key = ObjectRef::from_obj(o);
+            let unchanged = if o.meta().deletion_timestamp.is_some() {
+                seen.remove(&key);
+                false
+            } else {
+                seen.insert(key, fingerprint) == Some(fingerprint)
+            };
+            if unchanged {
+                return;
+            }
+            for d in (dependents.of)(&deps, o) {
                 if shard.owns(d.namespace.as_deref()) {
                     let _ = wake_tx.unbounded_send(d);
                 }
@@ -129,6 +143,14 @@ where
         .graceful_shutdown_on(stopped(t.stop))
         .run(reconcile::<K>, on_error::<K>, t.ctx)
         .for_each(|res| log_result(K::CONTROLLER, res))
+}
+
+/// The objects that wait on an object of kind `K`, woken when what they look at changes.
+struct Dependents<K: kube::Resource<DynamicType = ()> + 'static> {
+    /// A hash of what the waiting objects look at in an object.
+    fingerprint: fn(&K) -> u64,
+    /// The objects waiting on one.
+    of: fn(&reflector::Store<K>, &K) -> Vec<ObjectRef<K>>,
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {
@@ -315,14 +337,14 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         (stacks_writer, stacks_store.clone()),
         environment_changes(),
         |s: &StackSpec| s.spec.environment.as_str(),
-        |_, _| vec![],
+        Dependents { fingerprint: |_| 0, of: |_, _| vec![] },
     );
     let releases = tenant_controller(
         Tenant { client: &client, wc: &wc, shard, concurrency, stop: stop_rx.clone(), ctx: ctx.clone() },
         (releases_writer, releases_store.clone()),
         environment_changes(),
         |r: &ServiceRelease| r.spec.environment.as_str(),
-        super::release::waiting_on,
+        Dependents { fingerprint: super::release::gate_fingerprint, of: super::release::waiting_on },
     );
 
     info!("controllers running");

@@ -11,6 +11,11 @@ use chrono::{DateTime, Utc};
 
 use crate::api::{reasons, Approval, EnvironmentSpec, Phase, RolloutOutcome, ServiceRelease, ServiceReleaseSpec, WaitingStatus};
 
+/// A release waiting for a known time (a soak's end, a window's opening) is woken this long
+/// before it, reads AWS, and starts at the time itself (see the controller's
+/// `gate_when_due`): the reads are not what makes the start late.
+pub const WAKE_AHEAD: Duration = Duration::from_millis(1500);
+
 /// Why the desired SHA does not start yet (or never will, for `UpstreamRejected`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Hold {
@@ -59,6 +64,8 @@ pub struct Gate<'a> {
     pub namespace: &'a str,
     /// The value of `shipshape.dev/approve`, if any.
     pub approved: Option<&'a str>,
+    /// The release's own status (a SHA it promoted before needs no new proof).
+    pub own: Option<&'a crate::api::ServiceReleaseStatus>,
     /// `promotion.from` as `namespace/name`, and that release when it exists.
     pub upstream: Option<(String, Option<&'a ServiceRelease>)>,
     /// `rollout.after`: each name and that release when it exists.
@@ -70,8 +77,21 @@ pub struct Gate<'a> {
 /// The first thing the desired SHA waits for, or None when it may start now.
 pub fn gate(g: &Gate) -> Option<Hold> {
     let promotion = g.spec.promotion.as_ref();
+    // A SHA this stage already promoted (a configuration change, a revert by Git) was
+    // proven and approved when it first came: only the order and the windows apply.
+    let proven_here = g.own.is_some_and(|st| {
+        st.stable_sha.as_deref() == Some(g.sha) || st.history.iter().any(|h| h.sha == g.sha && h.outcome == RolloutOutcome::Promoted)
+    });
+    if proven_here {
+        return order_and_window(g);
+    }
     if let Some((name, upstream)) = &g.upstream {
-        let soak = promotion.and_then(|p| p.soak.as_ref()).and_then(|d| d.parsed().ok()).unwrap_or(Duration::ZERO);
+        // An unreadable soak (refused by the spec's check first) proves nothing.
+        let soak = match promotion.and_then(|p| p.soak.as_ref()).map(|d| d.parsed()) {
+            None => Duration::ZERO,
+            Some(Ok(d)) => d,
+            Some(Err(_)) => Duration::MAX,
+        };
         let hold = match upstream {
             None => Some(Hold::new(reasons::WAITING_FOR_UPSTREAM, format!("upstream release {name} (promotion.from) does not exist"))),
             Some(up) => upstream_hold(name, up, g.spec, g.sha, soak, g.now),
@@ -96,6 +116,11 @@ pub fn gate(g: &Gate) -> Option<Hold> {
         h.upstream = g.upstream.as_ref().map(|(n, _)| n.clone());
         return Some(h);
     }
+    order_and_window(g)
+}
+
+/// The releases it comes after, then the windows.
+fn order_and_window(g: &Gate) -> Option<Hold> {
     let waiting: Vec<String> = g.after.iter().filter_map(|(name, r)| not_ready(name, *r)).collect();
     if !waiting.is_empty() {
         return Some(Hold::new(reasons::WAITING_FOR_ORDER, format!("{} starts after {}", g.sha, waiting.join("; "))));
@@ -148,7 +173,7 @@ fn upstream_hold(
     if ours != theirs {
         return Some(Hold::new(
             reasons::UPSTREAM_REJECTED,
-            format!("upstream {name} deploys {theirs}, this release {ours}: it cannot prove this release's SHAs"),
+            format!("upstream {name} deploys another artifact than this release ({ours}): it cannot prove this release's SHAs"),
         ));
     }
     match proof(up, sha, soak, now) {
@@ -216,7 +241,9 @@ pub fn proof(up: &ServiceRelease, sha: &str, soak: Duration, now: DateTime<Utc>)
         RolloutOutcome::Superseded => Proof::NotYet("its rollout there was superseded".into()),
         RolloutOutcome::Promoted => {
             let promoted = entry.finished_at.unwrap_or(entry.started_at);
-            let end = chrono::Duration::from_std(soak).ok().and_then(|d| promoted.checked_add_signed(d)).unwrap_or(promoted);
+            let Some(end) = chrono::Duration::from_std(soak).ok().and_then(|d| promoted.checked_add_signed(d)) else {
+                return Proof::NotYet(format!("its soak ({}) cannot be counted", go(soak)));
+            };
             // Stable since `promoted` until the next promoted rollout there started (a
             // rolled-back one left this SHA serving).
             let replaced = st.history[..i].iter().rev().find(|h| h.outcome == RolloutOutcome::Promoted).map(|h| h.started_at);

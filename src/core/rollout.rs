@@ -619,7 +619,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
     let step_running =
         c.st.rollout
             .as_ref()
-            .filter(|r| r.spec_hash != inp.spec_hash)
+            .filter(|r| r.spec_hash != inp.spec_hash && inp.hold.is_none())
             .and_then(|r| r.pre_deploy.last().filter(|s| s.phase == "Running").map(|s| (r.sha.clone(), s.name.clone())));
     let ended = match &inp.pre_deploy {
         Some(StepObs::Task(Some(t))) => t.last_status == "STOPPED",
@@ -637,7 +637,10 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
             rolled_back: None,
         };
     }
-    if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) {
+    // A newer spec supersedes the rollout under way, unless it may not start yet (its
+    // upstream, approval, order or window): then the rollout under way finishes first, to
+    // its own verdict, and the newer spec waits behind it.
+    if c.st.rollout.as_ref().is_some_and(|r| r.spec_hash != inp.spec_hash) && inp.hold.is_none() {
         c.finish_rollout(RolloutOutcome::Superseded, "the spec changed before it finished".into());
         c.st.phase = Phase::Pending;
     }
@@ -1106,7 +1109,8 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
             // Woken by what it waits for (the upstream's or an earlier release's status, an
             // approval); a soak's end or a window's opening is a time, kept to the millisecond.
             let until = w.and_then(|w| w.until).and_then(|u| u.signed_duration_since(now).to_std().ok());
-            let requeue = until.map(|u| u.saturating_add(Duration::from_millis(5)).min(cfg.drift_interval)).unwrap_or(cfg.drift_interval);
+            let ahead = |u: Duration| u.saturating_sub(super::promotion::WAKE_AHEAD).max(Duration::from_millis(5));
+            let requeue = until.map(|u| ahead(u).min(cfg.drift_interval)).unwrap_or(cfg.drift_interval);
             if reason == reasons::UPSTREAM_REJECTED {
                 (Readiness::Stalled { reason, message }, cfg.drift_interval)
             } else {

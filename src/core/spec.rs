@@ -52,6 +52,10 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
     );
     let drift =
         collect(&mut p, GoDuration::get_or(spec.drift_interval.as_ref(), "spec.driftInterval", bounds::DRIFT_INTERVAL, default_drift));
+    collect(
+        &mut p,
+        GoDuration::get_or(spec.promotion.as_ref().and_then(|pr| pr.soak.as_ref()), "spec.promotion.soak", bounds::SOAK, Duration::ZERO),
+    );
     if spec.task.is_some() == spec.function.is_some() {
         p.push("exactly one of spec.task (an ECS service) or spec.function (a Lambda function) is needed".to_string());
     }

@@ -85,8 +85,19 @@ pub(crate) async fn converge(
     };
     let hash = td.hash();
     let identity = round::identity(&hash, r);
-    let td_arn = match known_task_definition(&aws, &st, &td, (&hash, &identity), &owner).await {
-        Ok(Known::Registered(arn)) => arn,
+    // A revision registered for this content is remembered for a while: a release waiting
+    // on its promotion or a window looks at its gate many times before it starts, and the
+    // family's listing is a read the Environment's budget shares.
+    let remembered = (env.name_any(), td.family.clone(), hash.clone(), owner.clone());
+    let found = match ctx.task_definitions.get(&remembered) {
+        Some(arn) => Ok(Known::Registered(arn)),
+        None => known_task_definition(&aws, &st, &td, (&hash, &identity), &owner).await,
+    };
+    let td_arn = match found {
+        Ok(Known::Registered(arn)) => {
+            ctx.task_definitions.put(remembered, &arn);
+            arn
+        }
         Ok(Known::Missing { newest_tags }) => {
             // A family is account-wide: releases of the same service name in two clusters of
             // one account share it, each deploying only revisions with its own owner tag. A
@@ -100,7 +111,10 @@ pub(crate) async fn converge(
             }
             ctx.may_act()?;
             match aws.ecs.register_task_definition(&td, &hash, &tags).await {
-                Ok(arn) => arn,
+                Ok(arn) => {
+                    ctx.task_definitions.put(remembered, &arn);
+                    arn
+                }
                 Err(e) => return Ok(Outcome::failed(e)),
             }
         }
@@ -138,6 +152,7 @@ pub(crate) async fn converge(
             tags: tags.clone(),
             log_group: td.log_group.clone(),
         }),
+        gate: None,
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let token = client_token(r, &hash);

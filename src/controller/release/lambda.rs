@@ -215,8 +215,15 @@ pub(super) async fn converge(
         .filter(|ro| ro.spec_hash == hash)
         .and_then(|ro| ro.task_definition_arn.clone())
         .or_else(|| st.stable_task_definition_arn.clone().filter(|_| st.stable_spec_hash.as_deref() == Some(hash.as_str())));
+    // A new version that may not start yet (its upstream, an approval, its order, a window)
+    // is not even uploaded: the function's code ($LATEST, which unqualified callers and event
+    // sources run) stays the stable one. The decision below holds it and says why.
+    let nothing_under_way = st.rollout.is_none() && st.rollback.is_none();
+    let (judged, _) = round::gate_when_due(r, env, ctx).await;
+    let held = known.is_none() && nothing_under_way && judged.as_ref().map_or(true, |h| h.is_some());
     let version = match (known, &function) {
         (Some(v), _) => v,
+        (None, _) if held => st.stable_task_definition_arn.clone().unwrap_or_default(),
         (None, None) => {
             ctx.may_act()?;
             if let Err(e) = aws.lambda.create_function(&config, &description, &tags).await {
@@ -295,6 +302,7 @@ pub(super) async fn converge(
             Err(e) => return Ok(fail(e)),
         },
         jobs: None,
+        gate: Some(judged),
     };
     let (decision, verdict_at, frozen) = round::decide(r, env, ctx, &aws, cfg, seen).await;
     let payloads = r

@@ -137,6 +137,24 @@ async fn cleanup(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error>
     Ok(Action::await_change())
 }
 
+/// A hash of what a release waiting on `r` looks at: its generation and how far its status
+/// has acted on it, its phase, stable SHA, latest history entry, the rollout under way and
+/// a rollback decided.
+pub fn gate_fingerprint(r: &ServiceRelease) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    r.metadata.generation.hash(&mut h);
+    if let Some(st) = r.status.as_ref() {
+        st.observed_generation.hash(&mut h);
+        format!("{:?}", st.phase).hash(&mut h);
+        st.stable_sha.hash(&mut h);
+        st.history.first().map(|e| (e.sha.clone(), format!("{:?}", e.outcome), e.finished_at)).hash(&mut h);
+        st.rollout.as_ref().map(|ro| (ro.sha.clone(), ro.held.clone())).hash(&mut h);
+        st.rollback.is_some().hash(&mut h);
+    }
+    h.finish()
+}
+
 /// The releases whose new SHA waits on `changed` (it is their `promotion.from` or in their
 /// `rollout.after`): woken when it changes, so a soak or an order ends within a reconcile.
 pub fn waiting_on(
@@ -147,7 +165,13 @@ pub fn waiting_on(
     store
         .state()
         .into_iter()
-        .filter(|d| d.status.as_ref().is_some_and(|s| s.waiting.is_some()))
+        // Those waiting, and those not yet acted on (a reconcile of theirs may be reading the
+        // old state of `changed` right now: its result lands after this change).
+        .filter(|d| {
+            d.status
+                .as_ref()
+                .is_none_or(|s| s.waiting.is_some() || s.observed_generation != d.metadata.generation || s.phase == Phase::Pending)
+        })
         .filter(|d| {
             let dns = d.namespace().unwrap_or_default();
             let from = d.spec.promotion.as_ref().and_then(|p| p.from.as_ref());
@@ -208,8 +232,21 @@ impl Pending {
 async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Config) -> Result<Outcome<Pending>, Error> {
     // A cycle in the order or the promotion chain, or unreadable windows, never resolve by
     // waiting.
+    // Only a release with nothing under way stops here: a rollout or rollback in flight goes
+    // on (the decision treats the error as a hold on anything new), and one that is stable
+    // on its SHA keeps its drift corrected. Looked at again at the drift interval, as the
+    // cause may lie in another object (the release that closes the cycle).
     if let Err(why) = round::gate(r, env, ctx, chrono::Utc::now()) {
-        return Ok(Outcome::invalid(why));
+        let st = r.status.as_ref();
+        let busy = st.is_some_and(|s| s.rollout.is_some() || s.rollback.is_some());
+        let stable = st.and_then(|s| s.stable_sha.as_deref()) == Some(r.spec.image.git_sha.as_str());
+        if !busy && !stable {
+            return Ok(Outcome::Settled(Settled::Stalled {
+                readiness: crate::core::conditions::Readiness::Stalled { reason: reasons::INVALID_SPEC, message: why },
+                category: crate::core::requeue::Category::InvalidSpec,
+                retry_in: Some(ctx.settings.ecs_drift),
+            }));
+        }
     }
     // The Environment's cluster first: a release applied with its Environment waits for
     // the cluster instead of meeting ClusterNotFound (the cluster's arrival wakes it).
@@ -371,7 +408,7 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
         conditions: &conditions,
         stored,
         status: stored_form(new),
-        announced: &[reasons::ROLLED_BACK, reasons::ROLLOUT_FAILED],
+        announced: &[reasons::ROLLED_BACK, reasons::ROLLOUT_FAILED, reasons::UPSTREAM_REJECTED],
         fenced: Some(&mut resource_version),
     };
     finish(ctx, &api, r.as_ref(), written, settle(ctx, r.as_ref(), settled, drift)).await

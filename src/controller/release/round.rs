@@ -210,6 +210,9 @@ pub(crate) struct Seen<'a> {
     pub(crate) pre_deploy: Option<rollout::StepObs>,
     /// Where smoke tests run (ECS releases).
     pub(crate) jobs: Option<super::checks::JobTarget>,
+    /// The gate as the target already judged it this pass (its calls depended on it), so the
+    /// decision cannot judge otherwise a moment later.
+    pub(crate) gate: Option<Result<Option<Hold>, String>>,
 }
 
 /// One round of a release: an analysis when one is due, the commands, and the decision.
@@ -234,8 +237,11 @@ pub(crate) async fn decide(
     let paused = r.spec.paused || r.annotations().get(PAUSED_ANNOTATION).map(String::as_str) == Some("true");
     // Checked before the target's part (`gate` refusing is InvalidSpec there); should it
     // fail here all the same, nothing starts.
-    let hold = gate(r, env, ctx, now)
-        .unwrap_or_else(|why| Some(Hold { reason: reasons::WAITING_FOR_WINDOW, message: why, until: None, upstream: None }));
+    let (judged, now) = match o.gate.clone() {
+        Some(g) => (g, now),
+        None => gate_when_due(r, env, ctx).await,
+    };
+    let hold = judged.unwrap_or_else(|why| Some(Hold { reason: reasons::WAITING_FOR_WINDOW, message: why, until: None, upstream: None }));
     let inputs = rollout::Inputs {
         now,
         sha: &sha,
@@ -258,6 +264,28 @@ pub(crate) async fn decide(
 
 /// Annotation: approves the SHA it names (`promotion.approval: Manual`).
 pub const APPROVE_ANNOTATION: &str = "shipshape.dev/approve";
+
+/// The gate now; when it opens by itself within [`WAKE_AHEAD`] and a bit (the release was
+/// woken ahead of the time and has read AWS already), the gate at that time, waited for —
+/// only for a release with nothing under way.
+pub(crate) async fn gate_when_due(
+    r: &ServiceRelease,
+    env: &Environment,
+    ctx: &Context,
+) -> (Result<Option<Hold>, String>, chrono::DateTime<chrono::Utc>) {
+    let now = chrono::Utc::now();
+    let judged = gate(r, env, ctx, now);
+    let idle = r.status.as_ref().is_none_or(|s| s.rollout.is_none() && s.rollback.is_none());
+    let lead = promotion::WAKE_AHEAD.saturating_add(std::time::Duration::from_millis(500));
+    let due = match &judged {
+        Ok(Some(h)) if idle => h.until.and_then(|u| u.signed_duration_since(now).to_std().ok()).filter(|d| *d <= lead),
+        _ => None,
+    };
+    let Some(wait) = due else { return (judged, now) };
+    tokio::time::sleep(wait.saturating_add(std::time::Duration::from_millis(1))).await;
+    let now = chrono::Utc::now();
+    (gate(r, env, ctx, now), now)
+}
 
 /// How many releases a cycle search visits at most.
 const CYCLE_LIMIT: usize = 10_000;
@@ -315,6 +343,7 @@ pub(crate) fn gate(
         spec: &r.spec,
         namespace: &ns,
         approved: r.annotations().get(APPROVE_ANNOTATION).map(|s| s.trim()),
+        own: r.status.as_ref(),
         upstream: upstream_ref.map(|(n, m)| (format!("{n}/{m}"), upstream.as_deref())),
         after: after.iter().zip(&after_objects).map(|(a, o)| (a.clone(), o.as_deref())).collect(),
         calendar: &calendar,

@@ -55,6 +55,7 @@ fn judge(spec: &ServiceReleaseSpec, up: Option<&ServiceRelease>, approved: Optio
         spec,
         namespace: "prod",
         approved,
+        own: None,
         upstream: spec.promotion.as_ref().and_then(|p| p.from.as_ref()).map(|_| ("staging/api".into(), up)),
         after: vec![],
         calendar: &cal,
@@ -153,7 +154,8 @@ fn an_upstream_of_another_repository_proves_nothing() {
     let up = upstream(A, vec![promoted(A, 0, 60)]);
     let h = judge(&spec, Some(&up), None, t(10_000)).expect("refused");
     assert_eq!(h.reason, reasons::UPSTREAM_REJECTED);
-    assert!(h.message.contains("repository shop/api") && h.message.contains("repository shop/web"), "{}", h.message);
+    assert!(h.message.contains("repository shop/web"), "{}", h.message);
+    assert!(!h.message.contains("shop/api"), "the other release's repository is not shown: {}", h.message);
 }
 
 #[test]
@@ -186,6 +188,7 @@ fn a_release_waits_for_the_ones_it_comes_after_at_their_generation() {
             spec: &spec,
             namespace: "shop",
             approved: None,
+            own: None,
             upstream: None,
             after: vec![("api".into(), api)],
             calendar: &cal,
@@ -257,6 +260,37 @@ fn bad_schedules_and_zones_name_their_field() {
     assert!(e.starts_with("windows[0].duration"), "{e}");
     let e = calendar(json!({"windows": [{"schedule": "0 0 30 2 *", "duration": "1h"}]})).unwrap_err();
     assert!(e.contains("never opens"), "{e}");
+}
+
+#[test]
+fn a_sha_this_stage_promoted_before_needs_no_new_proof_or_approval_but_keeps_its_window() {
+    // Staging has long moved on (A fell out of its history); production reverts to A.
+    let spec = downstream(json!({"promotion": {"from": {"namespace": "staging", "name": "api"}, "soak": "1h", "approval": "Manual"}}));
+    let up = upstream(B, vec![promoted(B, 0, 50)]);
+    let own =
+        ServiceReleaseStatus { stable_sha: Some(B.into()), history: vec![promoted(B, 100, 160), promoted(A, 0, 60)], ..Default::default() };
+    let judge_own = |cal: &Calendar| {
+        gate(&Gate {
+            now: t(10_000),
+            sha: A,
+            spec: &spec,
+            namespace: "prod",
+            approved: Some(B),
+            own: Some(&own),
+            upstream: Some(("staging/api".into(), Some(&up))),
+            after: vec![],
+            calendar: cal,
+        })
+    };
+    assert_eq!(judge_own(&Calendar::default()), None);
+    let closed = calendar(json!({"blackouts": [{"start": t(0).to_rfc3339(), "end": t(20_000).to_rfc3339()}]})).unwrap();
+    assert_eq!(judge_own(&closed).map(|h| h.reason), Some(reasons::WAITING_FOR_WINDOW));
+}
+
+#[test]
+fn an_unreadable_or_endless_soak_proves_nothing() {
+    let up = upstream(A, vec![promoted(A, 0, 60)]);
+    assert!(matches!(proof(&up, A, Duration::MAX, t(1_000_000)), Proof::NotYet(_)));
 }
 
 #[test]

@@ -1404,7 +1404,7 @@ fn a_held_sha_waits_with_one_event_keeps_stable_serving_and_starts_when_released
     assert!(d.requeue <= Duration::from_secs(60), "woken by the soak's end at the latest at the drift interval: {:?}", d.requeue);
     let d = r.step(590, "bbbbbbb", None).clone();
     assert!(d.events.is_empty(), "one Event per wait, not per pass");
-    assert!(d.requeue <= Duration::from_millis(10_010) && d.requeue >= Duration::from_secs(10), "woken at the soak's end: {:?}", d.requeue);
+    assert_eq!(d.requeue, Duration::from_millis(8_500), "woken ahead of the soak's end, to read AWS before it");
     assert_eq!(r.world.service.as_ref().map(|s| s.task_definition.clone()), stable_td, "stable keeps serving");
     // A refusal is Stalled and says so once.
     r.hold = Some(Hold { reason: reasons::UPSTREAM_REJECTED, message: "rolled back in staging".into(), until: None, upstream: None });
@@ -1431,4 +1431,28 @@ fn a_hold_never_holds_a_rollback() {
     r.step(131, "bbbbbbb", Some(Verdict::Fail("x".into())));
     r.step(136, "bbbbbbb", Some(Verdict::Fail("x".into())));
     assert_eq!(r.status.phase, Phase::RolledBack, "a window never blocks a rollback");
+}
+
+#[test]
+fn a_newer_spec_that_must_wait_lets_the_rollout_under_way_finish_instead_of_superseding_it() {
+    use crate::core::promotion::Hold;
+    let mut r = Run::new(true);
+    r.promote(0, "aaaaaaa");
+    r.step(120, "bbbbbbb", None);
+    r.world.complete("COMPLETED");
+    r.step(121, "bbbbbbb", None);
+    assert_eq!(r.status.rollout.as_ref().map(|ro| ro.sha.as_str()), Some("bbbbbbb"));
+    let b_td = r.status.rollout.as_ref().and_then(|ro| ro.task_definition_arn.clone());
+    // GitOps moves on to ccccccc, which waits for its upstream: bbbbbbb is still judged.
+    r.hold = Some(Hold { reason: reasons::WAITING_FOR_UPSTREAM, message: "soaking".into(), until: None, upstream: None });
+    let d = r.step(131, "ccccccc", Some(Verdict::Pass)).clone();
+    assert!(d.events.iter().all(|e| e.1 != reasons::DRIFT_CORRECTED), "the rollout under way is not drift: {:?}", d.events);
+    assert_eq!(r.status.rollout.as_ref().map(|ro| ro.sha.as_str()), Some("bbbbbbb"), "not superseded");
+    assert!(r.status.history.iter().all(|h| h.outcome != RolloutOutcome::Superseded));
+    r.step(136, "ccccccc", Some(Verdict::Pass));
+    assert_eq!(r.status.stable_sha.as_deref(), Some("bbbbbbb"), "it finished to its own verdict");
+    assert_eq!(r.status.stable_task_definition_arn, b_td);
+    r.step(140, "ccccccc", None);
+    assert_eq!(r.status.phase, Phase::Pending);
+    assert_eq!(r.status.waiting.as_ref().map(|w| w.sha.as_str()), Some("ccccccc"));
 }
