@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{per_size, runtime, Bench};
+use common::{pct, per_size, runtime, Bench};
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::watcher;
@@ -25,15 +25,6 @@ fn main() {
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     per_size("50,200", |n| runtime().block_on(one(n)));
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
 }
 
 async fn one(n: usize) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::post;
 use chrono::{DateTime, Utc};
-use common::{per_size, runtime, Bench};
+use common::{pct, per_size, runtime, Bench};
 use kube::api::{Api, ListParams};
 use shipshape::api::{Phase, RolloutOutcome, ServiceRelease};
 
@@ -28,15 +28,6 @@ fn main() {
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     per_size("100,1000", |n| runtime().block_on(one(n)));
-}
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
-    v[i]
 }
 
 /// Each notification's event time and arrival.
@@ -97,12 +88,10 @@ async fn one(n: usize) {
                 ns = b.ns
             )
         };
-        docs.push(release(&format!("up-{i}"), b.env(2 * i), ""));
-        docs.push(release(
-            &format!("down-{i}"),
-            b.env(2 * i + 1),
-            &format!("  promotion: {{from: {{name: up-{i}}}, soak: {SOAK_SECS}s}}\n"),
-        ));
+        // Staging and production in Environments of their own (as in different accounts):
+        // the upstreams in the first `n` objects' Environments, the downstreams in the rest.
+        docs.push(release(&format!("up-{i}"), b.env(i), ""));
+        docs.push(release(&format!("down-{i}"), b.env(n + i), &format!("  promotion: {{from: {{name: up-{i}}}, soak: {SOAK_SECS}s}}\n")));
     }
     let _ctl = b.controller(&[]);
     // Wall clock ↔ Instant, to place the proxy's call times beside status timestamps.

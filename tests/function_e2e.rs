@@ -601,3 +601,37 @@ async fn an_environment_with_sigv4_signs_its_queries_with_the_controllers_creden
     assert_eq!(s.get("{.status.lastMeasurement.verdict}"), "Pass");
     assert!(accepted.load(std::sync::atomic::Ordering::Relaxed) >= 2, "every round signed and accepted");
 }
+
+/// A Lambda SHA waiting for its approval is not even uploaded: no CreateFunction for a first
+/// one, no UpdateFunctionCode or PublishVersion for the next, so `$LATEST` (what unqualified
+/// callers and event sources run) stays the stable code until the SHA may start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lambda_sha_waiting_for_its_approval_is_not_uploaded_until_approved() {
+    let s = setup().await;
+    let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
+    health().set_error_rate(&s.name, 0.0);
+    let manual =
+        |sha: &str| s.release_baking(sha, "1s").replace("  driftInterval: 2s\n", "  driftInterval: 2s\n  promotion: {approval: Manual}\n");
+    let approve = |sha: &str| {
+        s.c.kubectl(&["annotate", "--overwrite", "release", &s.name, "-n", &s.ns, &format!("shipshape.dev/approve={sha}")]).success();
+    };
+    s.c.apply(&manual("aaaa111")).success();
+    eventually(WAIT, "waiting for approval", || (s.get("{.status.waiting.reason}") == "WaitingForApproval").then_some(())).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.p.count("CreateFunction"), 0, "no function for a SHA not yet approved");
+    approve("aaaa111");
+    eventually(WAIT, "aaaa111 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
+
+    let (updates, publishes) = (s.p.count("UpdateFunctionCode"), s.p.count("PublishVersion"));
+    s.c.apply(&manual("bbbb222")).success();
+    eventually(WAIT, "bbbb222 waiting for approval", || {
+        (s.get("{.status.waiting.sha}") == "bbbb222" && s.get("{.status.waiting.reason}") == "WaitingForApproval").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!((s.p.count("UpdateFunctionCode"), s.p.count("PublishVersion")), (updates, publishes), "$LATEST untouched while it waits");
+    assert_eq!(s.alias().await.0, "1");
+    approve("bbbb222");
+    eventually(WAIT, "bbbb222 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
+    assert!(s.p.count("UpdateFunctionCode") > updates);
+}

@@ -81,8 +81,11 @@ impl Bench {
         let api: Api<K> = Api::namespaced(self.c.client().await, &self.ns);
         let started = Instant::now();
         loop {
-            let list = api.list(&ListParams::default()).await.unwrap();
-            let count = list.items.iter().filter(|o| done(o)).count();
+            // The API server under load may cut a large list short: asked again.
+            let count = match api.list(&ListParams::default()).await {
+                Ok(list) => list.items.iter().filter(|o| done(o)).count(),
+                Err(_) => 0,
+            };
             if count >= n || started.elapsed() > timeout {
                 return started.elapsed().as_secs_f64();
             }
@@ -187,4 +190,14 @@ pub fn per_size(default: &str, one: impl Fn(usize)) {
 /// A tokio runtime for one size.
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+/// The `p` quantile (0..=1) of `v` (sorted in place; NaN when empty).
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+    v[i]
 }
