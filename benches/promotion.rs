@@ -93,6 +93,26 @@ async fn one(n: usize) {
         docs.push(release(&format!("up-{i}"), b.env(i), ""));
         docs.push(release(&format!("down-{i}"), b.env(n + i), &format!("  promotion: {{from: {{name: up-{i}}}, soak: {SOAK_SECS}s}}\n")));
     }
+    // When a watch of our own first sees each upstream promoted: how late the API server
+    // delivers what the controller's own watch waits for.
+    let seen_promoted: Arc<Mutex<BTreeMap<String, DateTime<Utc>>>> = Arc::default();
+    let watch = {
+        use futures::StreamExt;
+        use kube::runtime::watcher;
+        let api: Api<ServiceRelease> = Api::namespaced(b.c.client().await, &b.ns);
+        let seen = seen_promoted.clone();
+        tokio::spawn(async move {
+            let mut events = watcher(api, watcher::Config::default()).boxed();
+            while let Some(e) = events.next().await {
+                if let Ok(watcher::Event::Apply(r) | watcher::Event::InitApply(r)) = e {
+                    if r.status.as_ref().is_some_and(|s| s.history.iter().any(|h| h.outcome == RolloutOutcome::Promoted)) {
+                        let name = r.metadata.name.clone().unwrap_or_default();
+                        seen.lock().unwrap().entry(name).or_insert_with(Utc::now);
+                    }
+                }
+            }
+        })
+    };
     let _ctl = b.controller(&[]);
     // Wall clock ↔ Instant, to place the proxy's call times beside status timestamps.
     let (base_instant, base_wall) = (Instant::now(), Utc::now());
@@ -133,6 +153,22 @@ async fn one(n: usize) {
             eprintln!("chain {i}: soak end {soak_end}, decided +{d:?} ms, CreateService +{lag:.2} s");
         }
         lags.push(lag);
+    }
+    watch.abort();
+    let seen_promoted = seen_promoted.lock().unwrap().clone();
+    let mut watch_lag: Vec<f64> = (0..n)
+        .filter_map(|i| {
+            let name = format!("up-{i}");
+            Some((*seen_promoted.get(&name)? - *promoted.get(&name)?).num_milliseconds() as f64 / 1000.0)
+        })
+        .collect();
+    if std::env::var_os("SHIPSHAPE_BENCH_DEBUG").is_some() {
+        eprintln!(
+            "an upstream's promotion as a watch sees it, after its time in status: p50 {:.2} s, p99 {:.2} s, max {:.2} s",
+            pct(&mut watch_lag, 0.5),
+            pct(&mut watch_lag, 0.99),
+            pct(&mut watch_lag, 1.0)
+        );
     }
     let mut notes: Vec<f64> = received.lock().unwrap().iter().map(|(at, got)| (*got - *at).num_milliseconds() as f64 / 1000.0).collect();
     println!(

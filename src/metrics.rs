@@ -93,10 +93,7 @@ impl Metrics {
         .unwrap();
         // Constant name and labels: cannot fail (see above).
         let release_waiting = IntGaugeVec::new(
-            Opts::new(
-                "release_waiting",
-                "1 while the release's new SHA waits on its promotion, order or a change window (or is refused upstream)",
-            ),
+            Opts::new("release_waiting", "1 while the release's new SHA waits on its promotion, order or a window"),
             &["namespace", "name"],
         )
         .unwrap();

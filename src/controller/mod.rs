@@ -231,6 +231,8 @@ pub struct Context {
     pub databases: listing::DatabaseReader,
     /// Task definitions registered lately.
     pub task_definitions: Revisions,
+    /// Release statuses written lately (what waiting releases look at, before the watch).
+    pub recent: release::Recent,
     /// Consecutive failures per object, for backoff (reset on success).
     failures: Mutex<HashMap<String, u32>>,
     /// This replica's leadership, when elected (None: a single replica acts unconditionally).
@@ -322,6 +324,7 @@ impl Context {
             tasks: tasks::TaskReader::default(),
             databases: listing::DatabaseReader::default(),
             task_definitions: Revisions::default(),
+            recent: release::Recent::default(),
             failures: Mutex::new(HashMap::new()),
         }
     }

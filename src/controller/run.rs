@@ -93,6 +93,7 @@ fn tenant_controller<K, S>(
     env_changes: S,
     environment_of: fn(&K) -> &str,
     dependents: Dependents<K>,
+    wakes: Option<futures::channel::mpsc::UnboundedReceiver<ObjectRef<K>>>,
 ) -> impl std::future::Future<Output = ()>
 where
     K: Kind,
@@ -134,7 +135,13 @@ where
     let index = store.clone();
     Controller::for_stream(trigger, store)
         .with_config(t.concurrency)
-        .reconcile_on(wake_rx)
+        .reconcile_on(futures::stream::select(
+            wake_rx,
+            match wakes {
+                Some(rx) => rx.boxed(),
+                None => futures::stream::pending().boxed(),
+            },
+        ))
         .watches_stream(env_changes, move |env| {
             let name = env.name_any();
             let tenants = index.state().into_iter().filter(|o| environment_of(o) == name && shard.owns(o.meta().namespace.as_deref()));
@@ -299,7 +306,10 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         stacks: stacks_store.clone(),
         releases: releases_store.clone(),
     };
+    // Releases woken by what the controller itself just wrote (see release::Recent).
+    let (release_wake_tx, release_wakes) = futures::channel::mpsc::unbounded::<ObjectRef<ServiceRelease>>();
     let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone(), stores));
+    ctx.recent.wake_into(release_wake_tx);
     // Nothing starts before the caches hold what the API server has.
     if environments_store.wait_until_ready().await.is_err() || outputs_store.wait_until_ready().await.is_err() {
         anyhow::bail!("a cache stopped before it was filled");
@@ -338,6 +348,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         environment_changes(),
         |s: &StackSpec| s.spec.environment.as_str(),
         Dependents { fingerprint: |_| 0, of: |_, _| vec![] },
+        None,
     );
     let releases = tenant_controller(
         Tenant { client: &client, wc: &wc, shard, concurrency, stop: stop_rx.clone(), ctx: ctx.clone() },
@@ -345,6 +356,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         environment_changes(),
         |r: &ServiceRelease| r.spec.environment.as_str(),
         Dependents { fingerprint: super::release::gate_fingerprint, of: super::release::waiting_on },
+        Some(release_wakes),
     );
 
     info!("controllers running");

@@ -403,13 +403,156 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
             }
         }
     };
+    let status = stored_form(new);
+    let latest = status.clone();
     let written = Written {
         previous: &old.conditions,
         conditions: &conditions,
         stored,
-        status: stored_form(new),
+        status,
         announced: &[reasons::ROLLED_BACK, reasons::ROLLOUT_FAILED, reasons::UPSTREAM_REJECTED],
         fenced: Some(&mut resource_version),
     };
-    finish(ctx, &api, r.as_ref(), written, settle(ctx, r.as_ref(), settled, drift)).await
+    let done = finish(ctx, &api, r.as_ref(), written, settle(ctx, r.as_ref(), settled, drift)).await;
+    if done.is_ok() {
+        // What this controller just wrote is what the releases waiting on this one look at:
+        // they see it now, not when the watch brings it back (seconds later under load).
+        ctx.recent.written(&ctx.stores.releases, r.as_ref(), latest);
+    }
+    done
+}
+
+/// The statuses this controller wrote lately, for the releases that wait on them: read in
+/// place of the cache's copy until the watch has surely brought it (this process is the
+/// only writer of a release's status while it leads), and the waiting releases woken at once.
+#[derive(Default)]
+pub struct Recent {
+    statuses: std::sync::Mutex<std::collections::HashMap<(String, String), (std::time::Instant, ServiceReleaseStatus)>>,
+    wake: std::sync::Mutex<Option<futures::channel::mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<ServiceRelease>>>>,
+}
+
+impl Recent {
+    /// How long a written status is preferred to the cache's.
+    const FRESH: Duration = Duration::from_secs(60);
+    /// Past this many, the stale ones are forgotten...
+    const PRUNE_AT: usize = 1_024;
+    /// ...and past this many, all of them.
+    const MAX: usize = 20_000;
+
+    /// Where wakes go (the release controller's queue).
+    pub fn wake_into(&self, tx: futures::channel::mpsc::UnboundedSender<kube::runtime::reflector::ObjectRef<ServiceRelease>>) {
+        if let Ok(mut w) = self.wake.lock() {
+            *w = Some(tx);
+        }
+    }
+
+    /// `r`'s status `st` was written: kept, and the releases waiting on it woken when what
+    /// they look at changed.
+    fn written(&self, store: &kube::runtime::reflector::Store<ServiceRelease>, r: &ServiceRelease, st: ServiceReleaseStatus) {
+        let before = gate_fingerprint(r);
+        let now = ServiceRelease { status: Some(st), ..r.clone() };
+        // Only a change of what waiting releases look at is kept (a drift check's pass keeps
+        // nothing: memory stays flat at 10,000 releases).
+        if gate_fingerprint(&now) == before {
+            return;
+        }
+        if let (Ok(mut all), Some(st)) = (self.statuses.lock(), now.status.clone()) {
+            if all.len() >= Self::PRUNE_AT {
+                all.retain(|_, (at, _)| at.elapsed() < Self::FRESH);
+            }
+            if all.len() >= Self::MAX {
+                all.clear();
+            }
+            all.insert((r.namespace().unwrap_or_default(), r.name_any()), (std::time::Instant::now(), st));
+        }
+        {
+            if let Ok(w) = self.wake.lock() {
+                if let Some(tx) = w.as_ref() {
+                    for d in waiting_on(store, &now) {
+                        let _ = tx.unbounded_send(d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `r` with the status this controller wrote last, when that is recent.
+    pub fn latest(&self, r: Arc<ServiceRelease>) -> Arc<ServiceRelease> {
+        let key = (r.namespace().unwrap_or_default(), r.name_any());
+        let st =
+            self.statuses.lock().ok().and_then(|all| all.get(&key).filter(|(at, _)| at.elapsed() < Self::FRESH).map(|(_, st)| st.clone()));
+        match st {
+            Some(st) if r.status.as_ref() != Some(&st) => Arc::new(ServiceRelease { status: Some(st), ..r.as_ref().clone() }),
+            _ => r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{HistoryEntry, RolloutOutcome, WaitingStatus};
+    use crate::fixtures::{release, release_spec};
+    use futures::StreamExt;
+    use serde_json::json;
+
+    fn store_of(objects: Vec<ServiceRelease>) -> kube::runtime::reflector::Store<ServiceRelease> {
+        let (store, mut writer) = kube::runtime::reflector::store();
+        for o in objects {
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
+        }
+        store
+    }
+
+    #[test]
+    fn what_the_controller_wrote_is_seen_and_wakes_the_waiting_at_once() {
+        let mut up = release("staging", "api", release_spec(json!({})));
+        up.status = Some(ServiceReleaseStatus { phase: Phase::Analyzing, ..Default::default() });
+        let mut down = release("prod", "api", release_spec(json!({"promotion": {"from": {"namespace": "staging", "name": "api"}}})));
+        down.metadata.generation = Some(1);
+        down.status = Some(ServiceReleaseStatus {
+            observed_generation: Some(1),
+            waiting: Some(WaitingStatus {
+                sha: "aaaa111".into(),
+                reason: "WaitingForUpstream".into(),
+                message: String::new(),
+                until: None,
+                upstream: None,
+            }),
+            ..Default::default()
+        });
+        let bystander = release("prod", "web", release_spec(json!({})));
+        let store = store_of(vec![up.clone(), down.clone(), bystander]);
+        let recent = Recent::default();
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        recent.wake_into(tx);
+
+        // A write that changes nothing waiting releases look at: nothing kept, nobody woken.
+        recent.written(&store, &up, up.status.clone().unwrap());
+        assert!(rx.try_recv().is_err(), "no wake");
+        assert_eq!(recent.latest(Arc::new(up.clone())).status, up.status, "nothing kept");
+
+        // Promoted: kept, and the waiting release woken before any watch brings it back.
+        let promoted = ServiceReleaseStatus {
+            phase: Phase::Healthy,
+            stable_sha: Some("aaaa111".into()),
+            history: vec![HistoryEntry {
+                sha: "aaaa111".into(),
+                task_definition_arn: None,
+                function_version_arn: None,
+                outcome: RolloutOutcome::Promoted,
+                started_at: chrono::Utc::now(),
+                finished_at: Some(chrono::Utc::now()),
+                reason: String::new(),
+                steps: vec![],
+                pre_deploy: vec![],
+            }],
+            ..Default::default()
+        };
+        recent.written(&store, &up, promoted.clone());
+        let woken: Vec<_> = futures::executor::block_on(rx.by_ref().take(1).collect::<Vec<_>>());
+        assert_eq!(woken, vec![kube::runtime::reflector::ObjectRef::from_obj(&down)]);
+        let seen = recent.latest(store.get(&kube::runtime::reflector::ObjectRef::from_obj(&up)).unwrap());
+        assert_eq!(seen.status.as_ref(), Some(&promoted), "the written status, not the cache's older copy");
+    }
 }

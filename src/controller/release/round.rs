@@ -334,8 +334,9 @@ pub(crate) fn gate(
             }
         }
     }
-    let upstream = upstream_ref.as_ref().and_then(|(n, m)| ctx.stores.release(n, m));
-    let after_objects: Vec<Option<std::sync::Arc<ServiceRelease>>> = after.iter().map(|a| ctx.stores.release(&ns, a)).collect();
+    let latest = |n: &str, m: &str| ctx.stores.release(n, m).map(|o| ctx.recent.latest(o));
+    let upstream = upstream_ref.as_ref().and_then(|(n, m)| latest(n, m));
+    let after_objects: Vec<Option<std::sync::Arc<ServiceRelease>>> = after.iter().map(|a| latest(&ns, a)).collect();
     let sha = r.spec.image.git_sha.to_string();
     Ok(promotion::gate(&Gate {
         now,
