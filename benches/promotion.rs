@@ -6,6 +6,11 @@
 //! its arrival. The controller binary runs in its own process against the real control
 //! plane and moto, as in the other benchmarks.
 //!
+//! Two runs per size: every chain applied at once (all upstreams promote within seconds of
+//! each other, so each production Environment must start hundreds of services in the same
+//! second, bounded by its ECS write budget, `--aws-rate`), then the steady state: a new SHA
+//! committed to 10 chains a second.
+//!
 //! `cargo bench --bench promotion` (SHIPSHAPE_BENCH_SIZES=100,1000 by default: chains).
 
 mod common;
@@ -21,11 +26,13 @@ use kube::api::{Api, ListParams};
 use shipshape::api::{Phase, RolloutOutcome, ServiceRelease};
 
 const SOAK_SECS: i64 = 10;
+/// Chains a second given a new SHA in the steady-state half.
+const STEADY_RATE: usize = 10;
 
 fn main() {
     if std::env::var_os("SHIPSHAPE_BENCH_ONE").is_none() {
-        println!("| chains | releases | soak end → downstream start: p50 | p90 | p99 | max | notifications | event → received: p50 | p99 | max |");
-        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| chains | releases | new SHAs | soak end → downstream start: p50 | p90 | p99 | max | notifications | event → received: p50 | p99 | max |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     }
     per_size("100,1000", |n| runtime().block_on(one(n)));
 }
@@ -172,7 +179,7 @@ async fn one(n: usize) {
     }
     let mut notes: Vec<f64> = received.lock().unwrap().iter().map(|(at, got)| (*got - *at).num_milliseconds() as f64 / 1000.0).collect();
     println!(
-        "| {n} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {} | {:.3} s | {:.3} s | {:.3} s |",
+        "| {n} | {} | all at once | {:.2} s | {:.2} s | {:.2} s | {:.2} s | {} | {:.3} s | {:.3} s | {:.3} s |",
         2 * n,
         pct(&mut lags, 0.5),
         pct(&mut lags, 0.9),
@@ -182,5 +189,69 @@ async fn one(n: usize) {
         pct(&mut notes, 0.5),
         pct(&mut notes, 0.99),
         pct(&mut notes, 1.0),
+    );
+
+    // Then the platform's steady state: every chain at its stages, a new SHA committed to
+    // both stages of STEADY_RATE chains a second (each service's own commits), each
+    // downstream starting at its upstream's soak end.
+    let (base_instant, base_wall) = (Instant::now(), Utc::now());
+    let sha = "bbbb222";
+    let patch = kube::api::Patch::Merge(serde_json::json!({"spec": {"image": {"gitSha": sha}}}));
+    let pp = kube::api::PatchParams::default();
+    let tick = Duration::from_secs_f64(1.0 / STEADY_RATE as f64);
+    for i in 0..n {
+        let started = Instant::now();
+        for name in [format!("up-{i}"), format!("down-{i}")] {
+            // A commit the API server drops under load is committed again.
+            for _ in 0..5 {
+                if api.patch(&name, &pp, &patch).await.is_ok() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        tokio::time::sleep(tick.saturating_sub(started.elapsed())).await;
+    }
+    b.converge::<ServiceRelease>(2 * n, Bench::timeout(2 * n), |r| r.status.as_ref().is_some_and(|s| s.stable_sha.as_deref() == Some(sha)))
+        .await;
+    let list = loop {
+        if let Ok(l) = api.list(&ListParams::default()).await {
+            break l;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let promoted_b: BTreeMap<String, DateTime<Utc>> = list
+        .items
+        .iter()
+        .filter_map(|r| {
+            let h = r.status.as_ref()?.history.iter().find(|h| h.outcome == RolloutOutcome::Promoted && h.sha == sha)?;
+            Some((r.metadata.name.clone()?, h.finished_at?))
+        })
+        .collect();
+    let updates: BTreeMap<String, Instant> = b
+        .proxy
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == "UpdateService" && c.at.is_some_and(|at| at >= base_instant))
+        .filter_map(|c| Some((c.service_name?, c.at?)))
+        .fold(BTreeMap::new(), |mut m, (svc, at)| {
+            m.entry(svc).or_insert(at);
+            m
+        });
+    let mut steady = vec![];
+    for i in 0..n {
+        let (Some(up), Some(start)) = (promoted_b.get(&format!("up-{i}")), updates.get(&format!("down-{i}"))) else { continue };
+        let soak_end = *up + chrono::Duration::seconds(SOAK_SECS);
+        let started = base_wall + chrono::Duration::from_std(start.saturating_duration_since(base_instant)).unwrap_or_default();
+        steady.push((started - soak_end).num_milliseconds() as f64 / 1000.0);
+    }
+    println!(
+        "| {n} | {} | {STEADY_RATE} chains/s | {:.2} s | {:.2} s | {:.2} s | {:.2} s | ({} measured) | | | |",
+        2 * n,
+        pct(&mut steady, 0.5),
+        pct(&mut steady, 0.9),
+        pct(&mut steady, 0.99),
+        pct(&mut steady, 1.0),
+        steady.len(),
     );
 }
