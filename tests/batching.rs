@@ -20,16 +20,16 @@ async fn reads_of_25_services_in_one_window_cost_3_calls() {
     let reader = ServiceReader::start();
     let reads = (0..25).map(|i| {
         let (reader, ecs) = (reader.clone(), clients.ecs.clone());
-        async move { reader.describe(ecs, "e", "c", &format!("s{i}"), Duration::ZERO, true).await }
+        async move { reader.describe(ecs, "e", "c", &format!("s{i}"), Duration::ZERO).await }
     });
     let results = futures::future::join_all(reads).await;
     assert!(results.iter().all(|r| r.as_ref().is_ok_and(|s| s.is_some())));
     assert_eq!(aws.count("DescribeServices"), 3);
-    assert!(reader.describe(clients.ecs.clone(), "e", "c", "missing", Duration::ZERO, true).await.unwrap().is_none());
+    assert!(reader.describe(clients.ecs.clone(), "e", "c", "missing", Duration::ZERO).await.unwrap().is_none());
     // The first call was filled up with other services; a drift check accepting answers
     // a minute old reads nothing at all.
     let before = aws.count("DescribeServices");
-    assert!(reader.describe(clients.ecs.clone(), "e", "c", "s7", Duration::from_secs(60), false).await.unwrap().is_some());
+    assert!(reader.describe(clients.ecs.clone(), "e", "c", "s7", Duration::from_secs(60)).await.unwrap().is_some());
     assert_eq!(aws.count("DescribeServices"), before);
 }
 

@@ -589,15 +589,13 @@ tokio::task_local! {
 }
 
 /// Runs `f` as drift work: its AWS reads wait for the drift share of the read budget
-/// ([`DRIFT_SHARE`]) and for every waiting read of rollout work, and its writes for every
-/// waiting write of rollout work, so those always find room, however many drift checks (or
-/// releases preparing a rollout that must still wait) are queued.
+/// ([`DRIFT_SHARE`]) and for every waiting read of rollout work, so those always find room,
+/// however many drift checks are queued.
 pub async fn as_drift<F: Future>(f: F) -> F::Output {
     DRIFT.scope((), f).await
 }
 
-/// Whether the current task runs as drift work ([`as_drift`]).
-pub fn in_drift() -> bool {
+fn in_drift() -> bool {
     DRIFT.try_with(|_| ()).is_ok()
 }
 
@@ -617,8 +615,6 @@ pub struct Caller {
     /// Reads for rollout work waiting for the budget (drift reads hold back meanwhile).
     urgent_reads: AtomicUsize,
     writes: DefaultDirectRateLimiter,
-    /// Writes for rollout work waiting for the budget (drift writes hold back meanwhile).
-    urgent_writes: AtomicUsize,
     metrics: Metrics,
     attempts: u32,
     base_delay: Duration,
@@ -658,7 +654,6 @@ impl Caller {
             drift_reads: RateLimiter::direct(Quota::per_second(drift_rate)),
             urgent_reads: AtomicUsize::new(0),
             writes: RateLimiter::direct(Quota::per_second(rate)),
-            urgent_writes: AtomicUsize::new(0),
             metrics,
             attempts: 4,
             base_delay: Duration::from_millis(200),
@@ -671,14 +666,7 @@ impl Caller {
         if let Some(p) = pause {
             tokio::time::sleep(p).await;
         }
-        if is_write(op) && in_drift() {
-            // A start, a step or a rollback first: work that can wait holds back meanwhile.
-            while self.urgent_writes.load(Ordering::Acquire) > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            self.writes.until_ready().await;
-        } else if is_write(op) {
-            let _waiting = Waiting::new(&self.urgent_writes);
+        if is_write(op) {
             self.writes.until_ready().await;
         } else if in_drift() {
             // Drift reads go last: while a rollout's read waits for the budget, they hold back.
@@ -756,51 +744,5 @@ impl Sts for CachedSts {
         let account = self.inner.caller_account().await?;
         *cached = Some((account.clone(), std::time::Instant::now()));
         Ok(account)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A write that can wait (a release preparing a rollout it may not start yet, a drift
-    /// correction) lets every write of rollout work waiting beside it go first.
-    #[tokio::test]
-    async fn drift_writes_hold_back_while_a_write_of_rollout_work_waits() {
-        let caller = Arc::new(Caller::new("ecs", 5, Metrics::new()));
-        // The budget spent: the next write waits for its turn.
-        for _ in 0..5 {
-            caller.wait_turn("UpdateService").await;
-        }
-        let order = Arc::new(std::sync::Mutex::new(vec![]));
-        let background = {
-            let (caller, order) = (caller.clone(), order.clone());
-            tokio::spawn(as_drift(async move {
-                for i in 0..3 {
-                    caller.wait_turn("RegisterTaskDefinition").await;
-                    order.lock().map(|mut o| o.push(format!("drift {i}"))).ok();
-                }
-            }))
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let urgent = {
-            let (caller, order) = (caller.clone(), order.clone());
-            tokio::spawn(async move {
-                for i in 0..2 {
-                    caller.wait_turn("UpdateService").await;
-                    order.lock().map(|mut o| o.push(format!("urgent {i}"))).ok();
-                }
-            })
-        };
-        let (a, b) = tokio::join!(background, urgent);
-        assert!(a.is_ok() && b.is_ok());
-        let order = order.lock().map(|o| o.clone()).unwrap_or_default();
-        // The drift write already waiting when the urgent ones came may go first (it held a
-        // place at the limiter); none of the later ones does.
-        let first_urgent = order.iter().position(|o| o.starts_with("urgent")).unwrap_or(usize::MAX);
-        assert!(first_urgent <= 1, "{order:?}");
-        assert_eq!(order.len(), 5, "{order:?}");
-        let last_urgent = order.iter().rposition(|o| o.starts_with("urgent")).unwrap_or(usize::MAX);
-        assert!(last_urgent <= 2, "the urgent writes went before the rest of the drift ones: {order:?}");
     }
 }

@@ -171,8 +171,7 @@ impl ServiceReader {
     }
 
     /// The service `name` in `cluster` as ECS reported it at most `max_age` ago (zero: read
-    /// now), read together with others of the same environment and cluster; as drift work
-    /// (see [`crate::aws::as_drift`]) unless `urgent`.
+    /// now), read together with others of the same environment and cluster.
     pub async fn describe(
         &self,
         ecs: Arc<dyn Ecs>,
@@ -180,7 +179,6 @@ impl ServiceReader {
         cluster: &str,
         name: &str,
         max_age: Duration,
-        urgent: bool,
     ) -> Result<Option<ServiceObs>, AwsError> {
         if !max_age.is_zero() {
             let cached = self.cache.lock().ok().and_then(|c| c.clusters.get(&(environment.into(), cluster.into()))?.get(name).cloned());
@@ -196,7 +194,7 @@ impl ServiceReader {
             environment: environment.into(),
             cluster: cluster.into(),
             name: name.into(),
-            drift: !urgent,
+            drift: !max_age.is_zero(),
             reply,
         };
         if self.tx.send(req).await.is_err() {

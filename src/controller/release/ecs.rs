@@ -57,13 +57,11 @@ pub(crate) async fn converge(
     // A release whose new SHA waits is woken by every change of what it waits on (at 1,000
     // chains, thousands of wakes a minute): it reads its service as a drift check does, an
     // answer younger than half its interval doing, so waiting costs no more AWS reads than
-    // being stable. The pass that starts it decides on such an answer too (read, if it must
-    // be, as rollout work: only a release waiting a while runs as drift work); the rollout
-    // it starts reads afresh from then on.
+    // being stable. The pass that starts it decides on such an answer too; the rollout it
+    // starts reads afresh from then on.
     let waiting = st.rollout.is_none() && st.rollback.is_none() && st.waiting.is_some();
     let max_age = if rollout_critical && !before_traffic && !waiting { Duration::ZERO } else { cfg.drift_interval / 2 };
-    let urgent = max_age.is_zero() || (waiting && !crate::aws::in_drift());
-    let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service, max_age, urgent).await {
+    let mut observed = match ctx.services.describe(aws.ecs.clone(), &env.name_any(), &cluster, &service, max_age).await {
         Ok(o) => o,
         Err(e) => return Ok(Outcome::failed(e)),
     };

@@ -236,10 +236,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
     // on (the decision treats the error as a hold on anything new), and one that is stable
     // on its SHA keeps its drift corrected. Looked at again at the drift interval, as the
     // cause may lie in another object (the release that closes the cycle).
-    let now = chrono::Utc::now();
-    let judged = round::gate(r, env, ctx, now);
-    if let Err(why) = &judged {
-        let why = why.clone();
+    if let Err(why) = round::gate(r, env, ctx, chrono::Utc::now()) {
         let st = r.status.as_ref();
         let busy = st.is_some_and(|s| s.rollout.is_some() || s.rollback.is_some());
         let stable = st.and_then(|s| s.stable_sha.as_deref()) == Some(r.spec.image.git_sha.as_str());
@@ -274,21 +271,10 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
         }
         Err(e) => return Ok(fail(e)),
     }
-    // A release whose new SHA may not start for a while yet prepares it (registers the task
-    // definition, reads its service) as drift work: its AWS calls give way to those of the
-    // Environment's rollouts, rollbacks and starts. Near its start it is rollout work again.
-    let background = round::waits_a_while(r, &judged, now);
-    let target = async {
-        Ok(match &r.spec.function {
-            Some(f) => lambda::converge(r, env, ctx, cfg, f, aws, outputs).await?.map(Pending::Lambda),
-            None => ecs::converge(r, env, ctx, cfg, aws, outputs, rollout_critical(r)).await?.map(Pending::Ecs),
-        })
-    };
-    if background {
-        crate::aws::as_drift(target).await
-    } else {
-        target.await
-    }
+    Ok(match &r.spec.function {
+        Some(f) => lambda::converge(r, env, ctx, cfg, f, aws, outputs).await?.map(Pending::Lambda),
+        None => ecs::converge(r, env, ctx, cfg, aws, outputs, rollout_critical(r)).await?.map(Pending::Ecs),
+    })
 }
 
 /// Whether a reconcile of `r` is rollout work (a spec not yet acted on, a rollout or

@@ -287,16 +287,6 @@ pub(crate) async fn gate_when_due(
     (gate(r, env, ctx, now), now)
 }
 
-/// Whether `r`, idle, holds its new SHA for longer than a wake-up's lead (`judged` is its
-/// gate at `now`): no end in sight, or one further off than [`promotion::WAKE_AHEAD`] and a
-/// bit. Its calls can wait (see [`crate::aws::as_drift`]); a release about to start cannot.
-pub(crate) fn waits_a_while(r: &ServiceRelease, judged: &Result<Option<Hold>, String>, now: chrono::DateTime<chrono::Utc>) -> bool {
-    let idle = r.status.as_ref().is_none_or(|s| s.rollout.is_none() && s.rollback.is_none());
-    let lead = promotion::WAKE_AHEAD.saturating_add(std::time::Duration::from_millis(500));
-    let far = |until: chrono::DateTime<chrono::Utc>| until.signed_duration_since(now).to_std().is_ok_and(|d| d > lead);
-    idle && matches!(judged, Ok(Some(h)) if h.until.is_none_or(far))
-}
-
 /// How many releases a cycle search visits at most.
 const CYCLE_LIMIT: usize = 10_000;
 
