@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The tests, on a fresh machine (the Rust and Go toolchains, Python and Node are all it
 # needs): installs what the tests use when it is missing — moto (pip), the IAM policy
-# evaluator (npm), Prometheus and promtool, Lua 5.1, curl and openssl (apt) —, builds the pinned Kubernetes control plane the first
+# evaluator (npm), Prometheus and promtool, Lua 5.1, curl, openssl, Chromium and chromedriver (apt) —, builds the pinned Kubernetes control plane the first
 # time (scripts/control-plane.sh: etcd, kube-apiserver, kube-controller-manager and kubectl
 # from the Go module proxy, about 10 minutes on 2 cores, cached in ~/.cache/shipshape), then
 # runs `cargo test` with the pinned kubectl first on PATH.
@@ -34,6 +34,9 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v lua5.1 >/dev/null 2>&1 || missing+=(lua5.1)
 command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
+# The dashboard's end-to-end test drives headless Chromium over WebDriver.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (apt-get)"
   sudo=""

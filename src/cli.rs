@@ -34,7 +34,8 @@ pub enum Command {
 /// Sets the command's annotation on the release.
 pub async fn act(client: Client, namespace: &str, name: &str, cmd: Command) -> anyhow::Result<String> {
     let api: Api<ServiceRelease> = Api::namespaced(client, namespace);
-    let release = api.get(name).await.map_err(|e| anyhow::anyhow!("servicerelease {namespace}/{name}: {e}"))?;
+    // The API server's refusal stays the error's source (the dashboard answers with its code).
+    let release = api.get(name).await.map_err(|e| anyhow::Error::new(e).context(format!("servicerelease {namespace}/{name}")))?;
     let stamp = Utc::now().to_rfc3339();
     let approved;
     let (key, value, done) = match cmd {
@@ -51,7 +52,9 @@ pub async fn act(client: Client, namespace: &str, name: &str, cmd: Command) -> a
         Command::Resume => (ann::PAUSED, serde_json::Value::Null, "resumed"),
     };
     let patch = json!({"metadata": {"annotations": {key: value}}});
-    api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    api.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| anyhow::Error::new(e).context(format!("servicerelease {namespace}/{name}")))?;
     Ok(format!("servicerelease {namespace}/{name}: {done}"))
 }
 

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod core;
+pub mod dashboard;
 #[doc(hidden)]
 pub mod fixtures;
 pub mod health;

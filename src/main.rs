@@ -60,6 +60,23 @@ enum Command {
         #[arg(long)]
         sha: Option<String>,
     },
+    /// A web UI: every release, each rollout's steps and measurements as they happen, the
+    /// Environments, StackSpecs and promotion paths, and the buttons — served locally with
+    /// your kubeconfig, so it can do nothing you could not do with kubectl.
+    Dashboard {
+        /// Port.
+        #[arg(long, default_value_t = 3100)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+        /// Only this namespace (default: every namespace).
+        #[arg(short = 'n', long, conflicts_with = "all_namespaces")]
+        namespace: Option<String>,
+        /// Every namespace (the default).
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+    },
     /// Print the IAM policy the controller's role needs (deploy/iam-policy.json is this with
     /// the defaults): every action scoped by shipshape's ownership tags.
     IamPolicy(IamPolicyArgs),
@@ -193,6 +210,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Resume(t) => act(t, shipshape::cli::Command::Resume).await,
         Command::Retry(t) => act(t, shipshape::cli::Command::Retry).await,
         Command::Approve { target, sha } => act(target, shipshape::cli::Command::Approve(sha)).await,
+        Command::Dashboard { port, address, namespace, all_namespaces } => {
+            let started = std::time::Instant::now();
+            let client = kube::Client::try_from(kube::Config::infer().await?)?;
+            let listener = tokio::net::TcpListener::bind((address, port)).await?;
+            let addr = listener.local_addr()?;
+            let scope = if all_namespaces { None } else { namespace };
+            println!(
+                "shipshape dashboard: http://{addr}/ ({}; serving after {} ms; Ctrl-C stops it)",
+                scope.as_deref().map(|n| format!("namespace {n}")).unwrap_or_else(|| "every namespace".into()),
+                started.elapsed().as_millis()
+            );
+            shipshape::dashboard::serve(client, listener, scope, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+        }
         Command::IamPolicy(a) => {
             let defaults = shipshape::iam::PolicyOptions::default();
             let role_path = format!("/{}/", a.role_path.trim_matches('/')).replace("//", "/");
