@@ -46,6 +46,14 @@ if command -v setpriv >/dev/null; then
   leader() { local m; m=$(curl -fs "http://127.0.0.1:$metrics/metrics" || true); grep -q '^shipshape_leader 1' <<<"$m"; }
   for _ in $(seq 100); do leader && break; sleep 0.1; done
   leader || { echo "the release binary did not take the Lease:"; cat "$work/controller.log"; exit 1; }
+  # The dashboard (a user's command): how soon the same binary serves its page.
+  dash=$(port)
+  t0=$(date +%s%N)
+  KUBECONFIG="$admin" "$work/shipshape" dashboard --port "$dash" >"$work/dashboard.log" 2>&1 & pids+=($!)
+  ok=false
+  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$dash/" >/dev/null 2>&1 && { ok=true; break; }; sleep 0.01; done
+  $ok || { echo "the dashboard did not serve:"; cat "$work/dashboard.log"; exit 1; }
+  echo "dashboard: serving its page $(( ($(date +%s%N) - t0) / 1000000 )) ms after it was started (binary $(du -h "$bin" | cut -f1))"
   echo "release binary: ready and leading as uid 65532 on kube-apiserver $("$(scripts/control-plane.sh bin)/kubectl" --kubeconfig "$admin" version -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["serverVersion"]["gitVersion"])') (json logs: $(head -c 120 "$work/controller.log"))"
 fi
 echo "release binary OK: $("$bin" --version), $(du -h "$bin" | cut -f1), links: $(readelf -d "$bin" | sed -n 's/.*Shared library: \[\(.*\)\]/\1/p' | tr '\n' ' ')glibc >= $glibc"

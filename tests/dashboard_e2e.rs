@@ -8,74 +8,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use support::{eventually, free_port, health, namespaces_and_environment, unique, Cluster, E2e};
+use fantoccini::{Client as Browser, Locator};
+use support::browser::{browser, dashboard, kubeconfig_for};
+use support::{eventually, health, namespaces_and_environment, unique, E2e};
 
 const WAIT: Duration = Duration::from_secs(90);
 
 const ERROR_RATE: &str =
     r#"sum(rate(http_requests_total{service="{{service}}",code=~"5.."}[5s])) / sum(rate(http_requests_total{service="{{service}}"}[5s]))"#;
-
-/// A process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `shipshape dashboard` with `kubeconfig`, and its address.
-fn dashboard(kubeconfig: &std::path::Path, extra: &[&str]) -> (Proc, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_shipshape"))
-        .args(["dashboard", "--port", &port.to_string()])
-        .args(extra)
-        .env("KUBECONFIG", kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shipshape dashboard starts");
-    let addr = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while support::http_get(&addr, "/").is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the dashboard did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (Proc(child), format!("http://{addr}"))
-}
-
-/// chromedriver and a headless Chromium session.
-async fn browser() -> (Proc, Browser) {
-    let port = free_port();
-    let driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver runs (apt-get install chromium-driver)");
-    let driver = Proc(driver);
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        serde_json::json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000"]}),
-    );
-    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a browser session");
-    (driver, client)
-}
 
 /// The text of the first element `css` matches, or "" while there is none.
 async fn text(b: &Browser, css: &str) -> String {
@@ -105,21 +47,6 @@ async fn screenshot(b: &Browser, name: &str) {
         let png = b.screenshot().await.expect("a screenshot");
         std::fs::write(std::path::Path::new(&dir).join(format!("dashboard-{name}.png")), png).expect("written");
     }
-}
-
-/// A kubeconfig for ServiceAccount `sa` of `ns` (a TokenRequest token), beside the admin's.
-fn kubeconfig_for(c: &Cluster, ns: &str, sa: &str) -> std::path::PathBuf {
-    let token = c.kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"]).success().stdout;
-    let path = c.dir().join(format!("{sa}.kubeconfig"));
-    std::fs::copy(&c.kubeconfig, &path).expect("copied");
-    let path_s = path.to_str().unwrap_or_default();
-    let set = |args: &[&str]| {
-        let out = Command::new(support::kubectl_path()).args(args).env("KUBECONFIG", path_s).output().expect("kubectl runs");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    set(&["config", "set-credentials", sa, &format!("--token={}", token.trim())]);
-    set(&["config", "set-context", "--current", &format!("--user={sa}")]);
-    path
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

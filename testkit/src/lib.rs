@@ -12,6 +12,7 @@
 
 pub mod aws_model;
 pub mod awsproxy;
+pub mod browser;
 pub mod cloudwatch;
 pub mod ecs_deploy;
 pub mod ecs_tasks;

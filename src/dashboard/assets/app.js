@@ -100,9 +100,13 @@ function options(select, values, chosen) {
   select.innerHTML = first + values.map((v) => `<option${v === chosen ? " selected" : ""}>${esc(v)}</option>`).join("");
 }
 
+// How long the list took (read by the benchmark: benches/dashboard.rs).
+const timings = (window.shipshapeTimings = { firstList: null, lastRenderMs: null, renders: 0 });
+
 function renderList() {
   const tbody = $("#releases tbody");
   if (!tbody) return;
+  const t0 = performance.now();
   const rows = [...state.rows.values()];
   options($("#phase-filter"), [...new Set(rows.map((r) => r.phase))].sort(), state.filter.phase);
   options($("#ns-filter"), [...new Set(rows.map((r) => r.namespace))].sort(), state.filter.ns);
@@ -128,6 +132,9 @@ function renderList() {
   }
   tbody.innerHTML = html.join("");
   $("#count").textContent = `${shown.length} of ${rows.length}`;
+  timings.renders += 1;
+  timings.lastRenderMs = performance.now() - t0;
+  if (timings.firstList === null && rows.length) timings.firstList = performance.now();
   if (state.errors.length) notice(state.errors.join("\n"), "error");
 }
 
