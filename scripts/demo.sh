@@ -8,7 +8,8 @@
 # rolled back automatically; then a Lambda function canaries at 5 % of its invocations and
 # is rolled back when its CloudWatch alarm fires, the alias weights printed at each step;
 # an ECS canary; and a staging stage that proves each SHA before production takes it.
-# Stops everything it started.
+# `shipshape dashboard` runs all along (its URL is printed); on a terminal the demo waits for
+# Enter at the end so its buttons can be tried. Stops everything it started.
 #
 #   bash scripts/demo.sh                     # on a control plane of its own
 #   bash scripts/demo.sh --existing-cluster  # on the cluster of $KUBECONFIG (kind, a test
@@ -93,7 +94,7 @@ scripts/control-plane.sh install "$admin" "$work/shipshape.kubeconfig" >/dev/nul
 echo "  the controller runs as $(kubectl --kubeconfig "$work/shipshape.kubeconfig" auth whoami -o jsonpath='{.status.userInfo.username}') (a token from the TokenRequest API)"
 
 step "Starting moto + AWS proxy, $($have_prometheus && echo 'Prometheus, ')and the controller"
-read -r moto_port proxy_port app_port prom_port metrics_port < <(free_ports 5)
+read -r moto_port proxy_port app_port prom_port metrics_port dash_port < <(free_ports 6)
 moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/"
 ./target/debug/examples/demostack --moto "http://127.0.0.1:$moto_port" --proxy-addr "127.0.0.1:$proxy_port" --exporter-addr "127.0.0.1:$app_port" >"$work/stack.log" 2>&1 & pids+=($!)
@@ -118,6 +119,10 @@ KUBECONFIG="$work/shipshape.kubeconfig" ./target/debug/shipshape controller --me
 # You (kubectl, shipshape status) act as the cluster's admin; the controller as itself.
 export KUBECONFIG="$admin"
 wait_http "http://127.0.0.1:$metrics_port/readyz"
+# The dashboard, as you: every release, each rollout's steps and measurements live, the buttons.
+./target/debug/shipshape dashboard --port "$dash_port" >"$work/dashboard.log" 2>&1 & pids+=($!)
+wait_http "http://127.0.0.1:$dash_port/"
+echo "  open http://127.0.0.1:$dash_port/ to watch it all in the dashboard (shipshape dashboard)"
 curl -fs -XPOST "127.0.0.1:$app_port/error-rate?service=backend&rate=0" >/dev/null
 
 # Fargate services need a subnet and a security group that exist in (emulated) EC2.
@@ -200,6 +205,15 @@ echo "  history:"
 release '{range .status.history[*]}    {.sha}  {.outcome}  {.reason}{"\n"}{end}'
 echo "  events:"
 kubectl get events -n car-rental -o jsonpath='{range .items[?(@.involvedObject.name=="backend")]}    {.type}  {.reason}  {.message}{"\n"}{end}' | tail -4 | cut -c1-150
+echo "  the dashboard (http://127.0.0.1:$dash_port/#/r/car-rental/backend) shows it from its own watch:"
+curl -fs "http://127.0.0.1:$dash_port/api/releases/car-rental/backend" >"$work/dashboard-backend.json"
+python3 - "$work/dashboard-backend.json" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+seen = p["rollouts"][-1] if p["rollouts"] else {"measurements": []}
+fails = [m for m in seen["measurements"] if m["verdict"] == "Fail"]
+print("    %s, %d measurements of its last rollout (%d failing), %d Events" % (p["row"]["phase"], len(seen["measurements"]), len(fails), len(p["events"])))
+PY
 
 step "A migration that fails: 5c6d7e8f's npm run db:migrate exits 1 (the proxy's task model scripts it)"
 curl -fs -XPOST "127.0.0.1:$proxy_port/__proxy/ecs/task-script" \
@@ -447,4 +461,8 @@ refused=$(curl -s "127.0.0.1:$proxy_port/__proxy/violations" | python3 -c 'impor
 echo "  $calls requests, each valid for AWS's API model and allowed by deploy/iam-policy.json in a real IAM evaluator: $refused refused"
 [ "$refused" = 0 ]
 
+if [ -t 0 ] && [ "${SHIPSHAPE_DEMO_HOLD:-1}" != 0 ]; then
+  step "The dashboard stays at http://127.0.0.1:$dash_port/ (press its buttons: roll back, pause, retry…); Enter stops everything"
+  read -r _
+fi
 step "Done in $(( ($(now_ms) - built_ms) / 1000 ))s after the build; stopping everything the demo started"
