@@ -189,7 +189,13 @@ async fn watch<K>(
                 changed(&shared, &o)
             }
             Ok(watcher::Event::Delete(o)) => match kind {
-                "ServiceRelease" => Change::ReleaseGone(key(&o.namespace().unwrap_or_default(), &o.name_any())),
+                "ServiceRelease" => {
+                    let k = key(&o.namespace().unwrap_or_default(), &o.name_any());
+                    if let Ok(mut seen) = shared.seen.lock() {
+                        seen.remove(&k);
+                    }
+                    Change::ReleaseGone(k)
+                }
                 _ => changed(&shared, &o),
             },
             Ok(watcher::Event::InitDone) => {

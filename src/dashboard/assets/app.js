@@ -101,7 +101,7 @@ function options(select, values, chosen) {
 }
 
 // How long the list took (read by the benchmark: benches/dashboard.rs).
-const timings = (window.shipshapeTimings = { firstList: null, lastRenderMs: null, renders: 0 });
+const timings = (window.shipshapeTimings = { firstList: null, lastRenderMs: null, renders: 0, lastEvent: null, lastRender: null });
 
 function renderList() {
   const tbody = $("#releases tbody");
@@ -134,6 +134,7 @@ function renderList() {
   $("#count").textContent = `${shown.length} of ${rows.length}`;
   timings.renders += 1;
   timings.lastRenderMs = performance.now() - t0;
+  timings.lastRender = Date.now();
   if (timings.firstList === null && rows.length) timings.firstList = performance.now();
   if (state.errors.length) notice(state.errors.join("\n"), "error");
 }
@@ -165,7 +166,7 @@ function consoleLinks(rel, env) {
   const link = (label, value, href) => links.push(`<div class="card"><div class="k">${esc(label)}</div><div class="mono">${href && region ? `<a target="_blank" rel="noopener noreferrer" href="${esc(href)}">${esc(value)}</a>` : esc(value)}</div></div>`);
   const base = region ? `https://${region}.console.aws.amazon.com` : "";
   if (rel.spec.function) {
-    const fn = rel.spec.function.name || rel.metadata.name;
+    const fn = rel.spec.service || rel.metadata.name;
     link("Lambda function", fn, `${base}/lambda/home?region=${region}#/functions/${encodeURIComponent(fn)}`);
     if (st.functionVersionArn) link("Function version", st.functionVersionArn, `${base}/lambda/home?region=${region}#/functions/${encodeURIComponent(fn)}/versions/${encodeURIComponent(st.functionVersionArn.split(":").pop())}`);
     if (st.stableFunctionVersionArn) link("Stable version", st.stableFunctionVersionArn);
@@ -350,18 +351,31 @@ async function showPipeline() {
 
 // ---- live updates --------------------------------------------------------------------------
 
-let listTimer = null;
+// The list is drawn at once on a change, then at most every 200 ms while changes keep
+// coming; a tab out of view draws nothing until it is shown again.
+let listTimer = null, listDirty = false;
 function scheduleList() {
-  if (listTimer) return;
-  listTimer = setTimeout(() => { listTimer = null; renderList(); }, 200);
+  listDirty = true;
+  if (listTimer || document.hidden) return;
+  listDirty = false;
+  renderList();
+  listTimer = setTimeout(() => { listTimer = null; if (listDirty) scheduleList(); }, 200);
 }
+document.addEventListener("visibilitychange", () => { if (!document.hidden && listDirty) scheduleList(); });
 
 function connect() {
   const es = new EventSource("/api/stream");
   const live = $("#live");
-  es.onopen = () => { live.className = "live on"; live.textContent = "live"; };
-  es.onerror = () => { live.className = "live off"; live.textContent = "reconnecting"; };
+  let missed = false;
+  es.onopen = async () => {
+    live.className = "live on";
+    live.textContent = "live";
+    // Changes while the stream was down were not pushed: read everything again.
+    if (missed) { missed = false; await loadReleases(); afterChange(true, true, null); }
+  };
+  es.onerror = () => { missed = true; live.className = "live off"; live.textContent = "reconnecting"; };
   es.addEventListener("changes", async (ev) => {
+    timings.lastEvent = Date.now();
     const c = JSON.parse(ev.data);
     if (c.reset) { await loadReleases(); state.errors = c.errors || []; return afterChange(true, true, null); }
     for (const r of c.releases || []) state.rows.set(`${r.namespace}/${r.name}`, r);
