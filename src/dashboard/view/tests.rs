@@ -109,3 +109,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_function_release_is_a_lambda_row() {
+    let mut r = release("shop", "bookings", None);
+    r.spec.function = serde_json::from_value(serde_json::json!({"alias": "live", "s3": {"bucket": "b", "key": "k"}})).ok();
+    assert!(r.spec.function.is_some(), "a function spec");
+    assert_eq!(release_row(&r).target, "Lambda");
+}
+
+proptest! {
+    /// Whatever the `from` links (cycles, branches, upstreams out of sight), every path
+    /// shown starts at a first stage, follows the links, and names no release twice.
+    #[test]
+    fn every_promotion_path_follows_the_links_and_never_repeats(links in proptest::collection::vec(proptest::option::of(0usize..12), 1..12)) {
+        let rows: Vec<ReleaseRow> = links
+            .iter()
+            .enumerate()
+            .map(|(i, up)| release_row(&release("a", &format!("r{i}"), up.map(|u| format!("r{u}")).as_deref())))
+            .collect();
+        let by: std::collections::BTreeMap<String, &ReleaseRow> = rows.iter().map(|r| (format!("{}/{}", r.namespace, r.name), r)).collect();
+        for path in chains(&rows) {
+            let unique: std::collections::BTreeSet<&String> = path.iter().collect();
+            prop_assert_eq!(unique.len(), path.len(), "{:?}", path);
+            prop_assert!(path.len() >= 2);
+            let first = by[&path[0]];
+            prop_assert!(first.upstream.as_ref().is_none_or(|u| !by.contains_key(u)), "{:?} starts at a first stage", path);
+            for w in path.windows(2) {
+                prop_assert_eq!(by[&w[1]].upstream.as_ref(), Some(&w[0]));
+            }
+        }
+    }
+}
