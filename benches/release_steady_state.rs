@@ -47,6 +47,7 @@ fn cfg() -> Config {
         native: false,
         pre_deploy: vec![],
         snapshot_retention: None,
+        deploy_poll: shipshape::core::rollout::DEPLOY_POLL,
     }
 }
 

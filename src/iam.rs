@@ -476,6 +476,52 @@ pub fn policy(o: &PolicyOptions) -> Policy {
             none.clone(),
         ),
         // Analysis
+        // AWS events (Environment `events: {}`): the Environment's queue and rule, named
+        // shipshape-<environment>, created with the ownership tags and changed only while they
+        // carry shipshape's tag; the rule delivers only to such a queue; the heartbeat is the
+        // only event shipshape puts, with its own source.
+        statement(o, "EventQueueCreateOwned", &["sqs:CreateQueue", "sqs:TagQueue"], json!(arn("sqs", "shipshape-*")), new_owned()),
+        statement(o, "EventQueueWriteOwned", &["sqs:SetQueueAttributes", "sqs:DeleteQueue"], json!(arn("sqs", "shipshape-*")), owned()),
+        statement(
+            o,
+            "EventQueueRead",
+            &["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:ListQueueTags", "sqs:ReceiveMessage", "sqs:DeleteMessage"],
+            json!(arn("sqs", "shipshape-*")),
+            none.clone(),
+        ),
+        statement(o, "EventRuleCreateOwned", &["events:PutRule", "events:TagResource"], json!(arn("events", "rule/shipshape-*")), {
+            let mut c = new_owned();
+            c["StringEqualsIfExists"] = json!({format!("aws:ResourceTag/{MANAGED_BY_TAG}"): MANAGED_BY});
+            c
+        }),
+        statement(o, "EventRuleTargetsOwnQueue", &["events:PutTargets"], json!(arn("events", "rule/shipshape-*")), {
+            // events:TargetArn is multivalued (one per target): every one must be such a queue.
+            let mut c = owned();
+            c["ForAllValues:ArnLike"] = json!({"events:TargetArn": format!("arn:{p}:sqs:*:*:shipshape-*")});
+            c["Null"] = json!({"events:TargetArn": "false"});
+            c
+        }),
+        statement(
+            o,
+            "EventRuleWriteOwned",
+            &["events:RemoveTargets", "events:DeleteRule"],
+            json!(arn("events", "rule/shipshape-*")),
+            owned(),
+        ),
+        statement(
+            o,
+            "EventRuleRead",
+            &["events:DescribeRule", "events:ListTagsForResource", "events:ListTargetsByRule"],
+            json!(arn("events", "rule/shipshape-*")),
+            none.clone(),
+        ),
+        statement(o, "EventHeartbeat", &["events:PutEvents"], json!(arn("events", "event-bus/default")), {
+            // Multivalued keys (one per entry): every entry must be the heartbeat.
+            json!({
+                "ForAllValues:StringEquals": {"events:source": [crate::core::events::HEARTBEAT_SOURCE], "events:detail-type": [crate::core::events::HEARTBEAT_TYPE]},
+                "Null": {"events:source": "false", "events:detail-type": "false"},
+            })
+        }),
         statement(o, "CloudWatchAlarmsForAnalysis", &["cloudwatch:DescribeAlarms"], json!(arn("cloudwatch", "alarm:*")), none.clone()),
         statement(o, "ManagedPrometheusQueries", &["aps:QueryMetrics"], json!(arn("aps", "workspace/*")), none),
     ];

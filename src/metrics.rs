@@ -45,6 +45,18 @@ pub struct Metrics {
     pub analysis_value: GaugeVec,
     /// Seconds from the failing verdict to the rollback's UpdateService call.
     pub rollback_seconds: Histogram,
+    /// AWS events received, by source and detail type (bounded labels).
+    pub aws_events: IntCounterVec,
+    /// Seconds from an event's time to its handling.
+    pub aws_event_lag: Histogram,
+    /// 1 while an Environment's events flow (its heartbeat comes back), 0 while they do not.
+    pub aws_events_flowing: IntGaugeVec,
+    /// Times an Environment's events stopped and polling took over again.
+    pub aws_event_fallbacks: IntCounterVec,
+    /// Failed receives of an Environment's event queue.
+    pub aws_event_receive_failures: IntCounterVec,
+    /// Objects woken by an AWS event, by kind.
+    pub aws_event_wakes: IntCounterVec,
     /// Rollback calls ECS refused (the bad SHA may still be serving; retried).
     pub rollback_failures: IntCounter,
     /// Notification attempts by sink (`<environment>/<sink>`) and result (delivered |
@@ -117,6 +129,36 @@ impl Metrics {
         let notifications =
             IntCounterVec::new(Opts::new("notifications_total", "Notification attempts by sink and result"), &["sink", "result"]).unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
+        let aws_events = IntCounterVec::new(
+            Opts::new("aws_events_total", "AWS events received from the Environments' event queues"),
+            &["source", "detail_type"],
+        )
+        .unwrap();
+        let aws_event_lag = Histogram::with_opts(
+            HistogramOpts::new("aws_event_lag_seconds", "Seconds from an AWS event's time to its handling")
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .unwrap();
+        let aws_events_flowing = IntGaugeVec::new(
+            Opts::new("aws_events_flowing", "1 while the Environment's AWS events flow (heartbeat received)"),
+            &["environment"],
+        )
+        .unwrap();
+        let aws_event_fallbacks = IntCounterVec::new(
+            Opts::new("aws_event_fallbacks_total", "Times the Environment's AWS events stopped and polling took over"),
+            &["environment"],
+        )
+        .unwrap();
+        let aws_event_receive_failures =
+            IntCounterVec::new(Opts::new("aws_event_receive_failures_total", "Failed receives of the event queue"), &["environment"])
+                .unwrap();
+        let aws_event_wakes =
+            IntCounterVec::new(Opts::new("aws_event_wakes_total", "Objects woken by an AWS event, by kind"), &["kind"]).unwrap();
+        registry.register(Box::new(aws_event_lag.clone())).unwrap();
+        registry.register(Box::new(aws_events_flowing.clone())).unwrap();
+        for c in [&aws_events, &aws_event_fallbacks, &aws_event_receive_failures, &aws_event_wakes] {
+            registry.register(Box::new(c.clone())).unwrap();
+        }
         for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe, &release_waiting] {
             registry.register(Box::new(g.clone())).unwrap();
         }
@@ -147,6 +189,12 @@ impl Metrics {
             rollback_seconds,
             rollback_failures,
             notifications,
+            aws_events,
+            aws_event_lag,
+            aws_events_flowing,
+            aws_event_fallbacks,
+            aws_event_receive_failures,
+            aws_event_wakes,
         }
     }
 

@@ -186,6 +186,35 @@ fn hostile() -> Vec<Case> {
         case("a role created", Check::new("iam:CreateRole", format!("arn:aws:iam::{ACCOUNT}:role/x"))),
         case("a secret read", Check::new("secretsmanager:GetSecretValue", arn("arn:aws:secretsmanager:R:A:secret:rds!db-payments"))),
         case("a function invoked", Check::new("lambda:InvokeFunction", &func)).on(THEIRS),
+        // AWS events: only shipshape's own queue and rule, and no event but its heartbeat.
+        case("another team's queue read", Check::new("sqs:ReceiveMessage", arn("arn:aws:sqs:R:A:payments-orders"))),
+        case("another team's queue's policy set", Check::new("sqs:SetQueueAttributes", arn("arn:aws:sqs:R:A:shipshape-prod"))).on(THEIRS),
+        case("another team's queue deleted", Check::new("sqs:DeleteQueue", arn("arn:aws:sqs:R:A:shipshape-prod"))).on(THEIRS),
+        case("a queue created without ownership tags", Check::new("sqs:CreateQueue", arn("arn:aws:sqs:R:A:shipshape-new"))),
+        case("a rule disabled (never granted)", Check::new("events:DisableRule", arn("arn:aws:events:R:A:rule/shipshape-prod"))).on(OURS),
+        case(
+            "another rule rewritten",
+            Check::new("events:PutRule", arn("arn:aws:events:R:A:rule/payments-alerts")).request_tags(&ownership_request()),
+        ),
+        case(
+            "our rule made to deliver elsewhere",
+            Check::new("events:PutTargets", arn("arn:aws:events:R:A:rule/shipshape-prod"))
+                .with("events:TargetArn", vec![arn("arn:aws:lambda:R:A:function:x")]),
+        )
+        .on(OURS),
+        case("another rule deleted", Check::new("events:DeleteRule", arn("arn:aws:events:R:A:rule/shipshape-prod"))).on(THEIRS),
+        case(
+            "an event forged as ECS's",
+            Check::new("events:PutEvents", arn("arn:aws:events:R:A:event-bus/default"))
+                .with("events:source", "aws.ecs")
+                .with("events:detail-type", "ECS Deployment State Change"),
+        ),
+        case(
+            "an event put on another bus",
+            Check::new("events:PutEvents", arn("arn:aws:events:R:A:event-bus/payments"))
+                .with("events:source", vec!["shipshape.dev"])
+                .with("events:detail-type", vec!["Shipshape Heartbeat"]),
+        ),
     ]
 }
 
@@ -253,6 +282,33 @@ fn own() -> Vec<Case> {
         ),
         case("an Environment role assumed", Check::new("sts:AssumeRole", "arn:aws:iam::210987654321:role/shipshape/environments/prod")),
         case("function code read", Check::new("s3:GetObject", "arn:aws:s3:::car-rental-builds/bookings/abc1234.zip")),
+        case(
+            "our event queue created",
+            Check::new("sqs:CreateQueue", arn("arn:aws:sqs:R:A:shipshape-prod")).request_tags(&ownership_request()),
+        ),
+        case("our event queue's policy", Check::new("sqs:SetQueueAttributes", arn("arn:aws:sqs:R:A:shipshape-prod"))).on(OURS),
+        case("our event queue read", Check::new("sqs:ReceiveMessage", arn("arn:aws:sqs:R:A:shipshape-prod"))),
+        case(
+            "our event rule created",
+            Check::new("events:PutRule", arn("arn:aws:events:R:A:rule/shipshape-prod")).request_tags(&ownership_request()),
+        ),
+        case(
+            "our event rule put back",
+            Check::new("events:PutRule", arn("arn:aws:events:R:A:rule/shipshape-prod")).request_tags(&ownership_request()),
+        )
+        .on(OURS),
+        case(
+            "our rule delivering to our queue",
+            Check::new("events:PutTargets", arn("arn:aws:events:R:A:rule/shipshape-prod"))
+                .with("events:TargetArn", vec![arn("arn:aws:sqs:R:A:shipshape-prod")]),
+        )
+        .on(OURS),
+        case(
+            "the heartbeat",
+            Check::new("events:PutEvents", arn("arn:aws:events:R:A:event-bus/default"))
+                .with("events:source", vec!["shipshape.dev"])
+                .with("events:detail-type", vec!["Shipshape Heartbeat"]),
+        ),
     ]
 }
 
@@ -271,6 +327,13 @@ fn gaps() -> Vec<Case> {
             "ownership put on an untagged database",
             Check::new("rds:AddTagsToResource", arn("arn:aws:rds:R:A:db:legacy")).request_tags(&forge),
         ),
+        // PutRule creates and updates alike: a rule named shipshape-* without shipshape's tag
+        // cannot be told from a new one (the Environment refuses it: Conflict, owner tag).
+        case(
+            "an untagged shipshape-named rule rewritten",
+            Check::new("events:PutRule", arn("arn:aws:events:R:A:rule/shipshape-prod")).request_tags(&forge),
+        )
+        .on(THEIRS),
     ]
 }
 

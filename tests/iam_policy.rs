@@ -55,6 +55,18 @@ fn actions(service: &str, op: &str) -> Vec<String> {
         }
         ("lambda", "UpdateFunctionCode") => vec!["lambda:UpdateFunctionCode".into(), "s3:GetObject".into()],
         ("lambda", "UpdateFunctionConfiguration") => vec!["lambda:UpdateFunctionConfiguration".into(), "iam:PassRole".into()],
+        // events.rs holds both the SQS queue and the EventBridge rule (SdkSqs, SdkBridge).
+        // A queue or rule created with tags needs TagQueue / TagResource; a batch deletion is
+        // authorized as DeleteMessage.
+        ("events", "CreateQueue") => vec!["sqs:CreateQueue".into(), "sqs:TagQueue".into()],
+        ("events", "DeleteMessageBatch") => vec!["sqs:DeleteMessage".into()],
+        (
+            "events",
+            op @ ("GetQueueUrl" | "GetQueueAttributes" | "ListQueueTags" | "SetQueueAttributes" | "DeleteQueue" | "ReceiveMessage"),
+        ) => {
+            vec![format!("sqs:{op}")]
+        }
+        ("events", "PutRule") => vec!["events:PutRule".into(), "events:TagResource".into()],
         // Task definitions name execution and task roles.
         ("ecs", "RegisterTaskDefinition") => vec!["ecs:RegisterTaskDefinition".into(), "iam:PassRole".into()],
         // A load balancer's advancedConfiguration names the role ECS uses for ELB.
@@ -88,6 +100,7 @@ fn the_iam_policy_grants_exactly_the_actions_the_code_calls() {
         ("lambda.rs", "lambda"),
         ("cloudwatch.rs", "cloudwatch"),
         ("logs.rs", "logs"),
+        ("events.rs", "events"),
         ("mod.rs", "sts"),
     ] {
         for op in operations(file) {

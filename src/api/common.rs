@@ -353,6 +353,8 @@ pub mod condition_types {
     pub const RECONCILING: &str = "Reconciling";
     /// No progress is possible without a change by someone.
     pub const STALLED: &str = "Stalled";
+    /// An Environment's AWS events arrive through its event queue (`spec.events`).
+    pub const EVENTS_FLOWING: &str = "EventsFlowing";
 }
 
 #[cfg(test)]

@@ -51,6 +51,12 @@ pub const SNAPSHOT_TAKEN: &str = "FinalSnapshot";
 pub const UPDATED: &str = "Updated";
 /// A rollout failed and the service was pointed back at the stable task definition.
 pub const ROLLED_BACK: &str = "RolledBack";
+/// An Environment's AWS events arrive (the heartbeat came back).
+pub const EVENTS_FLOWING: &str = "EventsFlowing";
+/// An Environment's AWS events stopped: polling as without them.
+pub const EVENTS_STOPPED: &str = "EventsStopped";
+/// An Environment's event queue waits for its first heartbeat.
+pub const WAITING_FOR_HEARTBEAT: &str = "WaitingForHeartbeat";
 /// A rollout failed with nothing to roll back to (or autoRollback off).
 pub const ROLLOUT_FAILED: &str = "RolloutFailed";
 /// A release was promoted to stable.

@@ -239,6 +239,10 @@ pub enum NativeStrategy {
 pub trait Sts: Send + Sync {
     /// The account of the caller identity.
     async fn caller_account(&self) -> Result<String, AwsError>;
+    /// The caller identity's ARN (what CloudTrail records as `userIdentity.arn`), when known.
+    async fn caller_arn(&self) -> Result<Option<String>, AwsError> {
+        Ok(None)
+    }
 }
 
 /// The RDS operations shipshape uses.
@@ -540,6 +544,73 @@ pub struct TaskRequest {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An EventBridge rule as AWS shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedRule {
+    /// ARN.
+    pub arn: String,
+    /// Event pattern (JSON).
+    pub pattern: Option<String>,
+    /// ENABLED or DISABLED.
+    pub state: String,
+}
+
+/// An SQS queue as AWS shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedQueue {
+    /// Queue URL.
+    pub url: String,
+    /// Queue ARN.
+    pub arn: String,
+    /// Its resource policy (JSON).
+    pub policy: Option<String>,
+    /// Its tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One SQS message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QueueMessage {
+    /// Message id (for batch deletion).
+    pub id: String,
+    /// Receipt handle.
+    pub receipt: String,
+    /// Body (an EventBridge event, untrusted).
+    pub body: String,
+}
+
+/// An Environment's event queue (SQS) and rule (EventBridge).
+#[async_trait]
+pub trait EventQueue: Send + Sync {
+    /// The queue named `name` (in `account`, when given), with its ARN, policy and tags; None
+    /// when it does not exist.
+    async fn describe_queue(&self, name: &str, account: Option<&str>) -> Result<Option<ObservedQueue>, AwsError>;
+    /// Creates the queue (encrypted, 1-day retention, 20 s long polls), tagged; returns its URL.
+    async fn create_queue(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<String, AwsError>;
+    /// Sets the queue's resource policy.
+    async fn set_queue_policy(&self, url: &str, policy: &str) -> Result<(), AwsError>;
+    /// Deletes the queue.
+    async fn delete_queue(&self, url: &str) -> Result<(), AwsError>;
+    /// Long-polls the queue: at most `max` messages, waiting up to `wait`.
+    async fn receive(&self, url: &str, wait: Duration, max: i32) -> Result<Vec<QueueMessage>, AwsError>;
+    /// Deletes handled messages (`(id, receipt)`).
+    async fn delete_messages(&self, url: &str, handled: &[(String, String)]) -> Result<(), AwsError>;
+    /// The rule named `name`, or None.
+    async fn describe_rule(&self, name: &str) -> Result<Option<ObservedRule>, AwsError>;
+    /// The rule's tags.
+    async fn rule_tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError>;
+    /// Creates or updates the rule (enabled, `pattern`), tagged on creation; returns its ARN.
+    async fn put_rule(&self, name: &str, pattern: &str, tags: &BTreeMap<String, String>) -> Result<String, AwsError>;
+    /// The ARNs the rule delivers to.
+    async fn rule_targets(&self, rule: &str) -> Result<Vec<String>, AwsError>;
+    /// Makes the rule deliver to `queue_arn`.
+    async fn put_target(&self, rule: &str, queue_arn: &str) -> Result<(), AwsError>;
+    /// Removes the rule's targets and the rule.
+    async fn delete_rule(&self, rule: &str) -> Result<(), AwsError>;
+    /// Puts a heartbeat event for `environment` on the account's default event bus.
+    async fn put_heartbeat(&self, environment: &str) -> Result<(), AwsError>;
+}
+
 /// The clients of one Environment.
 #[derive(Clone)]
 pub struct AwsClients {
@@ -561,6 +632,8 @@ pub struct AwsClients {
     pub cloudwatch: Arc<dyn CloudWatch>,
     /// CloudWatch Logs (the output of a step's task).
     pub logs: Arc<dyn Logs>,
+    /// SQS and EventBridge (the Environment's event queue).
+    pub events: Arc<dyn EventQueue>,
     /// The credentials behind these clients (to sign other requests with, e.g. Prometheus
     /// queries to Amazon Managed Service for Prometheus); None for test fakes.
     pub credentials: Option<aws_credential_types::provider::SharedCredentialsProvider>,
@@ -723,12 +796,13 @@ pub struct CachedSts {
     inner: Arc<dyn Sts>,
     ttl: Duration,
     cached: tokio::sync::Mutex<Option<(String, std::time::Instant)>>,
+    arn: tokio::sync::Mutex<Option<(Option<String>, std::time::Instant)>>,
 }
 
 impl CachedSts {
     /// Remembers `inner`'s answer for `ttl`.
     pub fn new(inner: Arc<dyn Sts>, ttl: Duration) -> Self {
-        CachedSts { inner, ttl, cached: tokio::sync::Mutex::new(None) }
+        CachedSts { inner, ttl, cached: tokio::sync::Mutex::new(None), arn: tokio::sync::Mutex::new(None) }
     }
 }
 
@@ -744,5 +818,17 @@ impl Sts for CachedSts {
         let account = self.inner.caller_account().await?;
         *cached = Some((account.clone(), std::time::Instant::now()));
         Ok(account)
+    }
+
+    async fn caller_arn(&self) -> Result<Option<String>, AwsError> {
+        let mut cached = self.arn.lock().await;
+        if let Some((arn, at)) = cached.as_ref() {
+            if at.elapsed() < self.ttl {
+                return Ok(arn.clone());
+            }
+        }
+        let arn = self.inner.caller_arn().await?;
+        *cached = Some((arn.clone(), std::time::Instant::now()));
+        Ok(arn)
     }
 }

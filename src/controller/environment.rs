@@ -10,11 +10,15 @@ use tracing::{info, instrument};
 
 use super::reconcile::{finish, next_conditions, settle, stall_for, stored_reason, Kind, Settled, Written};
 use super::{key_of, status, Context, Error, Settings};
-use crate::api::{owner_of, reasons, Environment, EnvironmentStatus, ServiceRelease, StackSpec};
+use crate::api::{
+    condition_types, owner_of, reasons, Condition, Environment, EnvironmentStatus, EventsStatus, ServiceRelease, StackSpec, OWNER_TAG,
+};
 use crate::aws::{AwsClients, AwsError, NewCluster, Target};
 use crate::core::conditions::Readiness;
 use crate::core::environment::{self as plan, ClusterCall, ObservedEnvironment};
+use crate::core::events::{self, Flow};
 use crate::core::requeue::Category;
+use std::time::Duration;
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "environment";
@@ -66,6 +70,147 @@ struct Converged {
     cluster_arn: String,
     caller_account: String,
     steps: Vec<ClusterCall>,
+    /// The event queue and rule, as AWS accepted them (None: no `spec.events`).
+    events: Option<EventsStatus>,
+    /// What was done to them (for Events).
+    event_notes: Vec<String>,
+}
+
+/// The event queue of `spec.events` (and, unless it names a queue of its own, the rule
+/// feeding it) brought to their declared state; an owned queue and rule are deleted when
+/// `spec.events` goes away.
+async fn converge_events(env: &Environment, aws: &AwsClients, owner: &str) -> Result<(Option<EventsStatus>, Vec<String>), Failure> {
+    let old = env.status.as_ref().and_then(|s| s.events.clone());
+    let mut notes = vec![];
+    let Some(spec) = env.spec.events.as_ref() else {
+        if let Some(old) = old.filter(|o| o.owned) {
+            delete_events(env, aws, &old, owner).await?;
+            notes.push(format!("deleted the event queue and rule {} (spec.events removed)", events::resource_name(&env.name_any())));
+        }
+        return Ok((None, notes));
+    };
+    let conflict = |message: String| Failure::Refused(plan::Refusal { reason: reasons::CONFLICT, message, category: Category::Conflict });
+    if let Some(arn) = &spec.queue_arn {
+        let Some((name, account)) = events::queue_of_arn(arn) else {
+            return Err(Failure::Refused(plan::Refusal {
+                reason: reasons::INVALID_SPEC,
+                message: format!("spec.events.queueArn {arn} is not an SQS queue ARN"),
+                category: Category::InvalidSpec,
+            }));
+        };
+        let Some(q) = aws.events.describe_queue(name, Some(account)).await? else {
+            return Err(Failure::Aws(AwsError::NotFound {
+                op: "GetQueueUrl",
+                message: format!("SQS queue {arn} (spec.events.queueArn) does not exist"),
+            }));
+        };
+        return Ok((
+            Some(EventsStatus { queue_url: Some(q.url), queue_arn: Some(q.arn), rule_arn: None, owned: false, last_event_time: None }),
+            notes,
+        ));
+    }
+    let name = events::resource_name(&env.name_any());
+    let tags = plan::desired_tags(&env.spec, owner);
+    let theirs =
+        |t: &std::collections::BTreeMap<String, String>| t.get(OWNER_TAG).is_some_and(|o| o != owner) || !t.contains_key(OWNER_TAG);
+    let queue = match aws.events.describe_queue(&name, None).await? {
+        Some(q) if theirs(&q.tags) => {
+            return Err(conflict(format!("SQS queue {name} exists and is not this Environment's (tag {OWNER_TAG}); delete or rename it")))
+        }
+        Some(q) => q,
+        None => {
+            aws.events.create_queue(&name, &tags).await?;
+            notes.push(format!("created SQS queue {name}"));
+            aws.events.describe_queue(&name, None).await?.ok_or_else(|| {
+                Failure::Aws(AwsError::Transient {
+                    op: "GetQueueUrl",
+                    message: format!("SQS queue {name} not found right after it was created"),
+                })
+            })?
+        }
+    };
+    let pattern = events::rule_pattern();
+    let rule_arn = match aws.events.describe_rule(&name).await? {
+        None => {
+            let arn = aws.events.put_rule(&name, &pattern, &tags).await?;
+            notes.push(format!("created EventBridge rule {name}"));
+            arn
+        }
+        Some(rule) => {
+            if theirs(&aws.events.rule_tags(&rule.arn).await?) {
+                return Err(conflict(format!(
+                    "EventBridge rule {name} exists and is not this Environment's (tag {OWNER_TAG}); delete or rename it"
+                )));
+            }
+            let same = rule.pattern.as_deref().is_some_and(|p| events::same_json(p, &pattern));
+            if rule.state != "ENABLED" || !same {
+                aws.events.put_rule(&name, &pattern, &tags).await?;
+                notes.push(format!(
+                    "put EventBridge rule {name} back (it was {}; changed outside shipshape)",
+                    if same { "disabled" } else { "edited" }
+                ));
+            }
+            rule.arn
+        }
+    };
+    let policy = events::queue_policy(&queue.arn, &rule_arn);
+    if !queue.policy.as_deref().is_some_and(|p| events::same_json(p, &policy)) {
+        aws.events.set_queue_policy(&queue.url, &policy).await?;
+        notes.push(format!("set the policy of SQS queue {name}: only rule {name} may send to it"));
+    }
+    if !aws.events.rule_targets(&name).await?.contains(&queue.arn) {
+        aws.events.put_target(&name, &queue.arn).await?;
+        notes.push(format!("made EventBridge rule {name} deliver to SQS queue {name}"));
+    }
+    Ok((
+        Some(EventsStatus {
+            queue_url: Some(queue.url),
+            queue_arn: Some(queue.arn),
+            rule_arn: Some(rule_arn),
+            owned: true,
+            last_event_time: None,
+        }),
+        notes,
+    ))
+}
+
+/// Deletes an owned event rule and queue (only when their owner tag is this Environment's).
+async fn delete_events(env: &Environment, aws: &AwsClients, _old: &EventsStatus, owner: &str) -> Result<(), Failure> {
+    let name = events::resource_name(&env.name_any());
+    if let Some(rule) = aws.events.describe_rule(&name).await? {
+        if aws.events.rule_tags(&rule.arn).await?.get(OWNER_TAG).map(String::as_str) == Some(owner) {
+            aws.events.delete_rule(&name).await?;
+        }
+    }
+    if let Some(q) = aws.events.describe_queue(&name, None).await? {
+        if q.tags.get(OWNER_TAG).map(String::as_str) == Some(owner) {
+            match aws.events.delete_queue(&q.url).await {
+                Ok(()) | Err(AwsError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `EventsFlowing` condition for what this process sees of the Environment's events.
+fn events_condition(env: &Environment, ctx: &Context, previous: &[Condition]) -> Option<Condition> {
+    env.spec.events.as_ref()?;
+    let (status, reason, message) = match ctx.events.state(&env.name_any()).map(|s| s.0) {
+        Some(Flow::Flowing) => ("True", reasons::EVENTS_FLOWING, "AWS events arrive through the event queue (the heartbeat comes back): deploying releases poll every 30 s, drift is read 10 times less often".to_string()),
+        Some(Flow::Stopped) => ("False", reasons::EVENTS_STOPPED, super::events::stopped_message()),
+        _ => ("Unknown", reasons::WAITING_FOR_HEARTBEAT, "waiting for the event queue and the first heartbeat: polling as without events meanwhile".to_string()),
+    };
+    let last = previous.iter().find(|c| c.type_ == condition_types::EVENTS_FLOWING);
+    let last_transition_time = last.filter(|c| c.status == status).and_then(|c| c.last_transition_time).or(Some(chrono::Utc::now()));
+    Some(Condition {
+        type_: condition_types::EVENTS_FLOWING.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        last_transition_time,
+        observed_generation: env.metadata.generation,
+    })
 }
 
 enum Failure {
@@ -130,7 +275,8 @@ async fn converge(env: &Environment, ctx: &Context) -> Result<Converged, Failure
             ClusterCall::SetContainerInsights { value } => aws.ecs.set_container_insights(name, value).await?,
         }
     }
-    Ok(Converged { cluster_arn: arn, caller_account: observed.caller_account, steps })
+    let (events, event_notes) = converge_events(env, &aws, &owner_of(env)).await?;
+    Ok(Converged { cluster_arn: arn, caller_account: observed.caller_account, steps, events, event_notes })
 }
 
 fn describe(step: &ClusterCall) -> String {
@@ -175,17 +321,31 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
                 info!(env = %key_of(env.as_ref()), reason, note, "applied");
                 ctx.event(env.as_ref(), false, reason, note).await;
             }
+            for note in &done.event_notes {
+                info!(env = %key_of(env.as_ref()), note, "events");
+                ctx.event(env.as_ref(), false, reasons::UPDATED, note.clone()).await;
+            }
+            let flow = ctx.events.state(&env.name_any());
+            new_status.events = done.events.map(|e| crate::api::EventsStatus { last_event_time: flow.and_then(|f| f.1), ..e });
             new_status.cluster_arn = Some(done.cluster_arn);
             new_status.caller_account_id = Some(done.caller_account);
             let mut keys: Vec<String> = plan::desired_tags(&env.spec, &owner_of(env.as_ref())).into_keys().collect();
             keys.sort();
             new_status.managed_tag_keys = keys;
             let message = format!("ECS cluster {} is in its declared state", env.spec.ecs_cluster.name);
-            Settled::Done { readiness: Readiness::Ready { reason: reasons::RECONCILED, message }, requeue: Some(drift) }
+            // While the queue waits for its first heartbeat the condition is looked at soon.
+            let requeue = if env.spec.events.is_some() && flow.is_none_or(|f| f.0 == Flow::Starting) {
+                drift.min(Duration::from_secs(5))
+            } else {
+                drift
+            };
+            Settled::Done { readiness: Readiness::Ready { reason: reasons::RECONCILED, message }, requeue: Some(requeue) }
         }
         Err(Failure::NotLeader) => return Err(Error::NotLeader),
         Err(f) => Settled::from(f),
     };
+    new_status.conditions.retain(|c| c.type_ != condition_types::EVENTS_FLOWING);
+    new_status.conditions.extend(events_condition(&env, ctx, &old_status.conditions));
     let written = Written {
         previous: &old_status.conditions,
         conditions: &old_status.conditions,
@@ -232,12 +392,40 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
         return Err(Error::Refused { category: Category::Conflict, message });
     }
     let owner = owner_of(env.as_ref());
+    // The event queue and rule follow the deletion policy too (only shipshape's own).
+    let owned_events = env.status.as_ref().and_then(|s| s.events.clone()).filter(|e| e.owned);
+    if let (Some(old), crate::api::EnvironmentDeletionPolicy::Delete) = (owned_events, env.spec.deletion_policy) {
+        ctx.may_act()?;
+        let aws = ctx.aws.clients(&target(env.as_ref())).await?;
+        match delete_events(env.as_ref(), &aws, &old, &owner).await {
+            Ok(()) => {
+                let name = events::resource_name(&env.name_any());
+                ctx.event(env.as_ref(), false, reasons::DELETED, format!("deleted the event queue and rule {name}")).await;
+            }
+            Err(Failure::Aws(e)) => {
+                ctx.event(env.as_ref(), true, stall_for(&e).reason(), format!("could not delete the event queue and rule: {e}")).await;
+                return Err(e.into());
+            }
+            Err(Failure::NotLeader) => return Err(Error::NotLeader),
+            Err(_) => {}
+        }
+    }
     if env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Retain || !env.spec.ecs_cluster.create {
         ctx.event(
             env.as_ref(),
             false,
             reasons::RETAINED,
-            format!("ECS cluster {} left in AWS (deletionPolicy Retain or adopted cluster)", env.spec.ecs_cluster.name),
+            format!(
+                "ECS cluster {}{} left in AWS (deletionPolicy Retain or adopted cluster)",
+                env.spec.ecs_cluster.name,
+                if env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Retain
+                    && env.status.as_ref().and_then(|s| s.events.as_ref()).is_some_and(|e| e.owned)
+                {
+                    " and the event queue and rule"
+                } else {
+                    ""
+                }
+            ),
         )
         .await;
         return Ok(Action::await_change());

@@ -2,6 +2,7 @@
 
 pub mod batch;
 mod environment;
+pub mod events;
 pub mod leader;
 pub mod listing;
 pub mod notify;
@@ -250,6 +251,8 @@ pub struct Context {
     prometheus: Mutex<HashMap<String, PrometheusEntry>>,
     /// Rollout notifications to the webhooks Environments list.
     pub notifier: notify::Notifier,
+    /// AWS events: which Environments' flow, and what they wake.
+    pub events: events::Hub,
 }
 
 /// An object's place: the Environment it belongs to, and the git SHA it is at (what a
@@ -326,6 +329,7 @@ impl Context {
             task_definitions: Revisions::default(),
             recent: release::Recent::default(),
             failures: Mutex::new(HashMap::new()),
+            events: events::Hub::default(),
         }
     }
 

@@ -163,7 +163,9 @@ pub(crate) trait Conditioned: Serialize {
 }
 
 impl Conditioned for EnvironmentStatus {
-    fn set_conditions(&mut self, conditions: Vec<Condition>) {
+    /// Ready, Reconciling and Stalled, and the `EventsFlowing` condition as the reconcile set it.
+    fn set_conditions(&mut self, mut conditions: Vec<Condition>) {
+        conditions.extend(self.conditions.iter().filter(|c| c.type_ == crate::api::condition_types::EVENTS_FLOWING).cloned());
         self.conditions = conditions;
     }
 }

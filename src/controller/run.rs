@@ -309,7 +309,13 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     // Releases woken by what the controller itself just wrote (see release::Recent).
     let (release_wake_tx, release_wakes) = futures::channel::mpsc::unbounded::<ObjectRef<ServiceRelease>>();
     let ctx = Arc::new(Context::new(client.clone(), cfg.aws.clone(), metrics.clone(), cfg.settings.clone(), leadership.clone(), stores));
+    // AWS events wake objects through these too (controller/events.rs).
+    let _ = ctx.events.wake.releases.set(release_wake_tx.clone());
     ctx.recent.wake_into(release_wake_tx);
+    let (stack_wake_tx, stack_wakes) = futures::channel::mpsc::unbounded::<ObjectRef<StackSpec>>();
+    let _ = ctx.events.wake.stacks.set(stack_wake_tx);
+    let (env_wake_tx, env_wakes) = futures::channel::mpsc::unbounded::<ObjectRef<Environment>>();
+    let _ = ctx.events.wake.environments.set(env_wake_tx);
     // Nothing starts before the caches hold what the API server has.
     if environments_store.wait_until_ready().await.is_err() || outputs_store.wait_until_ready().await.is_err() {
         anyhow::bail!("a cache stopped before it was filled");
@@ -328,6 +334,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     let concurrency = controller::Config::default().concurrency(MAX_CONCURRENT_RECONCILES);
     let environments = Controller::new(Api::<Environment>::all(client.clone()), wc.clone())
         .with_config(concurrency.clone())
+        .reconcile_on(env_wakes)
         .watches(Api::<StackSpec>::all(client.clone()), wc.clone(), |s| when_deleted(&s.metadata, &s.spec.environment))
         .watches(Api::<ServiceRelease>::all(client.clone()), wc.clone(), |r| when_deleted(&r.metadata, &r.spec.environment))
         .graceful_shutdown_on(stopped(stop_rx.clone()))
@@ -348,7 +355,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
         environment_changes(),
         |s: &StackSpec| s.spec.environment.as_str(),
         Dependents { fingerprint: |_| 0, of: |_, _| vec![] },
-        None,
+        Some(stack_wakes),
     );
     let releases = tenant_controller(
         Tenant { client: &client, wc: &wc, shard, concurrency, stop: stop_rx.clone(), ctx: ctx.clone() },
@@ -360,6 +367,9 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<()> {
     );
 
     info!("controllers running");
+    // The Environments' event queues. An event that comes before the caches hold its object
+    // finds nobody to wake: that object's first reconcile reads AWS anyway.
+    tokio::spawn(super::events::supervise(ctx.clone(), shard, stop_rx.clone()));
     // Environments are cluster-scoped: shard 0 reconciles them.
     let environments = async move {
         if shard.owns(None) {

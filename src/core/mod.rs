@@ -4,6 +4,7 @@ pub mod analysis;
 pub mod checks;
 pub mod conditions;
 pub mod environment;
+pub mod events;
 pub mod ownership;
 pub mod promotion;
 #[cfg(test)]

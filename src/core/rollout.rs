@@ -159,7 +159,14 @@ pub struct Config {
     pub pre_deploy: Vec<PreDeploy>,
     /// Snapshots before steps kept per database (None: all).
     pub snapshot_retention: Option<usize>,
+    /// How often a deployment in progress (ECS's, or a rollback waiting for ECS) is looked
+    /// at: [`DEPLOY_POLL`], or longer while the Environment's AWS events flow (they wake the
+    /// release when the deployment changes).
+    pub deploy_poll: Duration,
 }
+
+/// How often a deployment in progress is looked at without AWS events.
+pub const DEPLOY_POLL: Duration = Duration::from_secs(2);
 
 impl Config {
     /// The step at `index` (0-based), or the last one for an index past the end (a strategy
@@ -689,7 +696,7 @@ pub fn step(prev: &ServiceReleaseStatus, inp: &Inputs) -> Decision {
     let (readiness, mut requeue) = verdict(&c.st, inp);
     if inp.service.and_then(ServiceObs::deploying).is_some() {
         // ECS is deploying: its next pause is looked at soon, whatever the phase.
-        requeue = requeue.min(Duration::from_secs(2));
+        requeue = requeue.min(inp.config.deploy_poll);
     }
     Decision { status: c.st, effects: c.effects, events: c.events, readiness, requeue, rolled_back: c.rolled_back }
 }
@@ -1042,7 +1049,7 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
                         reason: reasons::ROLLING_BACK,
                         message: format!("rolling {sha} back to {stable}: {}", rb.map(|r| r.reason.clone()).unwrap_or_default()),
                     },
-                    Duration::from_secs(2),
+                    cfg.deploy_poll,
                 ),
             }
         }
@@ -1119,7 +1126,7 @@ pub fn readiness(st: &ServiceReleaseStatus, sha: &str, frozen: bool, now: DateTi
         }
         Phase::Progressing | Phase::Pending => (
             Readiness::Reconciling { reason: reasons::PROGRESSING, message: format!("rolling out {sha}: waiting for the ECS deployment") },
-            Duration::from_secs(2),
+            cfg.deploy_poll,
         ),
         Phase::Analyzing => {
             let r = st.rollout.as_ref();

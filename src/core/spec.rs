@@ -105,6 +105,7 @@ pub fn release(spec: &ServiceReleaseSpec, default_drift: Duration) -> Result<Con
             on_unavailable: ro.map(|r| r.on_analysis_unavailable).unwrap_or_default(),
             pre_deploy,
             snapshot_retention: ro.and_then(|r| r.snapshot_retention).and_then(|n| usize::try_from(n).ok()).map(|n| n.max(1)),
+            deploy_poll: super::rollout::DEPLOY_POLL,
         }),
         _ => Err(InvalidSpec(p)),
     }

@@ -108,11 +108,20 @@ struct EcsModel {
     counter: usize,
     /// deploymentConfiguration as last set (moto accepts and drops it), by service ARN.
     configs: HashMap<String, serde_json::Value>,
+    /// The long ARN of each service (what its events name).
+    long_arns: HashMap<String, String>,
 }
 
 impl Default for EcsModel {
     fn default() -> Self {
-        EcsModel { delay: Duration::from_secs(1), services: HashMap::new(), fail_next: HashMap::new(), counter: 0, configs: HashMap::new() }
+        EcsModel {
+            delay: Duration::from_secs(1),
+            services: HashMap::new(),
+            fail_next: HashMap::new(),
+            counter: 0,
+            configs: HashMap::new(),
+            long_arns: HashMap::new(),
+        }
     }
 }
 
@@ -124,10 +133,19 @@ struct Deployment {
     created: std::time::Instant,
     created_epoch: f64,
     fail: Option<i64>,
+    /// The Authorization header of the call that made it (its account and Region).
+    auth: String,
+    /// Its end was announced as an event.
+    announced: bool,
 }
 
 impl EcsModel {
+    #[cfg(test)]
     fn deploy(&mut self, arn: &str, service: &str, task_definition: &str, desired: i64, force: bool) {
+        self.deploy_by(arn, service, task_definition, desired, force, "");
+    }
+
+    fn deploy_by(&mut self, arn: &str, service: &str, task_definition: &str, desired: i64, force: bool, auth: &str) {
         let list = self.services.entry(arn.to_string()).or_default();
         if let Some(primary) = list.first_mut() {
             if primary.task_definition == task_definition && !force {
@@ -147,9 +165,24 @@ impl EcsModel {
                 created: std::time::Instant::now(),
                 created_epoch: now,
                 fail,
+                auth: auth.to_string(),
+                announced: false,
             },
         );
         list.truncate(2);
+    }
+
+    /// The deployments that ended since last asked, as "ECS Deployment State Change" events.
+    fn ended(&mut self) -> Vec<crate::aws_events::Emit> {
+        let mut out = vec![];
+        for (arn, list) in self.services.iter_mut() {
+            if let Some(d) = list.first_mut().filter(|d| !d.announced && d.created.elapsed() >= self.delay) {
+                d.announced = true;
+                let arn = self.long_arns.get(arn).unwrap_or(arn);
+                out.push(crate::aws_events::deployment_state(&d.auth, arn, &d.id, d.fail.is_some()));
+            }
+        }
+        out
     }
 
     /// The deployments of a service as DescribeServices shows them now.
@@ -195,6 +228,10 @@ struct Shared {
     /// Listener rule writes made in ELBv2 so far (held while making them, so they land in
     /// the order the model decided them).
     rules_written: tokio::sync::Mutex<usize>,
+    /// AWS's events are emitted into moto's EventBridge (crate::aws_events).
+    emit_events: std::sync::atomic::AtomicBool,
+    /// Caller ARNs (CloudTrail's userIdentity).
+    identities: crate::aws_events::Identities,
 }
 
 fn pending_writes(shared: &Shared, done: usize) -> Vec<crate::ecs_deploy::Write> {
@@ -285,6 +322,8 @@ impl AwsProxy {
             http: reqwest::Client::new(),
             state: Mutex::new(State_ { snapshot_delay: Duration::from_secs(2), ..State_::default() }),
             rules_written: tokio::sync::Mutex::new(0),
+            emit_events: std::sync::atomic::AtomicBool::new(false),
+            identities: Default::default(),
         });
         let app = axum::Router::new().fallback(handle).with_state(shared.clone());
         // Bakes, scale-ups and hook timeouts run on time, whether or not anyone calls.
@@ -292,6 +331,12 @@ impl AwsProxy {
         tokio::spawn(async move {
             while let Some(shared) = ticker.upgrade() {
                 flush(&shared).await;
+                if shared.emit_events.load(std::sync::atomic::Ordering::Relaxed) {
+                    let ended = shared.state.lock().unwrap().ecs.ended();
+                    for e in ended {
+                        crate::aws_events::put(&shared.http, &shared.upstream, &e).await;
+                    }
+                }
                 drop(shared);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -305,6 +350,17 @@ impl AwsProxy {
                 .await;
         });
         Ok(AwsProxy { shared, addr, stop: Some(tx) })
+    }
+
+    /// Emits AWS's events into moto's EventBridge from now on: a deployment's end, and
+    /// CloudTrail's record of every successful write (crate::aws_events).
+    pub fn emit_events(&self, on: bool) {
+        self.shared.emit_events.store(on, std::sync::atomic::Ordering::Relaxed);
+        if on {
+            // Deployments that ended before are not news.
+            let mut s = self.shared.state.lock().unwrap();
+            let _ = s.ecs.ended();
+        }
     }
 
     /// The URL to put in `AWS_ENDPOINT_URL`.
@@ -759,11 +815,24 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
                 bytes = ecs_overlay(&shared, &operation, &body, bytes, &auth);
                 flush(&shared).await;
             }
+            if status.is_success()
+                && is_write(&operation)
+                && crate::aws_events::RECORDED.contains(&service.as_str())
+                && shared.emit_events.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                let arn = shared.identities.arn(&shared.http, &shared.upstream, &auth).await;
+                let e = crate::aws_events::cloudtrail(&auth, &service, &operation, &uri_path, &body, &arn);
+                crate::aws_events::put(&shared.http, &shared.upstream, &e).await;
+            }
             if service == "s3" && operation == "DeleteBucket" && status.is_success() {
                 crate::s3::forget(&crate::s3::bucket_of(uri_path.as_str()));
             }
             if service == "rds" && operation == "DescribeDBSnapshots" && status.is_success() {
                 bytes = snapshot_creating(&shared, &body, bytes);
+            }
+            if service == "sts" && operation == "GetCallerIdentity" && status.is_success() {
+                // moto names every plain key's caller user/moto; in AWS two keys are two users.
+                bytes = crate::aws_events::distinct_users(&String::from_utf8_lossy(&bytes), &auth).into_bytes();
             }
             if service == "sts" && operation == "AssumeRole" && status.is_success() {
                 learn_account(&shared, &String::from_utf8_lossy(&bytes));
@@ -975,7 +1044,15 @@ fn ecs_overlay(shared: &Shared, operation: &str, request: &[u8], response: Vec<u
             let force = req["forceNewDeployment"].as_bool().unwrap_or(false);
             let arn = resp["service"]["serviceArn"].as_str().map(String::from).unwrap_or_else(|| name.clone());
             let previous = state.ecs.services.get(&arn).and_then(|l| l.first()).map(|d| d.task_definition.clone());
-            state.ecs.deploy(&arn, &name, &td, desired, force);
+            state.ecs.deploy_by(&arn, &name, &td, desired, force, auth);
+            // ECS's events name the service by its long ARN (service/<cluster>/<name>, the
+            // default since 2021); moto keeps the short one unless told otherwise.
+            let cluster = resp["service"]["clusterArn"].as_str().unwrap_or("default").rsplit('/').next().unwrap_or("default").to_string();
+            let long = match arn.split_once(":service/") {
+                Some((head, rest)) if !rest.contains('/') => format!("{head}:service/{cluster}/{rest}"),
+                _ => arn.clone(),
+            };
+            state.ecs.long_arns.insert(arn.clone(), long);
             if req["deploymentConfiguration"].is_object() {
                 state.ecs.configs.insert(arn.clone(), req["deploymentConfiguration"].clone());
             }
@@ -1225,6 +1302,21 @@ impl crate::gate::Tags for TagLookups {
                 let path: String = url::form_urlencoded::byte_serialize(arn.as_bytes()).collect();
                 (http.get(format!("{up}/2017-03-31/tags/{path}")).header("authorization", auth("lambda")), false, false)
             }
+            TagsOf::Sqs(url) => (
+                json_post("sqs", "AmazonSQS.ListQueueTags".into(), "application/x-amz-json-1.0", serde_json::json!({"QueueUrl": url})),
+                false,
+                false,
+            ),
+            TagsOf::Events(arn) => (
+                json_post(
+                    "events",
+                    "AWSEvents.ListTagsForResource".into(),
+                    "application/x-amz-json-1.1",
+                    serde_json::json!({"ResourceARN": arn}),
+                ),
+                false,
+                false,
+            ),
             TagsOf::S3(bucket) => {
                 (http.get(format!("{up}/{bucket}?tagging")).header("authorization", auth("s3")), true, crate::s3::abac_enabled(bucket))
             }

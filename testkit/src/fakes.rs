@@ -28,6 +28,9 @@ type Function = (ObservedFunction, FunctionConfig, Vec<(String, FunctionConfig)>
 /// (arn, family, spec hash, tags, active).
 type TaskDefinition = (String, String, String, BTreeMap<String, String>, bool);
 
+/// An EventBridge rule: as described, its tags, its targets.
+type Rule = (shipshape::aws::ObservedRule, BTreeMap<String, String>, Vec<String>);
+
 #[derive(Default)]
 struct World {
     clusters: BTreeMap<String, ObservedCluster>,
@@ -56,6 +59,11 @@ struct World {
     hold_tasks: bool,
     /// RDS snapshots: name → (instance, status).
     snapshots: BTreeMap<String, (String, String)>,
+    /// SQS queues by name, their messages, and EventBridge rules by name (rule, tags, targets).
+    queues: BTreeMap<String, shipshape::aws::ObservedQueue>,
+    messages: Vec<shipshape::aws::QueueMessage>,
+    rules: BTreeMap<String, Rule>,
+    heartbeats: usize,
     calls: HashMap<String, usize>,
     failures: HashMap<String, Vec<(usize, AwsError)>>,
 }
@@ -984,6 +992,80 @@ impl Logs for FakeAws {
 }
 
 #[async_trait]
+impl shipshape::aws::EventQueue for FakeAws {
+    async fn describe_queue(&self, name: &str, _account: Option<&str>) -> Result<Option<shipshape::aws::ObservedQueue>, AwsError> {
+        self.call("GetQueueUrl", |w| Ok(w.queues.get(name).cloned()))
+    }
+    async fn create_queue(&self, name: &str, tags: &BTreeMap<String, String>) -> Result<String, AwsError> {
+        self.call("CreateQueue", |w| {
+            let url = format!("https://sqs.eu-west-1.amazonaws.com/123456789012/{name}");
+            let arn = format!("arn:aws:sqs:eu-west-1:123456789012:{name}");
+            w.queues.insert(name.into(), shipshape::aws::ObservedQueue { url: url.clone(), arn, policy: None, tags: tags.clone() });
+            Ok(url)
+        })
+    }
+    async fn set_queue_policy(&self, url: &str, policy: &str) -> Result<(), AwsError> {
+        self.call("SetQueueAttributes", |w| {
+            let q = w.queues.values_mut().find(|q| q.url == url).ok_or_else(|| not_found("SetQueueAttributes", url))?;
+            q.policy = Some(policy.into());
+            Ok(())
+        })
+    }
+    async fn delete_queue(&self, url: &str) -> Result<(), AwsError> {
+        self.call("DeleteQueue", |w| {
+            w.queues.retain(|_, q| q.url != url);
+            Ok(())
+        })
+    }
+    async fn receive(&self, _url: &str, _wait: std::time::Duration, max: i32) -> Result<Vec<shipshape::aws::QueueMessage>, AwsError> {
+        self.call("ReceiveMessage", |w| {
+            let n = usize::try_from(max).unwrap_or(10).min(w.messages.len());
+            Ok(w.messages.drain(..n).collect())
+        })
+    }
+    async fn delete_messages(&self, _url: &str, _handled: &[(String, String)]) -> Result<(), AwsError> {
+        self.call("DeleteMessageBatch", |_| Ok(()))
+    }
+    async fn describe_rule(&self, name: &str) -> Result<Option<shipshape::aws::ObservedRule>, AwsError> {
+        self.call("DescribeRule", |w| Ok(w.rules.get(name).map(|r| r.0.clone())))
+    }
+    async fn rule_tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.call("ListTagsForResource", |w| Ok(w.rules.values().find(|r| r.0.arn == arn).map(|r| r.1.clone()).unwrap_or_default()))
+    }
+    async fn put_rule(&self, name: &str, pattern: &str, tags: &BTreeMap<String, String>) -> Result<String, AwsError> {
+        self.call("PutRule", |w| {
+            let arn = format!("arn:aws:events:eu-west-1:123456789012:rule/{name}");
+            let rule = shipshape::aws::ObservedRule { arn: arn.clone(), pattern: Some(pattern.into()), state: "ENABLED".into() };
+            let e = w.rules.entry(name.into()).or_insert_with(|| (rule.clone(), tags.clone(), vec![]));
+            e.0 = rule;
+            Ok(arn)
+        })
+    }
+    async fn rule_targets(&self, rule: &str) -> Result<Vec<String>, AwsError> {
+        self.call("ListTargetsByRule", |w| Ok(w.rules.get(rule).map(|r| r.2.clone()).unwrap_or_default()))
+    }
+    async fn put_target(&self, rule: &str, queue_arn: &str) -> Result<(), AwsError> {
+        self.call("PutTargets", |w| {
+            let r = w.rules.get_mut(rule).ok_or_else(|| not_found("PutTargets", rule))?;
+            r.2 = vec![queue_arn.into()];
+            Ok(())
+        })
+    }
+    async fn delete_rule(&self, rule: &str) -> Result<(), AwsError> {
+        self.call("DeleteRule", |w| {
+            w.rules.remove(rule);
+            Ok(())
+        })
+    }
+    async fn put_heartbeat(&self, _environment: &str) -> Result<(), AwsError> {
+        self.call("PutEvents", |w| {
+            w.heartbeats += 1;
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
 impl Sts for FakeAws {
     async fn caller_account(&self) -> Result<String, AwsError> {
         self.call("GetCallerIdentity", |_| Ok("123456789012".into()))
@@ -1003,6 +1085,7 @@ impl AwsProvider for FakeAws {
             lambda: me.clone(),
             cloudwatch: me.clone(),
             logs: me.clone(),
+            events: me.clone(),
             sts: me,
             credentials: None,
         })

@@ -39,6 +39,10 @@ pub enum TagsOf {
     Cache(String),
     /// A Lambda function (ListTags; versions and aliases carry the function's tags).
     Lambda(String),
+    /// An SQS queue, by URL (ListQueueTags).
+    Sqs(String),
+    /// An EventBridge rule (ListTagsForResource).
+    Events(String),
 }
 
 /// One authorization AWS makes for a request.
@@ -144,7 +148,89 @@ pub fn checks(service: &str, operation: &str, input: &Value, c: &Caller) -> Vec<
         )],
         // DescribeAlarms is evaluated against alarm:* (CloudWatch permissions reference).
         "cloudwatch" => vec![check(&format!("cloudwatch:{operation}"), format!("arn:aws:cloudwatch:{r}:{a}:alarm:*"))],
+        "sqs" => sqs(operation, input, a, r),
+        "events" => events(operation, input, a, r),
         other => vec![check(&format!("{other}:{operation}"), "*")],
+    }
+}
+
+/// SQS (Service Authorization Reference, "Actions defined by Amazon SQS": every action on
+/// the `queue` resource; DeleteMessageBatch is authorized as sqs:DeleteMessage, a CreateQueue
+/// with tags also needs sqs:TagQueue — "Amazon SQS cost allocation tags").
+fn sqs(op: &str, i: &Value, a: &str, r: &str) -> Vec<Check> {
+    let url = s(&i["QueueUrl"]);
+    let (account, name) = match i["QueueName"].as_str() {
+        Some(n) => (i["QueueOwnerAWSAccountId"].as_str().unwrap_or(a).to_string(), n.to_string()),
+        None => {
+            let mut parts = url.trim_end_matches('/').rsplit('/');
+            let name = parts.next().unwrap_or_default().to_string();
+            (parts.next().filter(|p| p.len() == 12).unwrap_or(a).to_string(), name)
+        }
+    };
+    let arn = format!("arn:aws:sqs:{r}:{account}:{name}");
+    let action = match op {
+        "DeleteMessageBatch" => "DeleteMessage",
+        other => other,
+    };
+    let mut c = check(&format!("sqs:{action}"), arn.clone());
+    if !url.is_empty() {
+        c = c.tags(TagsOf::Sqs(url));
+    }
+    match op {
+        "CreateQueue" => {
+            let tags = tag_map(&i["tags"]);
+            let mut out = vec![c.request_tags(&tags)];
+            if !tags.is_empty() {
+                out.push(check("sqs:TagQueue", arn).request_tags(&tags));
+            }
+            out
+        }
+        _ => vec![c],
+    }
+}
+
+/// EventBridge (Service Authorization Reference, "Actions defined by Amazon EventBridge":
+/// rule actions on the `rule` resource with aws:ResourceTag, PutRule with tags also needing
+/// events:TagResource, PutTargets with events:TargetArn, PutEvents on the event bus with
+/// events:source and events:detail-type).
+fn events(op: &str, i: &Value, a: &str, r: &str) -> Vec<Check> {
+    let rule = i["Name"].as_str().or(i["Rule"].as_str()).unwrap_or_default();
+    let rule_arn = format!("arn:aws:events:{r}:{a}:rule/{rule}");
+    match op {
+        "PutEvents" => i["Entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let bus = e["EventBusName"].as_str().unwrap_or("default");
+                check("events:PutEvents", format!("arn:aws:events:{r}:{a}:event-bus/{}", last(bus)))
+                    .with("events:source", vec![s(&e["Source"])])
+                    .with("events:detail-type", vec![s(&e["DetailType"])])
+            })
+            .collect(),
+        "ListTagsForResource" => {
+            let arn = s(&i["ResourceARN"]);
+            vec![check("events:ListTagsForResource", arn.clone()).tags(TagsOf::Events(arn))]
+        }
+        "PutRule" => {
+            let tags = tag_map(&i["Tags"]);
+            let mut out = vec![check("events:PutRule", rule_arn.clone()).request_tags(&tags).tags(TagsOf::Events(rule_arn.clone()))];
+            if !tags.is_empty() {
+                out.push(check("events:TagResource", rule_arn).request_tags(&tags));
+            }
+            out
+        }
+        "PutTargets" => i["Targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|t| {
+                check("events:PutTargets", rule_arn.clone())
+                    .with("events:TargetArn", vec![s(&t["Arn"])])
+                    .tags(TagsOf::Events(rule_arn.clone()))
+            })
+            .collect(),
+        other => vec![check(&format!("events:{other}"), rule_arn.clone()).tags(TagsOf::Events(rule_arn))],
     }
 }
 

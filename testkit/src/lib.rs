@@ -10,6 +10,7 @@
 //!   (scripts/control-plane.sh), moto, Prometheus, kubectl, and the `shipshape` binary run
 //!   as the chart's ServiceAccount.
 
+pub mod aws_events;
 pub mod aws_model;
 pub mod awsproxy;
 pub mod browser;

@@ -2,7 +2,7 @@
 //! (`aws_sdk_ecs` in ecs.rs, `aws_sdk_rds` in rds.rs, `aws_sdk_s3` in s3.rs,
 //! `aws_sdk_dynamodb` in dynamodb.rs, `aws_sdk_elasticache` in elasticache.rs,
 //! `aws_sdk_lambda` in lambda.rs, `aws_sdk_cloudwatch` in cloudwatch.rs, `aws_sdk_cloudwatchlogs`
-//! in logs.rs, STS here). Each adapter holds its service's client and
+//! in logs.rs, `aws_sdk_sqs` and `aws_sdk_eventbridge` in events.rs, STS here). Each adapter holds its service's client and
 //! the call path; every request goes through [`Adapter::sdk`], its operation named once.
 
 /// An adapter's boilerplate. `adapter!(SdkX(client type))` declares an adapter holding only
@@ -37,6 +37,7 @@ mod cloudwatch;
 mod dynamodb;
 mod ecs;
 mod elasticache;
+mod events;
 mod lambda;
 mod logs;
 mod rds;
@@ -108,6 +109,9 @@ pub const ERROR_CODES: &[(&str, Kind)] = &[
     ("CacheClusterNotFound", Kind::NotFound),
     ("CacheClusterNotFoundFault", Kind::NotFound),
     ("CacheSubnetGroupNotFoundFault", Kind::NotFound),
+    ("QueueDoesNotExist", Kind::NotFound),
+    ("AWS.SimpleQueueService.NonExistentQueue", Kind::NotFound),
+    ("QueueNameExists", Kind::Conflict),
     // S3's "this configuration is not set" answers.
     ("ServerSideEncryptionConfigurationNotFoundError", Kind::NotFound),
     ("NoSuchPublicAccessBlockConfiguration", Kind::NotFound),
@@ -295,6 +299,11 @@ impl Sts for SdkSts {
         let out = self.sdk("GetCallerIdentity", |c| c.get_caller_identity().send()).await?;
         Ok(out.account().unwrap_or_default().to_string())
     }
+
+    async fn caller_arn(&self) -> Result<Option<String>, AwsError> {
+        let out = self.sdk("GetCallerIdentity", |c| c.get_caller_identity().send()).await?;
+        Ok(out.arn().map(str::to_string))
+    }
 }
 
 /// Builds SDK clients from the standard credential chain (IRSA in a cluster), one set per
@@ -364,6 +373,7 @@ impl AwsProvider for SdkProvider {
             credentials: conf.credentials_provider(),
             cloudwatch: Arc::new(cloudwatch::SdkCloudWatch::new(&conf, caller("cloudwatch"))),
             logs: Arc::new(logs::SdkLogs::new(&conf, caller("logs"))),
+            events: Arc::new(events::SdkEvents::new(&conf, caller("sqs"), caller("events"))),
             sts,
         };
         cache.insert(target.clone(), clients.clone());

@@ -308,7 +308,8 @@ async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
     let old = r.status.clone().unwrap_or_default();
     // Rollout decisions are written with the object's resourceVersion (fencing).
     let mut resource_version = r.resource_version();
-    let checked = crate::core::spec::release(&r.spec, ctx.settings.ecs_drift);
+    // While the Environment's AWS events flow, a deployment and drift are polled less often.
+    let checked = crate::core::spec::release(&r.spec, ctx.settings.ecs_drift).map(|c| ctx.events.release_config(&r.spec.environment, c));
     let drift = checked.as_ref().map(|c| c.drift_interval).unwrap_or(ctx.settings.ecs_drift);
     let mut new = ServiceReleaseStatus { observed_generation: r.metadata.generation, ..old.clone() };
     let mut conditions = old.conditions.clone();

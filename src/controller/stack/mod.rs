@@ -292,7 +292,7 @@ async fn apply(stack: Arc<StackSpec>, ctx: &Context) -> Result<Action, Error> {
     let generation = stack.metadata.generation;
     let mut new = StackSpecStatus { observed_generation: generation, ..old.clone() };
     let checked = crate::core::spec::drift_interval(stack.spec.drift_interval.as_ref(), ctx.settings.stack_drift);
-    let drift_every = checked.clone().unwrap_or(ctx.settings.stack_drift);
+    let drift_every = ctx.events.drift(&stack.spec.environment, checked.clone().unwrap_or(ctx.settings.stack_drift));
     let settled = match checked {
         Err(e) => Settled::from(&e),
         Ok(_) => match tenant::resolve(ctx, stack.as_ref(), &stack.spec.environment).await? {

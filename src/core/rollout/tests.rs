@@ -22,6 +22,7 @@ fn cfg(has_analysis: bool) -> Config {
         native: false,
         pre_deploy: vec![],
         snapshot_retention: None,
+        deploy_poll: DEPLOY_POLL,
     }
 }
 
@@ -1455,4 +1456,16 @@ fn a_newer_spec_that_must_wait_lets_the_rollout_under_way_finish_instead_of_supe
     r.step(140, "ccccccc", None);
     assert_eq!(r.status.phase, Phase::Pending);
     assert_eq!(r.status.waiting.as_ref().map(|w| w.sha.as_str()), Some("ccccccc"));
+}
+
+#[test]
+fn while_events_flow_only_the_deployment_poll_slows_down() {
+    let mut c = cfg(true);
+    c.deploy_poll = Duration::from_secs(30);
+    let now = Utc::now();
+    let progressing = ServiceReleaseStatus { phase: Phase::Progressing, ..Default::default() };
+    assert_eq!(readiness(&progressing, "abc1234", false, now, &c).1, Duration::from_secs(30));
+    let healthy = ServiceReleaseStatus { phase: Phase::Healthy, ..Default::default() };
+    assert_eq!(readiness(&healthy, "abc1234", false, now, &c).1, c.drift_interval);
+    assert_eq!(readiness(&progressing, "abc1234", false, now, &cfg(true)).1, DEPLOY_POLL, "without events: as before");
 }
