@@ -360,7 +360,10 @@ fn main() {
         println!("|---|---:|---:|");
         rt.block_on(latencies(2000));
         println!();
-        println!("ServiceRelease on the real control plane: N releases in one `kubectl apply --server-side`, the controller");
+        println!(
+            "ServiceRelease on the real control plane{}: N releases in one `kubectl apply --server-side`, the controller",
+            if common::events_on() { ", AWS events on (SHIPSHAPE_BENCH_EVENTS=1)" } else { "" }
+        );
         println!("binary in its own process as the chart's ServiceAccount, AWS = moto behind the test proxy, drift interval {DRIFT}s");
         println!("(then k releases get a SHA whose ECS deployment fails: seconds from ECS reporting FAILED to the rollback's UpdateService, p50 / p99;");
         println!(

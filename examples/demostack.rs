@@ -66,6 +66,9 @@ async fn set_rate(State(rates): State<Rates>, Query(q): Query<HashMap<String, St
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let proxy = AwsProxy::start(&args.proxy_addr, &args.moto).await?;
+    // AWS's events (a deployment's end, CloudTrail's record of each write) go into moto's
+    // EventBridge, for an Environment with `events: {}` to receive.
+    proxy.emit_events(true);
     let rates: Rates = Default::default();
     let app = axum::Router::new().route("/metrics", get(metrics)).route("/error-rate", post(set_rate)).with_state(rates);
     let listener = tokio::net::TcpListener::bind(&args.exporter_addr).await?;

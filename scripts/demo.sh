@@ -451,6 +451,22 @@ echo "  staging rolled f0e1d2c3 back; production refuses it and keeps e1f2a3b4:"
 echo "  $(release '{.status.waiting.message}' | cut -c1-300)"
 ./target/debug/shipshape status --pipeline -n car-rental | sed 's/^/  /'
 
+step "AWS events: kubectl patch environment prod with events: {} (shipshape creates an SQS queue and an EventBridge rule)"
+kubectl patch environment prod --type merge -p '{"spec":{"events":{}}}' >/dev/null
+flowing() { kubectl get environment prod -o jsonpath='{.status.conditions[?(@.type=="EventsFlowing")].status}'; }
+for _ in $(seq 1 120); do [ "$(flowing)" = True ] && break; sleep 0.5; done
+echo "  EventsFlowing=$(flowing): $(kubectl get environment prod -o jsonpath='{.status.conditions[?(@.type=="EventsFlowing")].message}')"
+ecs_as_admin() { curl -fs -XPOST "127.0.0.1:$proxy_port/" -H "authorization: AWS4-HMAC-SHA256 Credential=test/20260101/eu-west-1/ecs/aws4_request, SignedHeaders=host, Signature=x" \
+  -H 'content-type: application/x-amz-json-1.1' -H "x-amz-target: AmazonEC2ContainerServiceV20141113.$1" -d "$2"; }
+desired() { ecs_as_admin DescribeServices '{"cluster":"car-rental-prod","services":["backend"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"][0]["desiredCount"])'; }
+before=$(desired)
+echo "  someone scales backend from $before to 9 tasks by hand (UpdateService; CloudTrail records it, EventBridge delivers it)..."
+t_hand=$(now_ms)
+ecs_as_admin UpdateService '{"cluster":"car-rental-prod","service":"backend","desiredCount":9}' >/dev/null
+for _ in $(seq 1 300); do [ "$(desired)" = "$before" ] && break; sleep 0.1; done
+echo "  ...and shipshape put it back to $(desired) tasks $(( $(now_ms) - t_hand )) ms later (without events: at the next drift read, up to 60 s)"
+curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_aws_(events_total|events_flowing|event_wakes_total)' | sed 's/^/  /'
+
 step "The controller's metrics"
 curl -s "http://127.0.0.1:$metrics_port/metrics" | grep -E '^shipshape_(rollouts_total|rollbacks_total|rollback_seconds_(sum|count)|leader)[ {]|^shipshape_release_phase.*RolledBack' | sed 's/^/  /'
 echo "  (dashboards and alerts over these: deploy/monitoring/)"

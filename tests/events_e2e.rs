@@ -31,7 +31,7 @@ async fn desired_count(cluster: &str, service: &str) -> i64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_wake_objects_and_a_deleted_rule_is_put_back() {
+async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_when_they_stop() {
     let c = Cluster::start().await;
     let p = proxy().await;
     p.set_deployment_delay(Duration::from_millis(500));
@@ -107,6 +107,31 @@ async fn events_wake_objects_and_a_deleted_rule_is_put_back() {
     println!("hand change put back after {put_back:?} (drift interval 10m)");
     assert!(ctl.metric("shipshape_aws_events_total", &["AWS API Call via CloudTrail"]) >= 1.0);
 
+    // A bucket's versioning suspended by hand: its StackSpec is woken and puts it back.
+    let bucket = unique("uploads");
+    c.apply(&format!(
+        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: 10m\n  buckets:\n    - {{name: {bucket}, versioning: true}}\n"
+    ))
+    .success();
+    c.await_condition(&["stackspec", "data", "-n", &ns], "Ready", "True", WAIT).await;
+    let admin = support::aws_at(&p.url(), "eu-west-1").await;
+    let versioning =
+        || async { admin.s3.describe_bucket(&bucket, shipshape::aws::BucketReads::ALL).await.ok().flatten().and_then(|b| b.versioning) };
+    assert_eq!(versioning().await.as_deref(), Some("Enabled"));
+    let changed = Instant::now();
+    admin.s3.put_versioning(&bucket, false).await.unwrap();
+    let mut restored = None;
+    while changed.elapsed() < WAIT {
+        if versioning().await.as_deref() == Some("Enabled") {
+            restored = Some(changed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restored = restored.unwrap_or_else(|| panic!("versioning was not put back: {}", ctl.logs()));
+    println!("bucket versioning put back after {restored:?} (drift interval 10m)");
+    assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) >= 1.0);
+
     // A deployment that fails: its event wakes the release, polling every 30 s meanwhile.
     p.fail_next_deployment(&svc, 2);
     let started = Instant::now();
@@ -124,8 +149,20 @@ async fn events_wake_objects_and_a_deleted_rule_is_put_back() {
     eventually(WAIT, "rule put back", || (p.count("PutRule") >= 2).then_some(())).await;
     c.await_condition(&envk, "EventsFlowing", "True", WAIT).await;
 
+    // The role loses sqs:ReceiveMessage: the queue cannot be read, the heartbeat is not seen;
+    // the Environment says so, polling takes over; once it can read again, events flow again.
+    p.inject("ReceiveMessage", shipshape_testkit::awsproxy::Fault::AccessDenied, 100_000);
+    c.await_condition(&envk, "EventsFlowing", "False", Duration::from_secs(120)).await;
+    let events = c.kubectl(&["get", "events", "--field-selector", &format!("involvedObject.name={env}"), "-o", "json"]).success().stdout;
+    assert!(events.contains("EventsStopped"), "{events}");
+    assert!(ctl.metric("shipshape_aws_event_fallbacks_total", &[&env]) >= 1.0);
+    assert_eq!(ctl.metric("shipshape_aws_events_flowing", &[&env]), 0.0);
+    p.reset();
+    c.await_condition(&envk, "EventsFlowing", "True", Duration::from_secs(120)).await;
+
     // Deleted with deletionPolicy Delete: the queue and the rule go with it.
     c.kubectl(&["delete", "release", &svc, "-n", &ns, "--wait=false"]).success();
+    c.kubectl(&["delete", "stackspec", "data", "-n", &ns, "--wait=false"]).success();
     eventually(WAIT, "release gone", || c.kubectl(&["get", "release", &svc, "-n", &ns]).stdout.is_empty().then_some(())).await;
     c.kubectl(&["delete", "environment", &env, "--wait=false"]).success();
     eventually(WAIT, "queue deleted", || (p.count("DeleteQueue") >= 1).then_some(())).await;

@@ -128,3 +128,12 @@ fn deploy_iam_policy_json_is_the_generators_output() {
     let generated = serde_json::to_string_pretty(&shipshape::iam::policy(&shipshape::iam::PolicyOptions::default())).unwrap() + "\n";
     assert!(committed == generated, "deploy/iam-policy.json is stale: run `cargo run -q -- iam-policy > deploy/iam-policy.json`");
 }
+
+#[test]
+fn the_event_rule_pattern_in_deploy_is_the_one_shipshape_puts() {
+    let committed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/events/rule-pattern.json")).unwrap();
+    assert!(
+        shipshape::core::events::same_json(&committed, &shipshape::core::events::rule_pattern()),
+        "deploy/events/rule-pattern.json is stale: it must be core::events::rule_pattern()"
+    );
+}

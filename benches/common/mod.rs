@@ -28,6 +28,11 @@ pub struct Bench {
     pub envs: Vec<String>,
 }
 
+/// Whether the benchmark runs with AWS events (`SHIPSHAPE_BENCH_EVENTS=1`).
+pub fn events_on() -> bool {
+    std::env::var("SHIPSHAPE_BENCH_EVENTS").is_ok_and(|v| v == "1")
+}
+
 impl Bench {
     /// A namespace `bench<n>` and `ceil(n / PER_ENV)` Environments `bench<n>-<j>`, each
     /// with its own ECS cluster and a Fargate network.
@@ -41,9 +46,17 @@ impl Bench {
         let ns = format!("bench{n}");
         c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
         let envs: Vec<String> = (0..n.div_ceil(PER_ENV).max(1)).map(|j| format!("{ns}-{j}")).collect();
+        // SHIPSHAPE_BENCH_EVENTS=1: every Environment has an event queue (`events: {}`) and the
+        // proxy emits AWS's events into moto's EventBridge.
+        let events = if events_on() {
+            proxy.emit_events(true);
+            "  events: {}\n"
+        } else {
+            ""
+        };
         for env in &envs {
             c.apply(&format!(
-                "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n"
+                "apiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  network: {{subnets: [{subnet}], securityGroups: [{sg}]}}\n  allowedNamespaces: [{ns}]\n{events}"
             ))
             .success();
         }
