@@ -405,3 +405,39 @@ async fn wake(ctx: &Context, env: &str, index: &Index, subject: &Subject) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polling_slows_only_while_the_heartbeat_comes_back_and_returns_when_it_stops() {
+        let hub = Hub::default();
+        let cfg = crate::core::spec::release(
+            &serde_json::from_value(serde_json::json!({
+                "environment": "prod", "image": {"repository": "r", "gitSha": "abc1234"}, "task": {"cpu": 256, "memory": 512}
+            }))
+            .unwrap(),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert_eq!(hub.release_config("prod", cfg.clone()).deploy_poll, crate::core::rollout::DEPLOY_POLL, "no queue polled");
+        hub.start("prod");
+        assert_eq!(hub.judge("prod"), None, "starting: no change");
+        assert!(!hub.flowing("prod"));
+        hub.with("prod", |s| {
+            s.heartbeat = Some(Instant::now());
+            s.received = Some(Instant::now());
+        });
+        assert_eq!(hub.judge("prod"), Some(Flow::Flowing));
+        let slow = hub.release_config("prod", cfg.clone());
+        assert_eq!((slow.deploy_poll, slow.drift_interval), (events::EVENTS_DEPLOY_POLL, Duration::from_secs(600)));
+        assert_eq!(hub.drift("prod", Duration::from_secs(300)), Duration::from_secs(3000));
+        assert_eq!(hub.drift("staging", Duration::from_secs(300)), Duration::from_secs(300), "another Environment");
+        hub.with("prod", |s| s.heartbeat = Instant::now().checked_sub(events::HEARTBEAT_GRACE * 2));
+        assert_eq!(hub.judge("prod"), Some(Flow::Stopped));
+        assert_eq!(hub.release_config("prod", cfg).deploy_poll, crate::core::rollout::DEPLOY_POLL, "back to polling");
+        hub.stop("prod");
+        assert_eq!(hub.state("prod"), None);
+    }
+}
