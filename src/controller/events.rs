@@ -229,30 +229,23 @@ async fn poll(ctx: Arc<Context>, env_name: String, url: String) {
     let mut failures: u32 = 0;
     loop {
         let Some(env) = ctx.stores.environment(&env_name) else { return };
-        let aws = match ctx.aws.clients(&super::environment::target(&env)).await {
+        let target =
+            crate::aws::Target { environment: env_name.clone(), region: env.spec.region.clone(), role_arn: env.spec.role_arn.clone() };
+        let aws = match ctx.aws.clients(&target).await {
             Ok(a) => a,
             Err(e) => {
                 warn!(environment = %env_name, error = %e, "event queue: no AWS clients");
                 failures = failures.saturating_add(1);
-                judged(&ctx, &env).await;
-                tokio::time::sleep(crate::core::requeue::backoff(
-                    failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(30),
-                    rand::random(),
-                ))
-                .await;
+                rest(&ctx, &env, failures).await;
                 continue;
             }
         };
         if last_beat.is_none_or(|t| t.elapsed() >= events::HEARTBEAT_EVERY) {
-            match aws.events.put_heartbeat(&env_name).await {
-                Ok(()) => last_beat = Some(Instant::now()),
-                Err(e) => {
-                    warn!(environment = %env_name, error = %e, "event queue: heartbeat not sent");
-                    last_beat = Some(Instant::now());
-                }
+            if let Err(e) = aws.events.put_heartbeat(&env_name).await {
+                // Tried again at the next beat; a heartbeat that never arrives stops the flow.
+                warn!(environment = %env_name, error = %e, "event queue: heartbeat not sent");
             }
+            last_beat = Some(Instant::now());
         }
         let until_beat = last_beat.map(|t| events::HEARTBEAT_EVERY.saturating_sub(t.elapsed())).unwrap_or_default();
         let wait = until_beat.clamp(Duration::from_secs(1), events::LONG_POLL);
@@ -274,19 +267,19 @@ async fn poll(ctx: Arc<Context>, env_name: String, url: String) {
                 failures = failures.saturating_add(1);
                 ctx.metrics.aws_event_receive_failures.with_label_values(&[&env_name]).inc();
                 warn!(environment = %env_name, error = %e, "event queue: receive failed");
-                judged(&ctx, &env).await;
-                tokio::time::sleep(crate::core::requeue::backoff(
-                    failures,
-                    Duration::from_secs(1),
-                    Duration::from_secs(30),
-                    rand::random(),
-                ))
-                .await;
+                rest(&ctx, &env, failures).await;
                 continue;
             }
         }
         judged(&ctx, &env).await;
     }
+}
+
+/// After a failure: the flow judged (it may have stopped), then a backoff before trying again.
+async fn rest(ctx: &Context, env: &Environment, failures: u32) {
+    judged(ctx, env).await;
+    let wait = crate::core::requeue::backoff(failures, Duration::from_secs(1), Duration::from_secs(30), rand::random());
+    tokio::time::sleep(wait).await;
 }
 
 /// Judges the flow after a round; on a change: the gauge, an Event, the Environment woken (its
