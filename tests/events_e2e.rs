@@ -171,3 +171,47 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     p.assert_no_violations();
     drop(ctl);
 }
+
+/// `events: {queueArn}`: a queue the platform team feeds (its own rule, routing the heartbeat
+/// too) is only read; shipshape creates and deletes nothing. The role reads it through the
+/// statement of deploy/events/own-queue-policy.json, attached beside the controller's policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_of_the_platform_team_is_read_and_nothing_is_created() {
+    let c = Cluster::start().await;
+    let p = proxy().await;
+    p.emit_events(true);
+    let ctl = Controller::start_at(&c, &p.url(), &[]);
+    let (env, ns, queue) = (unique("env"), unique("team"), unique("platform-events"));
+    let created = sqs("CreateQueue", json!({"QueueName": queue})).await;
+    let url = created["QueueUrl"].as_str().unwrap().to_string();
+    let arn = format!("arn:aws:sqs:eu-west-1:123456789012:{queue}");
+    let rule = unique("platform");
+    let pattern = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/events/rule-pattern.json")).unwrap();
+    bridge("PutRule", json!({"Name": rule, "EventPattern": pattern})).await;
+    bridge("PutTargets", json!({"Rule": rule, "Targets": [{"Id": "q", "Arn": arn}]})).await;
+    let own: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/events/own-queue-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let mut read = own["Statement"][1].clone();
+    read.as_object_mut().unwrap().remove("Principal");
+    read["Resource"] = json!(arn);
+    p.attach_policy("own-event-queue", json!({"Version": "2012-10-17", "Statement": [read]}));
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n---\napiVersion: shipshape.dev/v1alpha1\nkind: Environment\nmetadata: {{name: {env}}}\nspec:\n  region: eu-west-1\n  ecsCluster: {{name: {env}, create: true}}\n  allowedNamespaces: [{ns}]\n  deletionPolicy: Delete\n  events: {{queueArn: \"{arn}\"}}\n"
+    ))
+    .success();
+    let envk = ["environment", env.as_str()];
+    c.await_condition(&envk, "EventsFlowing", "True", WAIT).await;
+    assert_eq!(c.jsonpath(&envk, "{.status.events.queueUrl}"), url);
+    assert_eq!(c.jsonpath(&envk, "{.status.events.owned}"), "false");
+    assert_eq!(c.jsonpath(&envk, "{.status.events.ruleArn}"), "");
+    for op in ["CreateQueue", "PutRule", "PutTargets", "SetQueueAttributes"] {
+        assert_eq!(p.count(op), 0, "{op}: a queue of its own is not shipshape's to change");
+    }
+    c.kubectl(&["delete", "environment", &env]).success();
+    assert_eq!(p.count("DeleteQueue") + p.count("DeleteRule"), 0, "nothing of the platform team's is deleted");
+    assert!(sqs("GetQueueUrl", json!({"QueueName": queue})).await["QueueUrl"].is_string());
+    p.assert_no_violations();
+    drop(ctl);
+}

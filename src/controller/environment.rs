@@ -325,6 +325,7 @@ async fn apply(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
                 info!(env = %key_of(env.as_ref()), note, "events");
                 ctx.event(env.as_ref(), false, reasons::UPDATED, note.clone()).await;
             }
+            ctx.events.manage(&env.name_any(), done.events.is_some());
             let flow = ctx.events.state(&env.name_any());
             new_status.events = done.events.map(|e| crate::api::EventsStatus { last_event_time: flow.and_then(|f| f.1), ..e });
             new_status.cluster_arn = Some(done.cluster_arn);
@@ -371,6 +372,7 @@ async fn dependents(ctx: &Context, env: &str) -> Result<Vec<String>, kube::Error
 }
 
 async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> {
+    ctx.events.manage(&env.name_any(), false);
     // Whatever runs in the Environment goes first: their own cleanup (final snapshots,
     // deletion policies) needs it, and it starts no new rollout meanwhile.
     let waiting = dependents(ctx, &env.name_any()).await?;

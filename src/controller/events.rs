@@ -47,6 +47,10 @@ struct State {
 #[derive(Default)]
 pub struct Hub {
     states: Mutex<HashMap<String, State>>,
+    /// The Environments whose queue this process's Environment controller keeps (a
+    /// controller restricted by `--watch-label-selector` sees every Environment, but polls
+    /// only its own).
+    managed: Mutex<std::collections::HashSet<String>>,
     /// Where wakes go.
     pub wake: Wakers,
 }
@@ -54,6 +58,21 @@ pub struct Hub {
 impl Hub {
     fn with<T>(&self, env: &str, f: impl FnOnce(&mut State) -> T) -> Option<T> {
         self.states.lock().ok()?.get_mut(env).map(f)
+    }
+
+    /// Records whether this process keeps `env`'s event queue (its Environment reconcile says).
+    pub fn manage(&self, env: &str, on: bool) {
+        if let Ok(mut m) = self.managed.lock() {
+            if on {
+                m.insert(env.to_string());
+            } else {
+                m.remove(env);
+            }
+        }
+    }
+
+    fn manages(&self, env: &str) -> bool {
+        self.managed.lock().is_ok_and(|m| m.contains(env))
     }
 
     /// Whether `env`'s events flow now: polling may be slow.
@@ -165,7 +184,7 @@ pub async fn supervise(ctx: Arc<Context>, shard: super::Shard, mut stop: tokio::
             .environments
             .state()
             .iter()
-            .filter(|e| e.spec.events.is_some() && e.metadata.deletion_timestamp.is_none())
+            .filter(|e| e.spec.events.is_some() && e.metadata.deletion_timestamp.is_none() && ctx.events.manages(&e.name_any()))
             .filter_map(|e| Some((e.name_any(), e.status.as_ref()?.events.as_ref()?.queue_url.clone()?)))
             .collect();
         pollers.retain(|env, (url, task)| {
