@@ -46,7 +46,19 @@ mkdir -p "$work/tf"
 { echo 'resource "aws_iam_policy" "shipshape" {'; echo '  name   = "shipshape"'; echo '  policy = <<POLICY'; cat deploy/iam-policy.json; echo 'POLICY'; echo '}'; } >"$work/tf/main.tf"
 "$v/checkov" -d "$work/tf" --framework terraform --quiet -o json >"$work/checkov-iam.json" 2>/dev/null || true
 # parliament reads stdin when it is not a terminal: the policy goes in as a string.
-"$v/parliament" --string "$(cat deploy/iam-policy.json)" --json </dev/null >"$work/parliament.json" 2>&1 || true
+# parliament 1.6.4 stops with "Unknown data format: ArrayOfARN" on events:TargetArn (a key
+# newer than its data): that one condition is left out of what it reads, the rest is judged.
+python3 - deploy/iam-policy.json >"$work/policy-for-parliament.json" <<'PY'
+import json, sys
+policy = json.load(open(sys.argv[1]))
+for st in policy["Statement"]:
+    for op, keys in list(st.get("Condition", {}).items()):
+        keys.pop("events:TargetArn", None)
+        if not keys:
+            del st["Condition"][op]
+json.dump(policy, sys.stdout)
+PY
+"$v/parliament" --string "$(cat "$work/policy-for-parliament.json")" --json </dev/null >"$work/parliament.json" 2>&1 || true
 "$v/hadolint" --format json Dockerfile >"$work/hadolint.json" 2>/dev/null || true
 
 python3 - "$work" deploy/lint-findings.yaml <<'PY'
