@@ -129,6 +129,8 @@ impl Metrics {
         let notifications =
             IntCounterVec::new(Opts::new("notifications_total", "Notification attempts by sink and result"), &["sink", "result"]).unwrap();
         registry.register(Box::new(rollback_failures.clone())).unwrap();
+        // AWS events. Constant names, help texts and label sets, registered once at start: these
+        // unwraps cannot fail at run time (no data reaches them; a mistake fails every test).
         let aws_events = IntCounterVec::new(
             Opts::new("aws_events_total", "AWS events received from the Environments' event queues"),
             &["source", "detail_type"],
