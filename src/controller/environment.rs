@@ -83,8 +83,8 @@ async fn converge_events(env: &Environment, aws: &AwsClients, owner: &str) -> Re
     let old = env.status.as_ref().and_then(|s| s.events.clone());
     let mut notes = vec![];
     let Some(spec) = env.spec.events.as_ref() else {
-        if let Some(old) = old.filter(|o| o.owned) {
-            delete_events(env, aws, &old, owner).await?;
+        if old.is_some_and(|o| o.owned) {
+            delete_events(env, aws, owner).await?;
             notes.push(format!("deleted the event queue and rule {} (spec.events removed)", events::resource_name(&env.name_any())));
         }
         return Ok((None, notes));
@@ -175,7 +175,7 @@ async fn converge_events(env: &Environment, aws: &AwsClients, owner: &str) -> Re
 }
 
 /// Deletes an owned event rule and queue (only when their owner tag is this Environment's).
-async fn delete_events(env: &Environment, aws: &AwsClients, _old: &EventsStatus, owner: &str) -> Result<(), Failure> {
+async fn delete_events(env: &Environment, aws: &AwsClients, owner: &str) -> Result<(), Failure> {
     let name = events::resource_name(&env.name_any());
     if let Some(rule) = aws.events.describe_rule(&name).await? {
         if aws.events.rule_tags(&rule.arn).await?.get(OWNER_TAG).map(String::as_str) == Some(owner) {
@@ -395,11 +395,11 @@ async fn cleanup(env: Arc<Environment>, ctx: &Context) -> Result<Action, Error> 
     }
     let owner = owner_of(env.as_ref());
     // The event queue and rule follow the deletion policy too (only shipshape's own).
-    let owned_events = env.status.as_ref().and_then(|s| s.events.clone()).filter(|e| e.owned);
-    if let (Some(old), crate::api::EnvironmentDeletionPolicy::Delete) = (owned_events, env.spec.deletion_policy) {
+    let owned_events = env.status.as_ref().and_then(|s| s.events.as_ref()).is_some_and(|e| e.owned);
+    if owned_events && env.spec.deletion_policy == crate::api::EnvironmentDeletionPolicy::Delete {
         ctx.may_act()?;
         let aws = ctx.aws.clients(&target(env.as_ref())).await?;
-        match delete_events(env.as_ref(), &aws, &old, &owner).await {
+        match delete_events(env.as_ref(), &aws, &owner).await {
             Ok(()) => {
                 let name = events::resource_name(&env.name_any());
                 ctx.event(env.as_ref(), false, reasons::DELETED, format!("deleted the event queue and rule {name}")).await;
