@@ -132,6 +132,29 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     println!("bucket versioning put back after {restored:?} (drift interval 10m)");
     assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) >= 1.0);
 
+    // The rule is the Environment's own: ECS events of another cluster in the account never
+    // reach its queue (moto's own rule matching; the heartbeat's scoping is pinned by the
+    // pattern's unit test).
+    let task_event = |cluster: &str| {
+        json!({"Source": "aws.ecs", "DetailType": "ECS Task State Change", "Detail": json!({
+            "clusterArn": format!("arn:aws:ecs:eu-west-1:123456789012:cluster/{cluster}"), "group": format!("service:{svc}"), "lastStatus": "STOPPED"
+        }).to_string()})
+    };
+    let tasks0 = ctl.metric("shipshape_aws_events_total", &["ECS Task State Change"]);
+    bridge("PutEvents", json!({"Entries": [task_event(&unique("other-cluster"))]})).await;
+    bridge("PutEvents", json!({"Entries": [task_event(&env)]})).await;
+    eventually(WAIT, "own task event", || (ctl.metric("shipshape_aws_events_total", &["ECS Task State Change"]) > tasks0).then_some(()))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        ctl.metric("shipshape_aws_events_total", &["ECS Task State Change"]),
+        tasks0 + 1.0,
+        "only the own cluster's task event arrived"
+    );
+    let rule = bridge("DescribeRule", json!({"Name": format!("shipshape-{env}")})).await;
+    let pattern = rule["EventPattern"].as_str().unwrap_or_default().to_string();
+    assert!(pattern.contains(&format!("cluster/{env}")), "{pattern}");
+
     // A deployment that fails: its event wakes the release, polling every 30 s meanwhile.
     p.fail_next_deployment(&svc, 2);
     let started = Instant::now();

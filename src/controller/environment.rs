@@ -129,7 +129,7 @@ async fn converge_events(env: &Environment, aws: &AwsClients, owner: &str) -> Re
             })?
         }
     };
-    let pattern = events::rule_pattern();
+    let pattern = events::rule_pattern_for(&env.name_any(), &env.spec.ecs_cluster.name);
     let rule_arn = match aws.events.describe_rule(&name).await? {
         None => {
             let arn = aws.events.put_rule(&name, &pattern, &tags).await?;

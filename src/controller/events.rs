@@ -51,8 +51,101 @@ pub struct Hub {
     /// controller restricted by `--watch-label-selector` sees every Environment, but polls
     /// only its own).
     managed: Mutex<std::collections::HashSet<String>>,
+    /// Which release manages which service or function, per Environment.
+    releases: Mutex<Placed<ServiceRelease>>,
+    /// Which StackSpec manages which database, bucket, table or cache, per Environment.
+    stacks: Mutex<Placed<StackSpec>>,
     /// Where wakes go.
     pub wake: Wakers,
+}
+
+/// (Environment, what AWS calls the resource).
+type Name = (String, Subject);
+
+/// The objects of one kind by the AWS resources they manage, kept by their reconciles (each
+/// places its object when it looks at it, and removes it when it is gone), so that an
+/// event finds its objects without a walk over every cached object.
+struct Placed<K: kube::Resource<DynamicType = ()>> {
+    by_name: HashMap<Name, std::collections::HashSet<ObjectRef<K>>>,
+    of: HashMap<ObjectRef<K>, Vec<Name>>,
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Default for Placed<K> {
+    fn default() -> Self {
+        Placed { by_name: HashMap::new(), of: HashMap::new() }
+    }
+}
+
+impl<K: kube::Resource<DynamicType = ()>> Placed<K> {
+    /// `at` manages `names` now (and nothing else).
+    fn place(&mut self, at: ObjectRef<K>, names: Vec<Name>) {
+        if self.of.get(&at) == Some(&names) {
+            return;
+        }
+        self.remove(&at);
+        if names.is_empty() {
+            return;
+        }
+        for n in &names {
+            self.by_name.entry(n.clone()).or_default().insert(at.clone());
+        }
+        self.of.insert(at, names);
+    }
+
+    fn remove(&mut self, at: &ObjectRef<K>) {
+        for n in self.of.remove(at).unwrap_or_default() {
+            if let Some(set) = self.by_name.get_mut(&n) {
+                set.remove(at);
+                if set.is_empty() {
+                    self.by_name.remove(&n);
+                }
+            }
+        }
+    }
+
+    fn of(&self, env: &str, subject: &Subject) -> Vec<ObjectRef<K>> {
+        self.by_name.get(&(env.to_string(), subject.clone())).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+}
+
+/// Records what `r` manages (its ECS service in its Environment's cluster, or its Lambda
+/// function), for events to find it. Called by each of its reconciles (cheap when unchanged).
+pub(crate) fn place_release(ctx: &Context, r: &ServiceRelease) {
+    let at = ObjectRef::from_obj(r);
+    let env = r.spec.environment.clone();
+    let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
+    let names = if r.metadata.deletion_timestamp.is_some() {
+        vec![]
+    } else if r.spec.function.is_some() {
+        vec![(env, Subject::Function(service))]
+    } else {
+        match ctx.stores.environment(&env) {
+            Some(e) => vec![(env, Subject::Service { cluster: e.spec.ecs_cluster.name.clone(), service })],
+            None => vec![],
+        }
+    };
+    if let Ok(mut p) = ctx.events.releases.lock() {
+        p.place(at, names);
+    }
+}
+
+/// Records what `s` manages (its databases, buckets, tables and caches), for events to find it.
+pub(crate) fn place_stack(ctx: &Context, s: &StackSpec) {
+    let at = ObjectRef::from_obj(s);
+    let env = &s.spec.environment;
+    let names: Vec<Name> = if s.metadata.deletion_timestamp.is_some() {
+        vec![]
+    } else {
+        (s.spec.databases.iter().map(|d| Subject::Database(d.name.clone())))
+            .chain(s.spec.buckets.iter().map(|b| Subject::Bucket(b.name.clone())))
+            .chain(s.spec.tables.iter().map(|t| Subject::Table(t.name.clone())))
+            .chain(s.spec.caches.iter().map(|c| Subject::Cache(c.name.clone())))
+            .map(|subject| (env.clone(), subject))
+            .collect()
+    };
+    if let Ok(mut p) = ctx.events.stacks.lock() {
+        p.place(at, names);
+    }
 }
 
 impl Hub {
@@ -131,42 +224,6 @@ impl Hub {
             })
         })
         .flatten()
-    }
-}
-
-/// The objects of one Environment by the AWS names they manage.
-#[derive(Default)]
-struct Index {
-    releases: HashMap<(String, String), Vec<ObjectRef<ServiceRelease>>>,
-    functions: HashMap<String, Vec<ObjectRef<ServiceRelease>>>,
-    stacks: HashMap<Subject, Vec<ObjectRef<StackSpec>>>,
-}
-
-impl Index {
-    fn of(ctx: &Context, env: &Environment) -> Index {
-        let name = env.name_any();
-        let cluster = env.spec.ecs_cluster.name.clone();
-        let mut ix = Index::default();
-        for r in ctx.stores.releases.state().iter().filter(|r| r.spec.environment == name) {
-            let service = r.spec.service.clone().unwrap_or_else(|| r.name_any());
-            let at = ObjectRef::from_obj(r.as_ref());
-            if r.spec.function.is_some() {
-                ix.functions.entry(service).or_default().push(at);
-            } else {
-                ix.releases.entry((cluster.clone(), service)).or_default().push(at);
-            }
-        }
-        for s in ctx.stores.stacks.state().iter().filter(|s| s.spec.environment == name) {
-            let at = ObjectRef::from_obj(s.as_ref());
-            let subjects = (s.spec.databases.iter().map(|d| Subject::Database(d.name.clone())))
-                .chain(s.spec.buckets.iter().map(|b| Subject::Bucket(b.name.clone())))
-                .chain(s.spec.tables.iter().map(|t| Subject::Table(t.name.clone())))
-                .chain(s.spec.caches.iter().map(|c| Subject::Cache(c.name.clone())));
-            for subject in subjects {
-                ix.stacks.entry(subject).or_default().push(at.clone());
-            }
-        }
-        ix
     }
 }
 
@@ -346,7 +403,6 @@ async fn handle(ctx: &Context, env: &Environment, messages: &[crate::aws::QueueM
         return vec![];
     }
     let env_name = env.name_any();
-    let index = Index::of(ctx, env);
     let now = chrono::Utc::now();
     let mut handled = Vec::with_capacity(messages.len());
     for m in messages {
@@ -377,41 +433,36 @@ async fn handle(ctx: &Context, env: &Environment, messages: &[crate::aws::QueueM
             continue;
         }
         for subject in &event.subjects {
-            wake(ctx, &env_name, &index, subject).await;
+            wake(ctx, &env_name, subject).await;
         }
     }
     handled
 }
 
-async fn wake(ctx: &Context, env: &str, index: &Index, subject: &Subject) {
-    let send_release = |r: &ObjectRef<ServiceRelease>| {
-        if let Some(tx) = ctx.events.wake.releases.get() {
-            let _ = tx.unbounded_send(r.clone());
-        }
-    };
+async fn wake(ctx: &Context, env: &str, subject: &Subject) {
     match subject {
-        Subject::Service { cluster, service } => {
-            for r in index.releases.get(&(cluster.clone(), service.clone())).into_iter().flatten() {
-                // What the controller remembered of the service is older than the event.
-                ctx.services.forget(env, cluster, service);
+        Subject::Service { .. } | Subject::Function(_) => {
+            let found = ctx.events.releases.lock().map(|p| p.of(env, subject)).unwrap_or_default();
+            for r in found {
+                if let Subject::Service { cluster, service } = subject {
+                    // What the controller remembered of the service is older than the event.
+                    ctx.services.forget(env, cluster, service);
+                }
                 ctx.metrics.aws_event_wakes.with_label_values(&["ServiceRelease"]).inc();
-                send_release(r);
-            }
-        }
-        Subject::Function(f) => {
-            for r in index.functions.get(f).into_iter().flatten() {
-                ctx.metrics.aws_event_wakes.with_label_values(&["ServiceRelease"]).inc();
-                send_release(r);
+                if let Some(tx) = ctx.events.wake.releases.get() {
+                    let _ = tx.unbounded_send(r);
+                }
             }
         }
         other => {
-            for s in index.stacks.get(other).into_iter().flatten() {
+            let found = ctx.events.stacks.lock().map(|p| p.of(env, other)).unwrap_or_default();
+            for s in found {
                 if let Subject::Database(name) = other {
                     ctx.databases.changed(env, name).await;
                 }
                 ctx.metrics.aws_event_wakes.with_label_values(&["StackSpec"]).inc();
                 if let Some(tx) = ctx.events.wake.stacks.get() {
-                    let _ = tx.unbounded_send(s.clone());
+                    let _ = tx.unbounded_send(s);
                 }
             }
         }
@@ -421,6 +472,24 @@ async fn wake(ctx: &Context, env: &str, index: &Index, subject: &Subject) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_finds_the_objects_placed_on_its_resource_and_no_longer_after_they_move_or_go() {
+        let mut p = Placed::<ServiceRelease>::default();
+        let svc = |name: &str| Subject::Service { cluster: "c".into(), service: name.into() };
+        let (a, b) = (ObjectRef::new("a").within("team"), ObjectRef::new("b").within("team"));
+        p.place(a.clone(), vec![("prod".into(), svc("api"))]);
+        p.place(b.clone(), vec![("prod".into(), svc("api"))]);
+        assert_eq!(p.of("prod", &svc("api")).len(), 2, "two releases naming one service (one of them is refused; both hear of it)");
+        assert!(p.of("staging", &svc("api")).is_empty(), "another Environment's service of that name");
+        p.place(a.clone(), vec![("prod".into(), svc("web"))]);
+        assert_eq!(p.of("prod", &svc("api")), vec![b.clone()], "a's spec.service changed");
+        assert_eq!(p.of("prod", &svc("web")), vec![a.clone()]);
+        p.place(b.clone(), vec![]);
+        p.place(a, vec![]);
+        assert!(p.of("prod", &svc("api")).is_empty() && p.of("prod", &svc("web")).is_empty());
+        assert!(p.by_name.is_empty() && p.of.is_empty(), "nothing kept of deleted objects");
+    }
 
     #[test]
     fn polling_slows_only_while_the_heartbeat_comes_back_and_returns_when_it_stops() {

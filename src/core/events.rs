@@ -49,6 +49,37 @@ pub fn rule_pattern() -> String {
     json!({ "source": SOURCES, "detail-type": DETAIL_TYPES }).to_string()
 }
 
+/// The pattern of the rule shipshape keeps for one Environment: as [`rule_pattern`], but the
+/// ECS events only of the Environment's cluster (`cluster`: its services' ARNs, its tasks'
+/// cluster, the cluster a CloudTrail call named) and the heartbeat only of `environment`.
+/// Environments sharing an account and Region then each get their own events instead of
+/// every one of them (ten Environments in one account put every ECS event in ten queues).
+/// Names are matched with EventBridge's `wildcard` (ECS cluster names are `[A-Za-z0-9_-]`,
+/// Kubernetes names have no `*`), alternatives with `$or`.
+pub fn rule_pattern_for(environment: &str, cluster: &str) -> String {
+    let ecs_types = ["ECS Deployment State Change", "ECS Service Action"];
+    let cluster_arn = format!("arn:aws:ecs:*:*:cluster/{cluster}");
+    let service_arns = format!("arn:aws:ecs:*:*:service/{cluster}/*");
+    // A call that names no cluster is about the account's `default` cluster.
+    let mut named: Vec<Value> = vec![json!(cluster), json!({ "wildcard": cluster_arn })];
+    if cluster == "default" {
+        named.push(json!({ "exists": false }));
+    }
+    let others: Vec<&str> = SOURCES.iter().copied().filter(|s| *s != "aws.ecs" && *s != HEARTBEAT_SOURCE).collect();
+    json!({ "$or": [
+        { "source": ["aws.ecs"], "detail-type": ecs_types, "resources": [{ "wildcard": service_arns }] },
+        { "source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": { "clusterArn": [{ "wildcard": cluster_arn }] } },
+        { "source": ["aws.ecs"], "detail-type": ["AWS API Call via CloudTrail"], "detail": { "requestParameters": { "cluster": named } } },
+        { "source": ["aws.ecs"], "detail-type": ["AWS API Call via CloudTrail"], "detail": { "requestParameters": { "resourceArn": [{ "wildcard": service_arns }] } } },
+        { "source": others, "detail-type": ["RDS DB Instance Event", "AWS API Call via CloudTrail"] },
+        { "source": [HEARTBEAT_SOURCE], "detail-type": [HEARTBEAT_TYPE], "detail": { "environment": [environment] } },
+    ]})
+    .to_string()
+}
+
+/// EventBridge's limit on a rule's pattern (characters).
+pub const MAX_PATTERN: usize = 4096;
+
 /// The queue policy: only `rule_arn` may send to `queue_arn`.
 pub fn queue_policy(queue_arn: &str, rule_arn: &str) -> String {
     json!({

@@ -60,10 +60,13 @@ impl Kind for ServiceRelease {
 
     #[instrument(skip_all, fields(release = %format!("{}/{}", r.namespace().unwrap_or_default(), r.name_any())))]
     async fn apply(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        // AWS events about its service or function find it from now on.
+        super::events::place_release(ctx, &r);
         apply(r, ctx).await
     }
 
     async fn cleanup(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        super::events::place_release(ctx, &r);
         cleanup(r, ctx).await
     }
 }

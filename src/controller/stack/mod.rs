@@ -52,10 +52,13 @@ impl Kind for StackSpec {
 
     #[instrument(skip_all, fields(stack = %format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())))]
     async fn apply(stack: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        // AWS events about its data find it from now on.
+        super::events::place_stack(ctx, &stack);
         apply(stack, ctx).await
     }
 
     async fn cleanup(stack: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
+        super::events::place_stack(ctx, &stack);
         cleanup::cleanup(stack, ctx).await
     }
 }

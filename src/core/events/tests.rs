@@ -102,6 +102,22 @@ fn the_policy_lets_only_the_rule_send_and_the_pattern_covers_the_heartbeat() {
 }
 
 #[test]
+fn an_environments_own_rule_matches_only_its_cluster_and_its_heartbeat() {
+    let p: Value = serde_json::from_str(&rule_pattern_for("prod", "prod-cluster")).unwrap();
+    let alts = p["$or"].as_array().unwrap();
+    let text = p.to_string();
+    assert!(text.contains("arn:aws:ecs:*:*:service/prod-cluster/*") && text.contains("arn:aws:ecs:*:*:cluster/prod-cluster"));
+    let beat = alts.iter().find(|a| a["source"][0] == HEARTBEAT_SOURCE).unwrap();
+    assert_eq!(beat["detail"]["environment"], json!(["prod"]));
+    // Every ECS alternative names the cluster; the other sources are not cluster-bound.
+    for a in alts.iter().filter(|a| a["source"] == json!(["aws.ecs"])) {
+        assert!(a.to_string().contains("prod-cluster"), "{a}");
+    }
+    assert!(!text.contains("\"exists\""), "a call naming no cluster is about `default`, not this one");
+    assert!(rule_pattern_for("e", "default").contains("\"exists\":false"));
+}
+
+#[test]
 fn flow_is_trusted_only_while_the_heartbeat_and_the_queue_answer() {
     let t0 = Instant::now();
     let at = |s: u64| t0 + Duration::from_secs(s);
@@ -125,6 +141,13 @@ proptest! {
             prop_assert!(SOURCES.contains(&e.source) || e.source == "other");
             prop_assert!(DETAIL_TYPES.contains(&e.detail_type) || e.detail_type == "other");
         }
+    }
+
+    #[test]
+    fn an_environments_rule_pattern_fits_eventbridge(env in "[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", cluster in "[A-Za-z0-9_-]{1,255}") {
+        let p = rule_pattern_for(&env, &cluster);
+        prop_assert!(p.len() <= MAX_PATTERN, "{} characters", p.len());
+        prop_assert!(same_json(&p, &p));
     }
 
     #[test]
