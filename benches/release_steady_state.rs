@@ -229,6 +229,16 @@ async fn steady(n: usize) {
     let per = |op: &str| calls.iter().filter(|c| c.operation == op).count() as f64 / w;
     let api_per = steady.api_requests as f64 / w;
     let rss = common::rss_mib(pid);
+    if common::events_on() {
+        let mut ops = std::collections::BTreeMap::<&str, usize>::new();
+        for c in calls.iter() {
+            *ops.entry(c.operation.as_str()).or_default() += 1;
+        }
+        eprintln!(
+            "steady calls per interval by operation: {:?}",
+            ops.iter().map(|(o, n)| format!("{o} {:.1}", *n as f64 / w)).collect::<Vec<_>>()
+        );
+    }
     if writes > 0 {
         eprintln!("the steady state wrote to AWS: {writes} calls");
         std::process::exit(3);
@@ -247,6 +257,15 @@ async fn steady(n: usize) {
     b.converge::<ServiceRelease>(k, common::Bench::timeout(n), rolled_back).await;
     let mut seen_to_call = rollback_latencies(&b.proxy.calls(), &bad, delay);
     let verdict_p99 = ctl.scrape().and_then(|m| histogram_quantile(&m, "shipshape_rollback_seconds", 0.99));
+    if common::events_on() {
+        // What the event queues did (to stderr: the table keeps its columns).
+        let m = ctl.scrape().unwrap_or_default();
+        let lag = |q| histogram_quantile(&m, "shipshape_aws_event_lag_seconds", q).map_or("-".into(), |s| format!("≤ {s} s"));
+        eprintln!("event lag (event time -> handled): p50 {}, p99 {}", lag(0.5), lag(0.99));
+        for l in m.lines().filter(|l| l.starts_with("shipshape_aws_event") && !l.contains("_bucket")) {
+            eprintln!("{l}");
+        }
+    }
 
     // Failover: the next k releases' deployments fail while the leader dies; a standby that
     // was waiting takes the lease and rolls them back.

@@ -95,7 +95,7 @@ echo "  the controller runs as $(kubectl --kubeconfig "$work/shipshape.kubeconfi
 
 step "Starting moto + AWS proxy, $($have_prometheus && echo 'Prometheus, ')and the controller"
 read -r moto_port proxy_port app_port prom_port metrics_port dash_port < <(free_ports 6)
-moto_server -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
+python3 testkit/moto_server.py -H 127.0.0.1 -p "$moto_port" >"$work/moto.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$moto_port/moto-api/"
 ./target/debug/examples/demostack --moto "http://127.0.0.1:$moto_port" --proxy-addr "127.0.0.1:$proxy_port" --exporter-addr "127.0.0.1:$app_port" >"$work/stack.log" 2>&1 & pids+=($!)
 wait_http "http://127.0.0.1:$app_port/metrics"

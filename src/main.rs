@@ -12,6 +12,12 @@ use shipshape::metrics::Metrics;
 use shipshape::telemetry::{self, LogFormat};
 use std::time::Duration;
 
+/// mimalloc instead of glibc's malloc: glibc kept the controller's resident memory at the
+/// peak of a convergence (10,000 releases: every object read, a thousand reconciles in
+/// flight) for good; mimalloc returns freed pages to the system.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "shipshape",

@@ -95,8 +95,11 @@ impl Metrics {
         let drift_corrections =
             IntCounterVec::new(Opts::new("drift_corrections_total", "Managed fields put back after drift"), &["controller", "kind"])
                 .unwrap();
-        let release_phase =
-            IntGaugeVec::new(Opts::new("release_phase", "1 for the release's current phase"), &["namespace", "name", "phase"]).unwrap();
+        let release_phase = IntGaugeVec::new(
+            Opts::new("release_phase", "1 for the release's current phase (the other phases have no series)"),
+            &["namespace", "name", "phase"],
+        )
+        .unwrap();
         // Constant name and labels: cannot fail (see above).
         let rollback_unsafe = IntGaugeVec::new(
             Opts::new("rollback_unsafe", "1 while a failing rollout is held because an irreversible preDeploy step succeeded"),

@@ -332,11 +332,16 @@ async fn poll(ctx: Arc<Context>, env_name: String, url: String) {
                 let own = aws.sts.caller_arn().await.ok().flatten();
                 let handled = handle(&ctx, &env, &messages, own.as_deref()).await;
                 if !handled.is_empty() {
-                    if let Err(e) = aws.events.delete_messages(&url, &handled).await {
-                        // Not deleted: they come back after the visibility timeout, and are
-                        // handled again (a hint twice is harmless).
-                        warn!(environment = %env_name, error = %e, "event queue: handled messages not deleted");
-                    }
+                    // Deleted beside the next receive, not before it: a batch's round trip
+                    // does not delay the next events.
+                    let (queue, url, env_name) = (aws.events.clone(), url.clone(), env_name.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = queue.delete_messages(&url, &handled).await {
+                            // Not deleted: they come back after the visibility timeout, and are
+                            // handled again (a hint twice is harmless).
+                            warn!(environment = %env_name, error = %e, "event queue: handled messages not deleted");
+                        }
+                    });
                 }
             }
             Err(e) => {

@@ -153,16 +153,32 @@ pub fn scoped(auth: &str, service: &str) -> String {
 
 /// Puts `e` on the default bus of its caller's account and Region, in moto.
 pub async fn put(http: &reqwest::Client, upstream: &str, e: &Emit) {
-    let auth = scoped(&e.auth, "events");
-    let entry = json!({"Source": e.source, "DetailType": e.detail_type, "Resources": e.resources, "Detail": e.detail.to_string()});
-    let _ = http
-        .post(format!("{upstream}/"))
-        .header("authorization", auth)
-        .header("x-amz-target", "AWSEvents.PutEvents")
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(json!({"Entries": [entry]}).to_string())
-        .send()
-        .await;
+    put_all(http, upstream, std::slice::from_ref(e)).await;
+}
+
+/// Puts `events` as AWS would deliver them, in PutEvents calls of up to 10 entries (one
+/// call per entry let a convergence's thousands of deployment events swamp moto; one
+/// request each at once did so more).
+pub async fn put_all(http: &reqwest::Client, upstream: &str, events: &[Emit]) {
+    let mut by_caller: HashMap<&str, Vec<Value>> = HashMap::new();
+    for e in events {
+        by_caller
+            .entry(e.auth.as_str())
+            .or_default()
+            .push(json!({"Source": e.source, "DetailType": e.detail_type, "Resources": e.resources, "Detail": e.detail.to_string()}));
+    }
+    for (auth, entries) in by_caller {
+        for chunk in entries.chunks(10) {
+            let _ = http
+                .post(format!("{upstream}/"))
+                .header("authorization", scoped(auth, "events"))
+                .header("x-amz-target", "AWSEvents.PutEvents")
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(json!({"Entries": chunk}).to_string())
+                .send()
+                .await;
+        }
+    }
 }
 
 #[cfg(test)]

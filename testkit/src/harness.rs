@@ -40,7 +40,9 @@ pub fn moto() -> &'static str {
         .get_or_init(|| {
             let port = free_port();
             let script = format!(
-                "moto_server -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+                "python3 {server} -H 127.0.0.1 -p {port} >/dev/null 2>&1 & m=$!; while kill -0 {parent} 2>/dev/null; do sleep 1; done; kill $m",
+                // moto_server with jsonpath_ng's parses memoized (see the file).
+                server = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py"),
                 parent = std::process::id()
             );
             let child = Command::new("sh")
