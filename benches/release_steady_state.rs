@@ -223,6 +223,21 @@ async fn steady(n: usize) {
     // With events the drift checks come 10 times less often: measured over 20 intervals
     // instead of 2, reported per interval as without.
     let windows: u32 = if common::events_on() { 20 } else { 2 };
+    if common::events_on() {
+        // The convergence's 10,000 deployment events may still be arriving (moto delivers
+        // them at its own pace): the steady state starts once they stopped for 30 s (each
+        // wakes its release to read its service, which is not what steady state costs).
+        let deployments = || ctl.metric("shipshape_aws_events_total", &["ECS Deployment State Change"]);
+        let (mut last, mut since, started) = (deployments(), Instant::now(), Instant::now());
+        while since.elapsed() < Duration::from_secs(30) && started.elapsed() < Duration::from_secs(900) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let now = deployments();
+            if now != last {
+                (last, since) = (now, Instant::now());
+            }
+        }
+        eprintln!("deployment events drained {:.0} s after convergence ({last} handled)", started.elapsed().as_secs_f64());
+    }
     let steady = b.steady(&ctl, pid, "servicerelease", DRIFT * u64::from(windows) / 2).await;
     let (calls, writes, cpu, cpu_ms) = (&steady.calls, steady.writes, steady.cpu_seconds, steady.cpu_ms_per_reconcile());
     let w = f64::from(windows);
