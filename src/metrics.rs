@@ -95,6 +95,7 @@ impl Metrics {
         let drift_corrections =
             IntCounterVec::new(Opts::new("drift_corrections_total", "Managed fields put back after drift"), &["controller", "kind"])
                 .unwrap();
+        // Constant name and labels: cannot fail (see above).
         let release_phase = IntGaugeVec::new(
             Opts::new("release_phase", "1 for the release's current phase (the other phases have no series)"),
             &["namespace", "name", "phase"],
