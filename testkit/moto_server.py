@@ -11,12 +11,16 @@ everything else are moto's own, unchanged.
 import functools
 import sys
 
-import jsonpath_ng.ext
-import jsonpath_ng.ext.parser
+try:
+    import jsonpath_ng.ext
+    import jsonpath_ng.ext.parser
+except ImportError:  # moto without its EventBridge extras: nothing to memoize
+    jsonpath_ng = None
 
-_parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parser.parse)
-jsonpath_ng.ext.parse = _parse
-jsonpath_ng.ext.parser.parse = _parse
+if jsonpath_ng is not None:
+    _parse = functools.lru_cache(maxsize=256)(jsonpath_ng.ext.parser.parse)
+    jsonpath_ng.ext.parse = _parse
+    jsonpath_ng.ext.parser.parse = _parse
 
 from moto.server import main  # noqa: E402  (after the patch, which its import must see)
 
