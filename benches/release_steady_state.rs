@@ -187,6 +187,52 @@ fn rollback_latencies(calls: &[shipshape_testkit::awsproxy::Call], services: &[S
         .collect()
 }
 
+/// Where a rollback's time went, per service (events on): ECS FAILED -> the proxy finding the
+/// deployment ended -> moto taking the PutEvents -> the controller's first DescribeServices of
+/// the service after that -> the rollback's UpdateService. Printed as p50 / p99 of each part.
+fn rollback_parts(
+    calls: &[shipshape_testkit::awsproxy::Call],
+    announced: &[(String, Instant, Instant)],
+    services: &[String],
+    delay: Duration,
+) {
+    let mut parts: [Vec<f64>; 4] = Default::default();
+    let secs = |a: Instant, b: Instant| b.checked_duration_since(a).unwrap_or_default().as_secs_f64();
+    for svc in services {
+        let updates: Vec<_> =
+            calls.iter().filter(|c| c.operation == "UpdateService" && !c.faulted && c.service_name.as_deref() == Some(svc)).collect();
+        let (Some(bad), Some(back)) = (updates.first().and_then(|c| c.at), updates.get(1).and_then(|c| c.at)) else { continue };
+        let failed = bad + delay;
+        let Some(&(_, found, put)) = announced.iter().find(|(arn, _, _)| arn.ends_with(&format!("/{svc}"))) else { continue };
+        let named = |d: &String| d == svc || d.ends_with(&format!("/{svc}"));
+        let Some(read) = calls
+            .iter()
+            .filter(|c| {
+                c.operation == "DescribeServices" && c.at.is_some_and(|t| t >= failed && t <= back) && c.described.iter().any(named)
+            })
+            .find_map(|c| c.at)
+        else {
+            continue;
+        };
+        for (i, v) in [secs(failed, found), secs(found, put), secs(put, read), secs(read, back)].into_iter().enumerate() {
+            parts[i].push(v);
+        }
+    }
+    let q = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v.get(((v.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN)
+    };
+    let names = [
+        "FAILED -> found by the proxy",
+        "found -> PutEvents answered",
+        "put -> controller's DescribeServices",
+        "read -> rollback UpdateService",
+    ];
+    for (name, v) in names.iter().zip(parts.iter_mut()) {
+        eprintln!("rollback part {name}: n {} p50 {:.3} s p99 {:.3} s", v.len(), q(v, 0.5), q(v, 0.99));
+    }
+}
+
 async fn steady(n: usize) {
     let b = common::Bench::new(n).await;
     let docs: Vec<String> = (0..n).map(|i| release(&b, i, "abcdef1")).collect();
@@ -271,6 +317,9 @@ async fn steady(n: usize) {
     b.apply_all(&(0..k).map(|i| release(&b, i, "badbad1")).collect::<Vec<_>>());
     b.converge::<ServiceRelease>(k, common::Bench::timeout(n), rolled_back).await;
     let mut seen_to_call = rollback_latencies(&b.proxy.calls(), &bad, delay);
+    if common::events_on() {
+        rollback_parts(&b.proxy.calls(), &b.proxy.announced(), &bad, delay);
+    }
     let verdict_p99 = ctl.scrape().and_then(|m| histogram_quantile(&m, "shipshape_rollback_seconds", 0.99));
     if common::events_on() {
         // What the event queues did (to stderr: the table keeps its columns).

@@ -657,19 +657,40 @@ pub trait AwsProvider: Send + Sync {
     async fn clients(&self, target: &Target) -> Result<AwsClients, AwsError>;
 }
 
+/// How urgent a reconcile's AWS calls are. A rate limit shared by a whole Environment
+/// serves the most urgent waiting call first: a rollout in flight (judging it, rolling it
+/// back) before a rollout being started, and both before a drift check — so a rollback
+/// never waits behind a wave of new rollouts, and a bad version serves no longer than
+/// AWS's answers take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Work {
+    /// A drift check: at most [`DRIFT_SHARE`] of the read rate, and only while nothing else waits.
+    Drift,
+    /// Anything else (a rollout started, a stack changed): the default.
+    Rollout,
+    /// A rollout in flight: its reads, verdict and rollback.
+    InFlight,
+}
+
 tokio::task_local! {
-    static DRIFT: ();
+    static WORK: Work;
 }
 
 /// Runs `f` as drift work: its AWS reads wait for the drift share of the read budget
-/// ([`DRIFT_SHARE`]) and for every waiting read of rollout work, so those always find room,
+/// ([`DRIFT_SHARE`]) and for every waiting read of other work, so those always find room,
 /// however many drift checks are queued.
 pub async fn as_drift<F: Future>(f: F) -> F::Output {
-    DRIFT.scope((), f).await
+    WORK.scope(Work::Drift, f).await
 }
 
-fn in_drift() -> bool {
-    DRIFT.try_with(|_| ()).is_ok()
+/// Runs `f` as `work` (its calls wait their turn as such).
+pub async fn as_work<F: Future>(work: Work, f: F) -> F::Output {
+    WORK.scope(work, f).await
+}
+
+/// The work the current task does (Rollout unless said otherwise).
+pub fn work() -> Work {
+    WORK.try_with(|w| *w).unwrap_or(Work::Rollout)
 }
 
 /// The part of an (environment, service)'s read rate that drift reads may use, in percent.
@@ -677,17 +698,20 @@ pub const DRIFT_SHARE: u32 = 75;
 
 /// The one path every AWS call takes: rate limiters per (environment, service) — one for
 /// reads, one for writes, so a rollback's UpdateService never waits behind a queue of drift
-/// reads; drift reads ([`as_drift`]) use at most [`DRIFT_SHARE`] of the read rate and hold
-/// back while a read for rollout work waits, so those are never starved by them —, retries
-/// of throttles and transient failures with jittered backoff, and a metric per attempt. A throttle slows every later call of that (environment, service) down for a
-/// while: AWS throttles per account and Region, so the whole Environment backs off together.
+/// reads —, each serving the most urgent [`Work`] waiting first (drift reads also use at
+/// most [`DRIFT_SHARE`] of the read rate), retries of throttles and transient failures with
+/// jittered backoff, and a metric per attempt. A throttle slows every later call of that
+/// (environment, service) down for a while: AWS throttles per account and Region, so the
+/// whole Environment backs off together.
 pub struct Caller {
     service: &'static str,
     reads: DefaultDirectRateLimiter,
     drift_reads: DefaultDirectRateLimiter,
-    /// Reads for rollout work waiting for the budget (drift reads hold back meanwhile).
-    urgent_reads: AtomicUsize,
+    /// Reads waiting for the budget, by work (index: `Work as usize`; drift's is unused).
+    reads_waiting: [AtomicUsize; 3],
     writes: DefaultDirectRateLimiter,
+    /// Writes waiting for the budget, by work.
+    writes_waiting: [AtomicUsize; 3],
     metrics: Metrics,
     attempts: u32,
     base_delay: Duration,
@@ -716,6 +740,23 @@ pub fn is_write(op: &str) -> bool {
     !["Describe", "Get", "List", "Head"].iter().any(|p| op.starts_with(p))
 }
 
+/// Takes a token of `limiter` once no more urgent call waits for one (`waiting`: the waiters
+/// of every work, `work`'s own included): the most urgent waiting work goes first.
+async fn take_turn(limiter: &DefaultDirectRateLimiter, waiting: &[AtomicUsize; 3], work: Work) {
+    use governor::clock::{Clock, DefaultClock};
+    let _me = Waiting::new(&waiting[work as usize]);
+    let clock = DefaultClock::default();
+    loop {
+        while waiting[(work as usize).saturating_add(1)..].iter().any(|w| w.load(Ordering::Acquire) > 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        match limiter.check() {
+            Ok(()) => return,
+            Err(not_until) => tokio::time::sleep(not_until.wait_time_from(clock.now())).await,
+        }
+    }
+}
+
 impl Caller {
     /// A caller for one (environment, service) allowing `per_second` reads and as many writes.
     pub fn new(service: &'static str, per_second: u32, metrics: Metrics) -> Self {
@@ -725,8 +766,9 @@ impl Caller {
             service,
             reads: RateLimiter::direct(Quota::per_second(rate)),
             drift_reads: RateLimiter::direct(Quota::per_second(drift_rate)),
-            urgent_reads: AtomicUsize::new(0),
+            reads_waiting: Default::default(),
             writes: RateLimiter::direct(Quota::per_second(rate)),
+            writes_waiting: Default::default(),
             metrics,
             attempts: 4,
             base_delay: Duration::from_millis(200),
@@ -739,18 +781,18 @@ impl Caller {
         if let Some(p) = pause {
             tokio::time::sleep(p).await;
         }
+        let work = work();
         if is_write(op) {
-            self.writes.until_ready().await;
-        } else if in_drift() {
-            // Drift reads go last: while a rollout's read waits for the budget, they hold back.
-            while self.urgent_reads.load(Ordering::Acquire) > 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            self.drift_reads.until_ready().await;
-            self.reads.until_ready().await;
+            take_turn(&self.writes, &self.writes_waiting, work).await;
         } else {
-            let _waiting = Waiting::new(&self.urgent_reads);
-            self.reads.until_ready().await;
+            if work == Work::Drift {
+                // Drift reads go last, within their share: while other reads wait, they hold back.
+                while self.reads_waiting[Work::Rollout as usize..].iter().any(|w| w.load(Ordering::Acquire) > 0) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                self.drift_reads.until_ready().await;
+            }
+            take_turn(&self.reads, &self.reads_waiting, work).await;
         }
     }
 
@@ -830,5 +872,60 @@ impl Sts for CachedSts {
         let arn = self.inner.caller_arn().await?;
         *cached = Some((arn.clone(), std::time::Instant::now()));
         Ok(arn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Calls `op` on `caller` as `work` after `after`; returns when it was made.
+    fn call_as(caller: &Arc<Caller>, work: Work, op: &'static str, after: Duration) -> tokio::task::JoinHandle<Instant> {
+        let caller = caller.clone();
+        tokio::spawn(as_work(work, async move {
+            tokio::time::sleep(after).await;
+            caller.call(op, || async { Ok::<_, AwsError>(Instant::now()) }).await.unwrap_or_else(|_| Instant::now())
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_rollout_in_flight_calls_before_rollouts_being_started_and_drift_checks() {
+        // Two calls a second: the burst spent, every later call waits ~500 ms for a token.
+        let caller = Arc::new(Caller::new("ecs", 2, Metrics::new()));
+        for _ in 0..2 {
+            caller.call("UpdateService", || async { Ok::<_, AwsError>(()) }).await.ok();
+            caller.call("DescribeServices", || async { Ok::<_, AwsError>(()) }).await.ok();
+        }
+        // Three rollouts started wait for writes, then a rollback comes: it goes first.
+        let started: Vec<_> = (0..3).map(|_| call_as(&caller, Work::Rollout, "UpdateService", Duration::ZERO)).collect();
+        let rollback = call_as(&caller, Work::InFlight, "UpdateService", Duration::from_millis(50));
+        // Reads: a drift check and a rollout's read wait, then an in-flight read comes.
+        let drift = call_as(&caller, Work::Drift, "DescribeServices", Duration::ZERO);
+        let start_read = call_as(&caller, Work::Rollout, "ListTaskDefinitions", Duration::ZERO);
+        let verdict_read = call_as(&caller, Work::InFlight, "DescribeServices", Duration::from_millis(50));
+        let rollback = rollback.await.unwrap_or_else(|_| Instant::now());
+        for s in started {
+            let s = s.await.unwrap_or_else(|_| Instant::now());
+            assert!(rollback < s, "the rollback waited behind a rollout being started");
+        }
+        let (drift, start_read, verdict_read) = (
+            drift.await.unwrap_or_else(|_| Instant::now()),
+            start_read.await.unwrap_or_else(|_| Instant::now()),
+            verdict_read.await.unwrap_or_else(|_| Instant::now()),
+        );
+        assert!(verdict_read < start_read && start_read < drift, "reads in order of urgency");
+    }
+
+    #[tokio::test]
+    async fn work_is_rollout_unless_said_otherwise_and_scopes_nest() {
+        assert_eq!(work(), Work::Rollout);
+        as_drift(async { assert_eq!(work(), Work::Drift) }).await;
+        as_work(Work::InFlight, async {
+            assert_eq!(work(), Work::InFlight);
+            as_drift(async { assert_eq!(work(), Work::Drift) }).await;
+            assert_eq!(work(), Work::InFlight);
+        })
+        .await;
     }
 }

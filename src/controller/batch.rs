@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aws::{AwsError, Ecs};
+use crate::aws::{AwsError, Ecs, Work};
 use crate::core::rollout::ServiceObs;
 
 type Reply = oneshot::Sender<Result<Option<ServiceObs>, AwsError>>;
@@ -21,9 +21,9 @@ struct Request {
     environment: String,
     cluster: String,
     name: String,
-    /// A drift check (it accepts an older answer): its read takes the drift share of the
-    /// read budget; a fresh read for rollout work does not.
-    drift: bool,
+    /// The work asking: a drift check (it accepts an older answer) takes the drift share of
+    /// the read budget; a fresh read is rollout work, a rollout in flight's goes first.
+    work: Work,
     reply: Reply,
 }
 
@@ -99,9 +99,10 @@ const PER_FLUSH: usize = 10 * PER_CALL;
 /// Flushes of one lane in flight at once; more requests wait and join the next one.
 const CALLS_IN_FLIGHT: usize = 2;
 
-/// (environment, cluster, drift): drift checks and rollout work batch separately, so a
-/// rollout's read never waits behind a drift batch.
-type Lane = (String, String, bool);
+/// (environment, cluster, work): drift checks, rollouts started and rollouts in flight batch
+/// separately, so a rollout's read never waits behind a drift batch, nor a rollback's behind
+/// a wave of new rollouts.
+type Lane = (String, String, Work);
 
 impl ServiceReader {
     /// Starts the batching task (on the current runtime).
@@ -133,7 +134,7 @@ impl ServiceReader {
                             }
                         }
                         for r in batch {
-                            pending.entry((r.environment.clone(), r.cluster.clone(), r.drift)).or_default().push(r);
+                            pending.entry((r.environment.clone(), r.cluster.clone(), r.work)).or_default().push(r);
                         }
                     }
                     Some(lane) = done_rx.recv() => {
@@ -151,7 +152,7 @@ impl ServiceReader {
                     let take: Vec<Request> = requests.drain(..requests.len().min(PER_FLUSH)).collect();
                     let (cache, done, lane) = (shared.clone(), done_tx.clone(), lane.clone());
                     tokio::spawn(async move {
-                        flush(cache, lane.0.clone(), lane.1.clone(), take).await;
+                        crate::aws::as_work(lane.2, flush(cache, lane.0.clone(), lane.1.clone(), take)).await;
                         let _ = done.send(lane);
                     });
                 }
@@ -194,7 +195,7 @@ impl ServiceReader {
             environment: environment.into(),
             cluster: cluster.into(),
             name: name.into(),
-            drift: !max_age.is_zero(),
+            work: if max_age.is_zero() { crate::aws::work().max(Work::Rollout) } else { Work::Drift },
             reply,
         };
         if self.tx.send(req).await.is_err() {
@@ -226,11 +227,9 @@ async fn flush(cache: Arc<Mutex<Cache>>, environment: String, cluster: String, m
     let mut found: HashMap<String, ServiceObs> = HashMap::new();
     let mut failure = None;
     let mut read = vec![];
-    // Only drift checks in this batch: the calls wait in the drift share of the budget.
-    let drift = requests.iter().all(|r| r.drift);
+    // The calls wait their turn as the lane's work (`ServiceReader::start` runs this as it).
     for chunk in names.chunks(PER_CALL) {
-        let call = ecs.describe_services(&cluster, chunk);
-        let answer = if drift { crate::aws::as_drift(call).await } else { call.await };
+        let answer = ecs.describe_services(&cluster, chunk).await;
         match answer {
             Ok(list) => {
                 found.extend(list);

@@ -95,6 +95,9 @@ struct State_ {
     others: std::collections::HashSet<String>,
     /// IAM policies attached beside deploy/iam-policy.json (e.g. an adoption policy).
     attached: Vec<(String, serde_json::Value)>,
+    /// Deployment events put into moto: (service ARN, when the ticker found the deployment
+    /// ended, when moto answered the PutEvents). Benchmarks split a rollback's latency with it.
+    announced: Vec<(String, std::time::Instant, std::time::Instant)>,
 }
 
 /// ECS deployment dynamics moto lacks: a new PRIMARY deployment per task definition
@@ -336,9 +339,15 @@ impl AwsProxy {
                 flush(&shared).await;
                 if shared.emit_events.load(std::sync::atomic::Ordering::Relaxed) {
                     let ended = shared.state.lock().unwrap().ecs.ended();
+                    let found = std::time::Instant::now();
                     // Ten to a PutEvents call: 50 deployments ending together were announced
                     // one call after another over ~2 s.
                     crate::aws_events::put_all(&shared.http, &shared.upstream, &ended).await;
+                    if !ended.is_empty() {
+                        let put = std::time::Instant::now();
+                        let mut s = shared.state.lock().unwrap();
+                        s.announced.extend(ended.iter().filter_map(|e| Some((e.resources.first()?.clone(), found, put))));
+                    }
                 }
                 drop(shared);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -437,6 +446,13 @@ impl AwsProxy {
         let mut s = self.shared.state.lock().unwrap();
         s.calls.clear();
         s.faults.clear();
+        s.announced.clear();
+    }
+
+    /// The deployment events put into moto since the last reset: (service ARN, when the
+    /// deployment's end was found, when moto took the PutEvents).
+    pub fn announced(&self) -> Vec<(String, std::time::Instant, std::time::Instant)> {
+        self.shared.state.lock().unwrap().announced.clone()
     }
 
     /// How long an ECS deployment stays IN_PROGRESS before COMPLETED (or FAILED).

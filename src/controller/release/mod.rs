@@ -62,7 +62,9 @@ impl Kind for ServiceRelease {
     async fn apply(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
         // AWS events about its service or function find it from now on.
         super::events::place_release(ctx, &r);
-        apply(r, ctx).await
+        // A rollout in flight (its verdict, its rollback) calls AWS before rollouts being started.
+        let work = if in_flight(&r) { crate::aws::Work::InFlight } else { crate::aws::Work::Rollout };
+        crate::aws::as_work(work, apply(r, ctx)).await
     }
 
     async fn cleanup(r: Arc<Self>, ctx: &Context) -> Result<Action, Error> {
@@ -295,6 +297,21 @@ fn rollout_critical(r: &ServiceRelease) -> bool {
         || matches!(st.phase, Phase::Pending | Phase::Progressing | Phase::Analyzing | Phase::RollingBack)
 }
 
+/// Whether `r` has a rollout in flight — ECS or Lambda deploying its spec, under analysis, or
+/// a rollback under way (asked for, or decided and not yet accepted by AWS): the work whose
+/// AWS calls go first (`crate::aws::Work::InFlight`). A new spec to start on is not.
+fn in_flight(r: &ServiceRelease) -> bool {
+    let Some(st) = r.status.as_ref() else { return false };
+    let manual_rollback = r
+        .annotations()
+        .get(ROLLBACK_ANNOTATION)
+        .is_some_and(|v| st.handled_commands.get(ROLLBACK_ANNOTATION.trim_start_matches("shipshape.dev/")) != Some(v));
+    st.rollback.is_some()
+        || manual_rollback
+        || (st.observed_generation == r.metadata.generation
+            && matches!(st.phase, Phase::Progressing | Phase::Analyzing | Phase::RollingBack))
+}
+
 /// One round: the spec and the Environment checked, the target's decision written before
 /// its calls are made (fenced by the resourceVersion), what AWS said settled into status.
 async fn apply(r: Arc<ServiceRelease>, ctx: &Context) -> Result<Action, Error> {
@@ -506,6 +523,28 @@ mod tests {
             writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(o));
         }
         store
+    }
+
+    #[test]
+    fn a_rollout_deploying_or_rolling_back_is_in_flight_a_new_spec_is_not() {
+        let mut r = release("team", "api", release_spec(json!({})));
+        r.metadata.generation = Some(2);
+        assert!(!in_flight(&r), "never reconciled");
+        let at = |phase: Phase, observed: i64| ServiceReleaseStatus { phase, observed_generation: Some(observed), ..Default::default() };
+        for phase in [Phase::Progressing, Phase::Analyzing, Phase::RollingBack] {
+            r.status = Some(at(phase, 2));
+            assert!(in_flight(&r), "{phase:?}");
+            // A new spec came meanwhile: starting on it is not in flight yet.
+            r.status = Some(at(phase, 1));
+            assert!(!in_flight(&r));
+        }
+        for phase in [Phase::Healthy, Phase::Pending, Phase::RolledBack, Phase::Failed] {
+            r.status = Some(at(phase, 2));
+            assert!(!in_flight(&r), "{phase:?}");
+        }
+        // A rollback asked for by hand, not yet handled, is.
+        r.annotations_mut().insert(ROLLBACK_ANNOTATION.to_string(), "1".into());
+        assert!(in_flight(&r));
     }
 
     #[test]
