@@ -103,13 +103,16 @@ impl Metrics {
         .unwrap();
         // Constant name and labels: cannot fail (see above).
         let rollback_unsafe = IntGaugeVec::new(
-            Opts::new("rollback_unsafe", "1 while a failing rollout is held because an irreversible preDeploy step succeeded"),
+            Opts::new(
+                "rollback_unsafe",
+                "1 while a failing rollout is held because an irreversible preDeploy step succeeded (no series otherwise)",
+            ),
             &["namespace", "name"],
         )
         .unwrap();
         // Constant name and labels: cannot fail (see above).
         let release_waiting = IntGaugeVec::new(
-            Opts::new("release_waiting", "1 while the release's new SHA waits on its promotion, order or a window"),
+            Opts::new("release_waiting", "1 while the release's new SHA waits on its promotion, order or a window (no series otherwise)"),
             &["namespace", "name"],
         )
         .unwrap();

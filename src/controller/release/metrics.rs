@@ -74,8 +74,14 @@ pub(super) fn export(ctx: &Context, r: &ServiceRelease, old: &ServiceReleaseStat
     }
     ctx.metrics.release_phase.with_label_values(&[&ns, &name, phase_word(new.phase)]).set(1);
     let unsafe_hold = new.phase == Phase::Paused && new.rollback_unsafe.is_some() && new.rollout.as_ref().is_some_and(|r| r.held.is_some());
-    ctx.metrics.rollback_unsafe.with_label_values(&[&ns, &name]).set(i64::from(unsafe_hold));
-    ctx.metrics.release_waiting.with_label_values(&[&ns, &name]).set(i64::from(new.waiting.is_some()));
+    // These two exist only while they are 1, as the phase's (alerts ask for `== 1`).
+    for (gauge, on) in [(&ctx.metrics.rollback_unsafe, unsafe_hold), (&ctx.metrics.release_waiting, new.waiting.is_some())] {
+        if on {
+            gauge.with_label_values(&[&ns, &name]).set(1);
+        } else {
+            let _ = gauge.remove_label_values(&[&ns, &name]);
+        }
+    }
     let sha = |s: &ServiceReleaseStatus| (s.current_sha.clone().unwrap_or_default(), s.stable_sha.clone().unwrap_or_default());
     let (old_sha, old_stable) = sha(old);
     let (cur, stable) = sha(new);
