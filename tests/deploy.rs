@@ -234,8 +234,9 @@ fn assert_subset(want: &Value, got: &Value, at: &str) {
 fn registered_metrics() -> BTreeSet<String> {
     let src = read("src/metrics.rs");
     let mut names = BTreeSet::new();
-    let parts = ["Opts::new(\"", "IntGauge::new(\"", "IntCounter::new(\""].into_iter().flat_map(|m| src.split(m).skip(1));
-    for part in parts {
+    // The name is the first argument, on the same line or (rustfmt's choice) the next.
+    let parts = ["Opts::new(", "IntGauge::new(", "IntCounter::new("].into_iter().flat_map(|m| src.split(m).skip(1));
+    for part in parts.filter_map(|p| p.trim_start().strip_prefix('"')) {
         names.insert(format!("shipshape_{}", part.split('"').next().unwrap()));
     }
     names
