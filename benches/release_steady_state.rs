@@ -172,16 +172,19 @@ fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
     (total > 0.0).then(|| buckets.iter().find(|(_, c)| *c >= q * total).map(|(le, _)| *le)).flatten()
 }
 
+/// When `svc`'s first accepted UpdateService (the bad SHA) and its second (the rollback) came.
+fn bad_and_back(calls: &[shipshape_testkit::awsproxy::Call], svc: &str) -> Option<(Instant, Instant)> {
+    let mut updates = calls.iter().filter(|c| c.operation == "UpdateService" && !c.faulted && c.service_name.as_deref() == Some(svc));
+    Some((updates.next()?.at?, updates.next()?.at?))
+}
+
 /// For each service, seconds from its first UpdateService (the bad SHA) plus the ECS
 /// deployment delay (when ECS reports FAILED) to the next one (the rollback).
 fn rollback_latencies(calls: &[shipshape_testkit::awsproxy::Call], services: &[String], delay: Duration) -> Vec<f64> {
     services
         .iter()
         .filter_map(|svc| {
-            let updates: Vec<_> =
-                calls.iter().filter(|c| c.operation == "UpdateService" && !c.faulted && c.service_name.as_deref() == Some(svc)).collect();
-            let bad = updates.first()?.at?;
-            let back = updates.get(1)?.at?;
+            let (bad, back) = bad_and_back(calls, svc)?;
             Some(back.checked_duration_since(bad + delay).unwrap_or_default().as_secs_f64())
         })
         .collect()
@@ -199,9 +202,7 @@ fn rollback_parts(
     let mut parts: [Vec<f64>; 4] = Default::default();
     let secs = |a: Instant, b: Instant| b.checked_duration_since(a).unwrap_or_default().as_secs_f64();
     for svc in services {
-        let updates: Vec<_> =
-            calls.iter().filter(|c| c.operation == "UpdateService" && !c.faulted && c.service_name.as_deref() == Some(svc)).collect();
-        let (Some(bad), Some(back)) = (updates.first().and_then(|c| c.at), updates.get(1).and_then(|c| c.at)) else { continue };
+        let Some((bad, back)) = bad_and_back(calls, svc) else { continue };
         let failed = bad + delay;
         let Some(&(_, found, put)) = announced.iter().find(|(arn, _, _)| arn.ends_with(&format!("/{svc}"))) else { continue };
         let named = |d: &String| d == svc || d.ends_with(&format!("/{svc}"));

@@ -286,10 +286,7 @@ async fn converge(r: &ServiceRelease, env: &Environment, ctx: &Context, cfg: &Co
 /// rollback in flight, a command, a deletion) rather than a drift check.
 fn rollout_critical(r: &ServiceRelease) -> bool {
     let Some(st) = r.status.as_ref() else { return true };
-    let fresh_command = [RETRY_ANNOTATION, ROLLBACK_ANNOTATION, PROMOTE_ANNOTATION].iter().any(|a| {
-        let name = a.trim_start_matches("shipshape.dev/");
-        r.annotations().get(*a).is_some_and(|v| st.handled_commands.get(name) != Some(v))
-    });
+    let fresh_command = [RETRY_ANNOTATION, ROLLBACK_ANNOTATION, PROMOTE_ANNOTATION].iter().any(|a| fresh(r, st, a));
     r.metadata.deletion_timestamp.is_some()
         || st.observed_generation != r.metadata.generation
         || st.rollback.is_some()
@@ -297,17 +294,19 @@ fn rollout_critical(r: &ServiceRelease) -> bool {
         || matches!(st.phase, Phase::Pending | Phase::Progressing | Phase::Analyzing | Phase::RollingBack)
 }
 
+/// Whether the command annotation `a` of `r` asks for something not yet handled.
+fn fresh(r: &ServiceRelease, st: &ServiceReleaseStatus, a: &str) -> bool {
+    let name = a.trim_start_matches("shipshape.dev/");
+    r.annotations().get(a).is_some_and(|v| st.handled_commands.get(name) != Some(v))
+}
+
 /// Whether `r` has a rollout in flight — ECS or Lambda deploying its spec, under analysis, or
 /// a rollback under way (asked for, or decided and not yet accepted by AWS): the work whose
 /// AWS calls go first (`crate::aws::Work::InFlight`). A new spec to start on is not.
 fn in_flight(r: &ServiceRelease) -> bool {
     let Some(st) = r.status.as_ref() else { return false };
-    let manual_rollback = r
-        .annotations()
-        .get(ROLLBACK_ANNOTATION)
-        .is_some_and(|v| st.handled_commands.get(ROLLBACK_ANNOTATION.trim_start_matches("shipshape.dev/")) != Some(v));
     st.rollback.is_some()
-        || manual_rollback
+        || fresh(r, st, ROLLBACK_ANNOTATION)
         || (st.observed_generation == r.metadata.generation
             && matches!(st.phase, Phase::Progressing | Phase::Analyzing | Phase::RollingBack))
 }
