@@ -108,9 +108,9 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     assert!(ctl.metric("shipshape_aws_events_total", &["AWS API Call via CloudTrail"]) >= 1.0);
 
     // A bucket's versioning suspended by hand: its StackSpec is woken and puts it back.
-    let bucket = unique("uploads");
+    let (bucket, db) = (unique("uploads"), unique("shop"));
     c.apply(&format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: 10m\n  buckets:\n    - {{name: {bucket}, versioning: true}}\n"
+        "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: data, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: 10m\n  databases:\n    - {{name: {db}, engine: postgres, engineVersion: \"16.4\", instanceClass: db.t4g.micro, allocatedStorageGiB: 20}}\n  buckets:\n    - {{name: {bucket}, versioning: true}}\n"
     ))
     .success();
     c.await_condition(&["stackspec", "data", "-n", &ns], "Ready", "True", WAIT).await;
@@ -131,6 +131,29 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     let restored = restored.unwrap_or_else(|| panic!("versioning was not put back: {}", ctl.logs()));
     println!("bucket versioning put back after {restored:?} (drift interval 10m)");
     assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) >= 1.0);
+
+    // A database's class changed by hand (CloudTrail's ModifyDBInstance): put back. moto applies
+    // a class at once and keeps the instance available; RDS keeps it `modifying` for minutes,
+    // and the put-back waits for that (core::stack::database; a waiting database is re-read
+    // every 30 s).
+    let class = || async { admin.rds.describe_db_instance(&db).await.ok().flatten().map(|d| d.instance_class) };
+    assert_eq!(class().await.as_deref(), Some("db.t4g.micro"));
+    let wakes = ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]);
+    let changed = Instant::now();
+    let larger = shipshape::core::stack::DbModify { instance_class: Some("db.t4g.large".into()), ..Default::default() };
+    admin.rds.modify_db_instance(&db, &larger).await.unwrap();
+    assert_eq!(class().await.as_deref(), Some("db.t4g.large"));
+    let mut restored = None;
+    while changed.elapsed() < WAIT {
+        if class().await.as_deref() == Some("db.t4g.micro") {
+            restored = Some(changed.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let restored = restored.unwrap_or_else(|| panic!("the database's class was not put back: {}", ctl.logs()));
+    println!("database class put back after {restored:?} (drift interval 10m)");
+    assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) > wakes, "woken by the event, not a drift read");
 
     // The rule is the Environment's own: ECS events of another cluster in the account never
     // reach its queue (moto's own rule matching; the heartbeat's scoping is pinned by the
