@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use common::support::Controller;
 use kube::api::{Api, ListParams};
-use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus};
+use shipshape::api::{Phase, RolloutStatus, ServiceRelease, ServiceReleaseStatus, StackSpec};
 use shipshape::aws::{AwsProvider, ServiceRequest, Target};
 use shipshape::core::analysis::Verdict;
 use shipshape::core::rollout::{self, Commands, Config, DeploymentObs, Effect, ServiceObs, TrafficStep};
@@ -147,10 +147,11 @@ async fn latencies(runs: usize) {
     );
 }
 
-/// Release `svc<i>` of the bench's namespace at `sha`.
+/// Release `svc<i>` of the bench's namespace at `sha`, labelled `bench-sha: <sha>` (a group
+/// of releases is waited for by its label).
 fn release(b: &common::Bench, i: usize, sha: &str) -> String {
     format!(
-        "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: {sha}}}\n  task: {{cpu: 256, memory: 512}}\n",
+        "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: svc{i}, namespace: {ns}, labels: {{bench-sha: {sha}}}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  image: {{repository: r, gitSha: {sha}}}\n  task: {{cpu: 256, memory: 512}}\n",
         ns = b.ns,
         env = b.env(i)
     )
@@ -232,6 +233,83 @@ fn rollback_parts(
     for (name, v) in names.iter().zip(parts.iter_mut()) {
         eprintln!("rollback part {name}: n {} p50 {:.3} s p99 {:.3} s", v.len(), q(v, 0.5), q(v, 0.99));
     }
+}
+
+/// Seconds from each hand change (a write not signed by the controller, answered by AWS) of
+/// `operation` on one of `names` to the controller's next accepted `operation` on it: the
+/// put-back. Waits up to `within` for all of them; a change never put back counts as NaN.
+async fn put_back(b: &common::Bench, operation: &str, names: &[String], within: Duration) -> Vec<f64> {
+    let of = |c: &shipshape_testkit::awsproxy::Call, name: &str| {
+        c.operation == operation && !c.faulted && (c.service_name.as_deref() == Some(name) || c.resource.as_deref() == Some(name))
+    };
+    let deadline = Instant::now() + within;
+    loop {
+        let calls = b.proxy.calls();
+        let found: Vec<Option<f64>> = names
+            .iter()
+            .map(|name| {
+                let hand = calls.iter().find(|c| of(c, name) && c.access_key != "shipshape")?.at?;
+                let back = calls.iter().filter(|c| of(c, name) && c.access_key == "shipshape").filter_map(|c| c.at).find(|t| *t > hand)?;
+                Some(back.duration_since(hand).as_secs_f64())
+            })
+            .collect();
+        if found.iter().all(Option::is_some) || Instant::now() > deadline {
+            return found.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Hand changes under the drift load, made at once by another IAM identity (CloudTrail records
+/// them): `k` services' desired counts, and the versioning and instance class of `m` StackSpecs'
+/// buckets and databases (applied now, one per Environment in turn). Returns the put-back
+/// seconds of services, buckets and databases.
+async fn hand_changes(b: &common::Bench, n: usize, k: usize) -> [Vec<f64>; 3] {
+    let m = k.min(20);
+    let stacks: Vec<String> = (0..m)
+        .map(|j| {
+            format!(
+                "apiVersion: shipshape.dev/v1alpha1\nkind: StackSpec\nmetadata: {{name: hand{j}, namespace: {ns}}}\nspec:\n  environment: {env}\n  driftInterval: {DRIFT}s\n  databases:\n    - {{name: hand-db-{n}-{j}, engine: postgres, engineVersion: \"16.4\", instanceClass: db.t4g.micro, allocatedStorageGiB: 20}}\n  buckets:\n    - {{name: hand-{n}-{j}, versioning: true}}\n",
+                ns = b.ns,
+                env = b.envs[j % b.envs.len()]
+            )
+        })
+        .collect();
+    b.apply_all(&stacks);
+    let ready = |s: &StackSpec| s.status.as_ref().is_some_and(|st| st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    b.converge::<StackSpec>(m, common::Bench::timeout(n), ready).await;
+    // Services spread over every Environment, none of those the rollbacks and the failover use.
+    let step = (n.saturating_sub(2 * k) / k).max(1);
+    let services: Vec<usize> = (2 * k..n).step_by(step).take(k).collect();
+    let (buckets, dbs): (Vec<String>, Vec<String>) = (0..m).map(|j| (format!("hand-{n}-{j}"), format!("hand-db-{n}-{j}"))).unzip();
+    let admin = common::support::aws_at(&b.proxy.url(), "eu-west-1").await;
+    let larger = shipshape::core::stack::DbModify { instance_class: Some("db.t4g.large".into()), ..Default::default() };
+    // A settled moment: the StackSpecs' creation is over.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let url = b.proxy.url();
+    let svc_changes = services.iter().map(|&i| {
+        let body = serde_json::json!({"cluster": b.env(i), "service": format!("svc{i}"), "desiredCount": 7});
+        let url = url.clone();
+        async move { common::support::ecs_call(&url, "test", "UpdateService", body).await.status().is_success() }
+    });
+    let bucket_changes = buckets.iter().map(|name| async { admin.s3.put_versioning(name, false).await.is_ok() });
+    let db_changes = dbs.iter().map(|name| async { admin.rds.modify_db_instance(name, &larger).await.is_ok() });
+    let (a, b2, c) = tokio::join!(
+        futures::future::join_all(svc_changes),
+        futures::future::join_all(bucket_changes),
+        futures::future::join_all(db_changes)
+    );
+    let refused = [a, b2, c].iter().flatten().filter(|ok| !**ok).count();
+    if refused > 0 {
+        eprintln!("{refused} hand changes were refused");
+    }
+    let names: Vec<String> = services.iter().map(|i| format!("svc{i}")).collect();
+    let within = Duration::from_secs(120);
+    [
+        put_back(b, "UpdateService", &names, within).await,
+        put_back(b, "PutBucketVersioning", &buckets, within).await,
+        put_back(b, "ModifyDBInstance", &dbs, within).await,
+    ]
 }
 
 async fn steady(n: usize) {
@@ -316,7 +394,7 @@ async fn steady(n: usize) {
         b.proxy.fail_next_deployment(svc, 2);
     }
     b.apply_all(&(0..k).map(|i| release(&b, i, "badbad1")).collect::<Vec<_>>());
-    b.converge::<ServiceRelease>(k, common::Bench::timeout(n), rolled_back).await;
+    b.converge_selected::<ServiceRelease>("bench-sha=badbad1", k, common::Bench::timeout(n), rolled_back).await;
     let mut seen_to_call = rollback_latencies(&b.proxy.calls(), &bad, delay);
     if common::events_on() {
         rollback_parts(&b.proxy.calls(), &b.proxy.announced(), &bad, delay);
@@ -331,6 +409,28 @@ async fn steady(n: usize) {
             eprintln!("{l}");
         }
     }
+
+    // Hand changes put back: after an event (events on), at the next drift read (off).
+    b.proxy.reset();
+    let mut hand = hand_changes(&b, n, k).await;
+    let [svc_back, bucket_back, db_back] = &mut hand;
+    for (what, v) in [("services", &mut *svc_back), ("buckets", &mut *bucket_back), ("databases", &mut *db_back)] {
+        let missed = v.iter().filter(|s| s.is_nan()).count();
+        eprintln!(
+            "hand change -> put back, {what}: n {} p50 {:.2} s p99 {:.2} s ({missed} not put back within 120 s)",
+            v.len(),
+            common::pct(v, 0.5),
+            common::pct(v, 0.99)
+        );
+    }
+    let hand_p99 = |v: &mut Vec<f64>| {
+        if v.iter().any(|s| s.is_nan()) {
+            "missed".to_string()
+        } else {
+            format!("{:.2}", common::pct(v, 0.99))
+        }
+    };
+    let hand_col = format!("{} / {} / {}", hand_p99(svc_back), hand_p99(bucket_back), hand_p99(db_back));
 
     // Failover: the next k releases' deployments fail while the leader dies; a standby that
     // was waiting takes the lease and rolls them back.
@@ -368,7 +468,7 @@ async fn steady(n: usize) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    b.converge::<ServiceRelease>(2 * k, common::Bench::timeout(n), rolled_back).await;
+    b.converge_selected::<ServiceRelease>("bench-sha=badbad2", k, common::Bench::timeout(n), rolled_back).await;
     // A fresh leader confirms every release against ECS: seconds from taking the Lease until
     // its DescribeServices calls have covered all N services.
     let all_checked = {
@@ -422,7 +522,7 @@ async fn steady(n: usize) {
         (Some(percentile(&mut seen_to_call, 0.5)), Some(percentile(&mut seen_to_call, 0.99)))
     };
     println!(
-        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {cpu_ms:.2} | {rss:.0} | {k}: {} / {} | {} | {} ({}/{k} rolled back) | {} |",
+        "| {n} | {converge:.1} | {} | {converge_calls:.1} | {:.0} | {:.0} | {:.0} | {:.1} | {api_per:.0} | {:.2} | {cpu_ms:.2} | {rss:.0} | {k}: {} / {} | {} | {} ({}/{k} rolled back) | {} | {hand_col} |",
         phases.join(", "),
         calls.len() as f64 / w,
         per("DescribeServices"),
@@ -457,10 +557,12 @@ fn main() {
         println!(
             "the controller's own verdict -> UpdateService p99, a histogram bucket bound; then k more fail while the leader is killed:"
         );
-        println!("seconds from the standby taking the Lease to its first rollback, and until it has read every service from ECS);");
+        println!("seconds from the standby taking the Lease to its first rollback, and until it has read every service from ECS;");
+        println!("before that, another identity changes k services' desired counts and the versioning and class of up to 20 StackSpecs'");
+        println!("buckets and databases at once: seconds from AWS taking each change to the controller's put-back call);");
         println!("releases are spread over Environments (ECS clusters) of {} each", common::PER_ENV);
-        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval (no Lease) | CPU s / interval | CPU ms / reconcile | RSS MiB | rollbacks under drift load: k: p50 / p99 s | verdict -> UpdateService p99 s | failover -> first rollback s | failover -> all N read s |");
-        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|");
+        println!("| releases | converge s | phases | AWS calls / release to converge | AWS calls / interval | DescribeServices / interval | GetCallerIdentity / interval | AWS writes / interval | API requests / interval (no Lease) | CPU s / interval | CPU ms / reconcile | RSS MiB | rollbacks under drift load: k: p50 / p99 s | verdict -> UpdateService p99 s | failover -> first rollback s | failover -> all N read s | hand change -> put back p99 s: k services / buckets / databases |");
+        println!("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|");
     }
     common::per_size("100,500", |n| common::runtime().block_on(steady(n)));
 }

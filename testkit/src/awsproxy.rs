@@ -65,6 +65,9 @@ pub struct Call {
     /// The services a DescribeServices call asked for (names as sent: names or ARNs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub described: Vec<String>,
+    /// The bucket of an S3 call, the DB instance of an RDS call naming one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
     /// When the proxy received it (not serialized: an Instant means nothing elsewhere).
     #[serde(skip)]
     pub at: Option<std::time::Instant>,
@@ -723,6 +726,11 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             .and_then(|v| v["services"].as_array())
             .map(|a| a.iter().filter_map(|n| n.as_str()).map(|n| n.rsplit('/').next().unwrap_or(n).to_string()).collect())
             .unwrap_or_default();
+        let resource = match service.as_str() {
+            "s3" => Some(crate::s3::bucket_of(uri.path())).filter(|b| !b.is_empty()),
+            "rds" => url::form_urlencoded::parse(&body).find(|(k, _)| k == "DBInstanceIdentifier").map(|(_, v)| v.into_owned()),
+            _ => None,
+        };
         let access_key = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -738,6 +746,7 @@ async fn handle(State(shared): State<Arc<Shared>>, method: Method, uri: Uri, hea
             access_key,
             service_name,
             described,
+            resource,
             at: Some(std::time::Instant::now()),
         });
         fault
