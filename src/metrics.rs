@@ -10,7 +10,13 @@ use prometheus::{
 /// All metrics of one controller process.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Registry,
+    /// Every metric, the two with a series per release (`release_phase`, `release_info`) each
+    /// in a registry of its own: a scrape gathers and encodes one registry at a time, so the
+    /// copy gathering makes (about 800 bytes per series) is that of one family at most, not of
+    /// all 20,000 series of 10,000 releases at once.
+    registries: [Registry; 3],
+    /// The length of the last exposition (the next one's buffer is made that large at once).
+    last_len: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Reconciles by controller and result (ok | error | stalled).
     pub reconciles: IntCounterVec,
     /// Reconcile duration by controller.
@@ -168,9 +174,14 @@ impl Metrics {
         for c in [&aws_events, &aws_event_fallbacks, &aws_event_receive_failures, &aws_event_wakes] {
             registry.register(Box::new(c.clone())).unwrap();
         }
-        for g in [&release_phase, &release_info, &release_traffic_weight, &rollback_unsafe, &release_waiting] {
+        for g in [&release_traffic_weight, &rollback_unsafe, &release_waiting] {
             registry.register(Box::new(g.clone())).unwrap();
         }
+        let per_release = [&release_phase, &release_info].map(|g| {
+            let r = Registry::new_custom(Some("shipshape".into()), None).expect("registry");
+            r.register(Box::new(g.clone())).unwrap();
+            r
+        });
         registry.register(Box::new(analysis_value.clone())).unwrap();
         registry.register(Box::new(rollback_seconds.clone())).unwrap();
         for c in [&reconciles, &errors, &aws_requests, &aws_throttles, &drift_corrections, &rollouts, &rollbacks, &notifications] {
@@ -178,8 +189,10 @@ impl Metrics {
         }
         registry.register(Box::new(reconcile_duration.clone())).unwrap();
         registry.register(Box::new(leader.clone())).unwrap();
+        let [phases, infos] = per_release;
         Metrics {
-            registry,
+            registries: [registry, phases, infos],
+            last_len: Default::default(),
             reconciles,
             reconcile_duration,
             errors,
@@ -215,8 +228,12 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let mut buf = vec![];
-        TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("metrics encode");
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut buf = Vec::with_capacity(self.last_len.load(Relaxed).saturating_add(4096));
+        for registry in &self.registries {
+            TextEncoder::new().encode(&registry.gather(), &mut buf).expect("metrics encode");
+        }
+        self.last_len.store(buf.len(), Relaxed);
         String::from_utf8(buf).expect("metrics are utf-8")
     }
 }
@@ -224,5 +241,27 @@ impl Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-release families, gathered from registries of their own, are in the one
+    /// exposition with their prefix, once each, beside the others.
+    #[test]
+    fn one_exposition_of_every_registry() {
+        let m = Metrics::new();
+        m.release_phase.with_label_values(&["team", "api", "Healthy"]).set(1);
+        m.release_info.with_label_values(&["team", "api", "abcdef1", "abcdef0"]).set(1);
+        m.leader.set(1);
+        let text = m.render();
+        for family in ["shipshape_release_phase", "shipshape_release_info", "shipshape_leader"] {
+            assert_eq!(text.matches(&format!("# TYPE {family} gauge\n")).count(), 1, "{family} once: {text}");
+        }
+        assert!(text.contains("shipshape_release_phase{name=\"api\",namespace=\"team\",phase=\"Healthy\"} 1\n"), "{text}");
+        assert!(text.contains("shipshape_release_info{name=\"api\",namespace=\"team\",sha=\"abcdef1\",stable_sha=\"abcdef0\"} 1\n"));
+        assert_eq!(m.render(), text, "the same twice (the buffer sized from the last one)");
     }
 }
