@@ -30,6 +30,17 @@ async fn desired_count(cluster: &str, service: &str) -> i64 {
     d["services"][0]["desiredCount"].as_i64().unwrap_or(-1)
 }
 
+/// How long after `since` `done()` first held (asked every 100 ms), or None within WAIT.
+async fn held_after<F: std::future::Future<Output = bool>>(since: Instant, done: impl Fn() -> F) -> Option<Duration> {
+    while since.elapsed() < WAIT {
+        if done().await {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_when_they_stop() {
     let c = Cluster::start().await;
@@ -87,14 +98,7 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     let changed = Instant::now();
     let r = ecs_call(&p.url(), "test", "UpdateService", json!({"cluster": env, "service": svc, "desiredCount": 5})).await;
     assert!(r.status().is_success());
-    let mut put_back = None;
-    while changed.elapsed() < WAIT {
-        if desired_count(&env, &svc).await == 2 {
-            put_back = Some(changed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let put_back = held_after(changed, || async { desired_count(&env, &svc).await == 2 }).await;
     let put_back = put_back.unwrap_or_else(|| {
         let logs = ctl.logs();
         let lines: Vec<&str> = logs.lines().filter(|l| l.contains("aws event") || l.contains("WARN")).collect();
@@ -120,14 +124,7 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     assert_eq!(versioning().await.as_deref(), Some("Enabled"));
     let changed = Instant::now();
     admin.s3.put_versioning(&bucket, false).await.unwrap();
-    let mut restored = None;
-    while changed.elapsed() < WAIT {
-        if versioning().await.as_deref() == Some("Enabled") {
-            restored = Some(changed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let restored = held_after(changed, || async { versioning().await.as_deref() == Some("Enabled") }).await;
     let restored = restored.unwrap_or_else(|| panic!("versioning was not put back: {}", ctl.logs()));
     println!("bucket versioning put back after {restored:?} (drift interval 10m)");
     assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) >= 1.0);
@@ -142,18 +139,11 @@ async fn events_wake_objects_a_deleted_rule_is_put_back_and_polling_takes_over_w
     let changed = Instant::now();
     let larger = shipshape::core::stack::DbModify { instance_class: Some("db.t4g.large".into()), ..Default::default() };
     admin.rds.modify_db_instance(&db, &larger).await.unwrap();
-    assert_eq!(class().await.as_deref(), Some("db.t4g.large"));
-    let mut restored = None;
-    while changed.elapsed() < WAIT {
-        if class().await.as_deref() == Some("db.t4g.micro") {
-            restored = Some(changed.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let restored = held_after(changed, || async { class().await.as_deref() == Some("db.t4g.micro") }).await;
     let restored = restored.unwrap_or_else(|| panic!("the database's class was not put back: {}", ctl.logs()));
     println!("database class put back after {restored:?} (drift interval 10m)");
     assert!(ctl.metric("shipshape_aws_event_wakes_total", &["StackSpec"]) > wakes, "woken by the event, not a drift read");
+    assert_eq!(p.count("ModifyDBInstance"), 2, "the hand change, then the put-back");
 
     // The rule is the Environment's own: ECS events of another cluster in the account never
     // reach its queue (moto's own rule matching; the heartbeat's scoping is pinned by the
