@@ -241,11 +241,19 @@ async fn a_blackout_and_a_change_window_hold_new_rollouts_until_they_open() {
     let (start, _) = s.promoted(&svc, "aaaa111");
     assert!(start >= end.with_nanosecond(0).unwrap_or(end), "started {start} inside the blackout (until {end})");
 
-    // A window that opens at the next minute (UTC), computed from now.
-    let now = Utc::now();
-    let opens = (now + chrono::Duration::seconds(60 - i64::from(now.second()))).with_nanosecond(0).unwrap();
+    // A window that opens at the first whole minute (UTC) at least 20 s from now: the release
+    // must be seen held before it opens (a minute boundary a second away would open first).
+    let soon = Utc::now() + chrono::Duration::seconds(20);
+    let opens = (soon + chrono::Duration::seconds(60 - i64::from(soon.second()))).with_nanosecond(0).unwrap();
     let window = format!("  windows: [{{schedule: \"{} {} * * *\", duration: 5m}}]\n", opens.minute(), opens.hour());
     s.c.apply(&namespaces_and_environment(&s.env, &[&ns], &window).await).success();
+    // The controller has the window before the release comes (the two arrive on different watches).
+    eventually(WAIT, "the window observed", || {
+        let env = ["environment", s.env.as_str()];
+        let observed = s.c.jsonpath(&env, "{.status.observedGeneration}");
+        (!observed.is_empty() && observed == s.c.jsonpath(&env, "{.metadata.generation}")).then_some(())
+    })
+    .await;
     s.c.apply(&s.release(&svc, "bbbb222", "")).success();
     eventually(WAIT, "held until the window", || {
         (s.get(&svc, "{.status.waiting.sha}") == "bbbb222" && s.get(&svc, "{.status.waiting.reason}") == "WaitingForWindow").then_some(())
