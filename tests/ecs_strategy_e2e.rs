@@ -71,6 +71,14 @@ impl Setup {
         let of = |tg: &str| w.iter().find(|(g, _)| g == tg).map(|(_, w)| *w).unwrap_or(-1);
         (of(&self.lb.production), of(&self.lb.alternate))
     }
+    /// Whether ECS wrote these weights to the production listener rule at some point.
+    fn wrote(&self, want: (i64, i64)) -> bool {
+        let weight = |w: &[(String, i64)], tg: &str| w.iter().find(|(g, _)| g == tg).map(|(_, w)| *w).unwrap_or(-1);
+        self.p
+            .rule_writes()
+            .iter()
+            .any(|(_, w)| w.rule == self.lb.rule && (weight(&w.groups, &self.lb.production), weight(&w.groups, &self.lb.alternate)) == want)
+    }
     /// Waits until ELBv2 shows these weights.
     async fn rule_at(&self, want: (i64, i64)) {
         eventually(WAIT, &format!("the listener rule at {want:?}"), || (futures::executor::block_on(self.weights()) == want).then_some(()))
@@ -113,9 +121,9 @@ async fn an_ecs_canary_stops_at_5_percent_passes_and_a_breaching_one_goes_back_t
     s.phase("Healthy").await;
     assert_eq!(s.weights().await, (100, 0), "a first version serves from the production group at once");
 
-    // v2: ECS shifts 5 % to the alternate group and pauses there; judged through the bake,
-    // then continued to all of it and judged again.
-    s.c.apply(&s.release("bbbb222", canary)).success();
+    // v2: ECS shifts 5 % to the alternate group and pauses there; judged through the bake (long
+    // enough for the test to read the step everywhere), then continued to all of it and judged again.
+    s.c.apply(&s.release("bbbb222", "{canary: {percent: 5, bake: 12s}}")).success();
     s.rule_at((95, 5)).await;
     eventually(WAIT, "status at step 1/2, 5 %", || {
         (s.get("{.status.rollout.stepText} {.status.rollout.weight} {.status.rollout.stage}") == "1/2 5 PRE_PRODUCTION_TRAFFIC_SHIFT")
@@ -146,9 +154,10 @@ async fn an_ecs_canary_stops_at_5_percent_passes_and_a_breaching_one_goes_back_t
     // v3 serves 20 % errors at its 5 %: rolled back at the pause, traffic back to 0 %.
     h.set_error_rate(&s.svc, 0.2);
     s.c.apply(&s.release("cccc333", canary)).success();
-    s.rule_at((5, 95)).await;
     s.phase("RolledBack").await;
     s.rule_at((0, 100)).await;
+    // Its 5 % lasted only until the first round: read from the rule writes, not caught by polling.
+    assert!(s.wrote((5, 95)), "v3 served 5 % before its rollback: {:?}", s.p.rule_writes());
     let reason = s.get("{.status.history[0].reason}");
     assert!(reason.contains("error-rate") && reason.contains("above max 0.05"), "{reason}");
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted Promoted");
@@ -186,7 +195,8 @@ async fn an_ecs_linear_release_rolls_back_at_step_2_of_4_and_blue_green_promotes
     let s = setup().await;
     let h = health();
     h.set_error_rate(&s.svc, 0.0);
-    let linear = "{linear: {stepPercent: 25, stepBake: 2s}}";
+    // Each step bakes long enough for the test to see step 2 and breach in it.
+    let linear = "{linear: {stepPercent: 25, stepBake: 10s}}";
     s.c.apply(&s.release("aaaa111", linear)).success();
     s.phase("Healthy").await;
 

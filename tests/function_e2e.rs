@@ -152,8 +152,9 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
     })
     .await;
 
-    // v2: 10 % of the invocations for the bake while the analysis passes, then all of them.
-    s.c.apply(&s.release("bbbb222")).success();
+    // v2: 10 % of the invocations for the bake while the analysis passes, then all of them
+    // (a bake long enough for the test to read the step everywhere).
+    s.c.apply(&s.release_baking("bbbb222", "10s")).success();
     s.at_canary("1", "2").await;
     eventually(WAIT, "v2 stable", || (s.get("{.status.stableSha}") == "bbbb222").then_some(())).await;
     assert_eq!(s.alias().await, ("2".to_string(), String::new()));
@@ -162,10 +163,9 @@ async fn a_lambda_canary_takes_10_percent_then_the_alias_and_a_breaching_one_is_
     assert_eq!(s.get("{.status.stableTaskDefinitionArn}"), "", "a Lambda version is not stored under ECS's name");
 
     // v3 serves 20% errors at its 10 % step: rolled back, the alias on version 2 again with
-    // no weights.
+    // no weights (its 10 % lasts two failing rounds: the UpdateAlias count below shows it).
     h.set_error_rate(&s.name, 0.2);
     s.c.apply(&s.release("cccc333")).success();
-    s.at_canary("2", "3").await;
     eventually(WAIT, "v3 RolledBack", || (s.get("{.status.phase}") == "RolledBack").then_some(())).await;
     assert_eq!(s.alias().await, ("2".to_string(), String::new()));
     assert_eq!(s.get("{.status.history[*].outcome}"), "RolledBack Promoted Promoted");
@@ -475,9 +475,11 @@ async fn a_release_gated_only_by_a_cloudwatch_alarm_is_rolled_back_when_it_fires
     let _ctl = Controller::start_at(&s.c, &s.p.url(), &[]);
     let alarm = unique("bookings-errors");
     put_alarm(&alarm, "OK").await;
+    // v2 bakes an hour: the alarm, fired once the test has seen the canary, decides.
     let release = |sha: &str| {
+        let bake = if sha == "aaaa111" { "3s" } else { "1h" };
         format!(
-            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n  driftInterval: 2s\n  deletionPolicy: Delete\n  rollout:\n    strategy: {{canary: {{percent: 10, bake: 3s}}}}\n    analysis:\n      warmup: 1s\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 0\n      cloudwatchAlarms: [{alarm}]\n",
+            "apiVersion: shipshape.dev/v1alpha1\nkind: ServiceRelease\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  environment: {env}\n  image: {{gitSha: {sha}}}\n  function:\n    s3: {{bucket: {bucket}, key: \"builds/{{{{sha}}}}.zip\"}}\n    runtime: nodejs20.x\n    handler: index.handler\n  driftInterval: 2s\n  deletionPolicy: Delete\n  rollout:\n    strategy: {{canary: {{percent: 10, bake: {bake}}}}}\n    analysis:\n      warmup: 1s\n      interval: 1s\n      successfulRuns: 2\n      failureLimit: 0\n      cloudwatchAlarms: [{alarm}]\n",
             name = s.name,
             ns = s.ns,
             env = s.env,
@@ -514,7 +516,8 @@ async fn a_linear_release_rolls_back_at_step_2_of_4_and_a_blue_green_one_during_
     let h = health();
     h.set_error_rate(&s.name, 0.0);
     let with = |sha: &str, strategy: &str| s.release(sha).replace("strategy: {canary: {percent: 10, bake: 3s}}", strategy);
-    let linear = "strategy: {linear: {stepPercent: 25, stepBake: 2s}}";
+    // Each step bakes long enough for the test to see step 2 and breach in it.
+    let linear = "strategy: {linear: {stepPercent: 25, stepBake: 10s}}";
     s.c.apply(&with("aaaa111", linear)).success();
     eventually(WAIT, "v1 Healthy", || (s.get("{.status.phase}") == "Healthy").then_some(())).await;
 

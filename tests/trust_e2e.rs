@@ -231,14 +231,15 @@ async fn a_metrics_outage_holds_the_rollout_without_a_rollback_and_it_continues_
     let ns = w.ns[0].clone();
     let svc = unique("api");
     h.set_error_rate(&svc, 0.0);
-    let analysis = |deadline: &str| {
+    // v2 warms up long enough for Prometheus to be stopped before its first round.
+    let analysis = |deadline: &str, warmup: &str| {
         format!(
-            "  rollout:\n    progressDeadline: {deadline}\n    analysis:\n      warmup: 2s\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 0\n      queries:\n        - name: error-rate\n          prometheus: '{ERROR_RATE}'\n          max: 0.05\n"
+            "  rollout:\n    progressDeadline: {deadline}\n    analysis:\n      warmup: {warmup}\n      interval: 2s\n      successfulRuns: 2\n      failureLimit: 0\n      queries:\n        - name: error-rate\n          prometheus: '{ERROR_RATE}'\n          max: 0.05\n"
         )
     };
-    w.c.apply(&w.release(&ns, &svc, "aaaa111", &analysis("2m"))).success();
+    w.c.apply(&w.release(&ns, &svc, "aaaa111", &analysis("2m", "2s"))).success();
     eventually(Duration::from_secs(60), "v1 Healthy", || (w.get(&ns, &svc, "{.status.phase}") == "Healthy").then_some(())).await;
-    w.c.apply(&w.release(&ns, &svc, "bbbb222", &analysis("30s"))).success();
+    w.c.apply(&w.release(&ns, &svc, "bbbb222", &analysis("30s", "10s"))).success();
     w.phase(&ns, &svc, "Analyzing").await;
     prom.stop();
     let (reason, message) = w.stalled(&ns, &svc).await;
