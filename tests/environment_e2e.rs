@@ -66,11 +66,13 @@ async fn editing_tags_updates_them_in_aws_and_removes_dropped_ones() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call() {
-    let E2e { c, p: _p, ctl } = E2e::start().await;
+    let E2e { c, p, ctl: _ctl } = E2e::start().await;
     let (env, cluster) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env, &cluster, "")).success();
     ready(&c, &["environment", &env]).await;
-    let calls_before = ctl.metric("shipshape_aws_requests_total", &[]);
+    // The StackSpec's calls would be S3's (the Environment's own reconciles read STS and ECS,
+    // one more after its status write may still come).
+    let s3_calls = || p.calls().iter().filter(|c| c.service == "s3").count();
 
     let ns = unique("team-b");
     c.apply(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n")).success();
@@ -91,7 +93,7 @@ async fn a_stackspec_in_a_namespace_not_allowed_is_stalled_and_makes_no_aws_call
     assert!(events.contains("Warning") && events.contains("add it to spec.allowedNamespaces"), "{events}");
     // Give the controller time to misbehave, then count: not one AWS call for it.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(ctl.metric("shipshape_aws_requests_total", &[]), calls_before, "{}", ctl.scrape().unwrap_or_default());
+    assert_eq!(s3_calls(), 0, "{:?}", p.calls());
 
     // Allowing the namespace on the Environment re-reconciles the StackSpec by itself.
     let patch = format!(r#"{{"spec":{{"allowedNamespaces":["car-rental","{ns}"]}}}}"#);
@@ -225,8 +227,9 @@ async fn only_the_leader_reconciles_and_a_standby_takes_over_when_it_dies() {
     a.kill();
     let started = std::time::Instant::now();
     eventually(WAIT, "the standby to lead", || (b.metric("shipshape_leader", &[]) == 1.0).then_some(())).await;
-    // The lease lasts 4s; the standby retries every 500ms.
-    assert!(started.elapsed() < Duration::from_secs(8), "takeover took {:?}", started.elapsed());
+    // The lease lasts 4s; the standby retries every 500ms: within a few lease durations,
+    // however slow the machine's scrapes.
+    assert!(started.elapsed() < Duration::from_secs(15), "takeover took {:?}", started.elapsed());
     let (env2, cl2) = (unique("env"), unique("cluster"));
     c.apply(&environment(&env2, &cl2, "")).success();
     ready(&c, &["environment", &env2]).await;

@@ -36,6 +36,12 @@ async fn setup(namespaces: &[&str], env_extra: &str) -> Setup {
 }
 
 impl Setup {
+    /// Applies the Environment anew with `extra` spec lines and waits until the controller has
+    /// reconciled it (releases and the Environment arrive on different watches).
+    async fn environment(&self, namespaces: &[&str], extra: &str) {
+        self.c.apply(&namespaces_and_environment(&self.env, namespaces, extra).await).success();
+        self.c.environment_observed(&self.env).await;
+    }
     /// A release `st` at `sha`, judged on its own alarm, with `extra` spec lines.
     fn release(&self, st: &Stage, sha: &str, extra: &str) -> String {
         format!(
@@ -226,13 +232,15 @@ async fn a_front_end_after_its_api_starts_once_the_api_is_healthy_and_a_cycle_is
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blackout_and_a_change_window_hold_new_rollouts_until_they_open() {
     let ns = unique("rental");
+    let s = setup(&[&ns], "").await;
+    let svc = stage(&ns, "backend").await;
+    // A blackout ending 30 s from now, counted once the rest is set up.
     let end = Utc::now() + chrono::Duration::seconds(30);
     let blackout = format!(
         "  blackouts: [{{start: \"2020-01-01T00:00:00Z\", end: \"{}\", reason: quarter close}}]\n",
         end.format("%Y-%m-%dT%H:%M:%SZ")
     );
-    let s = setup(&[&ns], &blackout).await;
-    let svc = stage(&ns, "backend").await;
+    s.environment(&[&ns], &blackout).await;
     s.c.apply(&s.release(&svc, "aaaa111", "")).success();
     eventually(WAIT, "held by the blackout", || (s.get(&svc, "{.status.waiting.reason}") == "WaitingForWindow").then_some(())).await;
     let message = s.get(&svc, "{.status.waiting.message}");
@@ -246,14 +254,7 @@ async fn a_blackout_and_a_change_window_hold_new_rollouts_until_they_open() {
     let soon = Utc::now() + chrono::Duration::seconds(20);
     let opens = (soon + chrono::Duration::seconds(60 - i64::from(soon.second()))).with_nanosecond(0).unwrap();
     let window = format!("  windows: [{{schedule: \"{} {} * * *\", duration: 5m}}]\n", opens.minute(), opens.hour());
-    s.c.apply(&namespaces_and_environment(&s.env, &[&ns], &window).await).success();
-    // The controller has the window before the release comes (the two arrive on different watches).
-    eventually(WAIT, "the window observed", || {
-        let env = ["environment", s.env.as_str()];
-        let observed = s.c.jsonpath(&env, "{.status.observedGeneration}");
-        (!observed.is_empty() && observed == s.c.jsonpath(&env, "{.metadata.generation}")).then_some(())
-    })
-    .await;
+    s.environment(&[&ns], &window).await;
     s.c.apply(&s.release(&svc, "bbbb222", "")).success();
     eventually(WAIT, "held until the window", || {
         (s.get(&svc, "{.status.waiting.sha}") == "bbbb222" && s.get(&svc, "{.status.waiting.reason}") == "WaitingForWindow").then_some(())

@@ -83,8 +83,7 @@ async fn a_stack_of_one_database_and_two_buckets_is_created_with_outputs() {
 
     // Steady state: further drift passes read but never write.
     p.reset();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(p.count("DescribeDBInstances") >= 2, "drift passes ran: {:?}", p.calls());
+    eventually(Duration::from_secs(60), "two drift passes", || (p.count("DescribeDBInstances") >= 2).then_some(())).await;
     assert_eq!(p.writes(), vec![], "a no-op reconcile makes zero AWS writes");
 }
 

@@ -61,8 +61,7 @@ async fn a_table_is_created_as_declared_with_outputs_and_drift_is_put_back() {
 
     // Steady state: drift passes read, never write.
     p.reset();
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(p.count("DescribeTable") >= 2, "drift passes ran: {:?}", p.calls());
+    eventually(Duration::from_secs(60), "two drift passes", || (p.count("DescribeTable") >= 2).then_some(())).await;
     assert_eq!(p.writes(), vec![], "a no-op reconcile makes zero AWS writes");
 
     // Someone turns point-in-time recovery and TTL off and deletion protection on.

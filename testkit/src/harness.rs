@@ -511,6 +511,18 @@ impl Cluster {
         (a.to_string(), b.to_string())
     }
 
+    /// Waits until the controller has reconciled the Environment's current spec
+    /// (status.observedGeneration = metadata.generation): a test that changes an Environment and
+    /// then a release needs it, the two arriving at the controller on different watches.
+    pub async fn environment_observed(&self, name: &str) {
+        eventually(Duration::from_secs(90), &format!("environment {name} observed"), || {
+            let env = ["environment", name];
+            let observed = self.jsonpath(&env, "{.status.observedGeneration}");
+            (!observed.is_empty() && observed == self.jsonpath(&env, "{.metadata.generation}")).then_some(())
+        })
+        .await;
+    }
+
     /// Waits (up to `timeout`) until the object's condition `type_` has `status`; returns its
     /// reason.
     pub async fn await_condition(&self, kind_name: &[&str], type_: &str, status: &str, timeout: Duration) -> String {
